@@ -1,0 +1,1 @@
+"""The Cairn Kubernetes operator (kopf): Job, Run and Reexecution resources."""

@@ -1,0 +1,107 @@
+"""The `cairn` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _dev_build(args: argparse.Namespace) -> int:
+    from cairn.dev.k8sbuild import Builder
+
+    Builder(version=args.version, cache=args.cache).build(force=args.force)
+    return 0
+
+
+def _dev_up(args: argparse.Namespace) -> int:
+    from cairn.dev.cluster import Cluster, UpOptions
+
+    cluster = Cluster(args.dir)
+    state = cluster.up(UpOptions(apiserver_port=args.apiserver_port, s3_port=args.s3_port, node=not args.no_node))
+    print(cluster.usage(state))
+    return 0
+
+
+def _dev_down(args: argparse.Namespace) -> int:
+    from cairn.dev.cluster import Cluster
+
+    Cluster(args.dir).down(keep_data=args.keep_data)
+    return 0
+
+
+def _dev_status(args: argparse.Namespace) -> int:
+    from cairn.dev.cluster import Cluster
+
+    text, healthy = Cluster(args.dir).status()
+    print(text)
+    return 0 if healthy else 1
+
+
+def _dev_env(args: argparse.Namespace) -> int:
+    from cairn.dev.cluster import Cluster
+
+    print(Cluster(args.dir).env_text(), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cairn import __version__
+    from cairn.dev.paths import default_cluster_dir
+    from cairn.dev.versions import K8S_VERSION
+
+    parser = argparse.ArgumentParser(prog="cairn", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"cairn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="a real local control plane without Docker")
+    dsub = dev.add_subparsers(dest="dev_command", required=True)
+
+    b = dsub.add_parser("build", help=f"build the Kubernetes {K8S_VERSION} binaries from Go modules (cached)")
+    b.add_argument("--version", default=K8S_VERSION, help="Kubernetes release (default: %(default)s)")
+    b.add_argument("--cache", type=Path, default=None, help="cache directory (default: ~/.cache/cairn)")
+    b.add_argument("--force", action="store_true", help="rebuild even when cached binaries exist")
+    b.set_defaults(func=_dev_build)
+
+    dir_help = f"cluster directory (default: $CAIRN_DEV_DIR or {default_cluster_dir()})"
+    u = dsub.add_parser("up", help="start etcd, kube-apiserver, controllers, SeaweedFS S3 and a local node")
+    u.add_argument("--dir", type=Path, default=None, help=dir_help)
+    u.add_argument("--apiserver-port", type=int, default=0, help="fixed API server port (default: a free one)")
+    u.add_argument("--s3-port", type=int, default=0, help="fixed S3 port (default: a free one)")
+    u.add_argument("--no-node", action="store_true", help="do not run the local node agent")
+    u.set_defaults(func=_dev_up)
+
+    d = dsub.add_parser("down", help="stop every process `up` started and remove what it created")
+    d.add_argument("--dir", type=Path, default=None, help=dir_help)
+    d.add_argument("--keep-data", action="store_true", help="keep etcd, S3 data and pod logs")
+    d.set_defaults(func=_dev_down)
+
+    s = dsub.add_parser("status", help="show what runs (exit 1 when something is down)")
+    s.add_argument("--dir", type=Path, default=None, help=dir_help)
+    s.set_defaults(func=_dev_status)
+
+    e = dsub.add_parser("env", help="print the environment (eval \"$(cairn dev env)\")")
+    e.add_argument("--dir", type=Path, default=None, help=dir_help)
+    e.set_defaults(func=_dev_env)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from cairn.dev.errors import DevError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except DevError as exc:
+        print(f"cairn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cairn: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

