@@ -27,7 +27,7 @@ def _dev_up(args: argparse.Namespace) -> int:
 def _dev_down(args: argparse.Namespace) -> int:
     from cairn.dev.cluster import Cluster
 
-    Cluster(args.dir).down(keep_data=args.keep_data)
+    Cluster(args.dir).down()
     return 0
 
 
@@ -74,7 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = dsub.add_parser("down", help="stop every process `up` started and remove what it created")
     d.add_argument("--dir", type=Path, default=None, help=dir_help)
-    d.add_argument("--keep-data", action="store_true", help="keep etcd, S3 data and pod logs")
     d.set_defaults(func=_dev_down)
 
     s = dsub.add_parser("status", help="show what runs (exit 1 when something is down)")

@@ -456,6 +456,19 @@ class Cluster:
 
         procs.wait_until(f"Secret default/{S3_SECRET}", create, None, timeout)
 
+    def restart_node(self) -> procs.ProcRecord:
+        """Stop the node agent and start it again (pods keep running, as containers do on a kubelet restart)."""
+        with self._locked():
+            state = self.load_state()
+            if state is None or "node" not in state.procs:
+                raise DevError(f"no node agent runs in {self.root}")
+            old = state.procs["node"]
+            procs.stop(old, grace=10)
+            rec = procs.start("node", old.argv, Path(old.log))
+            state.procs["node"] = rec
+            self._save(state)
+            return rec
+
     def _node_ready(self) -> bool:
         from kubernetes import client
 
@@ -526,7 +539,7 @@ class Cluster:
             if rec is None or name == "node":
                 continue
             if rec.alive():
-                procs.stop(rec, grace=5 if name == "seaweedfs" else 15)
+                procs.stop(rec, grace=2 if name == "seaweedfs" else 15)  # weed ignores TERM
                 stopped.append(name)
         for rel in CREATED_PATHS:
             path = self.root / rel

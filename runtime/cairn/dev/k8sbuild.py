@@ -183,7 +183,7 @@ class Builder:
         self.version = version
         self.layout = layout(version, cache)
         self.say = say
-        self.go = go or shutil.which("go") or ""
+        self.go = (shutil.which("go") or "") if go is None else go
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
