@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dir", type=Path, default=None, help=dir_help)
     s.set_defaults(func=_dev_status)
 
-    e = dsub.add_parser("env", help="print the environment (eval \"$(cairn dev env)\")")
+    e = dsub.add_parser("env", help='print the environment (eval "$(cairn dev env)")')
     e.add_argument("--dir", type=Path, default=None, help=dir_help)
     e.set_defaults(func=_dev_env)
     return parser

@@ -7,6 +7,7 @@ import ssl
 import threading
 import urllib.request
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,7 +31,9 @@ def test_readyz_with_the_written_kubeconfig(dev_cluster: Any) -> None:
 
 
 def test_rbac_refuses_a_service_account_without_a_role(kube: Any, core: Any, namespace: str) -> None:
-    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody")))
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="nobody"))
+    )
     token = core.create_namespaced_service_account_token(
         "nobody", namespace, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
     ).status.token
@@ -45,11 +48,12 @@ def test_rbac_refuses_a_service_account_without_a_role(kube: Any, core: Any, nam
     assert f"system:serviceaccount:{namespace}:nobody" in err.value.body
     # The same token is authenticated (not 401): RBAC, not authentication, refused it.
     review = client.AuthenticationV1Api(kube).create_token_review(
-        client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token)))
+        client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
+    )
     assert review.status.authenticated is True
 
 
-CRD = {
+CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
     "metadata": {"name": "widgets.test.cairn.dev"},
@@ -57,11 +61,24 @@ CRD = {
         "group": "test.cairn.dev",
         "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
         "scope": "Namespaced",
-        "versions": [{
-            "name": "v1", "served": True, "storage": True,
-            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                "spec": {"type": "object", "properties": {"size": {"type": "integer", "minimum": 1}}}}}},
-        }],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {"size": {"type": "integer", "minimum": 1}},
+                            }
+                        },
+                    }
+                },
+            }
+        ],
     },
 }
 
@@ -73,9 +90,13 @@ def test_a_crd_installs_and_its_objects_are_created_and_watched(kube: Any, names
     except ApiException as exc:
         if exc.status != 409:
             raise
-    eventually(lambda: any(c.type == "Established" and c.status == "True"
-                           for c in ext.read_custom_resource_definition(CRD["metadata"]["name"]).status.conditions or []),
-               what="CRD Established")
+    eventually(
+        lambda: any(
+            c.type == "Established" and c.status == "True"
+            for c in ext.read_custom_resource_definition(CRD["metadata"]["name"]).status.conditions or []
+        ),
+        what="CRD Established",
+    )
     co = client.CustomObjectsApi(kube)
     seen: list[str] = []
     started = threading.Event()
@@ -83,8 +104,9 @@ def test_a_crd_installs_and_its_objects_are_created_and_watched(kube: Any, names
     def watcher() -> None:
         w = watch.Watch()
         started.set()
-        for ev in w.stream(co.list_namespaced_custom_object, "test.cairn.dev", "v1", namespace, "widgets",
-                           timeout_seconds=20):
+        for ev in w.stream(
+            co.list_namespaced_custom_object, "test.cairn.dev", "v1", namespace, "widgets", timeout_seconds=20
+        ):
             seen.append(f"{ev['type']} {ev['object']['metadata']['name']}")
             if len(seen) >= 2:
                 w.stop()
@@ -92,9 +114,16 @@ def test_a_crd_installs_and_its_objects_are_created_and_watched(kube: Any, names
     t = threading.Thread(target=watcher, daemon=True)
     t.start()
     started.wait()
-    body = {"apiVersion": "test.cairn.dev/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 2}}
-    eventually(lambda: co.create_namespaced_custom_object("test.cairn.dev", "v1", namespace, "widgets", body),
-               what="create widget")
+    body = {
+        "apiVersion": "test.cairn.dev/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w1"},
+        "spec": {"size": 2},
+    }
+    eventually(
+        lambda: co.create_namespaced_custom_object("test.cairn.dev", "v1", namespace, "widgets", body),
+        what="create widget",
+    )
     co.patch_namespaced_custom_object("test.cairn.dev", "v1", namespace, "widgets", "w1", {"spec": {"size": 3}})
     t.join(25)
     assert seen[:2] == ["ADDED w1", "MODIFIED w1"]
@@ -108,14 +137,15 @@ def test_deleting_an_owner_garbage_collects_its_configmap(core: Any, namespace: 
     owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
     ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
     core.create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owned", owner_references=[ref])))
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owned", owner_references=[ref]))
+    )
     core.delete_namespaced_config_map("owner", namespace)
 
     def gone() -> bool:
         try:
             core.read_namespaced_config_map("owned", namespace)
         except ApiException as exc:
-            return exc.status == 404
+            return bool(exc.status == 404)
         return False
 
     eventually(gone, timeout=60, what="the owned ConfigMap to be garbage-collected")
@@ -138,11 +168,18 @@ def test_s3_refuses_anonymous_access(s3: Any, dev_state: Any) -> None:
     from botocore.config import Config
 
     s3.put_object(Bucket=s3.bucket, Key="private/x", Body=b"secret")
-    anon = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{dev_state.ports['s3']}", region_name="us-east-1",
-                        config=Config(signature_version=UNSIGNED, s3={"addressing_style": "path"}))
-    for call in (lambda: anon.get_object(Bucket=s3.bucket, Key="private/x"),
-                 lambda: anon.put_object(Bucket=s3.bucket, Key="private/y", Body=b"x"),
-                 lambda: anon.list_objects_v2(Bucket=s3.bucket)):
+    anon = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{dev_state.ports['s3']}",
+        region_name="us-east-1",
+        config=Config(signature_version=UNSIGNED, s3={"addressing_style": "path"}),
+    )
+    calls: list[Callable[[], Any]] = [
+        lambda: anon.get_object(Bucket=s3.bucket, Key="private/x"),
+        lambda: anon.put_object(Bucket=s3.bucket, Key="private/y", Body=b"x"),
+        lambda: anon.list_objects_v2(Bucket=s3.bucket),
+    ]
+    for call in calls:
         with pytest.raises(Exception) as err:
             call()
         assert "AccessDenied" in str(err.value)

@@ -21,7 +21,8 @@ def make_pod(namespace: str, command: list[str], **spec: Any) -> dict[str, Any]:
     container = {"name": "main", "image": "ignored:latest", "command": command}
     container.update(spec.pop("container", {}))
     return {
-        "apiVersion": "v1", "kind": "Pod",
+        "apiVersion": "v1",
+        "kind": "Pod",
         "metadata": {"name": f"p-{uuid.uuid4().hex[:6]}", "namespace": namespace},
         "spec": {"restartPolicy": "Never", "containers": [container], **spec},
     }
@@ -38,7 +39,7 @@ def phase_of(core: Any, ns: str, name: str, *phases: str) -> Any:
 
 
 def pod_dir(dev_cluster: Any, pod: Any) -> Path:
-    return Path(dev_cluster.root) / "node" / "pods" / pod.metadata.uid
+    return Path(dev_cluster.root) / "node" / "pods" / str(pod.metadata.uid)
 
 
 def test_the_node_is_ready_with_capacity_and_a_fresh_lease(kube: Any, core: Any) -> None:
@@ -53,19 +54,31 @@ def test_the_node_is_ready_with_capacity_and_a_fresh_lease(kube: Any, core: Any)
 
 
 def test_a_pod_runs_to_succeeded_with_its_termination_message(core: Any, namespace: str, dev_cluster: Any) -> None:
-    code = ("import os; open('/dev/termination-log', 'w').write(json.dumps({'pod': os.environ['POD'], "
-            "'ns': os.environ['NS'], 'bucket': os.environ['CAIRN_S3_BUCKET'], 'cwd': os.getcwd()})); print('hello')")
-    body = make_pod(namespace, ["python", "-c", "import json; " + code], container={
-        "env": [
-            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        ],
-    })
+    code = (
+        "import os; open('/dev/termination-log', 'w').write(json.dumps({'pod': os.environ['POD'], "
+        "'ns': os.environ['NS'], 'bucket': os.environ['CAIRN_S3_BUCKET'], 'cwd': os.getcwd()})); print('hello')"
+    )
+    body = make_pod(
+        namespace,
+        ["python", "-c", "import json; " + code],
+        container={
+            "env": [
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            ],
+        },
+    )
     # Secrets resolve in the pod's own namespace, as with a kubelet.
     src = core.read_namespaced_secret("cairn-s3", "default")
-    core.create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="cairn-s3"), data=src.data))
+    core.create_namespaced_secret(
+        namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="cairn-s3"), data=src.data)
+    )
     body["spec"]["containers"][0]["env"].append(
-        {"name": "CAIRN_S3_BUCKET", "valueFrom": {"secretKeyRef": {"name": "cairn-s3", "key": "CAIRN_S3_BUCKET"}}})
+        {
+            "name": "CAIRN_S3_BUCKET",
+            "valueFrom": {"secretKeyRef": {"name": "cairn-s3", "key": "CAIRN_S3_BUCKET"}},
+        }
+    )
     name = run(core, body)
     pod = eventually(lambda: phase_of(core, namespace, name, "Succeeded", "Failed"), timeout=60, what="pod to end")
     assert pod.status.phase == "Succeeded"
@@ -79,8 +92,14 @@ def test_a_pod_runs_to_succeeded_with_its_termination_message(core: Any, namespa
 
 
 def test_a_failing_pod_reaches_failed_with_its_exit_code(core: Any, namespace: str) -> None:
-    name = run(core, make_pod(namespace, ["python", "-c", "import sys; print('it broke'); sys.exit(7)"],
-                              container={"terminationMessagePolicy": "FallbackToLogsOnError"}))
+    name = run(
+        core,
+        make_pod(
+            namespace,
+            ["python", "-c", "import sys; print('it broke'); sys.exit(7)"],
+            container={"terminationMessagePolicy": "FallbackToLogsOnError"},
+        ),
+    )
     pod = eventually(lambda: phase_of(core, namespace, name, "Failed", "Succeeded"), timeout=60, what="pod to fail")
     assert pod.status.phase == "Failed"
     term = pod.status.container_statuses[0].state.terminated
@@ -88,8 +107,14 @@ def test_a_failing_pod_reaches_failed_with_its_exit_code(core: Any, namespace: s
 
 
 def test_a_missing_secret_keeps_the_pod_waiting_with_the_reason(core: Any, namespace: str) -> None:
-    name = run(core, make_pod(namespace, ["true"], container={
-        "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]}))
+    name = run(
+        core,
+        make_pod(
+            namespace,
+            ["true"],
+            container={"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "k"}}}]},
+        ),
+    )
 
     def waiting() -> Any:
         st = core.read_namespaced_pod(name, namespace).status
@@ -118,13 +143,15 @@ def test_a_deleted_pod_is_killed(core: Any, namespace: str, dev_cluster: Any) ->
         try:
             core.read_namespaced_pod(name, namespace)
         except ApiException as exc:
-            return exc.status == 404
+            return bool(exc.status == 404)
         return False
 
     eventually(deleted, timeout=30, what="pod object gone")
     assert not proc.alive()
     child = json.loads((pod_dir(dev_cluster, pod) / "child.json").read_text())
-    assert not Path(f"/proc/{child['pid']}").exists() or "Z" in Path(f"/proc/{child['pid']}/stat").read_text().split()[2]
+    assert (
+        not Path(f"/proc/{child['pid']}").exists() or "Z" in Path(f"/proc/{child['pid']}/stat").read_text().split()[2]
+    )
 
 
 def test_active_deadline_kills_the_pod(core: Any, namespace: str, dev_cluster: Any) -> None:

@@ -62,8 +62,11 @@ def test_up_refuses_a_port_in_use(tmp_path: Path, fake_binaries: Path) -> None:
 
 def _stale(d: Path) -> None:
     d.mkdir(parents=True)
-    state = State(k8s_version="v1.34.4", phase="up",
-                  procs={"etcd": ProcRecord("etcd", 999999, 1, ["etcd"], str(d / "logs/etcd.log"))})
+    state = State(
+        k8s_version="v1.34.4",
+        phase="up",
+        procs={"etcd": ProcRecord("etcd", 999999, 1, ["etcd"], str(d / "logs/etcd.log"))},
+    )
     (d / "state.json").write_text(json.dumps(state.to_json()))
 
 
@@ -97,15 +100,16 @@ def test_corrupt_state_is_a_clear_error(tmp_path: Path) -> None:
     d = tmp_path / "c"
     d.mkdir()
     (d / "state.json").write_text("{not json")
-    with pytest.raises(DevError, match="state.json is unreadable"):
+    with pytest.raises(DevError, match=r"state\.json is unreadable"):
         Cluster(d).status()
 
 
 def test_kubeconfig_embeds_credentials(tmp_path: Path) -> None:
     for n in ("ca.crt", "c.crt", "c.key"):
         (tmp_path / n).write_text(n)
-    doc = yaml.safe_load(kubeconfig_yaml("https://127.0.0.1:6443", tmp_path / "ca.crt", tmp_path / "c.crt",
-                                         tmp_path / "c.key", "me"))
+    doc = yaml.safe_load(
+        kubeconfig_yaml("https://127.0.0.1:6443", tmp_path / "ca.crt", tmp_path / "c.crt", tmp_path / "c.key", "me")
+    )
     assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
     assert doc["users"][0]["user"]["client-key-data"] == "Yy5rZXk="
     assert doc["current-context"] == "cairn-dev"

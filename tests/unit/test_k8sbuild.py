@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cairn.dev import k8sbuild
-from cairn.dev.k8sbuild import BuildError, Builder, parse_go_version, render_gomod, replace_lines
+from cairn.dev.k8sbuild import Builder, BuildError, parse_go_version, render_gomod, replace_lines
 from cairn.dev.versions import K8S_VERSION, staging_version
 
 GOMOD = """module k8s.io/kubernetes
@@ -42,7 +42,7 @@ def test_replace_lines_pin_each_staging_module_to_the_published_release() -> Non
 
 
 def test_replace_lines_refuse_a_gomod_without_staging() -> None:
-    with pytest.raises(BuildError, match="no `replace k8s.io/X"):
+    with pytest.raises(BuildError, match=r"no `replace k8s\.io/X"):
         replace_lines("module x\n\nrequire k8s.io/api v0.34.4\n", "v0.34.4")
 
 
@@ -96,14 +96,17 @@ def _fake_go(tmp_path: Path, script: str) -> str:
 
 
 def test_old_go_toolchain_is_a_clear_error(tmp_path: Path) -> None:
-    go = _fake_go(tmp_path, 'echo go1.19.3\n')
+    go = _fake_go(tmp_path, "echo go1.19.3\n")
     with pytest.raises(BuildError, match=r"needs Go 1\.24 or newer"):
         Builder(cache=tmp_path / "c", say=lambda _: None, go=go).build()
 
 
 def test_failed_step_shows_the_last_lines_of_the_log(tmp_path: Path) -> None:
-    go = _fake_go(tmp_path, 'if [ "$1" = env ]; then echo go1.26.1; exit 0; fi\n'
-                            'echo "proxy says: 403 Forbidden for k8s.io/kubernetes" >&2\nexit 1\n')
+    go = _fake_go(
+        tmp_path,
+        'if [ "$1" = env ]; then echo go1.26.1; exit 0; fi\n'
+        'echo "proxy says: 403 Forbidden for k8s.io/kubernetes" >&2\nexit 1\n',
+    )
     b = Builder(cache=tmp_path / "c", say=lambda _: None, go=go)
     with pytest.raises(BuildError) as err:
         b.build()

@@ -13,10 +13,21 @@ from cairn.dev.podlogic import Action, ConfigError, LocalView, PodView, decide
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
-def pv(phase: str = "Pending", deleting: bool = False, deadline: int | None = None,
-       started: dt.datetime | None = None, container_started: bool = False) -> PodView:
-    return PodView(uid="u", phase=phase, deleting=deleting, active_deadline=deadline, start_time=started,
-                   container_started=container_started)
+def pv(
+    phase: str = "Pending",
+    deleting: bool = False,
+    deadline: int | None = None,
+    started: dt.datetime | None = None,
+    container_started: bool = False,
+) -> PodView:
+    return PodView(
+        uid="u",
+        phase=phase,
+        deleting=deleting,
+        active_deadline=deadline,
+        start_time=started,
+        container_started=container_started,
+    )
 
 
 NONE = LocalView(claimed=False, running=False, exited=False)
@@ -51,10 +62,18 @@ def test_decide(pod: PodView, local: LocalView, now: dt.datetime, want: Action) 
 
 def pod(**container: Any) -> dict[str, Any]:
     return {
-        "metadata": {"name": "p1", "namespace": "ns", "uid": "uid-1", "labels": {"app": "a"},
-                     "annotations": {"x/y": "z"}},
-        "spec": {"nodeName": "cairn-local", "serviceAccountName": "default",
-                 "containers": [{"name": "main", "image": "img", **container}]},
+        "metadata": {
+            "name": "p1",
+            "namespace": "ns",
+            "uid": "uid-1",
+            "labels": {"app": "a"},
+            "annotations": {"x/y": "z"},
+        },
+        "spec": {
+            "nodeName": "cairn-local",
+            "serviceAccountName": "default",
+            "containers": [{"name": "main", "image": "img", **container}],
+        },
         "status": {"phase": "Pending"},
     }
 
@@ -89,19 +108,35 @@ def test_env_resolves_values_refs_and_expansion() -> None:
         ],
     )
     assert env_of(p) == {
-        "CFG_mode": "fast", "A": "1", "B": "1-$(MISSING)-$(A)", "S": "secret-value", "C": "fast",
-        "N": "p1", "NS": "ns", "L": "a", "AN": "z", "NODE": "cairn-local", "IP": "127.0.0.1",
+        "CFG_mode": "fast",
+        "A": "1",
+        "B": "1-$(MISSING)-$(A)",
+        "S": "secret-value",
+        "C": "fast",
+        "N": "p1",
+        "NS": "ns",
+        "L": "a",
+        "AN": "z",
+        "NODE": "cairn-local",
+        "IP": "127.0.0.1",
     }
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ([{"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}], 'secret "nope" not found'),
-        ([{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "zz"}}}],
-         "couldn't find key zz in Secret ns/s3"),
-        ([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k"}}}],
-         'configmap "gone" not found'),
+        (
+            [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}],
+            'secret "nope" not found',
+        ),
+        (
+            [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s3", "key": "zz"}}}],
+            "couldn't find key zz in Secret ns/s3",
+        ),
+        (
+            [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k"}}}],
+            'configmap "gone" not found',
+        ),
         ([{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}}], "unsupported fieldRef"),
     ],
 )
@@ -124,8 +159,13 @@ def test_env_from_missing_secret_is_an_error_unless_optional() -> None:
         ("", "a\nb\n", "FallbackToLogsOnError", 1, "a\nb"),
         ("", "a\nb\n", "FallbackToLogsOnError", 0, ""),
         ("x" * 5000, "", "File", 0, "x" * 4096),
-        ("", "\n".join(str(i) for i in range(200)), "FallbackToLogsOnError", 2,
-         "\n".join(str(i) for i in range(120, 200))),
+        (
+            "",
+            "\n".join(str(i) for i in range(200)),
+            "FallbackToLogsOnError",
+            2,
+            "\n".join(str(i) for i in range(120, 200)),
+        ),
     ],
 )
 def test_termination_message(file_text: str, log_text: str, policy: str, code: int, want: str) -> None:
@@ -143,8 +183,9 @@ def test_terminated_status_reports_exit_code_and_message() -> None:
 
 
 def test_deadline_makes_the_pod_failed_even_with_exit_zero() -> None:
-    st = podlogic.terminated_status(pod(), 0, "", "t0", "t1", pod_reason=podlogic.DEADLINE_REASON,
-                                    pod_message=podlogic.DEADLINE_MESSAGE)
+    st = podlogic.terminated_status(
+        pod(), 0, "", "t0", "t1", pod_reason=podlogic.DEADLINE_REASON, pod_message=podlogic.DEADLINE_MESSAGE
+    )
     assert (st["phase"], st["reason"]) == ("Failed", "DeadlineExceeded")
 
 
@@ -161,8 +202,12 @@ def test_pod_view_of_an_api_pod() -> None:
     p = pod()
     p["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     p["spec"]["activeDeadlineSeconds"] = 7
-    p["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
-                   "containerStatuses": [{"state": {"running": {}}}]}
+    p["status"] = {
+        "phase": "Running",
+        "startTime": "2026-01-01T00:00:00Z",
+        "containerStatuses": [{"state": {"running": {}}}],
+    }
     v = PodView.of(p)
-    assert v == PodView(uid="uid-1", phase="Running", deleting=True, active_deadline=7, start_time=T0,
-                        container_started=True)
+    assert v == PodView(
+        uid="uid-1", phase="Running", deleting=True, active_deadline=7, start_time=T0, container_started=True
+    )

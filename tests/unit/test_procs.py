@@ -56,8 +56,9 @@ def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
 
 
 def test_wait_until_reports_a_crash_with_the_log_tail(tmp_path: Path) -> None:
-    rec = procs.start("crasher", [sys.executable, "-c", "import sys; print('bad flag --x'); sys.exit(2)"],
-                      tmp_path / "log")
+    rec = procs.start(
+        "crasher", [sys.executable, "-c", "import sys; print('bad flag --x'); sys.exit(2)"], tmp_path / "log"
+    )
     with pytest.raises(DevError, match=r"crasher exited before it was ready(.|\n)*bad flag --x"):
         procs.wait_until("readiness", lambda: False, rec, 10)
 
@@ -68,5 +69,5 @@ def test_wait_until_times_out_with_the_last_error() -> None:
     def boom() -> bool:
         raise ConnectionRefusedError("nope")
 
-    with pytest.raises(DevError, match="timed out after 3s waiting for thing.*ConnectionRefusedError: nope"):
+    with pytest.raises(DevError, match=r"timed out after 3s waiting for thing.*ConnectionRefusedError: nope"):
         procs.wait_until("thing", boom, None, 3, sleep=lambda _: None, clock=lambda: float(next(ticks)))

@@ -41,8 +41,18 @@ S3_REGION = "us-east-1"
 #: Stop order: dependents first.
 STOP_ORDER = ("node", "scheduler", "controller-manager", "kube-apiserver", "seaweedfs", "etcd")
 #: What `up` creates inside DIR (and only these are removed by `down`).
-CREATED_PATHS = ("pki", "kubeconfigs", "etcd", "s3", "logs", "node", "apiserver", "kubeconfig", "env",
-                 STATE_FILE)
+CREATED_PATHS = (
+    "pki",
+    "kubeconfigs",
+    "etcd",
+    "s3",
+    "logs",
+    "node",
+    "apiserver",
+    "kubeconfig",
+    "env",
+    STATE_FILE,
+)
 NO_ISOLATION = (
     "the local node cairn-local runs each pod's command as a plain host process with no isolation "
     "(no container, no image, no resource limits): a development stand-in for a kubelet"
@@ -203,7 +213,7 @@ class Cluster:
             f"Secret {S3_SECRET} in namespace default)\n"
             f"  node        {NODE_NAME}: {NO_ISOLATION}\n"
             f"Use it:\n"
-            f"  source {self.env_path}          # or: eval \"$(cairn dev env --dir {self.root})\"\n"
+            f'  source {self.env_path}          # or: eval "$(cairn dev env --dir {self.root})"\n'
             f"  {kubectl} get nodes\n"
             f"Stop it:\n"
             f"  cairn dev down --dir {self.root}\n"
@@ -257,8 +267,15 @@ class Cluster:
             if p:
                 taken.add(p)
         ports = state.ports
-        for name in ("etcd", "etcd_peer", "controller_manager", "scheduler", "weed_master", "weed_volume",
-                     "weed_filer"):
+        for name in (
+            "etcd",
+            "etcd_peer",
+            "controller_manager",
+            "scheduler",
+            "weed_master",
+            "weed_volume",
+            "weed_filer",
+        ):
             ports[name] = procs.free_port(taken)
         ports["apiserver"] = opts.apiserver_port or procs.free_port(taken)
         ports["s3"] = opts.s3_port or procs.free_port(taken)
@@ -277,8 +294,13 @@ class Cluster:
         (self.root / "kubeconfigs").mkdir(exist_ok=True)
         for ident in identities:
             self._kc(ident.file).write_text(
-                kubeconfig_yaml(server, self.pki.ca_cert, self.pki.client_cert(ident), self.pki.client_key(ident),
-                                ident.common_name)
+                kubeconfig_yaml(
+                    server,
+                    self.pki.ca_cert,
+                    self.pki.client_cert(ident),
+                    self.pki.client_key(ident),
+                    ident.common_name,
+                )
             )
         shutil.copyfile(self._kc(pki.ADMIN.file), self.kubeconfig)
         os.chmod(self.kubeconfig, 0o600)
@@ -290,16 +312,29 @@ class Cluster:
             return rec
 
         bindir = Path(sys.executable).parent
-        etcd = launch("etcd", [
-            str(bindir / "etcd") if (bindir / "etcd").exists() else "etcd",
-            "--name", "cairn", "--data-dir", str(self.root / "etcd"),
-            "--listen-client-urls", f"http://127.0.0.1:{ports['etcd']}",
-            "--advertise-client-urls", f"http://127.0.0.1:{ports['etcd']}",
-            "--listen-peer-urls", f"http://127.0.0.1:{ports['etcd_peer']}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{ports['etcd_peer']}",
-            "--initial-cluster", f"cairn=http://127.0.0.1:{ports['etcd_peer']}",
-            "--unsafe-no-fsync", "--log-level", "warn",
-        ])
+        etcd = launch(
+            "etcd",
+            [
+                str(bindir / "etcd") if (bindir / "etcd").exists() else "etcd",
+                "--name",
+                "cairn",
+                "--data-dir",
+                str(self.root / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{ports['etcd']}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{ports['etcd']}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{ports['etcd_peer']}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{ports['etcd_peer']}",
+                "--initial-cluster",
+                f"cairn=http://127.0.0.1:{ports['etcd_peer']}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
+        )
         weed = self._start_seaweedfs(state, launch, bindir)
 
         def etcd_ready() -> bool:
@@ -309,67 +344,134 @@ class Cluster:
         procs.wait_until("etcd /health", etcd_ready, etcd, opts.timeout)
         say(f"  etcd ready on :{ports['etcd']} ({time.monotonic() - t0:.1f}s)")
 
-        apiserver = launch("kube-apiserver", [
-            str(layout.binary("kube-apiserver")),
-            "--etcd-servers", f"http://127.0.0.1:{ports['etcd']}",
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-            "--secure-port", str(ports["apiserver"]),
-            "--cert-dir", str(self.root / "apiserver"),
-            "--tls-cert-file", str(self.pki.serving_cert), "--tls-private-key-file", str(self.pki.serving_key),
-            "--client-ca-file", str(self.pki.ca_cert),
-            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-            "--service-account-key-file", str(self.pki.sa_pub),
-            "--service-account-signing-key-file", str(self.pki.sa_key),
-            "--service-cluster-ip-range", "10.96.0.0/16",
-            "--authorization-mode", "Node,RBAC",
-            "--allow-privileged=true", "--profiling=false",
-            "--endpoint-reconciler-type", "none",
-        ])
+        apiserver = launch(
+            "kube-apiserver",
+            [
+                str(layout.binary("kube-apiserver")),
+                "--etcd-servers",
+                f"http://127.0.0.1:{ports['etcd']}",
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(ports["apiserver"]),
+                "--cert-dir",
+                str(self.root / "apiserver"),
+                "--tls-cert-file",
+                str(self.pki.serving_cert),
+                "--tls-private-key-file",
+                str(self.pki.serving_key),
+                "--client-ca-file",
+                str(self.pki.ca_cert),
+                "--service-account-issuer",
+                "https://kubernetes.default.svc.cluster.local",
+                "--service-account-key-file",
+                str(self.pki.sa_pub),
+                "--service-account-signing-key-file",
+                str(self.pki.sa_key),
+                "--service-cluster-ip-range",
+                "10.96.0.0/16",
+                "--authorization-mode",
+                "Node,RBAC",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--endpoint-reconciler-type",
+                "none",
+            ],
+        )
         admin_ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
         admin_ctx.load_cert_chain(str(self.pki.client_cert(pki.ADMIN)), str(self.pki.client_key(pki.ADMIN)))
-        procs.wait_until("kube-apiserver /readyz", lambda: _https_ok(f"{server}/readyz", admin_ctx),
-                         apiserver, opts.timeout)
+        procs.wait_until(
+            "kube-apiserver /readyz",
+            lambda: _https_ok(f"{server}/readyz", admin_ctx),
+            apiserver,
+            opts.timeout,
+        )
         say(f"  kube-apiserver ready on :{ports['apiserver']} ({time.monotonic() - t0:.1f}s)")
 
         common = ["--bind-address", "127.0.0.1", "--leader-elect=false"]
         cm_kc = str(self._kc(pki.CONTROLLER_MANAGER.file))
-        cm = launch("controller-manager", [
-            str(layout.binary("kube-controller-manager")), *common,
-            "--kubeconfig", cm_kc, "--authentication-kubeconfig", cm_kc, "--authorization-kubeconfig", cm_kc,
-            "--secure-port", str(ports["controller_manager"]), "--cert-dir", str(self.root / "apiserver" / "cm"),
-            "--service-account-private-key-file", str(self.pki.sa_key),
-            "--root-ca-file", str(self.pki.ca_cert),
-            "--use-service-account-credentials=true",
-            "--cluster-signing-cert-file", str(self.pki.ca_cert),
-            "--cluster-signing-key-file", str(self.pki.ca_key),
-        ])
+        cm = launch(
+            "controller-manager",
+            [
+                str(layout.binary("kube-controller-manager")),
+                *common,
+                "--kubeconfig",
+                cm_kc,
+                "--authentication-kubeconfig",
+                cm_kc,
+                "--authorization-kubeconfig",
+                cm_kc,
+                "--secure-port",
+                str(ports["controller_manager"]),
+                "--cert-dir",
+                str(self.root / "apiserver" / "cm"),
+                "--service-account-private-key-file",
+                str(self.pki.sa_key),
+                "--root-ca-file",
+                str(self.pki.ca_cert),
+                "--use-service-account-credentials=true",
+                "--cluster-signing-cert-file",
+                str(self.pki.ca_cert),
+                "--cluster-signing-key-file",
+                str(self.pki.ca_key),
+            ],
+        )
         sched_kc = str(self._kc(pki.SCHEDULER.file))
-        sched = launch("scheduler", [
-            str(layout.binary("kube-scheduler")), *common,
-            "--kubeconfig", sched_kc, "--authentication-kubeconfig", sched_kc,
-            "--authorization-kubeconfig", sched_kc,
-            "--secure-port", str(ports["scheduler"]), "--cert-dir", str(self.root / "apiserver" / "scheduler"),
-        ])
+        sched = launch(
+            "scheduler",
+            [
+                str(layout.binary("kube-scheduler")),
+                *common,
+                "--kubeconfig",
+                sched_kc,
+                "--authentication-kubeconfig",
+                sched_kc,
+                "--authorization-kubeconfig",
+                sched_kc,
+                "--secure-port",
+                str(ports["scheduler"]),
+                "--cert-dir",
+                str(self.root / "apiserver" / "scheduler"),
+            ],
+        )
 
         self._wait_s3(state, weed, opts.timeout)
         say(f"  SeaweedFS S3 ready on :{ports['s3']}, bucket {state.s3['bucket']} ({time.monotonic() - t0:.1f}s)")
         self._write_env(state)
 
         insecure = _insecure()
-        procs.wait_until("kube-controller-manager /healthz",
-                         lambda: _https_ok(f"https://127.0.0.1:{ports['controller_manager']}/healthz", insecure),
-                         cm, opts.timeout)
-        procs.wait_until("kube-scheduler /healthz",
-                         lambda: _https_ok(f"https://127.0.0.1:{ports['scheduler']}/healthz", insecure),
-                         sched, opts.timeout)
+        procs.wait_until(
+            "kube-controller-manager /healthz",
+            lambda: _https_ok(f"https://127.0.0.1:{ports['controller_manager']}/healthz", insecure),
+            cm,
+            opts.timeout,
+        )
+        procs.wait_until(
+            "kube-scheduler /healthz",
+            lambda: _https_ok(f"https://127.0.0.1:{ports['scheduler']}/healthz", insecure),
+            sched,
+            opts.timeout,
+        )
         say(f"  kube-controller-manager and kube-scheduler ready ({time.monotonic() - t0:.1f}s)")
         self._create_s3_secret(state, opts.timeout)
+        procs.wait_until("ServiceAccount default/default (pods need it)", self._default_sa_exists, cm, opts.timeout)
         if opts.node:
-            node = launch("node", [
-                sys.executable, "-m", "cairn.dev.node",
-                "--kubeconfig", str(self._kc("node")), "--node-name", NODE_NAME,
-                "--root", str(self.root / "node"),
-            ])
+            node = launch(
+                "node",
+                [
+                    sys.executable,
+                    "-m",
+                    "cairn.dev.node",
+                    "--kubeconfig",
+                    str(self._kc("node")),
+                    "--node-name",
+                    NODE_NAME,
+                    "--root",
+                    str(self.root / "node"),
+                ],
+            )
             procs.wait_until(f"node {NODE_NAME} to be Ready", lambda: self._node_ready(), node, opts.timeout)
             say(f"  node {NODE_NAME} Ready ({time.monotonic() - t0:.1f}s)")
 
@@ -378,27 +480,46 @@ class Cluster:
         s3dir = self.root / "s3"
         (s3dir / "data").mkdir(parents=True, exist_ok=True)
         config = {
-            "identities": [{
-                "name": "cairn",
-                "credentials": [{"accessKey": state.s3["access_key"], "secretKey": state.s3["secret_key"]}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }]
+            "identities": [
+                {
+                    "name": "cairn",
+                    "credentials": [{"accessKey": state.s3["access_key"], "secretKey": state.s3["secret_key"]}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
         }
         cfg = s3dir / "s3.json"
         fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(config, f)
         weed = str(bindir / "weed") if (bindir / "weed").exists() else "weed"
-        rec: procs.ProcRecord = launch("seaweedfs", [
-            weed, "server", "-master.telemetry=false",
-            f"-dir={s3dir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={p['weed_master']}", f"-master.port.grpc={p['weed_master_grpc']}",
-            f"-volume.port={p['weed_volume']}", f"-volume.port.grpc={p['weed_volume_grpc']}",
-            "-filer", f"-filer.port={p['weed_filer']}", f"-filer.port.grpc={p['weed_filer_grpc']}",
-            "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={cfg}",
-            "-master.volumeSizeLimitMB=1024", "-volume.max=50",
-        ], cwd=s3dir)
+        rec: procs.ProcRecord = launch(
+            "seaweedfs",
+            [
+                weed,
+                "server",
+                "-master.telemetry=false",
+                f"-dir={s3dir / 'data'}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                f"-master.port={p['weed_master']}",
+                f"-master.port.grpc={p['weed_master_grpc']}",
+                f"-volume.port={p['weed_volume']}",
+                f"-volume.port.grpc={p['weed_volume_grpc']}",
+                "-filer",
+                f"-filer.port={p['weed_filer']}",
+                f"-filer.port.grpc={p['weed_filer_grpc']}",
+                "-s3",
+                f"-s3.port={p['s3']}",
+                f"-s3.port.grpc={p['s3_grpc']}",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                f"-s3.config={cfg}",
+                "-master.volumeSizeLimitMB=1024",
+                "-volume.max=50",
+            ],
+            cwd=s3dir,
+        )
         return rec
 
     def s3_client(self, state: State) -> Any:
@@ -443,8 +564,16 @@ class Cluster:
 
         core = client.CoreV1Api(self.api())
         env = self.env(state)
-        data = {k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                    "AWS_REGION", "CAIRN_S3_BUCKET")}
+        data = {
+            k: env[k]
+            for k in (
+                "AWS_ENDPOINT_URL",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_REGION",
+                "CAIRN_S3_BUCKET",
+            )
+        }
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(name=S3_SECRET, labels={"app.kubernetes.io/managed-by": "cairn-dev"}),
             string_data=data,
@@ -468,6 +597,12 @@ class Cluster:
             state.procs["node"] = rec
             self._save(state)
             return rec
+
+    def _default_sa_exists(self) -> bool:
+        from kubernetes import client
+
+        client.CoreV1Api(self.api()).read_namespaced_service_account("default", "default")
+        return True
 
     def _node_ready(self) -> bool:
         from kubernetes import client

@@ -234,8 +234,11 @@ class Builder:
 
         self.say(f"[1/{len(BINARIES) + 2}] fetching k8s.io/kubernetes@{self.version} from the Go module proxy")
         info = json.loads(
-            self._run([self.go, "mod", "download", "-json", f"k8s.io/kubernetes@{self.version}"],
-                      "download", cwd=lay.src)
+            self._run(
+                [self.go, "mod", "download", "-json", f"k8s.io/kubernetes@{self.version}"],
+                "download",
+                cwd=lay.src,
+            )
         )
         if info.get("Error"):
             raise BuildError(f"cannot download k8s.io/kubernetes@{self.version}: {info['Error']}")

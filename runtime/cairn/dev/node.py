@@ -35,7 +35,7 @@ from typing import Any
 
 from cairn.dev import podlogic
 from cairn.dev.podlogic import Action
-from cairn.dev.procs import ProcRecord, proc_start_time
+from cairn.dev.procs import ProcRecord
 from cairn.dev.shim import write_json_atomic
 from cairn.dev.versions import K8S_VERSION
 
@@ -144,8 +144,12 @@ class Agent:
         cpus = os.cpu_count() or 1
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         disk = shutil.disk_usage(self.root).total
-        resources = {"cpu": str(cpus), "memory": f"{mem // 1024}Ki", "pods": "110",
-                     "ephemeral-storage": f"{disk // 1024}Ki"}
+        resources = {
+            "cpu": str(cpus),
+            "memory": f"{mem // 1024}Ki",
+            "pods": "110",
+            "ephemeral-storage": f"{disk // 1024}Ki",
+        }
         now = _ts()
         conds = [
             {"type": t, "status": "False", "reason": r, "message": m, "lastHeartbeatTime": now}
@@ -155,20 +159,36 @@ class Agent:
                 ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
             )
         ]
-        conds.append({"type": "Ready", "status": "True", "reason": "KubeletReady",
-                      "message": NODE_READY_MESSAGE, "lastHeartbeatTime": now})
+        conds.append(
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": NODE_READY_MESSAGE,
+                "lastHeartbeatTime": now,
+            }
+        )
         uname = platform.uname()
         return {
             "capacity": resources,
             "allocatable": resources,
             "conditions": conds,
-            "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": self.node_name}],
+            "addresses": [
+                {"type": "InternalIP", "address": HOST_IP},
+                {"type": "Hostname", "address": self.node_name},
+            ],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
             "nodeInfo": {
                 "architecture": "amd64" if uname.machine in ("x86_64", "amd64") else uname.machine,
-                "operatingSystem": "linux", "kernelVersion": uname.release, "osImage": "cairn-local (host processes)",
-                "containerRuntimeVersion": "cairn-local://0.1.0", "kubeletVersion": K8S_VERSION,
-                "kubeProxyVersion": "", "machineID": "", "systemUUID": "", "bootID": "",
+                "operatingSystem": "linux",
+                "kernelVersion": uname.release,
+                "osImage": "cairn-local (host processes)",
+                "containerRuntimeVersion": "cairn-local://0.1.0",
+                "kubeletVersion": K8S_VERSION,
+                "kubeProxyVersion": "",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
             },
         }
 
@@ -176,11 +196,17 @@ class Agent:
         from kubernetes.client.rest import ApiException
 
         body = {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": self.node_name, "labels": {
-                "kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64", "cairn.dev/local-node": "true",
-            }},
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.node_name,
+                "labels": {
+                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "cairn.dev/local-node": "true",
+                },
+            },
         }
         try:
             self.core.create_node(body)
@@ -204,12 +230,20 @@ class Agent:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            self.coord.create_namespaced_lease("kube-node-lease", {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": self.node_name, "ownerReferences": [{
-                    "apiVersion": "v1", "kind": "Node", "name": self.node_name, "uid": node_uid}]},
-                "spec": spec,
-            })
+            self.coord.create_namespaced_lease(
+                "kube-node-lease",
+                {
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {
+                        "name": self.node_name,
+                        "ownerReferences": [
+                            {"apiVersion": "v1", "kind": "Node", "name": self.node_name, "uid": node_uid}
+                        ],
+                    },
+                    "spec": spec,
+                },
+            )
 
     def heartbeat_loop(self, node_uid: str) -> None:
         while not self.stop_event.is_set():
@@ -235,8 +269,11 @@ class Agent:
         while not self.stop_event.is_set():
             try:
                 w = watch.Watch()
-                for _ in w.stream(self.core.list_pod_for_all_namespaces,
-                                  field_selector=f"spec.nodeName={self.node_name}", timeout_seconds=60):
+                for _ in w.stream(
+                    self.core.list_pod_for_all_namespaces,
+                    field_selector=f"spec.nodeName={self.node_name}",
+                    timeout_seconds=60,
+                ):
                     self.wake.set()
                     if self.stop_event.is_set():
                         w.stop()
@@ -257,8 +294,13 @@ class Agent:
             try:
                 self.apply(action, pod, pdir, now)
             except Exception as exc:
-                log.exception("pod %s/%s: %s failed: %s", pod["metadata"]["namespace"],
-                              pod["metadata"]["name"], action.value, exc)
+                log.exception(
+                    "pod %s/%s: %s failed: %s",
+                    pod["metadata"]["namespace"],
+                    pod["metadata"]["name"],
+                    action.value,
+                    exc,
+                )
 
     def apply(self, action: Action, pod: dict[str, Any], pdir: PodDir, now: dt.datetime) -> None:
         meta = pod["metadata"]
@@ -272,9 +314,19 @@ class Agent:
             self.report_exit(pod, pdir)
         elif action is Action.REPORT_LOST:
             started = (pod.get("status") or {}).get("startTime") or _ts(now)
-            self.patch_status(pod, podlogic.terminated_status(
-                pod, 137, "", started, _ts(now), container_reason=podlogic.LOST_REASON,
-                pod_message=podlogic.LOST_MESSAGE, pod_reason=podlogic.LOST_REASON))
+            self.patch_status(
+                pod,
+                podlogic.terminated_status(
+                    pod,
+                    137,
+                    "",
+                    started,
+                    _ts(now),
+                    container_reason=podlogic.LOST_REASON,
+                    pod_message=podlogic.LOST_MESSAGE,
+                    pod_reason=podlogic.LOST_REASON,
+                ),
+            )
         elif action is Action.KILL_DEADLINE:
             pdir.deadline_marker.touch()
             if self.kill(pod, pdir, grace=int(pod["spec"].get("terminationGracePeriodSeconds", 30))):
@@ -312,8 +364,10 @@ class Agent:
 
         try:
             self.core.delete_namespaced_pod(
-                name, ns, body=client.V1DeleteOptions(grace_period_seconds=0,
-                                                     preconditions=client.V1Preconditions(uid=uid)))
+                name,
+                ns,
+                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=uid)),
+            )
         except ApiException as exc:
             if exc.status not in (404, 409):
                 raise
@@ -342,10 +396,15 @@ class Agent:
     def record_killed(self, pdir: PodDir) -> None:
         if pdir.exit() is None:
             child = _read_json(pdir.path / "child.json") or {}
-            write_json_atomic(pdir.path / "exit.json", {
-                "exit_code": 137, "signal": 9, "started_at": child.get("started_at") or _ts(),
-                "finished_at": _ts(),
-            })
+            write_json_atomic(
+                pdir.path / "exit.json",
+                {
+                    "exit_code": 137,
+                    "signal": 9,
+                    "started_at": child.get("started_at") or _ts(),
+                    "finished_at": _ts(),
+                },
+            )
 
     def read_message(self, pod: dict[str, Any], pdir: PodDir, exit_code: int) -> str:
         c = pod["spec"]["containers"][0]
@@ -365,11 +424,19 @@ class Agent:
         message = rec.get("start_error") or self.read_message(pod, pdir, code)
         reason = "StartError" if rec.get("start_error") else None
         deadline = pdir.deadline_marker.exists()
-        self.patch_status(pod, podlogic.terminated_status(
-            pod, code, message, rec.get("started_at") or _ts(), rec.get("finished_at") or _ts(),
-            container_reason=reason,
-            pod_reason=podlogic.DEADLINE_REASON if deadline else None,
-            pod_message=podlogic.DEADLINE_MESSAGE if deadline else None))
+        self.patch_status(
+            pod,
+            podlogic.terminated_status(
+                pod,
+                code,
+                message,
+                rec.get("started_at") or _ts(),
+                rec.get("finished_at") or _ts(),
+                container_reason=reason,
+                pod_reason=podlogic.DEADLINE_REASON if deadline else None,
+                pod_message=podlogic.DEADLINE_MESSAGE if deadline else None,
+            ),
+        )
 
     def patch_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         meta = pod["metadata"]
@@ -406,10 +473,16 @@ class Agent:
         now = _ts()
         command = list(c.get("command") or [])
         if not command:
-            self.patch_status(pod, podlogic.waiting_status(
-                pod, "CreateContainerError",
-                "cairn-local runs a pod's first container as a host process and ignores images: "
-                "set the container's `command` (the image's entrypoint is not known here)", now))
+            self.patch_status(
+                pod,
+                podlogic.waiting_status(
+                    pod,
+                    "CreateContainerError",
+                    "cairn-local runs a pod's first container as a host process and ignores images: "
+                    "set the container's `command` (the image's entrypoint is not known here)",
+                    now,
+                ),
+            )
             return
         secret, configmap = self.lookups()
         try:
@@ -419,15 +492,22 @@ class Agent:
             return
         workdir = c.get("workingDir")
         if workdir and not Path(workdir).is_dir():
-            self.patch_status(pod, podlogic.waiting_status(
-                pod, "CreateContainerError",
-                f"workingDir {workdir} does not exist on this host (cairn-local runs pods as host processes)", now))
+            self.patch_status(
+                pod,
+                podlogic.waiting_status(
+                    pod,
+                    "CreateContainerError",
+                    f"workingDir {workdir} does not exist on this host (cairn-local runs pods as host processes)",
+                    now,
+                ),
+            )
             return
 
         pdir.path.mkdir(parents=True, exist_ok=True)
         (pdir.path / "work").mkdir(exist_ok=True)
-        write_json_atomic(pdir.path / "pod.json", {"namespace": meta["namespace"], "name": meta["name"],
-                                                   "uid": meta["uid"]})
+        write_json_atomic(
+            pdir.path / "pod.json", {"namespace": meta["namespace"], "name": meta["name"], "uid": meta["uid"]}
+        )
         pdir.termination_log.touch()
         tpath = c.get("terminationMessagePath") or podlogic.DEFAULT_TERMINATION_MESSAGE_PATH
         redirected = str(pdir.termination_log)
@@ -449,16 +529,28 @@ class Agent:
         full_env = {**base, **env}
         exe = shutil.which(argv[0], path=full_env["PATH"]) if "/" not in argv[0] else argv[0]
         if exe is None:
-            self.patch_status(pod, podlogic.waiting_status(
-                pod, "CreateContainerError", f'executable "{argv[0]}" not found in PATH ({full_env["PATH"]})', now))
+            self.patch_status(
+                pod,
+                podlogic.waiting_status(
+                    pod,
+                    "CreateContainerError",
+                    f'executable "{argv[0]}" not found in PATH ({full_env["PATH"]})',
+                    now,
+                ),
+            )
             return
         argv[0] = exe
         (pdir.path / "claimed").write_text(_ts() + "\n")  # from here on, the pod is never started again
         log.info("starting pod %s/%s: %s", meta["namespace"], meta["name"], argv)
         subprocess.Popen(
             [sys.executable, "-m", "cairn.dev.shim", "--pod-dir", str(pdir.path), "--", *argv],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=full_env, cwd=workdir or str(pdir.path / "work"), start_new_session=True, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=full_env,
+            cwd=workdir or str(pdir.path / "work"),
+            start_new_session=True,
+            close_fds=True,
         )
         self.patch_status(pod, podlogic.running_status(pod, now))
 
@@ -490,8 +582,11 @@ def reap_children() -> None:
                 break
 
 
-def main(argv: list[str] | None = None, install_signals: bool = True,
-         on_agent: Callable[[Agent], None] | None = None) -> int:
+def main(
+    argv: list[str] | None = None,
+    install_signals: bool = True,
+    on_agent: Callable[[Agent], None] | None = None,
+) -> int:
     from kubernetes import config
 
     parser = argparse.ArgumentParser(prog="cairn.dev.node", description=__doc__)
@@ -502,6 +597,7 @@ def main(argv: list[str] | None = None, install_signals: bool = True,
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     agent = Agent(config.new_client_from_config(config_file=args.kubeconfig), args.node_name, args.root)
     if install_signals:
+
         def stop(*_: Any) -> None:
             agent.stop_event.set()
             agent.wake.set()

@@ -104,9 +104,15 @@ class PKI:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                    key_encipherment=False, data_encipherment=False, key_agreement=False,
-                    encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -116,9 +122,9 @@ class PKI:
         _write_key(self.ca_key, ca_key)
         _write_cert(self.ca_cert, ca)
 
-        def issue(subject: x509.Name, server: bool, sans: list[x509.GeneralName]) -> tuple[
-            ec.EllipticCurvePrivateKey, x509.Certificate
-        ]:
+        def issue(
+            subject: x509.Name, server: bool, sans: list[x509.GeneralName]
+        ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
             key = ec.generate_private_key(ec.SECP256R1())
             usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
             builder = (
@@ -131,9 +137,7 @@ class PKI:
                 .not_valid_after(now + VALIDITY)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-                .add_extension(
-                    x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-                )
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             )
             if sans:
                 builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -148,9 +152,7 @@ class PKI:
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
         ]
-        key, cert = issue(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]), True, serving_sans
-        )
+        key, cert = issue(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]), True, serving_sans)
         _write_key(self.serving_key, key)
         _write_cert(self.serving_cert, cert)
 
@@ -164,7 +166,5 @@ class PKI:
         sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         _write_key(self.sa_key, sa)
         self.sa_pub.write_bytes(
-            sa.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            sa.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )

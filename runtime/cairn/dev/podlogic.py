@@ -249,11 +249,18 @@ def running_status(pod: Mapping[str, Any], started_at: str, host_ip: str = "127.
         "startTime": (pod.get("status") or {}).get("startTime") or started_at,
         **_addresses(host_ip),
         "conditions": _conditions(True, started_at),
-        "containerStatuses": [{
-            "name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": True, "started": True,
-            "restartCount": 0, "containerID": f"cairn-local://{pod['metadata']['uid']}",
-            "state": {"running": {"startedAt": started_at}},
-        }],
+        "containerStatuses": [
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "containerID": f"cairn-local://{pod['metadata']['uid']}",
+                "state": {"running": {"startedAt": started_at}},
+            }
+        ],
     }
 
 
@@ -264,10 +271,17 @@ def waiting_status(pod: Mapping[str, Any], reason: str, message: str, now: str) 
         "startTime": (pod.get("status") or {}).get("startTime") or now,
         **_addresses("127.0.0.1"),
         "conditions": _conditions(False, now, "ContainersNotReady"),
-        "containerStatuses": [{
-            "name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False, "started": False,
-            "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}},
-        }],
+        "containerStatuses": [
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": reason, "message": message}},
+            }
+        ],
     }
 
 
@@ -297,10 +311,18 @@ def terminated_status(
         "startTime": (pod.get("status") or {}).get("startTime") or started_at,
         **_addresses(host_ip),
         "conditions": _conditions(False, finished_at, "PodCompleted"),
-        "containerStatuses": [{
-            "name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": False, "started": False,
-            "restartCount": 0, "containerID": terminated["containerID"], "state": {"terminated": terminated},
-        }],
+        "containerStatuses": [
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+                "containerID": terminated["containerID"],
+                "state": {"terminated": terminated},
+            }
+        ],
     }
     if pod_reason:
         status["reason"] = pod_reason

@@ -194,9 +194,7 @@ def wait_until(
         except Exception as exc:
             last_error = f"{type(exc).__name__}: {exc}"
         if rec is not None and not rec.alive():
-            raise DevError(
-                f"{rec.name} exited before it was ready ({what}); last lines of {rec.log}:\n{tail(rec.log)}"
-            )
+            raise DevError(f"{rec.name} exited before it was ready ({what}); last lines of {rec.log}:\n{tail(rec.log)}")
         if clock() >= deadline:
             where = f"; last lines of {rec.log}:\n{tail(rec.log)}" if rec is not None else ""
             detail = f" (last check: {last_error})" if last_error else ""

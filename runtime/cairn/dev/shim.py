@@ -57,10 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             log.write(f"cairn-local: cannot start {cmd[:1]}: {exc}\n".encode())
             log.flush()
-            write_json_atomic(pod_dir / "exit.json", {
-                "exit_code": 128, "signal": None, "started_at": started, "finished_at": now_rfc3339(),
-                "start_error": f"cannot start {cmd[0] if cmd else '(empty command)'}: {exc.strerror or exc}",
-            })
+            write_json_atomic(
+                pod_dir / "exit.json",
+                {
+                    "exit_code": 128,
+                    "signal": None,
+                    "started_at": started,
+                    "finished_at": now_rfc3339(),
+                    "start_error": f"cannot start {cmd[0] if cmd else '(empty command)'}: {exc.strerror or exc}",
+                },
+            )
             return 0
         write_json_atomic(pod_dir / "child.json", {"pid": proc.pid, "started_at": started})
         while True:
@@ -70,10 +76,15 @@ def main(argv: list[str] | None = None) -> int:
             except InterruptedError:  # pragma: no cover - Python retries, kept for clarity
                 continue
     sig = -code if code < 0 else None
-    write_json_atomic(pod_dir / "exit.json", {
-        "exit_code": 128 + sig if sig else code, "signal": sig, "started_at": started,
-        "finished_at": now_rfc3339(),
-    })
+    write_json_atomic(
+        pod_dir / "exit.json",
+        {
+            "exit_code": 128 + sig if sig else code,
+            "signal": sig,
+            "started_at": started,
+            "finished_at": now_rfc3339(),
+        },
+    )
     # Kill leftovers of the command's process group (this includes the shim itself).
     sys.stdout.flush()
     os.killpg(os.getpgid(0), signal.SIGKILL)
