@@ -31,8 +31,9 @@ def cairn(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
     exe = str(k8sbuild.find_binaries().binary("kubectl"))
-    out = subprocess.run([exe, "--kubeconfig", str(kubeconfig), *args], input=stdin, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [exe, "--kubeconfig", str(kubeconfig), *args], input=stdin, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -88,8 +89,10 @@ def test_up_use_and_down_leave_nothing_running(tmp_path: Path) -> None:
     assert kubectl(kc, "get", "--raw", "/readyz") == "ok"
     kubectl(kc, "apply", "-f", "-", stdin=POD)
     kubectl(kc, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/hello", "--timeout=60s")
-    assert kubectl(kc, "get", "pod", "hello", "-o",
-                   "jsonpath={.status.containerStatuses[0].state.terminated.message}") == "hello from cairn-local"
+    assert (
+        kubectl(kc, "get", "pod", "hello", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.message}")
+        == "hello from cairn-local"
+    )
     kubectl(kc, "wait", "--for=jsonpath={.status.phase}=Running", "pod/sleeper", "--timeout=60s")
 
     procs = recorded_processes(d)
