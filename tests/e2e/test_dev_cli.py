@@ -56,7 +56,7 @@ spec:
   containers:
   - name: main
     image: python:3.11-slim
-    command: ["python", "-c", "open('/dev/termination-log', 'w').write('hello from cairn-local')"]
+    command: ["python", "-c", "print('to the log'); open('/dev/termination-log', 'w').write('hello from cairn-local')"]
 ---
 apiVersion: v1
 kind: Pod
@@ -93,6 +93,7 @@ def test_up_use_and_down_leave_nothing_running(tmp_path: Path) -> None:
         kubectl(kc, "get", "pod", "hello", "-o", "jsonpath={.status.containerStatuses[0].state.terminated.message}")
         == "hello from cairn-local"
     )
+    assert kubectl(kc, "logs", "hello") == "to the log\n"
     kubectl(kc, "wait", "--for=jsonpath={.status.phase}=Running", "pod/sleeper", "--timeout=60s")
 
     procs = recorded_processes(d)

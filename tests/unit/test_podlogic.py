@@ -211,3 +211,10 @@ def test_pod_view_of_an_api_pod() -> None:
     assert v == PodView(
         uid="uid-1", phase="Running", deleting=True, active_deadline=7, start_time=T0, container_started=True
     )
+
+
+@pytest.mark.parametrize(("lines", "want"), [(None, b"a\nb\nc"), (2, b"b\nc"), (0, b""), (10, b"a\nb\nc")])
+def test_tail_bytes(lines: int | None, want: bytes) -> None:
+    from cairn.dev.kubeletapi import tail_bytes
+
+    assert tail_bytes(b"a\nb\nc", lines) == want

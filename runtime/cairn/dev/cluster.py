@@ -279,6 +279,7 @@ class Cluster:
             ports[name] = procs.free_port(taken)
         ports["apiserver"] = opts.apiserver_port or procs.free_port(taken)
         ports["s3"] = opts.s3_port or procs.free_port(taken)
+        ports["kubelet"] = procs.free_port(taken)
         for name in ("weed_master", "weed_volume", "weed_filer", "s3"):
             ports[f"{name}_grpc"] = procs.free_port(taken)
         state.s3 = {
@@ -288,7 +289,13 @@ class Cluster:
         }
         self._save(state)
 
-        identities = [pki.ADMIN, pki.CONTROLLER_MANAGER, pki.SCHEDULER, pki.node_identity(NODE_NAME)]
+        identities = [
+            pki.ADMIN,
+            pki.CONTROLLER_MANAGER,
+            pki.SCHEDULER,
+            pki.node_identity(NODE_NAME),
+            pki.APISERVER_KUBELET_CLIENT,
+        ]
         self.pki.create(identities)
         server = f"https://127.0.0.1:{ports['apiserver']}"
         (self.root / "kubeconfigs").mkdir(exist_ok=True)
@@ -378,6 +385,14 @@ class Cluster:
                 "--profiling=false",
                 "--endpoint-reconciler-type",
                 "none",
+                "--kubelet-client-certificate",
+                str(self.pki.client_cert(pki.APISERVER_KUBELET_CLIENT)),
+                "--kubelet-client-key",
+                str(self.pki.client_key(pki.APISERVER_KUBELET_CLIENT)),
+                "--kubelet-certificate-authority",
+                str(self.pki.ca_cert),
+                "--kubelet-preferred-address-types",
+                "InternalIP",
             ],
         )
         admin_ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
@@ -470,6 +485,14 @@ class Cluster:
                     NODE_NAME,
                     "--root",
                     str(self.root / "node"),
+                    "--kubelet-port",
+                    str(ports["kubelet"]),
+                    "--kubelet-cert",
+                    str(self.pki.kubelet_cert),
+                    "--kubelet-key",
+                    str(self.pki.kubelet_key),
+                    "--client-ca",
+                    str(self.pki.ca_cert),
                 ],
             )
             procs.wait_until(f"node {NODE_NAME} to be Ready", lambda: self._node_ready(), node, opts.timeout)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from cairn.dev import podlogic
+from cairn.dev.kubeletapi import KubeletAPI, LogSource
 from cairn.dev.podlogic import Action
 from cairn.dev.procs import ProcRecord
 from cairn.dev.shim import write_json_atomic
@@ -126,7 +127,9 @@ class PodDir:
 class Agent:
     """Registers the node and drives its pods; every step is idempotent and level-triggered."""
 
-    def __init__(self, api: Any, node_name: str, root: Path, python_bin: Path | None = None) -> None:
+    def __init__(
+        self, api: Any, node_name: str, root: Path, python_bin: Path | None = None, kubelet_port: int = 0
+    ) -> None:
         from kubernetes import client
 
         self.api = api
@@ -138,6 +141,8 @@ class Agent:
         self.stop_event = threading.Event()
         self.wake = threading.Event()
         self.killing: dict[str, float] = {}  # uid -> when KILL is due
+        self.kubelet_port = kubelet_port
+        self.started_at = _ts()
 
     # ----- node, lease ------------------------------------------------------------------------------
     def node_status(self) -> dict[str, Any]:
@@ -152,7 +157,14 @@ class Agent:
         }
         now = _ts()
         conds = [
-            {"type": t, "status": "False", "reason": r, "message": m, "lastHeartbeatTime": now}
+            {
+                "type": t,
+                "status": "False",
+                "reason": r,
+                "message": m,
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": self.started_at,
+            }
             for t, r, m in (
                 ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
                 ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
@@ -166,6 +178,7 @@ class Agent:
                 "reason": "KubeletReady",
                 "message": NODE_READY_MESSAGE,
                 "lastHeartbeatTime": now,
+                "lastTransitionTime": self.started_at,
             }
         )
         uname = platform.uname()
@@ -177,7 +190,7 @@ class Agent:
                 {"type": "InternalIP", "address": HOST_IP},
                 {"type": "Hostname", "address": self.node_name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet_port}},
             "nodeInfo": {
                 "architecture": "amd64" if uname.machine in ("x86_64", "amd64") else uname.machine,
                 "operatingSystem": "linux",
@@ -552,7 +565,34 @@ class Agent:
             start_new_session=True,
             close_fds=True,
         )
-        self.patch_status(pod, podlogic.running_status(pod, now))
+        # Report Running once the command really runs (the shim records it), as a kubelet does.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            child = _read_json(pdir.path / "child.json")
+            if child is not None:
+                self.patch_status(pod, podlogic.running_status(pod, child["started_at"]))
+                return
+            if pdir.exit() is not None:
+                return  # it could not start; the next sync reports how it ended
+            time.sleep(0.02)
+
+    def log_source(self, ns: str, name: str, container: str) -> LogSource | None:
+        """For the kubelet API: the log file of a pod's container on this node."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            pod = self.core.read_namespaced_pod(name, ns)
+        except ApiException:
+            return None
+        if pod.spec.node_name != self.node_name or pod.spec.containers[0].name != container:
+            return None
+        pdir = PodDir(self.root, pod.metadata.uid)
+
+        def finished() -> bool:
+            shim = pdir.shim()
+            return pdir.exit() is not None or shim is None or not shim.alive()
+
+        return LogSource(pdir.log, finished)
 
     # ----- main -------------------------------------------------------------------------------------
     def run(self, ready_file: Path | None = None) -> None:
@@ -593,9 +633,22 @@ def main(
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--node-name", default="cairn-local")
     parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--kubelet-port", type=int, default=0, help="serve container logs on this port (0: off)")
+    parser.add_argument("--kubelet-cert", type=Path, help="serving certificate of the kubelet API")
+    parser.add_argument("--kubelet-key", type=Path, help="its key")
+    parser.add_argument("--client-ca", type=Path, help="CA that signs the API server's client certificate")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    agent = Agent(config.new_client_from_config(config_file=args.kubeconfig), args.node_name, args.root)
+    agent = Agent(
+        config.new_client_from_config(config_file=args.kubeconfig),
+        args.node_name,
+        args.root,
+        kubelet_port=args.kubelet_port,
+    )
+    if args.kubelet_port:
+        if not (args.kubelet_cert and args.kubelet_key and args.client_ca):
+            parser.error("--kubelet-port needs --kubelet-cert, --kubelet-key and --client-ca")
+        KubeletAPI(args.kubelet_port, args.kubelet_cert, args.kubelet_key, args.client_ca, agent.log_source).start()
     if install_signals:
 
         def stop(*_: Any) -> None:

@@ -33,6 +33,8 @@ class Identity:
 ADMIN = Identity("admin", "cairn-admin", ("system:masters",))
 CONTROLLER_MANAGER = Identity("controller-manager", "system:kube-controller-manager")
 SCHEDULER = Identity("scheduler", "system:kube-scheduler")
+#: How the API server authenticates to the node's kubelet API (for `kubectl logs`).
+APISERVER_KUBELET_CLIENT = Identity("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",))
 
 
 def node_identity(node_name: str) -> Identity:
@@ -73,6 +75,14 @@ class PKI:
     @property
     def serving_key(self) -> Path:
         return self.root / "apiserver.key"
+
+    @property
+    def kubelet_cert(self) -> Path:
+        return self.root / "kubelet.crt"
+
+    @property
+    def kubelet_key(self) -> Path:
+        return self.root / "kubelet.key"
 
     @property
     def sa_key(self) -> Path:
@@ -155,6 +165,14 @@ class PKI:
         key, cert = issue(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]), True, serving_sans)
         _write_key(self.serving_key, key)
         _write_cert(self.serving_cert, cert)
+
+        key, cert = issue(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cairn-local-kubelet")]),
+            True,
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        )
+        _write_key(self.kubelet_key, key)
+        _write_cert(self.kubelet_cert, cert)
 
         for ident in identities:
             attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in ident.organizations]
