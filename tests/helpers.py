@@ -9,7 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def eventually(fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> T:
+def eventually(fn: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> T:
     """Call fn until it returns a truthy value and return it; fail with the last value or error."""
     deadline = time.monotonic() + timeout
     last: object = None
