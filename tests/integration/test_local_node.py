@@ -53,15 +53,20 @@ def test_the_node_is_ready_with_capacity_and_a_fresh_lease(kube: Any, core: Any)
     assert lease.spec.holder_identity == "cairn-local"
 
 
-def test_a_pod_runs_to_succeeded_with_its_termination_message(core: Any, namespace: str, dev_cluster: Any) -> None:
+def test_a_pod_runs_to_succeeded_with_its_termination_message(
+    core: Any, namespace: str, dev_cluster: Any, tmp_path: Path
+) -> None:
     code = (
         "import os; open('/dev/termination-log', 'w').write(json.dumps({'pod': os.environ['POD'], "
         "'ns': os.environ['NS'], 'bucket': os.environ['CAIRN_S3_BUCKET'], 'cwd': os.getcwd()})); print('hello')"
     )
+    workdir = tmp_path / "work"
+    workdir.mkdir()
     body = make_pod(
         namespace,
         ["python", "-c", "import json; " + code],
         container={
+            "workingDir": str(workdir),
             "env": [
                 {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -86,6 +91,7 @@ def test_a_pod_runs_to_succeeded_with_its_termination_message(core: Any, namespa
     assert term.exit_code == 0 and term.reason == "Completed"
     msg = json.loads(term.message)
     assert msg["pod"] == name and msg["ns"] == namespace and msg["bucket"] == "cairn"
+    assert msg["cwd"] == str(workdir)
     assert term.started_at <= term.finished_at
     assert pod.spec.node_name == "cairn-local"
     assert (pod_dir(dev_cluster, pod) / "log").read_text().strip() == "hello"
@@ -228,3 +234,19 @@ def test_the_kubelet_api_refuses_callers_without_a_cluster_client_certificate(co
     ctx = ssl.create_default_context(cafile=str(dev_cluster.pki.ca_cert))
     with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionResetError)):
         urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=5).read()
+
+
+def test_the_lease_is_renewed_so_the_node_controller_never_taints_the_node(kube: Any, core: Any) -> None:
+    coord = client.CoordinationV1Api(kube)
+    first = coord.read_namespaced_lease("cairn-local", "kube-node-lease").spec.renew_time
+    later = eventually(
+        lambda: (t := coord.read_namespaced_lease("cairn-local", "kube-node-lease").spec.renew_time) > first and t,
+        timeout=25,
+        interval=1,
+        what="the lease to be renewed",
+    )
+    assert (later - first).total_seconds() < 25
+    node = core.read_node("cairn-local")
+    heartbeat = {c.type: c for c in node.status.conditions}["Ready"].last_heartbeat_time
+    assert (dt.datetime.now(dt.UTC) - heartbeat).total_seconds() < 25
+    assert not node.spec.taints

@@ -130,3 +130,14 @@ def test_cache_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert paths.cache_dir() == tmp_path / "x" / "cairn"
     assert os.fspath(paths.cache_dir()).endswith("cairn")
+
+
+def test_a_long_step_reports_that_it_still_runs(tmp_path: Path) -> None:
+    go = _fake_go(
+        tmp_path, 'if [ "$1" = env ]; then echo go1.26.1; exit 0; fi\nsleep 0.5\necho "slow failure" >&2\nexit 3\n'
+    )
+    said: list[str] = []
+    b = Builder(cache=tmp_path / "c", say=said.append, go=go, tick=0.1)
+    with pytest.raises(BuildError, match="slow failure"):
+        b.build()
+    assert any("still" in m or "..." in m for m in said[1:]), said

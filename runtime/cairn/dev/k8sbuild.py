@@ -179,10 +179,12 @@ class Builder:
         cache: Path | None = None,
         say: Callable[[str], None] = print,
         go: str | None = None,
+        tick: float = 30.0,
     ) -> None:
         self.version = version
         self.layout = layout(version, cache)
         self.say = say
+        self.tick = tick
         self.go = (shutil.which("go") or "") if go is None else go
 
     def _env(self) -> dict[str, str]:
@@ -192,19 +194,29 @@ class Builder:
         return env
 
     def _run(self, args: list[str], what: str, cwd: Path) -> str:
-        with self.layout.log.open("a") as log:
+        """Run one Go command, its stderr into the build log; say every `tick` seconds that it still runs."""
+        out_path = self.layout.root / ".stdout"
+        started = time.monotonic()
+        with self.layout.log.open("a") as log, out_path.open("w+") as out:
             log.write(f"\n$ {' '.join(args)}\n")
             log.flush()
-            proc = subprocess.run(
-                args, cwd=cwd, env=self._env(), stdout=subprocess.PIPE, stderr=log, text=True, check=False
-            )
-            log.write(proc.stdout if what != "download" else "")
-        if proc.returncode != 0:
+            proc = subprocess.Popen(args, cwd=cwd, env=self._env(), stdout=out, stderr=log, text=True)
+            while True:
+                try:
+                    code = proc.wait(timeout=self.tick)
+                    break
+                except subprocess.TimeoutExpired:
+                    self.say(f"      ... {what}: {time.monotonic() - started:.0f}s")
+            out.seek(0)
+            stdout = out.read()
+            if what != "download":
+                log.write(stdout)
+        out_path.unlink()
+        if code != 0:
             raise BuildError(
-                f"{what} failed (exit {proc.returncode}); full log: {self.layout.log}\n"
-                f"last lines:\n{_tail(self.layout.log)}"
+                f"{what} failed (exit {code}); full log: {self.layout.log}\nlast lines:\n{_tail(self.layout.log)}"
             )
-        return proc.stdout
+        return stdout
 
     def check_go(self) -> None:
         if not self.go:
