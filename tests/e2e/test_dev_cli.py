@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,8 +69,17 @@ spec:
 """
 
 
-def test_up_use_and_down_leave_nothing_running(tmp_path: Path) -> None:
+@pytest.fixture
+def cluster_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory for a cluster the test starts with the CLI; stopped afterwards even if the test failed."""
     d = tmp_path / "cluster"
+    yield d
+    if (d / "state.json").exists():
+        subprocess.run([*CAIRN, "dev", "down", "--dir", str(d)], capture_output=True, timeout=300)
+
+
+def test_up_use_and_down_leave_nothing_running(cluster_dir: Path) -> None:
+    d = cluster_dir
     first = cairn("dev", "up", "--dir", str(d))
     assert "is up in" in first.stdout and "no isolation" in first.stdout
     state1 = json.loads((d / "state.json").read_text())
@@ -117,8 +127,8 @@ def test_up_refuses_a_taken_port_and_starts_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "c" / "state.json").exists()
 
 
-def test_a_crashed_component_makes_a_stale_dir_that_down_cleans(tmp_path: Path) -> None:
-    d = tmp_path / "cluster"
+def test_a_crashed_component_makes_a_stale_dir_that_down_cleans(cluster_dir: Path) -> None:
+    d = cluster_dir
     cairn("dev", "up", "--dir", str(d), "--no-node")
     procs = recorded_processes(d)
     etcd = next(p for p in procs if p.name == "etcd")
@@ -135,7 +145,7 @@ def test_a_crashed_component_makes_a_stale_dir_that_down_cleans(tmp_path: Path) 
     assert not d.exists()
 
 
-def test_a_component_that_crashes_at_start_shows_its_log(tmp_path: Path) -> None:
+def test_a_component_that_crashes_at_start_shows_its_log(tmp_path: Path, cluster_dir: Path) -> None:
     """A broken kube-apiserver binary: `up` reports its log's tail and stops what it had started."""
     cache = tmp_path / "cache"
     real = k8sbuild.find_binaries()
@@ -146,7 +156,7 @@ def test_a_component_that_crashes_at_start_shows_its_log(tmp_path: Path) -> None
     apiserver.write_text("#!/bin/sh\necho 'E1129 simulated: invalid --etcd-servers' >&2\nexit 1\n")
     apiserver.chmod(0o755)
     env = {**os.environ, "CAIRN_CACHE_DIR": str(cache)}
-    d = tmp_path / "c"
+    d = tmp_path / "cluster"
     res = subprocess.run([*CAIRN, "dev", "up", "--dir", str(d)], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 2
     assert "kube-apiserver exited before it was ready" in res.stderr
