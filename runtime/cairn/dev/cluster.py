@@ -561,14 +561,18 @@ class Cluster:
     def _wait_s3(self, state: State, weed: procs.ProcRecord, timeout: float) -> None:
         client = self.s3_client(state)
 
+        bucket = state.s3["bucket"]
+
         def bucket_ready() -> bool:
             try:
-                client.head_bucket(Bucket=state.s3["bucket"])
-                return True
+                client.head_bucket(Bucket=bucket)
             except Exception:
-                client.create_bucket(Bucket=state.s3["bucket"])
-                client.head_bucket(Bucket=state.s3["bucket"])
-                return True
+                client.create_bucket(Bucket=bucket)
+                client.head_bucket(Bucket=bucket)
+            # Writable, not only listed: the first write needs a volume server to have registered.
+            client.put_object(Bucket=bucket, Key=".cairn-dev-ready", Body=b"ok")
+            client.delete_object(Bucket=bucket, Key=".cairn-dev-ready")
+            return True
 
         procs.wait_until(f"SeaweedFS S3 bucket {state.s3['bucket']}", bucket_ready, weed, timeout)
 
