@@ -58,7 +58,8 @@ def test_a_pod_runs_to_succeeded_with_its_termination_message(
 ) -> None:
     code = (
         "import os; open('/dev/termination-log', 'w').write(json.dumps({'pod': os.environ['POD'], "
-        "'ns': os.environ['NS'], 'bucket': os.environ['CAIRN_S3_BUCKET'], 'cwd': os.getcwd()})); print('hello')"
+        "'ns': os.environ['NS'], 'bucket': os.environ['CAIRN_S3_BUCKET'], "
+        "'mode': os.environ['MODE'], 'cwd': os.getcwd()})); print('hello')"
     )
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -84,6 +85,12 @@ def test_a_pod_runs_to_succeeded_with_its_termination_message(
             "valueFrom": {"secretKeyRef": {"name": "cairn-s3", "key": "CAIRN_S3_BUCKET"}},
         }
     )
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="settings"), data={"mode": "fast"})
+    )
+    body["spec"]["containers"][0]["env"].append(
+        {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}}
+    )
     name = run(core, body)
     pod = eventually(lambda: phase_of(core, namespace, name, "Succeeded", "Failed"), timeout=60, what="pod to end")
     assert pod.status.phase == "Succeeded"
@@ -91,7 +98,7 @@ def test_a_pod_runs_to_succeeded_with_its_termination_message(
     assert term.exit_code == 0 and term.reason == "Completed"
     msg = json.loads(term.message)
     assert msg["pod"] == name and msg["ns"] == namespace and msg["bucket"] == "cairn"
-    assert msg["cwd"] == str(workdir)
+    assert msg["cwd"] == str(workdir) and msg["mode"] == "fast"
     assert term.started_at <= term.finished_at
     assert pod.spec.node_name == "cairn-local"
     assert (pod_dir(dev_cluster, pod) / "log").read_text().strip() == "hello"
