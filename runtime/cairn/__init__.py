@@ -1,3 +1,73 @@
-"""Cairn: pipelines of ops with non-destructive re-execution, in-process or on Kubernetes."""
+"""Cairn: pipelines of ops with non-destructive re-execution, in-process or on Kubernetes.
+
+The authoring and execution API has Dagster's names, so that porting a job is changing imports::
+
+    from cairn import In, Out, Output, execute_job, in_process_executor, job, op, reconstructable
+    from cairn import DagsterInstance, ReexecutionOptions
+"""
+
+from cairn.definitions import (
+    ExecutorDefinition,
+    Field,
+    In,
+    JobDefinition,
+    OpContext,
+    OpDefinition,
+    Out,
+    Output,
+    in_process_executor,
+    job,
+    op,
+    reconstructable,
+)
+from cairn.errors import (
+    CairnError,
+    ConfigError,
+    DefinitionError,
+    MissingOutputsError,
+    ReexecutionError,
+    RunNotFoundError,
+    StepSelectionError,
+)
+from cairn.execution import ExecuteJobResult, ReexecutionOptions, StepExecutionError, execute_job
+from cairn.instance import Instance, RunRecord, StepRecord
+from cairn.planner import Mode
+from cairn.status import RunStatus, StepStatus
+
+#: Dagster's name for the instance, so that `DagsterInstance.get()`-style code ports by import.
+DagsterInstance = Instance
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "CairnError",
+    "ConfigError",
+    "DagsterInstance",
+    "DefinitionError",
+    "ExecuteJobResult",
+    "ExecutorDefinition",
+    "Field",
+    "In",
+    "Instance",
+    "JobDefinition",
+    "MissingOutputsError",
+    "Mode",
+    "OpContext",
+    "OpDefinition",
+    "Out",
+    "Output",
+    "ReexecutionError",
+    "ReexecutionOptions",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStatus",
+    "StepExecutionError",
+    "StepRecord",
+    "StepSelectionError",
+    "StepStatus",
+    "execute_job",
+    "in_process_executor",
+    "job",
+    "op",
+    "reconstructable",
+]

@@ -1,0 +1,377 @@
+"""Authoring ops and jobs, with Dagster's names so that porting a job is changing imports.
+
+``@op`` turns a function into an `OpDefinition`; ``@job`` runs its body once, at definition time, with
+ops *recording* their calls instead of running, which yields the job's graph: nodes (one per op call,
+aliased ``op_2``, ``op_3`` when an op is used again) and, for each node input, the upstream node and
+output it reads. Each node is one step of a run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from cairn.errors import ConfigError, DefinitionError
+from cairn.io import FORMATS
+
+
+@dataclass(frozen=True)
+class Out:
+    """An op output. `is_required=False` lets the op omit it (its consumers are then SKIPPED).
+
+    `format` is how the value is stored: "pickle" (default), "json" or "bytes"."""
+
+    is_required: bool = True
+    format: str = "pickle"
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise DefinitionError(f"Out(format={self.format!r}) is not one of {', '.join(FORMATS)}")
+
+
+@dataclass(frozen=True)
+class In:
+    """An op input (declares metadata; inputs themselves come from the function's parameters)."""
+
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """A value an op yields for one of its outputs: ``yield Output(value, "a")``."""
+
+    value: Any
+    output_name: str = "result"
+
+
+@dataclass(frozen=True)
+class Field:
+    """A config field with a type, a default and whether it is required."""
+
+    type: type = object
+    default_value: Any = None
+    is_required: bool | None = None
+    description: str | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.is_required if self.is_required is not None else self.default_value is None
+
+
+@dataclass(frozen=True)
+class ExecutorDefinition:
+    name: str
+
+
+in_process_executor = ExecutorDefinition("in_process")
+
+
+class OpContext:
+    """What an op sees as its `context` parameter."""
+
+    def __init__(self, run_id: str, step: str, op_config: Any, log: logging.Logger) -> None:
+        self.run_id = run_id
+        self.step = step
+        self.op_config = op_config
+        self.log = log
+
+    @property
+    def op_name(self) -> str:
+        return self.step
+
+
+def _check_config(op: str, schema: Any, value: Any) -> Any:
+    """Validate `value` against an op's config_schema and fill defaults; ConfigError on mismatch."""
+    where = f"run_config ops.{op}.config"
+    if schema is None:
+        return value
+    if isinstance(schema, Field):
+        schema = schema.type
+    if isinstance(schema, dict):
+        value = {} if value is None else value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping with keys {sorted(schema)}, got {value!r}")
+        unknown = sorted(set(value) - set(schema))
+        if unknown:
+            raise ConfigError(f"{where} has unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(schema))}")
+        out: dict[str, Any] = {}
+        for key, spec in schema.items():
+            fld = spec if isinstance(spec, Field) else Field(type=spec)
+            if key in value:
+                out[key] = _check_type(f"{where}.{key}", fld.type, value[key])
+            elif fld.required:
+                raise ConfigError(f"{where} is missing required key {key!r} ({_type_name(fld.type)})")
+            else:
+                out[key] = fld.default_value
+        return out
+    if value is None:
+        raise ConfigError(f"{where} is required ({_type_name(schema)})")
+    return _check_type(where, schema, value)
+
+
+def _type_name(t: Any) -> str:
+    return getattr(t, "__name__", str(t))
+
+
+def _check_type(where: str, t: Any, value: Any) -> Any:
+    if t is object or t is Any:
+        return value
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(t, type) and (not isinstance(value, t) or (t is int and isinstance(value, bool))):
+        raise ConfigError(f"{where} must be {_type_name(t)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+class OpDefinition:
+    """An op: a function with named inputs (its parameters) and named outputs."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        out: Mapping[str, Out] | Out | None = None,
+        config_schema: Any = None,
+        ins: Mapping[str, In] | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        if isinstance(out, Out):
+            out = {"result": out}
+        self.outs: dict[str, Out] = dict(out) if out else {"result": Out()}
+        self.config_schema = config_schema
+        self.description = description or inspect.getdoc(fn)
+        params = list(inspect.signature(fn).parameters.values())
+        self.takes_context = bool(params) and params[0].name in ("context", "ctx", "_context")
+        if self.takes_context:
+            params = params[1:]
+        for p in params:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise DefinitionError(f"op {self.name}: *args/**kwargs inputs are not supported ({p})")
+        self.inputs: list[str] = [p.name for p in params]
+        self.input_defaults: dict[str, Any] = {p.name: p.default for p in params if p.default is not p.empty}
+        self.ins = dict(ins or {})
+        unknown = sorted(set(self.ins) - set(self.inputs))
+        if unknown:
+            raise DefinitionError(f"op {self.name}: ins names {unknown} that are not parameters of {fn.__name__}")
+
+    def __repr__(self) -> str:
+        return f"<op {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        builder = _Builder.current
+        if builder is None:  # direct invocation, e.g. in a unit test of the op
+            return self.fn(*args, **kwargs)
+        return builder.add(self, args, kwargs)
+
+
+@overload
+def op(fn: Callable[..., Any]) -> OpDefinition: ...
+
+
+@overload
+def op(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    out: Mapping[str, Out] | Out | None = None,
+    config_schema: Any = None,
+    ins: Mapping[str, In] | None = None,
+    description: str | None = None,
+) -> Callable[[Callable[..., Any]], OpDefinition]: ...
+
+
+def op(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    out: Mapping[str, Out] | Out | None = None,
+    config_schema: Any = None,
+    ins: Mapping[str, In] | None = None,
+    description: str | None = None,
+) -> OpDefinition | Callable[[Callable[..., Any]], OpDefinition]:
+    """Declare an op, bare (``@op``) or with options (``@op(name=..., out={...}, config_schema=...)``)."""
+
+    def wrap(f: Callable[..., Any]) -> OpDefinition:
+        return OpDefinition(f, name=name, out=out, config_schema=config_schema, ins=ins, description=description)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+@dataclass(frozen=True)
+class OutputHandle:
+    """The result of calling an op inside a job body: one output of one node."""
+
+    node: str
+    output: str
+
+
+@dataclass
+class Node:
+    """One use of an op in a job: a step."""
+
+    name: str
+    op: OpDefinition
+    inputs: dict[str, OutputHandle] = field(default_factory=dict)
+
+
+class _Builder:
+    current: _Builder | None = None
+
+    def __init__(self, job_name: str) -> None:
+        self.job_name = job_name
+        self.nodes: dict[str, Node] = {}
+        self.uses: dict[str, int] = {}
+
+    def add(self, opdef: OpDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        n = self.uses.get(opdef.name, 0) + 1
+        self.uses[opdef.name] = n
+        name = opdef.name if n == 1 else f"{opdef.name}_{n}"
+        if len(args) > len(opdef.inputs):
+            raise DefinitionError(
+                f"job {self.job_name}: op {opdef.name} takes {len(opdef.inputs)} input(s) "
+                f"({', '.join(opdef.inputs) or 'none'}) but was given {len(args)}"
+            )
+        given: dict[str, Any] = dict(zip(opdef.inputs, args, strict=False))
+        for k, v in kwargs.items():
+            if k not in opdef.inputs:
+                raise DefinitionError(f"job {self.job_name}: op {opdef.name} has no input {k!r}")
+            if k in given:
+                raise DefinitionError(f"job {self.job_name}: op {opdef.name} got input {k!r} twice")
+            given[k] = v
+        node = Node(name, opdef)
+        for inp in opdef.inputs:
+            if inp not in given:
+                if inp in opdef.input_defaults:
+                    continue
+                raise DefinitionError(
+                    f"job {self.job_name}: input {inp!r} of op {opdef.name} is not connected; pass the output "
+                    f"of an upstream op, e.g. {opdef.name}({inp}=upstream())"
+                )
+            value = given[inp]
+            if isinstance(value, tuple) and value and all(isinstance(v, OutputHandle) for v in value):
+                raise DefinitionError(
+                    f"job {self.job_name}: input {inp!r} of {opdef.name} was given all outputs of "
+                    f"{value[0].node}; unpack them first: a, b = {value[0].node}()"
+                )
+            if not isinstance(value, OutputHandle):
+                raise DefinitionError(
+                    f"job {self.job_name}: input {inp!r} of op {opdef.name} must be an op's output, got "
+                    f"{type(value).__name__}; constants go in config (config_schema) instead"
+                )
+            node.inputs[inp] = value
+        self.nodes[name] = node
+        handles = tuple(OutputHandle(name, o) for o in opdef.outs)
+        return handles[0] if len(handles) == 1 else handles
+
+
+class JobDefinition:
+    """A job: its nodes in a topological order and, per node, where each input comes from."""
+
+    def __init__(
+        self,
+        name: str,
+        nodes: Mapping[str, Node],
+        executor_def: ExecutorDefinition | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.name = name
+        self.nodes = dict(nodes)
+        self.executor_def = executor_def or in_process_executor
+        self.tags = dict(tags or {})
+        self.description = description
+        self.module_ref: str | None = None  # module:attr when known (set by reconstructable or the loader)
+        if not self.nodes:
+            raise DefinitionError(f"job {name} has no ops; call at least one op in its body")
+
+    def __repr__(self) -> str:
+        return f"<job {self.name}: {', '.join(self.nodes)}>"
+
+    @property
+    def step_keys(self) -> list[str]:
+        return list(self.nodes)  # calls are recorded in dependency order
+
+    def deps(self) -> dict[str, dict[str, tuple[str, str]]]:
+        """step -> {input: (upstream step, output)}."""
+        return {n: {i: (h.node, h.output) for i, h in node.inputs.items()} for n, node in self.nodes.items()}
+
+    def outputs(self) -> dict[str, dict[str, Out]]:
+        return {n: dict(node.op.outs) for n, node in self.nodes.items()}
+
+    def iter_ops(self) -> Iterator[tuple[str, OpDefinition]]:
+        for n, node in self.nodes.items():
+            yield n, node.op
+
+    def op_config(self, run_config: Mapping[str, Any] | None, step: str) -> Any:
+        ops = (run_config or {}).get("ops") or {}
+        entry = ops.get(step) or {}
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"run_config ops.{step} must be a mapping like {{'config': {{...}}}}")
+        return _check_config(step, self.nodes[step].op.config_schema, entry.get("config"))
+
+    def validate_run_config(self, run_config: Mapping[str, Any] | None) -> None:
+        """Check run_config as a whole before anything runs."""
+        run_config = run_config or {}
+        unknown_top = sorted(set(run_config) - {"ops"})
+        if unknown_top:
+            raise ConfigError(f"run_config has unknown key(s) {unknown_top}; only 'ops' is supported")
+        ops = run_config.get("ops") or {}
+        unknown = sorted(set(ops) - set(self.nodes))
+        if unknown:
+            raise ConfigError(
+                f"run_config names op(s) not in job {self.name}: {', '.join(unknown)}; "
+                f"its ops are {', '.join(self.nodes)}"
+            )
+        for step in self.nodes:
+            self.op_config(run_config, step)
+
+
+@overload
+def job(fn: Callable[[], Any]) -> JobDefinition: ...
+
+
+@overload
+def job(
+    fn: None = None,
+    *,
+    name: str | None = None,
+    executor_def: ExecutorDefinition | None = None,
+    tags: Mapping[str, str] | None = None,
+    description: str | None = None,
+) -> Callable[[Callable[[], Any]], JobDefinition]: ...
+
+
+def job(
+    fn: Callable[[], Any] | None = None,
+    *,
+    name: str | None = None,
+    executor_def: ExecutorDefinition | None = None,
+    tags: Mapping[str, str] | None = None,
+    description: str | None = None,
+) -> JobDefinition | Callable[[Callable[[], Any]], JobDefinition]:
+    """Declare a job by composing ops: its body calls ops, passing outputs to inputs."""
+
+    def wrap(f: Callable[[], Any]) -> JobDefinition:
+        job_name = name or f.__name__
+        builder = _Builder(job_name)
+        previous, _Builder.current = _Builder.current, builder
+        try:
+            f()
+        finally:
+            _Builder.current = previous
+        return JobDefinition(job_name, builder.nodes, executor_def, tags, description or inspect.getdoc(f))
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def reconstructable(target: JobDefinition) -> JobDefinition:
+    """Accepted for Dagster compatibility: records where the job is defined and returns it."""
+    if not isinstance(target, JobDefinition):
+        raise DefinitionError(f"reconstructable() takes a job, got {type(target).__name__}")
+    return target

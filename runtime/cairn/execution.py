@@ -1,0 +1,374 @@
+"""The in-process executor: `execute_job` runs a job, or re-executes part of an earlier run.
+
+Steps run one after another in the job's order, in this process. Each input is loaded from the run
+that produced it (this run, or the ancestor named by the planner); each output is stored through
+the instance's IO manager and recorded only after the write completed. Ctrl-C or SIGTERM ends the
+run CANCELED with its running step interrupted; both can be re-executed from failure.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import signal
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from cairn.definitions import JobDefinition, OpContext, Output
+from cairn.errors import CairnError, ReexecutionError
+from cairn.instance import Instance, RunRecord
+from cairn.planner import JobGraph, Mode, OutputRef, Plan, Request, initial_plan, plan_checked
+from cairn.status import RunStatus, StepState, StepStatus
+
+TAG_PARENT = "cairn.dev/parent-run"
+TAG_ROOT = "cairn.dev/root-run"
+TAG_MODE = "cairn.dev/reexecution-mode"
+
+Event = tuple[str, str, Mapping[str, Any]]  # (kind, step or "", details)
+
+
+class StepExecutionError(CairnError):
+    """An op raised; `raise_on_error=True` re-raises it as this, with the original as __cause__."""
+
+
+class RunCanceled(BaseException):
+    """Raised inside the running op when the run is canceled (SIGTERM)."""
+
+
+@dataclass
+class ReexecutionOptions:
+    """Which run to re-execute and how.
+
+    `step_selection` clauses choose the steps (Dagster's grammar: ``["unreliable*"]``); without it every
+    step runs. `from_failure` re-runs failed, interrupted and never-started steps and their downstream.
+    `rerun_missing=True` re-runs the producers of reused outputs that are gone from storage.
+    """
+
+    parent_run_id: str
+    step_selection: Sequence[str] = ()
+    mode: Mode | None = None
+    rerun_missing: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.step_selection, str):
+            self.step_selection = [self.step_selection]
+        if self.mode is None:
+            self.mode = Mode.SELECTED if self.step_selection else Mode.ALL
+        if isinstance(self.mode, str):
+            self.mode = Mode(self.mode)
+
+    @classmethod
+    def from_failure(cls, run_id: str, instance: Instance, rerun_missing: bool = False) -> ReexecutionOptions:
+        run = instance.get_run(run_id)
+        if not run.status.can_resume_from_failure:
+            raise ReexecutionError("Cannot reexecute from failure a run that is not failed or canceled")
+        return cls(parent_run_id=run_id, mode=Mode.FROM_FAILURE, rerun_missing=rerun_missing)
+
+    def request(self) -> Request:
+        assert self.mode is not None
+        return Request(self.mode, tuple(self.step_selection))
+
+
+@dataclass
+class ExecuteJobResult:
+    run_id: str
+    status: RunStatus
+    step_statuses: dict[str, StepStatus]
+    executed_steps: list[str]
+    instance: Instance
+    job: JobDefinition
+    plan: Plan
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        return self.status is RunStatus.SUCCESS
+
+    def get_run(self) -> RunRecord:
+        return self.instance.get_run(self.run_id)
+
+    def output_for_node(self, node: str, output: str = "result") -> Any:
+        """The value of a step's output, loaded from whichever run produced it."""
+        run = self.get_run()
+        ref = run.outputs.get((node, output))
+        if ref is None:
+            raise CairnError(
+                f"run {self.run_id} has no output {output!r} of step {node!r} "
+                f"(step status {run.step_statuses.get(node, 'unknown')})"
+            )
+        return self.instance.io_manager.load(ref.key, run.formats.get((node, output), "pickle"))
+
+
+def job_graph(job: JobDefinition) -> JobGraph:
+    return JobGraph(
+        steps=tuple(job.step_keys),
+        deps=job.deps(),
+        outputs={s: {o: out.is_required for o, out in outs.items()} for s, outs in job.outputs().items()},
+    )
+
+
+@contextmanager
+def _cancel_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises RunCanceled in the main thread (Ctrl-C raises KeyboardInterrupt already)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise RunCanceled(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def execute_job(
+    job: JobDefinition,
+    instance: Instance | None = None,
+    run_config: Mapping[str, Any] | None = None,
+    reexecution_options: ReexecutionOptions | None = None,
+    raise_on_error: bool = False,
+    tags: Mapping[str, str] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+) -> ExecuteJobResult:
+    """Run `job` (or re-execute part of an earlier run of it) in this process."""
+    instance = instance or Instance.local()
+    emit = on_event or (lambda _e: None)
+    graph = job_graph(job)
+    io = instance.io_manager
+    run_tags = {**job.tags, **(tags or {})}
+    parent: RunRecord | None = None
+    if reexecution_options is not None:
+        parent = instance.get_run(reexecution_options.parent_run_id)
+        if parent.job_name != job.name:
+            raise ReexecutionError(
+                f"Run {parent.run_id} is a run of job {parent.job_name!r}, not {job.name!r}: re-execute it with "
+                f"the job it ran"
+            )
+        if parent.status is RunStatus.STARTED:
+            raise ReexecutionError(f"Run {parent.run_id} is still running; wait for it to finish")
+        the_plan = plan_checked(
+            graph,
+            parent.view(),
+            reexecution_options.request(),
+            exists=io.exists,
+            rerun_missing=reexecution_options.rerun_missing,
+            known_runs=instance.run_ids(),
+            describe=io.describe,
+        )
+        if run_config is None:
+            run_config = parent.run_config
+        assert reexecution_options.mode is not None
+        run_tags.update(
+            {TAG_PARENT: parent.run_id, TAG_ROOT: parent.root_run_id, TAG_MODE: reexecution_options.mode.value}
+        )
+    else:
+        the_plan = initial_plan(graph)
+    run_config = dict(run_config or {})
+    job.validate_run_config(run_config)
+
+    run_id = str(uuid.uuid4())
+    to_run = dict(the_plan.to_run)
+    rows: list[tuple[str, StepState, str | None, str | None]] = []
+    for s in graph.steps:
+        if s in to_run:
+            rows.append((s, StepState.PENDING, to_run[s], None))
+        elif s in the_plan.skipped:
+            rows.append((s, StepState.SKIPPED, the_plan.skipped[s], None))
+        elif s in the_plan.reused_steps:
+            rows.append((s, StepState.REUSED, "reused", the_plan.reused_steps[s]))
+        else:
+            rows.append((s, StepState.NOT_EXECUTED, "not selected", None))
+    instance.create_run(
+        run_id,
+        job.name,
+        parent.run_id if parent else None,
+        parent.root_run_id if parent else run_id,
+        run_tags,
+        run_config,
+        rows,
+        the_plan.inherited,
+        parent.formats if parent else {},
+        job_ref=job.module_ref,
+        mode=reexecution_options.mode.value if reexecution_options and reexecution_options.mode else None,
+    )
+    emit(("run_start", "", {"run_id": run_id, "steps": list(to_run), "parent": parent.run_id if parent else None}))
+
+    available: dict[tuple[str, str], OutputRef] = dict(the_plan.inherited)
+    states: dict[str, StepState] = {s: st for s, st, _, _ in rows}
+    executed: list[str] = []
+    errors: dict[str, str] = {}
+    first_exc: BaseException | None = None
+    canceled = False
+    deps = graph.deps
+    outs_def = job.outputs()
+
+    with _cancel_on_sigterm():
+        for step in graph.steps:
+            if step not in to_run:
+                continue
+            if canceled:
+                states[step] = StepState.NOT_EXECUTED
+                instance.step_finished(run_id, step, StepState.NOT_EXECUTED, reason="run canceled")
+                continue
+            blocked = [
+                up
+                for up, _ in deps[step].values()
+                if states.get(up) in (StepState.FAILURE, StepState.NOT_EXECUTED, StepState.INTERRUPTED) and up in to_run
+            ]
+            if blocked:
+                states[step] = StepState.NOT_EXECUTED
+                instance.step_finished(
+                    run_id, step, StepState.NOT_EXECUTED, reason=f"upstream failed: {', '.join(sorted(set(blocked)))}"
+                )
+                emit(("step_not_executed", step, {"upstream": blocked}))
+                continue
+            missing = [f"{up}.{out}" for up, out in deps[step].values() if (up, out) not in available]
+            if missing:
+                states[step] = StepState.SKIPPED
+                instance.step_finished(
+                    run_id, step, StepState.SKIPPED, reason=f"input not produced: {', '.join(missing)}"
+                )
+                emit(("step_skipped", step, {"missing": missing}))
+                continue
+            instance.step_started(run_id, step)
+            emit(("step_start", step, {}))
+            t0 = time.perf_counter()
+            try:
+                _run_step(job, step, run_id, run_config, instance, available, outs_def[step])
+            except (KeyboardInterrupt, RunCanceled):
+                states[step] = StepState.INTERRUPTED
+                instance.step_finished(run_id, step, StepState.INTERRUPTED, error="interrupted: run canceled")
+                emit(("step_interrupted", step, {}))
+                canceled = True
+                continue
+            except Exception as exc:
+                states[step] = StepState.FAILURE
+                err = "".join(traceback.format_exception(exc)).strip()
+                errors[step] = err
+                first_exc = first_exc or exc
+                instance.step_finished(run_id, step, StepState.FAILURE, error=err)
+                emit(
+                    (
+                        "step_failure",
+                        step,
+                        {"error": f"{type(exc).__name__}: {exc}", "duration": time.perf_counter() - t0},
+                    )
+                )
+                continue
+            states[step] = StepState.SUCCESS
+            executed.append(step)
+            instance.step_finished(run_id, step, StepState.SUCCESS)
+            emit(("step_success", step, {"duration": time.perf_counter() - t0}))
+
+    if canceled:
+        status = RunStatus.CANCELED
+    elif any(st is StepState.FAILURE for st in states.values()):
+        status = RunStatus.FAILURE
+    else:
+        status = RunStatus.SUCCESS
+    instance.run_finished(run_id, status)
+    emit(("run_end", "", {"run_id": run_id, "status": status.value}))
+    # An interrupted step counts as executed (its body ran), as Dagster lists it among the steps run.
+    executed_all = [
+        s for s in graph.steps if states[s] in (StepState.SUCCESS, StepState.FAILURE, StepState.INTERRUPTED)
+    ]
+    result = ExecuteJobResult(
+        run_id=run_id,
+        status=status,
+        step_statuses={s: st.public() for s, st in states.items()},
+        executed_steps=executed_all,
+        instance=instance,
+        job=job,
+        plan=the_plan,
+        errors=errors,
+    )
+    if raise_on_error and first_exc is not None:
+        failed = next(s for s in graph.steps if states[s] is StepState.FAILURE)
+        raise StepExecutionError(f"step {failed} of run {run_id} failed: {first_exc}") from first_exc
+    return result
+
+
+def _run_step(
+    job: JobDefinition,
+    step: str,
+    run_id: str,
+    run_config: Mapping[str, Any],
+    instance: Instance,
+    available: dict[tuple[str, str], OutputRef],
+    outs: Mapping[str, Any],
+) -> None:
+    node = job.nodes[step]
+    opdef = node.op
+    io = instance.io_manager
+    kwargs: dict[str, Any] = {}
+    for inp, handle in node.inputs.items():
+        ref = available[(handle.node, handle.output)]
+        fmt = outs_format(job, handle.node, handle.output)
+        try:
+            kwargs[inp] = io.load(ref.key, fmt)
+        except CairnError as exc:
+            raise CairnError(
+                f"step {step}: cannot load input {inp!r} (output {handle.output!r} of step {handle.node!r} "
+                f"from run {ref.run_id}, key {ref.key}): {exc}"
+            ) from exc
+    config = job.op_config(run_config, step)
+    args: list[Any] = []
+    if opdef.takes_context:
+        args.append(OpContext(run_id, step, config, logging.getLogger(f"cairn.{job.name}.{step}")))
+    value = opdef.fn(*args, **kwargs)
+    produced: set[str] = set()
+
+    def store(name: str, v: Any) -> None:
+        if name not in outs:
+            raise CairnError(
+                f"op {opdef.name} yielded output {name!r}, which it does not declare (declared: {', '.join(outs)})"
+            )
+        if name in produced:
+            raise CairnError(f"op {opdef.name} yielded output {name!r} twice")
+        fmt = outs[name].format
+        key = instance_key(instance, run_id, step, name)
+        stored = io.store(key, v, fmt)
+        instance.record_output(run_id, step, name, stored, fmt)
+        available[(step, name)] = OutputRef(run_id, key)
+        produced.add(name)
+
+    if inspect.isgenerator(value):
+        for item in value:
+            if not isinstance(item, Output):
+                raise CairnError(f"op {opdef.name} yielded {type(item).__name__}; yield Output(value, name) objects")
+            store(item.output_name, item.value)
+    elif isinstance(value, Output):
+        store(value.output_name, value.value)
+    elif len(outs) == 1:
+        store(next(iter(outs)), value)
+    else:
+        if not isinstance(value, tuple) or len(value) != len(outs):
+            raise CairnError(
+                f"op {opdef.name} has outputs {', '.join(outs)}: return a tuple of {len(outs)} values or yield "
+                f"Output(value, name) for each"
+            )
+        for name, v in zip(outs, value, strict=True):
+            store(name, v)
+    missing = [n for n, o in outs.items() if o.is_required and n not in produced]
+    if missing:
+        raise CairnError(f"op {opdef.name} did not produce required output(s) {', '.join(missing)}")
+
+
+def outs_format(job: JobDefinition, step: str, output: str) -> str:
+    out = job.nodes[step].op.outs.get(output)
+    return out.format if out is not None else "pickle"
+
+
+def instance_key(instance: Instance, run_id: str, step: str, output: str) -> str:
+    from cairn.io import output_key
+
+    return output_key(run_id, step, output, namespace=instance.namespace)
