@@ -1,4 +1,4 @@
-"""The `cairn` command line."""
+"""The `cairn` command line: local runs and re-executions, and `cairn dev` (a local control plane)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cairn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    from cairn.cli_runs import add_commands
+
+    add_commands(sub, "instance directory (default: $CAIRN_HOME, else ./.cairn)")
+
     dev = sub.add_parser("dev", help="a real local control plane without Docker")
     dsub = dev.add_subparsers(dest="dev_command", required=True)
 
@@ -88,12 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from cairn.dev.errors import DevError
+    from cairn.errors import CairnError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
-    except DevError as exc:
+    except (DevError, CairnError) as exc:
         print(f"cairn: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,249 @@
+"""`cairn run`, `cairn reexecute` and `cairn runs list|show|tree`: the local mode from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from cairn.errors import CairnError
+from cairn.execution import Event, ExecuteJobResult, ReexecutionOptions, execute_job
+from cairn.instance import Instance, RunRecord
+from cairn.loader import load_job
+from cairn.planner import Mode
+from cairn.status import RunStatus
+
+
+def _instance(args: argparse.Namespace) -> Instance:
+    return Instance.local(args.home)
+
+
+def _load_config(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CairnError(f"cannot read run config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CairnError(f"run config {path} must be a mapping like {{ops: {{op_name: {{config: ...}}}}}}")
+    return data
+
+
+def _tags(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        k, sep, v = p.partition("=")
+        if not sep or not k:
+            raise CairnError(f"--tag {p!r} must look like key=value")
+        out[k] = v
+    return out
+
+
+class Progress:
+    """Live progress lines as steps start and end."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        kind, step, d = event
+        line = {
+            "run_start": lambda: (
+                f"run {d['run_id']}"
+                + (f" (re-execution of {d['parent']})" if d["parent"] else "")
+                + f": {len(d['steps'])} step(s) to execute"
+            ),
+            "step_start": lambda: f"  ...   {step}",
+            "step_success": lambda: f"  ok    {step}  ({d['duration'] * 1000:.0f} ms)",
+            "step_failure": lambda: f"  FAIL  {step}  {d['error']}",
+            "step_skipped": lambda: f"  skip  {step}  (input not produced: {', '.join(d['missing'])})",
+            "step_not_executed": lambda: f"  --    {step}  (upstream failed: {', '.join(d['upstream'])})",
+            "step_interrupted": lambda: f"  INT   {step}  interrupted",
+            "run_end": lambda: f"run {d['run_id']}: {d['status']}",
+        }.get(kind)
+        if line is not None:
+            print(line(), file=self.out, flush=True)
+
+
+def _finish(result: ExecuteJobResult) -> int:
+    if result.status is RunStatus.SUCCESS:
+        return 0
+    if result.status is RunStatus.CANCELED:
+        print(f"re-run what is left with: cairn reexecute {result.run_id} --from-failure", file=sys.stderr)
+        return 130
+    print(f"re-execute from failure with: cairn reexecute {result.run_id} --from-failure", file=sys.stderr)
+    return 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    job = load_job(args.job)
+    result = execute_job(
+        job, instance=_instance(args), run_config=_load_config(args.config), tags=_tags(args.tag), on_event=Progress()
+    )
+    return _finish(result)
+
+
+def cmd_reexecute(args: argparse.Namespace) -> int:
+    instance = _instance(args)
+    parent = instance.get_run(args.run_id)
+    ref = args.job or parent.job_ref
+    if not ref:
+        raise CairnError(f"run {args.run_id} does not record where its job is defined; pass --job module:attr")
+    job = load_job(ref)
+    if args.from_failure:
+        options = ReexecutionOptions.from_failure(args.run_id, instance, rerun_missing=args.rerun_missing)
+    elif args.select:
+        options = ReexecutionOptions(args.run_id, args.select, Mode.SELECTED, args.rerun_missing)
+    elif args.from_selected:
+        options = ReexecutionOptions(args.run_id, args.from_selected, Mode.FROM_SELECTED, args.rerun_missing)
+    else:
+        options = ReexecutionOptions(args.run_id, (), Mode.ALL, args.rerun_missing)
+    result = execute_job(
+        job,
+        instance=instance,
+        run_config=_load_config(args.config),
+        reexecution_options=options,
+        tags=_tags(args.tag),
+        on_event=Progress(),
+    )
+    return _finish(result)
+
+
+def _when(t: float) -> str:
+    return dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    runs = _instance(args).list_runs(args.limit)
+    if not runs:
+        print(f"no runs in {_instance(args).db_path}")
+        return 0
+    print(f"{'RUN ID':<36}  {'JOB':<20}  {'STATUS':<8}  {'PARENT':<36}  CREATED")
+    for r in runs:
+        print(
+            f"{r.run_id:<36}  {r.job_name:<20}  {r.status.value:<8}  {r.parent_run_id or '-':<36}  {_when(r.created)}"
+        )
+    return 0
+
+
+def describe_run(r: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": r.run_id,
+        "job": r.job_name,
+        "status": r.status.value,
+        "parent_run_id": r.parent_run_id,
+        "root_run_id": r.root_run_id,
+        "tags": r.tags,
+        "run_config": r.run_config,
+        "created": _when(r.created),
+        "steps": {
+            s: {
+                k: v
+                for k, v in {
+                    "status": rec.status.value,
+                    "reason": rec.reason,
+                    "interrupted": rec.interrupted or None,
+                    "source_run": rec.source_run_id,
+                    "duration_ms": round((rec.finished - rec.started) * 1000, 1)
+                    if rec.started and rec.finished
+                    else None,
+                    "error": rec.error.splitlines()[-1] if rec.error else None,
+                    "outputs": {o: {"key": so.key, "size": so.size} for o, so in rec.outputs.items()} or None,
+                }.items()
+                if v is not None
+            }
+            for s, rec in r.steps.items()
+        },
+    }
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    r = _instance(args).get_run(args.run_id)
+    if args.output == "json":
+        print(json.dumps(describe_run(r), indent=2))
+    else:
+        print(yaml.safe_dump(describe_run(r), sort_keys=False), end="")
+    return 0
+
+
+def render_tree(runs: list[RunRecord], highlight: str | None = None) -> str:
+    children: dict[str | None, list[RunRecord]] = {}
+    for r in runs:
+        children.setdefault(r.parent_run_id, []).append(r)
+    lines: list[str] = []
+
+    def summary(r: RunRecord) -> str:
+        counts: dict[str, int] = {}
+        for rec in r.steps.values():
+            counts[rec.status.value] = counts.get(rec.status.value, 0) + 1
+        parts = ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
+        mode = r.tags.get("cairn.dev/reexecution-mode")
+        mark = "  <-" if r.run_id == highlight else ""
+        return f"{r.run_id}  {r.status.value}  [{parts}]" + (f"  mode={mode}" if mode else "") + mark
+
+    def walk(r: RunRecord, prefix: str, last: bool, root: bool) -> None:
+        lines.append((prefix + ("`-- " if last else "|-- ") if not root else "") + summary(r))
+        kids = children.get(r.run_id, [])
+        for i, k in enumerate(kids):
+            walk(k, prefix + ("" if root else ("    " if last else "|   ")), i == len(kids) - 1, False)
+
+    ids = {r.run_id for r in runs}
+    for r in runs:
+        if r.parent_run_id is None or r.parent_run_id not in ids:
+            walk(r, "", True, True)
+    return "\n".join(lines)
+
+
+def cmd_tree(args: argparse.Namespace) -> int:
+    runs = _instance(args).get_run_group(args.run_id)
+    print(f"job {runs[0].job_name}, lineage of root run {runs[0].root_run_id}:")
+    print(render_tree(runs, highlight=args.run_id))
+    return 0
+
+
+def add_commands(sub: Any, home_help: str) -> None:
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--home", type=Path, default=None, help=home_help)
+
+    r = sub.add_parser("run", help="run a job in this process (module:job or file.py:job)")
+    r.add_argument("job", help="the job: package.module:job_name or path/to/file.py:job_name")
+    r.add_argument("--config", type=Path, help="run config file (YAML or JSON): {ops: {op: {config: ...}}}")
+    r.add_argument("--tag", action="append", default=[], help="key=value tag (repeatable)")
+    common(r)
+    r.set_defaults(func=cmd_run)
+
+    x = sub.add_parser("reexecute", help="re-execute part of an earlier run, linked to it")
+    x.add_argument("run_id")
+    how = x.add_mutually_exclusive_group()
+    how.add_argument("--from-failure", action="store_true", help="failed, interrupted, not-started steps + downstream")
+    how.add_argument("--select", nargs="+", metavar="CLAUSE", help="step selection clauses, e.g. 'unreliable*'")
+    how.add_argument("--from-selected", nargs="+", metavar="STEP", help="these steps and everything downstream")
+    how.add_argument("--all", action="store_true", help="every step (the default)")
+    x.add_argument("--rerun-missing", action="store_true", help="re-run producers of outputs gone from storage")
+    x.add_argument("--job", help="the job reference, when the parent run does not record it")
+    x.add_argument("--config", type=Path, help="run config file (default: the parent run's)")
+    x.add_argument("--tag", action="append", default=[], help="key=value tag (repeatable)")
+    common(x)
+    x.set_defaults(func=cmd_reexecute)
+
+    runs = sub.add_parser("runs", help="inspect runs of the local instance")
+    rsub = runs.add_subparsers(dest="runs_command", required=True)
+    ls = rsub.add_parser("list", help="recent runs, newest first")
+    ls.add_argument("--limit", type=int, default=50)
+    common(ls)
+    ls.set_defaults(func=cmd_list)
+    show = rsub.add_parser("show", help="one run with its steps")
+    show.add_argument("run_id")
+    show.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    common(show)
+    show.set_defaults(func=cmd_show)
+    tree = rsub.add_parser("tree", help="the lineage tree of a run (its root and every re-execution)")
+    tree.add_argument("run_id")
+    common(tree)
+    tree.set_defaults(func=cmd_tree)
