@@ -306,50 +306,68 @@ def _run_step(
     available: dict[tuple[str, str], OutputRef],
     outs: Mapping[str, Any],
 ) -> None:
-    node = job.nodes[step]
-    opdef = node.op
     io = instance.io_manager
-    kwargs: dict[str, Any] = {}
-    for inp, handle in node.inputs.items():
-        ref = available[(handle.node, handle.output)]
-        fmt = outs_format(job, handle.node, handle.output)
+
+    def load(inp: str, up: str, out: str) -> Any:
+        ref = available[(up, out)]
         try:
-            kwargs[inp] = io.load(ref.key, fmt)
+            return io.load(ref.key, outs_format(job, up, out))
         except CairnError as exc:
             raise CairnError(
-                f"step {step}: cannot load input {inp!r} (output {handle.output!r} of step {handle.node!r} "
+                f"step {step}: cannot load input {inp!r} (output {out!r} of step {up!r} "
                 f"from run {ref.run_id}, key {ref.key}): {exc}"
             ) from exc
-    config = job.op_config(run_config, step)
+
+    def store(name: str, value: Any, fmt: str) -> None:
+        key = instance_key(instance, run_id, step, name)
+        stored = io.store(key, value, fmt)
+        instance.record_output(run_id, step, name, stored, fmt)
+        available[(step, name)] = OutputRef(run_id, key)
+
+    run_step_body(job, step, run_id, job.op_config(run_config, step), load, store)
+
+
+def run_step_body(
+    job: JobDefinition,
+    step: str,
+    run_id: str,
+    op_config: Any,
+    load: Callable[[str, str, str], Any],
+    store: Callable[[str, Any, str], None],
+) -> list[str]:
+    """Run one step's op: load each input with `load(input, upstream step, output)`, call the op, and
+    hand each output to `store(name, value, format)` as soon as it is produced. Returns the outputs
+    produced; raises when the op fails or breaks its output contract. Shared by the in-process executor
+    and the pod entrypoint (`cairn.step`)."""
+    node = job.nodes[step]
+    opdef = node.op
+    outs = opdef.outs
+    kwargs = {inp: load(inp, h.node, h.output) for inp, h in node.inputs.items()}
     args: list[Any] = []
     if opdef.takes_context:
-        args.append(OpContext(run_id, step, config, logging.getLogger(f"cairn.{job.name}.{step}")))
+        args.append(OpContext(run_id, step, op_config, logging.getLogger(f"cairn.{job.name}.{step}")))
     value = opdef.fn(*args, **kwargs)
-    produced: set[str] = set()
+    produced: list[str] = []
 
-    def store(name: str, v: Any) -> None:
+    def emit(name: str, v: Any) -> None:
         if name not in outs:
             raise CairnError(
                 f"op {opdef.name} yielded output {name!r}, which it does not declare (declared: {', '.join(outs)})"
             )
         if name in produced:
             raise CairnError(f"op {opdef.name} yielded output {name!r} twice")
-        fmt = outs[name].format
-        key = instance_key(instance, run_id, step, name)
-        stored = io.store(key, v, fmt)
-        instance.record_output(run_id, step, name, stored, fmt)
-        available[(step, name)] = OutputRef(run_id, key)
-        produced.add(name)
+        store(name, v, outs[name].format)
+        produced.append(name)
 
     if inspect.isgenerator(value):
         for item in value:
             if not isinstance(item, Output):
                 raise CairnError(f"op {opdef.name} yielded {type(item).__name__}; yield Output(value, name) objects")
-            store(item.output_name, item.value)
+            emit(item.output_name, item.value)
     elif isinstance(value, Output):
-        store(value.output_name, value.value)
+        emit(value.output_name, value.value)
     elif len(outs) == 1:
-        store(next(iter(outs)), value)
+        emit(next(iter(outs)), value)
     else:
         if not isinstance(value, tuple) or len(value) != len(outs):
             raise CairnError(
@@ -357,10 +375,11 @@ def _run_step(
                 f"Output(value, name) for each"
             )
         for name, v in zip(outs, value, strict=True):
-            store(name, v)
+            emit(name, v)
     missing = [n for n, o in outs.items() if o.is_required and n not in produced]
     if missing:
         raise CairnError(f"op {opdef.name} did not produce required output(s) {', '.join(missing)}")
+    return produced
 
 
 def outs_format(job: JobDefinition, step: str, output: str) -> str:
