@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install build up down lint test test-fast clean
+.PHONY: install demo build up down lint test test-fast clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,10 @@ $(BIN)/python:
 # The package with every extra and the test tools, editable.
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+
+# The seed example in-process, no cluster: run it, see it fail, re-execute from failure, print the lineage.
+demo: install
+	$(BIN)/python examples/unreliable.py
 
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl from Go modules (cached in ~/.cache/cairn).
 build: install
@@ -34,9 +38,9 @@ lint: install
 test: build lint
 	$(BIN)/pytest --e2e
 
-# Only the pure tests: no control plane, a few seconds.
+# Only the tests that need no control plane: a few seconds.
 test-fast: install
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit tests/local
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

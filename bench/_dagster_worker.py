@@ -6,8 +6,8 @@ Usage: ``python _dagster_worker.py '<spec json>'`` where the spec is
 
 Each job runs with `execute_job` on a reconstructable job (built by `make_job` in this module, which
 `build_reconstructable_job` points at), the in-process executor, the default filesystem IO manager and
-a persistent SQLite instance in a temporary directory. The first run of each job is a warm-up and is
-not reported.
+a persistent SQLite instance in a temporary directory (telemetry off). The first run of each job is a
+warm-up and is not reported.
 """
 
 from __future__ import annotations

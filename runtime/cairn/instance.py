@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cairn.errors import RunNotFoundError
+from cairn.errors import CairnError, RunNotFoundError
 from cairn.io import FilesystemIOManager, IOManager, StoredOutput
 from cairn.planner import OutputRef, RunView
 from cairn.status import RunStatus, StepState, StepStatus
@@ -162,9 +162,18 @@ class Instance:
         self.host = socket.gethostname()
 
     @classmethod
-    def local(cls, path: str | os.PathLike[str] | None = None) -> Instance:
-        """The instance at `path`, else $CAIRN_HOME, else ./.cairn."""
-        return cls(Path(path or os.environ.get("CAIRN_HOME") or ".cairn"))
+    def local(cls, path: str | os.PathLike[str] | None = None, io_manager: IOManager | None = None) -> Instance:
+        """The instance at `path`, else $CAIRN_HOME, else ./.cairn.
+
+        Outputs go to files under it, unless `io_manager` is given or CAIRN_IO_MANAGER=s3, which stores them
+        in S3 as the standard AWS variables and CAIRN_S3_BUCKET (and CAIRN_S3_PREFIX) say."""
+        if io_manager is None and os.environ.get("CAIRN_IO_MANAGER", "fs") == "s3":
+            from cairn.s3io import S3IOManager
+
+            io_manager = S3IOManager.from_env(prefix=os.environ.get("CAIRN_S3_PREFIX", "cairn"))
+        elif os.environ.get("CAIRN_IO_MANAGER", "fs") not in ("fs", "s3"):
+            raise CairnError(f"CAIRN_IO_MANAGER={os.environ['CAIRN_IO_MANAGER']!r}: use 'fs' (default) or 's3'")
+        return cls(Path(path or os.environ.get("CAIRN_HOME") or ".cairn"), io_manager=io_manager)
 
     def __repr__(self) -> str:
         return f"<Instance {self.root}>"
