@@ -250,7 +250,7 @@ def execute_job(
                 emit(("step_interrupted", step, {}))
                 canceled = True
                 continue
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # an op calling sys.exit() fails its step, not the run
                 states[step] = StepState.FAILURE
                 err = "".join(traceback.format_exception(exc)).strip()
                 errors[step] = err
