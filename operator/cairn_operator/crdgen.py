@@ -1,0 +1,199 @@
+"""Generate the CRDs in `crds/` from the pydantic models; `--check` fails when the files drift.
+
+pydantic's JSON schema is turned into a *structural* OpenAPI v3 schema as the API server wants it:
+references inlined, optional fields as plain properties (no `anyOf` with null), free-form maps as
+`x-kubernetes-preserve-unknown-fields`, int-or-string values as `x-kubernetes-int-or-string`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from cairn_operator import models
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+DROP = {"title", "$defs", "discriminator"}
+
+
+def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """One pydantic JSON-schema node as a structural OpenAPI v3 node."""
+    if "$ref" in schema:
+        target = defs[schema["$ref"].split("/")[-1]]
+        merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+        return structural(merged, defs)
+    if "anyOf" in schema:
+        variants = [v for v in schema["anyOf"] if v.get("type") != "null"]
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        if len(variants) == 1:
+            return structural({**variants[0], **rest}, defs)
+        types = {v.get("type") for v in variants}
+        if types == {"string", "integer"}:
+            return {"x-kubernetes-int-or-string": True, **_keep(rest)}
+        raise ValueError(f"cannot express anyOf {variants} structurally")
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in DROP:
+            continue
+        if key == "properties":
+            out["properties"] = {k: structural(v, defs) for k, v in value.items()}
+        elif key == "items":
+            out["items"] = structural(value, defs)
+        elif key == "additionalProperties":
+            if value is False:
+                continue  # structural schemas prune unknown fields; kubectl's strict validation refuses them
+            if value is True or value == {}:
+                out["x-kubernetes-preserve-unknown-fields"] = True
+            else:
+                out["additionalProperties"] = structural(value, defs)
+        elif key == "const":
+            out["enum"] = [value]
+        elif key == "default":
+            if value is None or isinstance(value, dict | list):
+                continue
+            out["default"] = value
+        else:
+            out[key] = value
+    if "x-kubernetes-preserve-unknown-fields" in out and out.get("type") is None:
+        out["type"] = "object"
+    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    if out.get("type") == "array" and "items" not in out:
+        out["items"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    return out
+
+
+def _keep(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k in ("description",)}
+
+
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(mode="validation")
+    return structural(raw, raw.get("$defs", {}))
+
+
+def crd(
+    kind: str,
+    plural: str,
+    short: str,
+    spec: type[BaseModel],
+    status: type[BaseModel] | None,
+    columns: list[dict[str, Any]],
+    spec_rules: list[dict[str, str]] | None = None,
+    description: str = "",
+) -> dict[str, Any]:
+    spec_schema = model_schema(spec)
+    if spec_rules:
+        spec_schema["x-kubernetes-validations"] = spec_rules
+    props: dict[str, Any] = {"spec": spec_schema}
+    version: dict[str, Any] = {"name": models.VERSION, "served": True, "storage": True}
+    if status is not None:
+        props["status"] = model_schema(status)
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = columns
+    version["schema"] = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "description": description,
+            "required": ["spec"],
+            "properties": {
+                "apiVersion": {"type": "string"},
+                "kind": {"type": "string"},
+                "metadata": {"type": "object"},
+                **props,
+            },
+        }
+    }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{models.GROUP}"},
+        "spec": {
+            "group": models.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
+                "categories": ["cairn"],
+            },
+            "versions": [version],
+        },
+    }
+
+
+AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+def all_crds() -> dict[str, dict[str, Any]]:
+    return {
+        "cairn.dev_jobs.yaml": crd(
+            "Job",
+            "jobs",
+            "cjob",
+            models.JobSpec,
+            None,
+            [{"name": "Image", "type": "string", "jsonPath": ".spec.image"}, AGE],
+            models.JOB_RULES,
+            "A Cairn pipeline: ops, their wiring, images and storage.",
+        ),
+        "cairn.dev_runs.yaml": crd(
+            "Run",
+            "runs",
+            "crun",
+            models.RunSpec,
+            models.RunStatusModel,
+            [
+                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "Steps", "type": "string", "jsonPath": ".status.progress"},
+                {"name": "Failed", "type": "integer", "jsonPath": ".status.failedSteps"},
+                {"name": "Parent", "type": "string", "jsonPath": ".metadata.labels.cairn\\.dev/parent-run"},
+                AGE,
+            ],
+            None,
+            "One execution of a Job: one pod per op, outputs in S3.",
+        ),
+    }
+
+
+def render(doc: dict[str, Any]) -> str:
+    return (
+        "# Generated by `python -m cairn_operator.crdgen` from cairn_operator.models: do not edit.\n"
+        + yaml.safe_dump(doc, sort_keys=False, width=120)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cairn_operator.crdgen", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail when crds/ differs from the models")
+    parser.add_argument("--dir", type=Path, default=CRD_DIR)
+    args = parser.parse_args(argv)
+    drift = []
+    for name, doc in all_crds().items():
+        path = args.dir / name
+        text = render(doc)
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                drift.append(str(path))
+        else:
+            path.write_text(text)
+            print(f"wrote {path}")
+    if drift:
+        print(
+            f"crds/ drifted from the models: {', '.join(drift)}; run `python -m cairn_operator.crdgen` and commit",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
