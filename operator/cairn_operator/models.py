@@ -68,7 +68,7 @@ class Backoff(Model):
 
 class Retries(Model):
     limit: int = Field(0, ge=0, le=20, description="How many times a failed step is retried (new attempt pods).")
-    backoff: Backoff = Field(default_factory=Backoff)
+    backoff: Backoff = Field(default_factory=lambda: Backoff())
 
 
 class Resources(Model):
