@@ -33,6 +33,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python -m cairn_operator.crdgen --check
 
 # Everything CI checks: lint, unit, integration and end-to-end tests on a real local control plane.
 test: build lint
