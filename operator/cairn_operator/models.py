@@ -158,6 +158,13 @@ class JobRef(Model):
     name: str = Field(min_length=1, max_length=253)
 
 
+class StepOverride(Model):
+    """Per-step changes for one Run (and for the child Runs of re-executions)."""
+
+    image: str | None = None
+    env: list[EnvVar] | None = Field(None, description="Added to (and replacing same-named) env of the op.")
+
+
 class RunSpec(Model):
     jobRef: JobRef
     config: dict[str, Any] | None = Field(
@@ -169,6 +176,7 @@ class RunSpec(Model):
     cancel: bool = Field(False, description="true: delete running pods and end the Run Canceled.")
     podGC: PodGC | None = None
     retryPolicy: RetryPolicy | None = None
+    overrides: dict[str, StepOverride] | None = Field(None, description="Per-op image/env changes for this Run.")
 
 
 class Condition(Model):

@@ -47,10 +47,11 @@ def io_manager_for(storage: Mapping[str, Any]) -> IOManager:
     if kind == "s3":
         from cairn.s3io import S3IOManager
 
-        if not storage.get("bucket"):
-            raise InvocationError("step context storage.bucket is required for kind s3")
+        bucket = storage.get("bucket") or os.environ.get("CAIRN_S3_BUCKET")
+        if not bucket:
+            raise InvocationError("no bucket: set storage.bucket in the step context, or CAIRN_S3_BUCKET")
         return S3IOManager(
-            bucket=storage["bucket"],
+            bucket=bucket,
             prefix=storage.get("prefix", ""),
             endpoint_url=storage.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL"),
         )

@@ -1,0 +1,28 @@
+"""`python -m cairn_operator [--namespace NS]`: run the operator (kopf) against the current kubeconfig."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import kopf
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cairn_operator", description=__doc__)
+    parser.add_argument("-n", "--namespace", action="append", default=[], help="watch only these namespaces")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    import cairn_operator.handlers  # noqa: F401  (registers the handlers)
+
+    asyncio.run(kopf.operator(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

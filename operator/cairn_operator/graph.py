@@ -1,0 +1,81 @@
+"""The graph of a Job's ops: validation that needs the whole graph, and a topological order.
+
+A schema can refuse a bad op name; only the graph can tell an input naming an op that does not
+exist, an output an op does not declare, or a cycle. Those make the Run fail with `InvalidJob` and a
+message that says what to change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cairn.planner import JobGraph
+from cairn_operator.models import JobSpec, OpSpec
+
+
+class InvalidJob(ValueError):
+    """The Job cannot run as written; the message says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class OpGraph:
+    order: tuple[str, ...]  # topological, stable in the Job's op order
+    ops: dict[str, OpSpec]
+    deps: dict[str, dict[str, tuple[str, str]]]  # op -> input -> (upstream op, output)
+
+    def downstream(self, op: str) -> list[str]:
+        return [o for o in self.order if any(up == op for up, _ in self.deps[o].values())]
+
+    def job_graph(self) -> JobGraph:
+        """The runtime planner's view of this graph (shared re-execution rules)."""
+        return JobGraph(
+            steps=self.order,
+            deps=self.deps,
+            outputs={n: {o: o not in op.optionalOutputs for o in op.outputs} for n, op in self.ops.items()},
+        )
+
+
+def parse_input(ref: str) -> tuple[str, str]:
+    op, _, out = ref.partition(".")
+    return op, out or "result"
+
+
+def build(spec: JobSpec) -> OpGraph:
+    ops = {o.name: o for o in spec.ops}
+    names = ", ".join(ops)
+    deps: dict[str, dict[str, tuple[str, str]]] = {}
+    for o in spec.ops:
+        unknown_optional = sorted(set(o.optionalOutputs) - set(o.outputs))
+        if unknown_optional:
+            raise InvalidJob(f"op {o.name}: optionalOutputs {unknown_optional} are not in its outputs {o.outputs}")
+        deps[o.name] = {}
+        for inp, ref in o.inputs.items():
+            up, out = parse_input(ref)
+            if up not in ops:
+                raise InvalidJob(
+                    f"op {o.name}: input {inp!r} reads {ref!r}, but the Job has no op {up!r} (its ops: {names}); "
+                    f"fix spec.ops[{o.name}].inputs.{inp}"
+                )
+            if out not in ops[up].outputs:
+                raise InvalidJob(
+                    f"op {o.name}: input {inp!r} reads output {out!r} of op {up!r}, which declares only "
+                    f"{', '.join(ops[up].outputs)}; fix the input or add {out!r} to {up}'s outputs"
+                )
+            if up == o.name:
+                raise InvalidJob(f"op {o.name}: input {inp!r} reads its own output; an op cannot depend on itself")
+            deps[o.name][inp] = (up, out)
+    order: list[str] = []
+    done: set[str] = set()
+    remaining = [o.name for o in spec.ops]
+    while remaining:
+        ready = [n for n in remaining if all(up in done for up, _ in deps[n].values())]
+        if not ready:
+            raise InvalidJob(
+                f"the ops {', '.join(remaining)} form a dependency cycle (through their inputs); "
+                "remove one of the inputs that closes the loop"
+            )
+        for n in ready:
+            order.append(n)
+            done.add(n)
+        remaining = [n for n in remaining if n not in done]
+    return OpGraph(tuple(order), ops, deps)

@@ -1,0 +1,156 @@
+"""kopf handlers: thin. Each Run is reconciled every second until it finishes (level-triggered: the
+same cycle after a create, a restart or a missed event gives the same result). Decisions are made by
+`cairn_operator.reconcile.reconcile`; this module gathers what it needs, carries out its actions and
+writes the status once per cycle through kopf's `patch`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from cairn_operator import kube
+from cairn_operator.graph import InvalidJob, OpGraph, build
+from cairn_operator.models import GROUP, VERSION, JobSpec, RunSpec
+from cairn_operator.reconcile import CreatePod, DeletePod, Event, RunInput, RunPhase, condition, reconcile, ts
+from cairn_operator.resources import LABEL_JOB, step_inputs, step_pod
+
+MAX_PODS = int(os.environ.get("CAIRN_MAX_PODS", "100"))
+FINISHED = {p.value for p in RunPhase if p.finished}
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.posting.level = 20  # INFO and above become Events on the object
+    settings.watching.server_timeout = 60
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch from old to new: keys that disappeared are set to None (deleted)."""
+    out: dict[str, Any] = {}
+    for k, v in new.items():
+        if isinstance(v, Mapping) and isinstance(old.get(k), Mapping):
+            out[k] = merge_patch(old[k], v)
+        elif old.get(k) != v:
+            out[k] = v
+    for k in old:
+        if k not in new:
+            out[k] = None
+    return out
+
+
+def invalid(status: Mapping[str, Any], message: str, generation: int) -> dict[str, Any]:
+    now = ts(dt.datetime.now(dt.UTC))
+    return {
+        **status,
+        "phase": RunPhase.FAILED.value,
+        "message": message,
+        "observedGeneration": generation,
+        "finishedAt": now,
+        "conditions": [
+            condition("Succeeded", False, "InvalidJob", message, now),
+            condition("Failed", True, "InvalidJob", message, now),
+        ],
+    }
+
+
+def load_snapshot(namespace: str, spec: RunSpec, status: Mapping[str, Any]) -> tuple[dict[str, Any], JobSpec, OpGraph]:
+    """The Job spec this Run runs: copied into its status when it starts, so later Job edits never change it."""
+    snapshot = status.get("jobSnapshot")
+    if snapshot is None:
+        job = kube.get_job(namespace, spec.jobRef.name)
+        if job is None:
+            raise InvalidJob(
+                f"Job {spec.jobRef.name!r} not found in namespace {namespace}: create it, or fix spec.jobRef.name"
+            )
+        snapshot = job["spec"]
+    try:
+        job_spec = JobSpec.model_validate(snapshot)
+    except ValidationError as exc:
+        raise InvalidJob(f"Job {spec.jobRef.name}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
+    graph = build(job_spec)
+    if status.get("jobSnapshot") is None and not kube.secret_exists(namespace, job_spec.storage.secretRef.name):
+        raise InvalidJob(
+            f"Secret {job_spec.storage.secretRef.name!r} (spec.storage.secretRef of Job "
+            f"{spec.jobRef.name}) not found in namespace {namespace}: create it with the S3 credentials"
+        )
+    return snapshot, job_spec, graph
+
+
+def not_finished(status: Mapping[str, Any], **_: Any) -> bool:
+    return (status or {}).get("phase") not in FINISHED
+
+
+@kopf.timer(GROUP, VERSION, "runs", interval=1.0, when=not_finished)
+def run_timer(**kw: Any) -> None:
+    sync_run(kw["name"], kw["namespace"], kw["uid"], kw["meta"], kw["spec"], kw["status"], kw["body"], kw["patch"])
+
+
+def sync_run(
+    name: str,
+    namespace: str,
+    uid: str,
+    meta: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    body: Any,
+    patch: kopf.Patch,
+) -> None:
+    status = dict(status or {})
+    generation = int(meta.get("generation") or 1)
+    try:
+        run_spec = RunSpec.model_validate(dict(spec))
+        snapshot, job_spec, graph = load_snapshot(namespace, run_spec, status)
+    except (InvalidJob, ValidationError) as exc:
+        message = str(exc)
+        kopf.event(body, type="Warning", reason="InvalidJob", message=message)
+        patch.status.update(merge_patch(status, invalid(status, message, generation)))
+        return
+    if status.get("jobSnapshot") is None:
+        status["jobSnapshot"] = snapshot
+        patch.metadata.labels[LABEL_JOB] = run_spec.jobRef.name
+    pods = kube.list_step_pods(namespace, name)
+    run = RunInput(
+        name=name,
+        uid=uid,
+        generation=generation,
+        status=status,
+        max_parallel=run_spec.maxParallel or job_spec.maxParallel,
+        cancel=run_spec.cancel,
+        pod_gc=(run_spec.podGC.strategy if run_spec.podGC else "Never"),
+        slots=max(0, MAX_PODS - kube.count_active_pods()),
+    )
+    result = reconcile(run, graph, pods, dt.datetime.now(dt.UTC))
+    steps = result.status.get("steps") or {}
+    for action in result.actions:
+        if isinstance(action, CreatePod):
+            body_ = step_pod(
+                run=name,
+                run_uid=uid,
+                namespace=namespace,
+                job_name=run_spec.jobRef.name,
+                spec=job_spec,
+                graph=graph,
+                step=action.step,
+                attempt=action.attempt,
+                inputs=step_inputs(graph, action.step, steps),
+                config=((run_spec.config or {}).get("ops") or {}).get(action.step, {}).get("config"),
+                override=(run_spec.overrides or {}).get(action.step),
+            )
+            kube.create_pod(body_)
+        elif isinstance(action, DeletePod):
+            kube.delete_pod(namespace, action.name)
+        elif isinstance(action, Event):
+            kopf.event(body, type=action.type, reason=action.reason, message=action.message)
+    patch.status.update(merge_patch(dict(status_or_empty(body)), result.status))
+
+
+def status_or_empty(body: Any) -> Mapping[str, Any]:
+    return dict(body.get("status") or {})

@@ -1,0 +1,115 @@
+"""The one module that talks to the Kubernetes API (besides kopf itself): Jobs, Secrets and pods."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from cairn_operator.models import GROUP, VERSION
+from cairn_operator.reconcile import PodObs
+from cairn_operator.resources import LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP
+
+
+@functools.cache
+def _api() -> Any:
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def _core() -> Any:
+    from kubernetes import client
+
+    return client.CoreV1Api(_api())
+
+
+def _status(exc: Exception) -> int | None:
+    return getattr(exc, "status", None)
+
+
+def get_job(namespace: str, name: str) -> dict[str, Any] | None:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    try:
+        obj: dict[str, Any] = client.CustomObjectsApi(_api()).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "jobs", name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj
+
+
+def secret_exists(namespace: str, name: str) -> bool:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        _core().read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def _obs(pod: dict[str, Any]) -> PodObs:
+    meta, status = pod["metadata"], pod.get("status") or {}
+    cs = (status.get("containerStatuses") or [{}])[0]
+    term = (cs.get("state") or {}).get("terminated") or {}
+    return PodObs(
+        name=meta["name"],
+        step=meta["labels"][LABEL_STEP],
+        attempt=int(meta["labels"].get(LABEL_ATTEMPT, "1")),
+        phase=status.get("phase", "Pending"),
+        exit_code=term.get("exitCode"),
+        message=term.get("message"),
+        reason=status.get("reason") or term.get("reason"),
+        started=term.get("startedAt") or ((cs.get("state") or {}).get("running") or {}).get("startedAt"),
+        finished=term.get("finishedAt"),
+        deleting=meta.get("deletionTimestamp") is not None,
+    )
+
+
+def list_step_pods(namespace: str, run: str) -> list[PodObs]:
+    resp = _core().list_namespaced_pod(namespace, label_selector=f"{LABEL_RUN}={run}", _preload_content=False)
+    return [_obs(p) for p in json.loads(resp.data)["items"]]
+
+
+def count_active_pods() -> int:
+    """Cairn step pods not finished yet, in all namespaces (for the operator-wide limit)."""
+    resp = _core().list_pod_for_all_namespaces(
+        label_selector="app.kubernetes.io/managed-by=cairn",
+        field_selector="status.phase!=Succeeded,status.phase!=Failed",
+        _preload_content=False,
+    )
+    return len(json.loads(resp.data)["items"])
+
+
+def create_pod(body: dict[str, Any]) -> bool:
+    """Create a pod; False when it already exists (409), which adopts it."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        _core().create_namespaced_pod(body["metadata"]["namespace"], body)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
+def delete_pod(namespace: str, name: str) -> None:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        _core().delete_namespaced_pod(name, namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise

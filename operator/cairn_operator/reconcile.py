@@ -1,0 +1,375 @@
+"""The Run's decisions as a pure function: `reconcile(run, graph, pods, now) -> (actions, status)`.
+
+Given what a Run's status says, the Job snapshot's graph and the step pods that exist, it decides the
+pods to create or delete and the events to post, and computes the Run's next status. The handlers
+carry the actions out and write the status once per cycle. Calling it again with the same inputs gives
+the same result, which makes the operator level-triggered: a restart or a missed event changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cairn_operator.graph import OpGraph
+from cairn_operator.models import Retries
+from cairn_operator.resources import pod_name
+
+#: The JSON protocol of the runtime's step entrypoint (cairn.step.PROTOCOL).
+STEP_PROTOCOL = 1
+
+
+class StepPhase(enum.Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    NOT_EXECUTED = "NotExecuted"
+    REUSED = "Reused"
+    CANCELED = "Canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (
+            StepPhase.SUCCEEDED,
+            StepPhase.FAILED,
+            StepPhase.SKIPPED,
+            StepPhase.NOT_EXECUTED,
+            StepPhase.REUSED,
+            StepPhase.CANCELED,
+        )
+
+    @property
+    def has_outputs(self) -> bool:
+        return self in (StepPhase.SUCCEEDED, StepPhase.REUSED)
+
+    @property
+    def blocks_downstream(self) -> bool:
+        return self in (StepPhase.FAILED, StepPhase.NOT_EXECUTED, StepPhase.CANCELED)
+
+    @property
+    def active(self) -> bool:
+        return self in (StepPhase.RUNNING,)
+
+
+class RunPhase(enum.Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELED)
+
+
+@dataclass(frozen=True)
+class PodObs:
+    """What a step pod says of itself."""
+
+    name: str
+    step: str
+    attempt: int
+    phase: str  # Pending | Running | Succeeded | Failed | Unknown
+    exit_code: int | None = None
+    message: str | None = None
+    reason: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class CreatePod:
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    name: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Event:
+    reason: str
+    message: str
+    type: str = "Normal"
+
+
+Action = CreatePod | DeletePod | Event
+
+
+@dataclass
+class RunInput:
+    """What reconcile needs of the Run."""
+
+    name: str
+    generation: int
+    status: Mapping[str, Any]
+    max_parallel: int
+    cancel: bool = False
+    pod_gc: str = "Never"
+    slots: int = 1_000_000  # operator-wide limit left for new pods
+    uid: str = ""
+
+    def pod_name(self, step: str, attempt: int) -> str:
+        return pod_name(self.name, self.uid, step, attempt)
+
+
+@dataclass
+class Result:
+    actions: list[Action] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+def ts(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_ts(s: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00")) if s else None
+
+
+def backoff_seconds(retries: Retries, attempt: int) -> float:
+    """Delay before attempt `attempt + 1`, after `attempt` failed attempts."""
+    b = retries.backoff
+    return float(min(b.maxDurationSeconds, b.durationSeconds * (b.factor ** max(0, attempt - 1))))
+
+
+def parse_result(message: str | None) -> dict[str, Any] | None:
+    """The step entrypoint's JSON result from a termination message, or None if it is not one."""
+    if not message:
+        return None
+    try:
+        doc = json.loads(message)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("protocol") != STEP_PROTOCOL:
+        return None
+    return doc
+
+
+def condition(type_: str, true: bool, reason: str, message: str, now: str) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": "True" if true else "False",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now,
+    }
+
+
+def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.datetime) -> Result:
+    """One reconcile cycle of a Run whose Job snapshot is `graph`."""
+    now_s = ts(now)
+    prev = dict(run.status)
+    res = Result(status=prev)
+    if prev.get("phase") and RunPhase(prev["phase"]).finished:
+        _gc(run, graph, pods, prev.get("steps") or {}, res)
+        return res
+    steps: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (prev.get("steps") or {}).items()}
+    for s in graph.order:
+        steps.setdefault(s, {"phase": StepPhase.PENDING.value, "attempt": 0})
+    by_step: dict[str, PodObs] = {}
+    for p in pods:
+        cur = by_step.get(p.step)
+        if cur is None or p.attempt > cur.attempt:
+            by_step[p.step] = p
+    events = res.actions
+
+    # 1. Observe the pods of current attempts.
+    for s in graph.order:
+        st = steps[s]
+        phase = StepPhase(st["phase"])
+        pod = by_step.get(s)
+        attempt = int(st.get("attempt", 0))
+        if phase in (StepPhase.PENDING, StepPhase.RETRYING) and pod is not None and pod.attempt == attempt + 1:
+            # Created in a cycle whose status write was lost (e.g. an operator restart): adopt it.
+            st.update(phase=StepPhase.RUNNING.value, attempt=pod.attempt)
+            st.pop("nextAttemptAt", None)
+            phase, attempt = StepPhase.RUNNING, pod.attempt
+        if phase is not StepPhase.RUNNING:
+            continue
+        if pod is None or pod.attempt != attempt:
+            _attempt_failed(graph, s, st, "the step's pod was deleted while it ran", None, now, events)
+            continue
+        st["podName"] = pod.name
+        if pod.started and not st.get("startedAt"):
+            st["startedAt"] = pod.started
+        if pod.phase == "Succeeded":
+            result = parse_result(pod.message)
+            if result is None or result.get("status") != "SUCCESS":
+                _attempt_failed(
+                    graph,
+                    s,
+                    st,
+                    "the step exited 0 but wrote no valid result to its termination "
+                    f"message: {(pod.message or '')[:200]!r}",
+                    pod.exit_code,
+                    now,
+                    events,
+                )
+                continue
+            st.update(
+                phase=StepPhase.SUCCEEDED.value,
+                finishedAt=pod.finished or now_s,
+                exitCode=0,
+                outputs={
+                    k: {"key": v["key"], "size": v.get("size"), "etag": v.get("sha256")}
+                    for k, v in (result.get("outputs") or {}).items()
+                },
+            )
+            st.pop("message", None)
+            events.append(Event("StepSucceeded", f"step {s} succeeded (attempt {st['attempt']})"))
+        elif pod.phase == "Failed":
+            result = parse_result(pod.message)
+            if result and result.get("error"):
+                msg = f"{result['error'].get('type')}: {result['error'].get('message')}"
+            elif pod.reason == "DeadlineExceeded":
+                msg = f"timed out (timeoutSeconds, pod reason {pod.reason})"
+            else:
+                msg = (pod.message or pod.reason or "failed")[-500:]
+            st["finishedAt"] = pod.finished or now_s
+            _attempt_failed(graph, s, st, msg, pod.exit_code, now, events)
+
+    # 2. Cancel.
+    if run.cancel:
+        for s in graph.order:
+            st = steps[s]
+            phase = StepPhase(st["phase"])
+            if phase is StepPhase.RUNNING and by_step.get(s) is not None:
+                events.append(DeletePod(by_step[s].name, "run canceled"))
+            if not phase.terminal:
+                st.update(phase=StepPhase.CANCELED.value, finishedAt=now_s)
+        return _finish(run, graph, steps, res, now_s, canceled=True)
+
+    # 3. Downstream of failures, skipped inputs, retries due, and new pods within the limits.
+    running = sum(1 for s in graph.order if StepPhase(steps[s]["phase"]) is StepPhase.RUNNING)
+    budget = max(0, min(run.max_parallel - running, run.slots))
+    for s in graph.order:
+        st = steps[s]
+        phase = StepPhase(st["phase"])
+        if phase not in (StepPhase.PENDING, StepPhase.RETRYING):
+            continue
+        ups = graph.deps[s]
+        blocked = sorted({up for up, _ in ups.values() if StepPhase(steps[up]["phase"]).blocks_downstream})
+        if blocked:
+            st.update(phase=StepPhase.NOT_EXECUTED.value, reason=f"upstream failed: {', '.join(blocked)}")
+            continue
+        if not all(StepPhase(steps[up]["phase"]).terminal for up, _ in ups.values()):
+            continue
+        missing = [f"{up}.{out}" for up, out in ups.values() if out not in (steps[up].get("outputs") or {})]
+        if any(StepPhase(steps[up]["phase"]) is StepPhase.SKIPPED for up, _ in ups.values()) or missing:
+            st.update(
+                phase=StepPhase.SKIPPED.value, reason=f"input not produced: {', '.join(missing) or 'upstream skipped'}"
+            )
+            continue
+        if phase is StepPhase.RETRYING:
+            due = parse_ts(st.get("nextAttemptAt"))
+            if due is not None and due > now:
+                continue
+        if budget <= 0:
+            continue
+        budget -= 1
+        attempt = int(st.get("attempt", 0)) + 1
+        st.update(phase=StepPhase.RUNNING.value, attempt=attempt, podName=run.pod_name(s, attempt))
+        for stale in ("nextAttemptAt", "startedAt", "finishedAt", "exitCode"):
+            st.pop(stale, None)
+        res.actions.append(CreatePod(s, attempt))
+        events.append(Event("StepStarted", f"step {s} started (attempt {attempt})"))
+    return _finish(run, graph, steps, res, now_s, canceled=False, pods=pods)
+
+
+def _attempt_failed(
+    graph: OpGraph,
+    s: str,
+    st: dict[str, Any],
+    message: str,
+    exit_code: int | None,
+    now: dt.datetime,
+    events: list[Action],
+) -> None:
+    retries = graph.ops[s].retries or Retries()
+    attempt = int(st.get("attempt", 1))
+    st.update(exitCode=exit_code, message=message)
+    if attempt <= retries.limit:
+        delay = backoff_seconds(retries, attempt)
+        st.update(phase=StepPhase.RETRYING.value, nextAttemptAt=ts(now + dt.timedelta(seconds=delay)))
+        events.append(
+            Event(
+                "StepRetrying",
+                f"step {s} attempt {attempt} failed ({message}); retrying in "
+                f"{delay:.0f}s (attempt {attempt + 1} of {retries.limit + 1})",
+                "Warning",
+            )
+        )
+    else:
+        st.update(phase=StepPhase.FAILED.value, finishedAt=st.get("finishedAt") or ts(now))
+        events.append(Event("StepFailed", f"step {s} failed after {attempt} attempt(s): {message}", "Warning"))
+
+
+def _finish(
+    run: RunInput,
+    graph: OpGraph,
+    steps: dict[str, dict[str, Any]],
+    res: Result,
+    now_s: str,
+    canceled: bool,
+    pods: Sequence[PodObs] = (),
+) -> Result:
+    phases = [StepPhase(steps[s]["phase"]) for s in graph.order]
+    done = sum(1 for p in phases if p.terminal)
+    failed = sum(1 for p in phases if p is StepPhase.FAILED)
+    status = dict(res.status)
+    status.update(steps=steps, progress=f"{done}/{len(phases)}", failedSteps=failed, observedGeneration=run.generation)
+    status.setdefault("startedAt", now_s)
+    if canceled:
+        phase = RunPhase.CANCELED
+    elif done == len(phases):
+        phase = RunPhase.FAILED if failed or any(p is StepPhase.CANCELED for p in phases) else RunPhase.SUCCEEDED
+    else:
+        phase = RunPhase.RUNNING
+    status["phase"] = phase.value
+    if phase.finished:
+        status["finishedAt"] = now_s
+        bad = [s for s in graph.order if StepPhase(steps[s]["phase"]) is StepPhase.FAILED]
+        msg = {
+            RunPhase.SUCCEEDED: f"all {len(phases)} steps done",
+            RunPhase.FAILED: f"step(s) failed: {', '.join(bad)}",
+            RunPhase.CANCELED: "canceled by spec.cancel",
+        }[phase]
+        status["message"] = msg
+        status["conditions"] = [
+            condition("Succeeded", phase is RunPhase.SUCCEEDED, phase.value, msg, now_s),
+            condition("Failed", phase is RunPhase.FAILED, phase.value, msg, now_s),
+        ]
+        res.actions.append(Event(f"Run{phase.value}", msg, "Normal" if phase is RunPhase.SUCCEEDED else "Warning"))
+        _gc(run, graph, pods, steps, res)
+    else:
+        status["conditions"] = [
+            condition("Succeeded", False, "Running", f"{done}/{len(phases)} steps done", now_s),
+            condition("Failed", False, "Running", f"{failed} step(s) failed", now_s),
+        ]
+    res.status = status
+    return res
+
+
+def _gc(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], steps: Mapping[str, Any], res: Result) -> None:
+    """Finished pods to delete per spec.podGC (failed pods are kept for debugging)."""
+    if run.pod_gc == "Never":
+        return
+    finished_ok = (res.status.get("phase") or "") == RunPhase.SUCCEEDED.value
+    for p in pods:
+        if p.deleting or p.phase != "Succeeded":
+            continue
+        if run.pod_gc == "OnStepSuccess" or (run.pod_gc == "OnRunSuccess" and finished_ok):
+            res.actions.append(DeletePod(p.name, f"podGC {run.pod_gc}"))

@@ -1,0 +1,211 @@
+"""Kubernetes objects the operator makes, built as plain dicts by pure functions.
+
+Pod names are deterministic (run, step, attempt and a short hash of the Run's uid, at most 63
+characters), so creating a pod twice meets 409 and adopts the first one. Every pod carries an owner
+reference to its Run and the labels `cairn.dev/run`, `cairn.dev/step`, `cairn.dev/job`,
+`cairn.dev/attempt`. S3 credentials reach pods only as `secretKeyRef` env entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cairn_operator.graph import OpGraph
+from cairn_operator.models import API_VERSION, JobSpec, OpSpec, StepOverride
+
+LABEL_RUN = "cairn.dev/run"
+LABEL_STEP = "cairn.dev/step"
+LABEL_JOB = "cairn.dev/job"
+LABEL_ATTEMPT = "cairn.dev/attempt"
+STEP_PROTOCOL = 1
+
+
+def _dns(part: str, n: int) -> str:
+    part = re.sub(r"[^a-z0-9-]", "-", part.lower())[:n].strip("-")
+    return part or "x"
+
+
+def pod_name(run: str, run_uid: str, step: str, attempt: int) -> str:
+    """`<run>-<step>-<attempt>-<hash>`, at most 63 characters, the same every time for the same inputs."""
+    digest = hashlib.sha256(f"{run_uid}/{run}/{step}/{attempt}".encode()).hexdigest()[:5]
+    tail = f"-{attempt}-{digest}"
+    room = 63 - len(tail)
+    step_part = _dns(step, max(8, room // 2))
+    run_part = _dns(run, room - len(step_part) - 1)
+    return f"{run_part}-{step_part}{tail}"
+
+
+def run_key(run: str, run_uid: str) -> str:
+    """The run id in storage keys: the Run's name plus its uid's start, so a re-created Run never
+    overwrites the outputs of an earlier one with the same name."""
+    return f"{run}.{run_uid[:8]}" if run_uid else run
+
+
+def step_context(namespace: str, spec: JobSpec, inputs: Mapping[str, Mapping[str, Any]], config: Any) -> dict[str, Any]:
+    storage: dict[str, Any] = {"kind": "s3", "prefix": spec.storage.prefix}
+    if spec.storage.bucket:
+        storage["bucket"] = spec.storage.bucket
+    if spec.storage.endpoint:
+        storage["endpoint"] = spec.storage.endpoint
+    return {
+        "protocol": STEP_PROTOCOL,
+        "namespace": namespace,
+        "storage": storage,
+        "inputs": dict(inputs),
+        "config": config,
+    }
+
+
+def storage_env(spec: JobSpec) -> list[dict[str, Any]]:
+    secret = spec.storage.secretRef.name
+
+    def ref(var: str, optional: bool) -> dict[str, Any]:
+        return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": var, "optional": optional}}}
+
+    env = [ref("AWS_ACCESS_KEY_ID", False), ref("AWS_SECRET_ACCESS_KEY", False), ref("AWS_REGION", True)]
+    env.append(
+        {"name": "AWS_ENDPOINT_URL", "value": spec.storage.endpoint}
+        if spec.storage.endpoint
+        else ref("AWS_ENDPOINT_URL", True)
+    )
+    env.append(
+        {"name": "CAIRN_S3_BUCKET", "value": spec.storage.bucket}
+        if spec.storage.bucket
+        else ref("CAIRN_S3_BUCKET", False)
+    )
+    return env
+
+
+def _merge_template(pod_spec: dict[str, Any], meta: dict[str, Any], container: dict[str, Any], *templates: Any) -> None:
+    for t in templates:
+        if t is None:
+            continue
+        if t.nodeSelector:
+            pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), **t.nodeSelector}
+        if t.tolerations:
+            pod_spec["tolerations"] = [*pod_spec.get("tolerations", []), *t.tolerations]
+        if t.serviceAccountName:
+            pod_spec["serviceAccountName"] = t.serviceAccountName
+        if t.volumes:
+            pod_spec["volumes"] = [*pod_spec.get("volumes", []), *t.volumes]
+        if t.volumeMounts:
+            container["volumeMounts"] = [*container.get("volumeMounts", []), *t.volumeMounts]
+        if t.priorityClassName:
+            pod_spec["priorityClassName"] = t.priorityClassName
+        if t.labels:
+            meta["labels"] = {**t.labels, **meta["labels"]}  # ours win
+        if t.annotations:
+            meta["annotations"] = {**meta.get("annotations", {}), **t.annotations}
+
+
+def step_pod(
+    *,
+    run: str,
+    run_uid: str,
+    namespace: str,
+    job_name: str,
+    spec: JobSpec,
+    graph: OpGraph,
+    step: str,
+    attempt: int,
+    inputs: Mapping[str, Mapping[str, Any]],
+    config: Any,
+    override: StepOverride | None = None,
+) -> dict[str, Any]:
+    """The pod of one attempt of one step."""
+    op: OpSpec = graph.ops[step]
+    name = pod_name(run, run_uid, step, attempt)
+    rid = run_key(run, run_uid)
+    ctx = step_context(namespace, spec, inputs, config)
+    if op.command:
+        command = [
+            "python",
+            "-m",
+            "cairn.step",
+            "exec",
+            "--run-id",
+            rid,
+            "--step",
+            step,
+            "--outputs",
+            ",".join(op.outputs),
+            "--optional-outputs",
+            ",".join(op.optionalOutputs),
+            "--",
+            *op.command,
+            *(op.args or []),
+        ]
+    else:
+        assert spec.python is not None  # guaranteed by the CRD's CEL rule
+        command = [
+            "python",
+            "-m",
+            "cairn.step",
+            "run",
+            "--job",
+            spec.python.job,
+            "--run-id",
+            rid,
+            "--step",
+            step,
+            *(op.args or []),
+        ]
+    extra = [e.model_dump(exclude_none=True) for e in (op.env or [])]
+    if override and override.env:
+        replaced = {e.name for e in override.env}
+        extra = [e for e in extra if e["name"] not in replaced]
+        extra += [e.model_dump(exclude_none=True) for e in override.env]
+    env = [
+        {"name": "CAIRN_STEP_CONTEXT", "value": json.dumps(ctx, separators=(",", ":"))},
+        *storage_env(spec),
+        *extra,
+    ]
+    container: dict[str, Any] = {
+        "name": "step",
+        "image": (override.image if override and override.image else None) or op.image or spec.image,
+        "command": command,
+        "env": env,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if op.resources:
+        container["resources"] = op.resources.model_dump(exclude_none=True)
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {
+            LABEL_RUN: run,
+            LABEL_STEP: step,
+            LABEL_JOB: job_name,
+            LABEL_ATTEMPT: str(attempt),
+            "app.kubernetes.io/managed-by": "cairn",
+        },
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Run",
+                "name": run,
+                "uid": run_uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if op.timeoutSeconds:
+        pod_spec["activeDeadlineSeconds"] = op.timeoutSeconds
+    _merge_template(pod_spec, meta, container, spec.podTemplate, op.podTemplate)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
+
+
+def step_inputs(graph: OpGraph, step: str, steps_status: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Where each input of `step` is: the key recorded in the upstream step's status."""
+    out: dict[str, dict[str, Any]] = {}
+    for up, output in graph.deps[step].values():
+        loc = ((steps_status.get(up) or {}).get("outputs") or {}).get(output)
+        if loc is not None:
+            out[f"{up}.{output}"] = {"key": loc["key"]}
+    return out
