@@ -1,0 +1,272 @@
+"""The Run's reconcile as tables: (status, pods, now) -> (actions, next status). No cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from cairn_operator.graph import InvalidJob, build
+from cairn_operator.models import JobSpec
+from cairn_operator.reconcile import CreatePod, DeletePod, Event, PodObs, RunInput, StepPhase, reconcile
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def job(**op_extra: dict[str, Any]) -> JobSpec:
+    ops: list[dict[str, Any]] = [
+        {"name": "start"},
+        {"name": "left", "inputs": {"x": "start"}},
+        {"name": "right", "inputs": {"x": "start"}},
+        {"name": "end", "inputs": {"a": "left", "b": "right"}},
+    ]
+    for o in ops:
+        o.update(op_extra.get(o["name"], {}))
+    return JobSpec.model_validate(
+        {"image": "img", "python": {"job": "m:j"}, "storage": {"secretRef": {"name": "s"}}, "ops": ops}
+    )
+
+
+def ok_msg(*outs: str) -> str:
+    return json.dumps(
+        {
+            "protocol": 1,
+            "status": "SUCCESS",
+            "outputs": {o: {"key": f"k/{o}", "size": 3, "sha256": "h"} for o in outs or ("result",)},
+        }
+    )
+
+
+def fail_msg(message: str = "blah") -> str:
+    return json.dumps({"protocol": 1, "status": "FAILURE", "error": {"type": "Exception", "message": message}})
+
+
+def pod(
+    step: str, phase: str, attempt: int = 1, msg: str | None = None, code: int | None = None, reason: str | None = None
+) -> PodObs:
+    return PodObs(
+        name=f"r-{step}-{attempt}",
+        step=step,
+        attempt=attempt,
+        phase=phase,
+        exit_code=code,
+        message=msg,
+        reason=reason,
+        started="2026-01-01T00:00:00Z",
+        finished="2026-01-01T00:00:01Z",
+    )
+
+
+def cycle(spec: JobSpec, status: dict[str, Any], pods: list[PodObs], now: dt.datetime = T0, **kw: Any) -> Any:
+    run = RunInput(name="r", uid="u", generation=3, status=status, max_parallel=kw.pop("max_parallel", 10), **kw)
+    return reconcile(run, build(spec), pods, now)
+
+
+def creates(res: Any) -> list[tuple[str, int]]:
+    return [(a.step, a.attempt) for a in res.actions if isinstance(a, CreatePod)]
+
+
+def phases(res: Any) -> dict[str, str]:
+    return {s: v["phase"] for s, v in res.status["steps"].items()}
+
+
+def run_to(spec: JobSpec, outcomes: dict[str, list[PodObs]]) -> tuple[dict[str, Any], list[PodObs]]:
+    """Drive cycles, giving each created pod the next outcome listed for its step."""
+    status: dict[str, Any] = {}
+    pods: list[PodObs] = []
+    for _ in range(20):
+        res = cycle(spec, status, pods, now=T0 + dt.timedelta(hours=1))
+        status = res.status
+        for step, attempt in creates(res):
+            nxt = outcomes[step].pop(0)
+            pods.append(PodObs(**{**nxt.__dict__, "step": step, "attempt": attempt, "name": f"r-{step}-{attempt}"}))
+        if status["phase"] in ("Succeeded", "Failed", "Canceled"):
+            return status, pods
+    raise AssertionError("did not finish")
+
+
+def test_first_cycle_starts_the_roots_and_says_running() -> None:
+    res = cycle(job(), {}, [])
+    assert creates(res) == [("start", 1)]
+    assert phases(res) == {"start": "Running", "left": "Pending", "right": "Pending", "end": "Pending"}
+    assert res.status["phase"] == "Running" and res.status["progress"] == "0/4"
+    assert res.status["observedGeneration"] == 3
+    assert res.status["steps"]["start"]["podName"].startswith("r-start-1-")
+
+
+def test_the_same_cycle_twice_creates_nothing_new() -> None:
+    first = cycle(job(), {}, [])
+    again = cycle(job(), first.status, [pod("start", "Pending")])
+    assert creates(again) == [] and phases(again)["start"] == "Running"
+
+
+def test_a_pod_created_by_a_cycle_whose_status_was_lost_is_adopted() -> None:
+    res = cycle(job(), {}, [pod("start", "Running")])
+    assert creates(res) == [] and res.status["steps"]["start"]["attempt"] == 1
+
+
+def test_success_flows_down_with_outputs_and_parallel_branches() -> None:
+    s1 = cycle(job(), {}, []).status
+    s2 = cycle(job(), s1, [pod("start", "Succeeded", msg=ok_msg(), code=0)])
+    assert creates(s2) == [("left", 1), ("right", 1)]
+    assert s2.status["steps"]["start"]["outputs"] == {"result": {"key": "k/result", "size": 3, "etag": "h"}}
+    assert any(isinstance(a, Event) and a.reason == "StepSucceeded" for a in s2.actions)
+
+
+def test_max_parallel_and_the_operator_wide_limit() -> None:
+    s1 = cycle(job(), {}, []).status
+    started = [pod("start", "Succeeded", msg=ok_msg(), code=0)]
+    assert creates(cycle(job(), s1, started, max_parallel=1)) == [("left", 1)]
+    assert creates(cycle(job(), s1, started, slots=0)) == []
+
+
+def test_the_whole_run_succeeds() -> None:
+    ok = pod("x", "Succeeded", msg=ok_msg(), code=0)
+    status, _ = run_to(job(), {s: [ok] for s in ("start", "left", "right", "end")})
+    assert status["phase"] == "Succeeded" and status["progress"] == "4/4" and status["failedSteps"] == 0
+    conds = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conds == {"Succeeded": "True", "Failed": "False"}
+
+
+def test_a_failure_stops_downstream_but_independent_branches_finish() -> None:
+    ok = pod("x", "Succeeded", msg=ok_msg(), code=0)
+    bad = pod("x", "Failed", msg=fail_msg(), code=1)
+    status, pods = run_to(job(), {"start": [ok], "left": [bad], "right": [ok], "end": [ok]})
+    assert {s: v["phase"] for s, v in status["steps"].items()} == {
+        "start": "Succeeded",
+        "left": "Failed",
+        "right": "Succeeded",
+        "end": "NotExecuted",
+    }
+    assert status["steps"]["left"]["message"] == "Exception: blah" and status["steps"]["left"]["exitCode"] == 1
+    assert status["steps"]["end"]["reason"] == "upstream failed: left"
+    assert status["phase"] == "Failed" and status["message"] == "step(s) failed: left"
+    assert not any(p.step == "end" for p in pods)
+
+
+def test_retries_make_new_attempt_pods_after_the_backoff() -> None:
+    spec = job(left={"retries": {"limit": 2, "backoff": {"durationSeconds": 10, "factor": 2}}})
+    s1 = cycle(spec, {}, []).status
+    s2 = cycle(spec, s1, [pod("start", "Succeeded", msg=ok_msg(), code=0)]).status
+    pods = [
+        pod("start", "Succeeded", msg=ok_msg(), code=0),
+        pod("left", "Failed", msg=fail_msg(), code=1),
+        pod("right", "Running"),
+    ]
+    r3 = cycle(spec, s2, pods)
+    st = r3.status["steps"]["left"]
+    assert st["phase"] == "Retrying" and st["nextAttemptAt"] == "2026-01-01T00:00:10Z"
+    assert any(isinstance(a, Event) and a.reason == "StepRetrying" for a in r3.actions)
+    assert creates(cycle(spec, r3.status, pods, now=T0 + dt.timedelta(seconds=9))) == []
+    r4 = cycle(spec, r3.status, pods, now=T0 + dt.timedelta(seconds=10))
+    assert creates(r4) == [("left", 2)] and r4.status["steps"]["left"]["attempt"] == 2
+    pods.append(pod("left", "Failed", attempt=2, msg=fail_msg(), code=1))
+    r5 = cycle(spec, r4.status, pods, now=T0 + dt.timedelta(seconds=11))
+    assert r5.status["steps"]["left"]["nextAttemptAt"] == "2026-01-01T00:00:31Z"  # 20 s: factor 2
+    r6 = cycle(spec, r5.status, pods, now=T0 + dt.timedelta(seconds=40))
+    assert creates(r6) == [("left", 3)]
+    pods.append(pod("left", "Failed", attempt=3, msg=fail_msg(), code=1))
+    r7 = cycle(spec, r6.status, pods, now=T0 + dt.timedelta(seconds=41))
+    assert r7.status["steps"]["left"]["phase"] == "Failed"  # 3 attempts: limit 2 retries
+
+
+def test_a_deleted_pod_is_an_interrupted_attempt() -> None:
+    s1 = cycle(job(), {}, []).status
+    res = cycle(job(), s1, [])
+    assert res.status["steps"]["start"]["phase"] == "Failed"
+    assert res.status["steps"]["start"]["message"] == "the step's pod was deleted while it ran"
+
+
+@pytest.mark.parametrize(
+    ("pod_", "message"),
+    [
+        (pod("start", "Succeeded", msg="not json", code=0), "wrote no valid result"),
+        (pod("start", "Failed", msg="Traceback ... boom", code=2), "Traceback ... boom"),
+        (pod("start", "Failed", code=137, reason="DeadlineExceeded"), "timed out"),
+    ],
+)
+def test_failure_messages(pod_: PodObs, message: str) -> None:
+    s1 = cycle(job(), {}, []).status
+    st = cycle(job(), s1, [pod_]).status["steps"]["start"]
+    assert st["phase"] == "Failed" and message in st["message"]
+
+
+def test_cancel_deletes_running_pods_and_ends_canceled() -> None:
+    s1 = cycle(job(), {}, []).status
+    res = cycle(job(), s1, [pod("start", "Running")], cancel=True)
+    assert [a.name for a in res.actions if isinstance(a, DeletePod)] == ["r-start-1"]
+    assert res.status["phase"] == "Canceled"
+    assert set(phases(res).values()) == {StepPhase.CANCELED.value}
+
+
+def test_a_finished_run_is_left_alone_and_pod_gc_follows_the_policy() -> None:
+    ok = pod("x", "Succeeded", msg=ok_msg(), code=0)
+    status, pods = run_to(job(), {s: [ok] for s in ("start", "left", "right", "end")})
+    assert cycle(job(), status, pods).actions == []
+    gc = cycle(job(), status, pods, pod_gc="OnRunSuccess").actions
+    assert sorted(a.name for a in gc if isinstance(a, DeletePod)) == sorted(p.name for p in pods)
+
+
+def test_a_missing_optional_output_skips_its_consumer() -> None:
+    spec = JobSpec.model_validate(
+        {
+            "image": "i",
+            "python": {"job": "m:j"},
+            "storage": {"secretRef": {"name": "s"}},
+            "ops": [
+                {"name": "split", "outputs": ["a", "b"], "optionalOutputs": ["b"]},
+                {"name": "use-b", "inputs": {"x": "split.b"}},
+                {"name": "use-a", "inputs": {"x": "split.a"}},
+            ],
+        }
+    )
+    status, _ = run_to(
+        spec,
+        {
+            "split": [pod("x", "Succeeded", msg=ok_msg("a"), code=0)],
+            "use-a": [pod("x", "Succeeded", msg=ok_msg(), code=0)],
+        },
+    )
+    assert {s: v["phase"] for s, v in status["steps"].items()} == {
+        "split": "Succeeded",
+        "use-b": "Skipped",
+        "use-a": "Succeeded",
+    }
+    assert status["phase"] == "Succeeded"
+
+
+@pytest.mark.parametrize(
+    ("ops", "message"),
+    [
+        ([{"name": "a", "inputs": {"x": "nope"}}], "input 'x' reads 'nope', but the Job has no op 'nope'"),
+        ([{"name": "a"}, {"name": "b", "inputs": {"x": "a.zz"}}], "reads output 'zz' of op 'a', which declares only"),
+        ([{"name": "a", "inputs": {"x": "b"}}, {"name": "b", "inputs": {"x": "a"}}], "form a dependency cycle"),
+        ([{"name": "a", "inputs": {"x": "a"}}], "reads its own output"),
+        ([{"name": "a", "optionalOutputs": ["q"]}], "optionalOutputs ['q'] are not in its outputs"),
+    ],
+)
+def test_graph_errors(ops: list[dict[str, Any]], message: str) -> None:
+    spec = JobSpec.model_validate(
+        {"image": "i", "python": {"job": "m:j"}, "storage": {"secretRef": {"name": "s"}}, "ops": ops}
+    )
+    with pytest.raises(InvalidJob, match=message.replace("(", r"\(").replace("[", r"\[")):
+        build(spec)
+
+
+def test_ops_in_any_order_get_a_topological_order() -> None:
+    spec = JobSpec.model_validate(
+        {
+            "image": "i",
+            "python": {"job": "m:j"},
+            "storage": {"secretRef": {"name": "s"}},
+            "ops": [
+                {"name": "c", "inputs": {"x": "b"}},
+                {"name": "b", "inputs": {"x": "a"}},
+                {"name": "a"},
+                {"name": "z"},
+            ],
+        }
+    )
+    assert build(spec).order == ("a", "z", "b", "c")
