@@ -94,3 +94,61 @@ def namespace(core: Any) -> Iterator[str]:
             time.sleep(0.2)
     yield name
     core.delete_namespace(name)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cairn_operator(dev_cluster: Any, kube: Any) -> Iterator[Any]:
+    """The CRDs from crds/ installed, and the operator running as a process against the cluster."""
+    import sys
+
+    import yaml
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from cairn.dev import procs
+
+    ext = client.ApiextensionsV1Api(kube)
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        try:
+            ext.create_custom_resource_definition(doc)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            current = ext.read_custom_resource_definition(doc["metadata"]["name"])
+            doc["metadata"]["resourceVersion"] = current.metadata.resource_version
+            ext.replace_custom_resource_definition(doc["metadata"]["name"], doc)
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        deadline = time.monotonic() + 30
+        while not any(
+            c.type == "Established" and c.status == "True"
+            for c in (ext.read_custom_resource_definition(name).status.conditions or [])
+        ):
+            assert time.monotonic() < deadline, f"CRD {name} not Established"
+            time.sleep(0.2)
+    log = Path(dev_cluster.root) / "logs" / "cairn-operator.log"
+    env = {**os.environ, "KUBECONFIG": str(dev_cluster.kubeconfig)}
+    rec = procs.start("cairn-operator", [sys.executable, "-m", "cairn_operator"], log, env=env, cwd=ROOT)
+
+    class Handle:
+        record = rec
+        log_path = log
+
+        def restart(self) -> None:
+            procs.stop(self.record, grace=10)
+            self.record = procs.start(
+                "cairn-operator", [sys.executable, "-m", "cairn_operator"], log, env=env, cwd=ROOT
+            )
+
+        def stop(self) -> None:
+            procs.stop(self.record, grace=10)
+
+    handle = Handle()
+    try:
+        yield handle
+    finally:
+        handle.stop()

@@ -113,7 +113,7 @@ def slow(num: int) -> int:
         Path(marker).write_text(str(os.getpid()))
     if os.environ.get("CAIRN_TEST_FAST") == "1":
         return num
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + float(os.environ.get("CAIRN_TEST_SLEEP", "60"))
     while time.monotonic() < deadline:
         time.sleep(0.05)
     return num
@@ -146,3 +146,19 @@ def twice(x: int) -> int:
 @job
 def reuse_op() -> None:
     twice(twice(start()))
+
+
+@op
+def flaky(num: int) -> int:
+    """Fails on its first attempt (it leaves a marker file), succeeds on the next."""
+    _called("flaky")
+    marker = Path(os.environ["CAIRN_TEST_MARKER"])
+    if not marker.exists():
+        marker.write_text("failed once")
+        raise RuntimeError("first attempt fails")
+    return num
+
+
+@job
+def flaky_job() -> None:
+    end(flaky(start()))

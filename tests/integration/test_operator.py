@@ -1,0 +1,279 @@
+"""The operator on the real control plane: Jobs and Runs from manifests, one pod per op on cairn-local,
+outputs in SeaweedFS S3."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.helpers import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "crds" / "samples"
+G, V = "cairn.dev", "v1alpha1"
+
+
+@pytest.fixture
+def ns(namespace: str, core: Any) -> str:
+    """A namespace with its own copy of the Secret cairn-s3, as a user would create it."""
+    src = core.read_namespaced_secret("cairn-s3", "default")
+    core.create_namespaced_secret(
+        namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="cairn-s3"), data=src.data)
+    )
+    return namespace
+
+
+def co(kube: Any) -> Any:
+    return client.CustomObjectsApi(kube)
+
+
+def apply(kube: Any, ns: str, doc: dict[str, Any]) -> dict[str, Any]:
+    plural = {"Job": "jobs", "Run": "runs"}[doc["kind"]]
+    created: dict[str, Any] = co(kube).create_namespaced_custom_object(G, V, ns, plural, doc)
+    return created
+
+
+def get_run(kube: Any, ns: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = co(kube).get_namespaced_custom_object(G, V, ns, "runs", name)
+    return obj
+
+
+def wait_phase(kube: Any, ns: str, name: str, *phases: str, timeout: float = 90) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        run = get_run(kube, ns, name)
+        return run if (run.get("status") or {}).get("phase") in phases else None
+
+    return eventually(done, timeout=timeout, interval=0.5, what=f"run {name} to reach {phases}")
+
+
+def sample(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((SAMPLES / name).read_text())
+    return doc
+
+
+def test_the_seed_samples_fail_and_succeed_with_outputs_in_s3(
+    cairn_operator: Any, kube: Any, core: Any, ns: str, s3: Any
+) -> None:
+    apply(kube, ns, sample("job-unreliable.yaml"))
+    apply(kube, ns, sample("run-unreliable-fails.yaml"))
+    apply(kube, ns, sample("run-unreliable-succeeds.yaml"))
+    ok = wait_phase(kube, ns, "unreliable-succeeds", "Succeeded", "Failed")
+    bad = wait_phase(kube, ns, "unreliable-fails", "Succeeded", "Failed")
+    assert ok["status"]["phase"] == "Succeeded", ok["status"]
+    assert ok["status"]["progress"] == "3/3" and ok["status"]["failedSteps"] == 0
+    assert {c["type"]: c["status"] for c in ok["status"]["conditions"]} == {"Succeeded": "True", "Failed": "False"}
+    assert ok["status"]["jobSnapshot"]["python"]["job"] == "cairn.examples.unreliable:unreliable_job"
+    assert ok["metadata"]["labels"]["cairn.dev/job"] == "unreliable"
+    for step in ("start", "unreliable", "end"):
+        st = ok["status"]["steps"][step]
+        assert st["phase"] == "Succeeded" and st["attempt"] == 1 and st["exitCode"] == 0
+        out = st["outputs"]["result"]
+        head = s3.head_object(Bucket=s3.bucket, Key=f"cairn/{out['key']}")
+        assert head["ContentLength"] == out["size"]
+        assert out["key"].startswith(f"{ns}/unreliable-succeeds.")
+    assert bad["status"]["phase"] == "Failed"
+    steps = bad["status"]["steps"]
+    assert (steps["start"]["phase"], steps["unreliable"]["phase"], steps["end"]["phase"]) == (
+        "Succeeded",
+        "Failed",
+        "NotExecuted",
+    )
+    assert steps["unreliable"]["message"] == "Exception: blah" and steps["unreliable"]["exitCode"] == 1
+    assert {c["type"]: c["status"] for c in bad["status"]["conditions"]} == {"Succeeded": "False", "Failed": "True"}
+
+    pods = core.list_namespaced_pod(ns, label_selector="cairn.dev/run=unreliable-fails").items
+    assert sorted(p.metadata.labels["cairn.dev/step"] for p in pods) == ["start", "unreliable"]
+    for p in pods:
+        assert p.metadata.owner_references[0].kind == "Run" and p.metadata.labels["cairn.dev/attempt"] == "1"
+        env = {e.name: e for e in p.spec.containers[0].env}
+        assert env["AWS_SECRET_ACCESS_KEY"].value is None and env["AWS_SECRET_ACCESS_KEY"].value_from
+    secret = base64.b64decode(core.read_namespaced_secret("cairn-s3", ns).data["AWS_SECRET_ACCESS_KEY"]).decode()
+    assert secret not in yaml.safe_dump(bad)  # credentials never in a status
+    events = core.list_namespaced_event(ns, field_selector="involvedObject.name=unreliable-fails").items
+    reasons = {e.reason for e in events}
+    assert {"StepStarted", "StepSucceeded", "StepFailed", "RunFailed"} <= reasons
+
+
+def flaky_job(ns_marker: Path, retries: int) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Job",
+        "metadata": {"name": "flaky"},
+        "spec": {
+            "image": "python:3.11-slim",
+            "python": {"job": "tests.local.jobs:flaky_job"},
+            "storage": {"secretRef": {"name": "cairn-s3"}},
+            "ops": [
+                {"name": "start", "env": [{"name": "PYTHONPATH", "value": str(ROOT)}]},
+                {
+                    "name": "flaky",
+                    "inputs": {"num": "start"},
+                    "retries": {"limit": retries, "backoff": {"durationSeconds": 1}},
+                    "env": [
+                        {"name": "PYTHONPATH", "value": str(ROOT)},
+                        {"name": "CAIRN_TEST_MARKER", "value": str(ns_marker)},
+                    ],
+                },
+                {"name": "end", "inputs": {"_num": "flaky"}, "env": [{"name": "PYTHONPATH", "value": str(ROOT)}]},
+            ],
+        },
+    }
+
+
+def run_of(job: str, name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Run",
+        "metadata": {"name": name},
+        "spec": {"jobRef": {"name": job}, **spec},
+    }
+
+
+def test_a_failed_step_is_retried_as_a_new_attempt_pod(
+    cairn_operator: Any, kube: Any, core: Any, ns: str, tmp_path: Path
+) -> None:
+    apply(kube, ns, flaky_job(tmp_path / "marker", retries=2))
+    apply(kube, ns, run_of("flaky", "r1"))
+    run = wait_phase(kube, ns, "r1", "Succeeded", "Failed")
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert run["status"]["steps"]["flaky"]["attempt"] == 2
+    pods = core.list_namespaced_pod(ns, label_selector="cairn.dev/step=flaky").items
+    assert sorted(p.metadata.labels["cairn.dev/attempt"] for p in pods) == ["1", "2"]
+    assert {p.metadata.labels["cairn.dev/attempt"]: p.status.phase for p in pods} == {"1": "Failed", "2": "Succeeded"}
+    events = core.list_namespaced_event(ns, field_selector="involvedObject.name=r1").items
+    assert any(e.reason == "StepRetrying" for e in events)
+
+
+def test_without_retries_the_run_fails(cairn_operator: Any, kube: Any, ns: str, tmp_path: Path) -> None:
+    apply(kube, ns, flaky_job(tmp_path / "marker", retries=0))
+    apply(kube, ns, run_of("flaky", "r0"))
+    run = wait_phase(kube, ns, "r0", "Succeeded", "Failed")
+    assert run["status"]["phase"] == "Failed"
+    assert run["status"]["steps"]["flaky"]["message"] == "RuntimeError: first attempt fails"
+
+
+SLOW_JOB: dict[str, Any] = {
+    "apiVersion": f"{G}/{V}",
+    "kind": "Job",
+    "metadata": {"name": "slow"},
+    "spec": {
+        "image": "x",
+        "python": {"job": "tests.local.jobs:slow_job"},
+        "storage": {"secretRef": {"name": "cairn-s3"}},
+        "ops": [
+            {"name": "start", "env": [{"name": "PYTHONPATH", "value": str(ROOT)}]},
+            {"name": "slow", "inputs": {"num": "start"}, "env": [{"name": "PYTHONPATH", "value": str(ROOT)}]},
+            {"name": "end", "inputs": {"_num": "slow"}, "env": [{"name": "PYTHONPATH", "value": str(ROOT)}]},
+        ],
+    },
+}
+
+
+def test_cancel_deletes_running_pods_and_ends_canceled(cairn_operator: Any, kube: Any, core: Any, ns: str) -> None:
+    apply(kube, ns, copy.deepcopy(SLOW_JOB))
+    apply(kube, ns, run_of("slow", "c1"))
+    eventually(
+        lambda: (
+            (get_run(kube, ns, "c1").get("status") or {}).get("steps", {}).get("slow", {}).get("phase") == "Running"
+        ),
+        timeout=60,
+        what="slow step running",
+    )
+    co(kube).patch_namespaced_custom_object(G, V, ns, "runs", "c1", {"spec": {"cancel": True}})
+    run = wait_phase(kube, ns, "c1", "Canceled", timeout=60)
+    assert run["status"]["steps"]["slow"]["phase"] == "Canceled"
+    assert run["status"]["steps"]["end"]["phase"] == "Canceled"
+
+    def slow_pod_gone() -> bool:
+        return not core.list_namespaced_pod(ns, label_selector="cairn.dev/run=c1,cairn.dev/step=slow").items
+
+    eventually(slow_pod_gone, timeout=60, what="the slow step's pod to be deleted")
+
+
+def test_invalid_jobs_fail_the_run_with_a_clear_message(cairn_operator: Any, kube: Any, ns: str) -> None:
+    apply(kube, ns, run_of("no-such-job", "orphan"))
+    run = wait_phase(kube, ns, "orphan", "Failed", timeout=30)
+    cond = {c["type"]: c for c in run["status"]["conditions"]}["Failed"]
+    assert cond["status"] == "True" and cond["reason"] == "InvalidJob"
+    assert "Job 'no-such-job' not found" in cond["message"] and "spec.jobRef.name" in cond["message"]
+
+    cyclic = copy.deepcopy(SLOW_JOB)
+    cyclic["metadata"]["name"] = "cyclic"
+    cyclic["spec"]["ops"][0]["inputs"] = {"x": "end"}
+    apply(kube, ns, cyclic)
+    apply(kube, ns, run_of("cyclic", "loop"))
+    run = wait_phase(kube, ns, "loop", "Failed", timeout=30)
+    assert "form a dependency cycle" in run["status"]["message"]
+
+    nosecret = copy.deepcopy(SLOW_JOB)
+    nosecret["metadata"]["name"] = "nosecret"
+    nosecret["spec"]["storage"]["secretRef"]["name"] = "missing-secret"
+    apply(kube, ns, nosecret)
+    apply(kube, ns, run_of("nosecret", "nokeys"))
+    run = wait_phase(kube, ns, "nokeys", "Failed", timeout=30)
+    assert "Secret 'missing-secret'" in run["status"]["message"]
+
+
+def test_schema_and_cel_refuse_bad_manifests_at_apply(cairn_operator: Any, kube: Any, ns: str) -> None:
+    bad = copy.deepcopy(SLOW_JOB)
+    bad["metadata"]["name"] = "dupes"
+    bad["spec"]["ops"].append({"name": "start"})
+    with pytest.raises(ApiException) as err:
+        apply(kube, ns, bad)
+    assert err.value.status == 422 and "op names must be unique within a Job" in err.value.body
+    bad["spec"]["ops"] = []
+    with pytest.raises(ApiException) as err:
+        apply(kube, ns, bad)
+    assert "should have at least 1 items" in err.value.body
+    bad["spec"]["ops"] = [{"name": "Not_DNS"}]
+    with pytest.raises(ApiException) as err:
+        apply(kube, ns, bad)
+    assert "spec.ops[0].name" in err.value.body
+    bad["spec"]["ops"] = [{"name": "ok", "surprise": 1}]
+    with pytest.raises(ApiException) as err:
+        co(kube).create_namespaced_custom_object(G, V, ns, "jobs", bad, field_validation="Strict")
+    assert 'unknown field "spec.ops[0].surprise"' in json.loads(err.value.body)["message"]
+
+
+def test_a_run_keeps_its_snapshot_and_survives_an_operator_restart(
+    cairn_operator: Any, kube: Any, core: Any, ns: str, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls"
+    job = copy.deepcopy(SLOW_JOB)
+    for op in job["spec"]["ops"]:
+        op["env"] += [
+            {"name": "CAIRN_TEST_CALLS", "value": str(calls)},
+            {"name": "CAIRN_TEST_STARTED", "value": str(tmp_path / "started")},
+            {"name": "CAIRN_TEST_SLEEP", "value": "4"},
+        ]
+    apply(kube, ns, job)
+    apply(kube, ns, run_of("slow", "rs"))
+    eventually(lambda: (tmp_path / "started").exists(), timeout=60, what="the slow step to start")
+    # Edit the Job: the running Run must not see it.
+    co(kube).patch_namespaced_custom_object(G, V, ns, "jobs", "slow", {"spec": {"maxParallel": 7}})
+    cairn_operator.stop()
+
+    def slow_pod_done() -> bool:
+        pods = core.list_namespaced_pod(ns, label_selector="cairn.dev/run=rs,cairn.dev/step=slow").items
+        return bool(pods) and pods[0].status.phase == "Succeeded"
+
+    eventually(slow_pod_done, timeout=60, what="the slow pod to finish while the operator is down")
+    cairn_operator.restart()
+    run = wait_phase(kube, ns, "rs", "Succeeded", "Failed", timeout=90)
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert run["status"]["jobSnapshot"].get("maxParallel", 4) == 4
+    assert calls.read_text().splitlines() == ["start", "slow", "end"]  # no step ran twice
+    pods = core.list_namespaced_pod(ns, label_selector="cairn.dev/run=rs").items
+    assert sorted((p.metadata.labels["cairn.dev/step"], p.metadata.labels["cairn.dev/attempt"]) for p in pods) == [
+        ("end", "1"),
+        ("slow", "1"),
+        ("start", "1"),
+    ]
