@@ -204,8 +204,9 @@ def step_pod(
 def step_inputs(graph: OpGraph, step: str, steps_status: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Where each input of `step` is: the key recorded in the upstream step's status."""
     out: dict[str, dict[str, Any]] = {}
-    for up, output in graph.deps[step].values():
+    for name, (up, output) in graph.deps[step].items():
         loc = ((steps_status.get(up) or {}).get("outputs") or {}).get(output)
         if loc is not None:
-            out[f"{up}.{output}"] = {"key": loc["key"]}
+            entry = out.setdefault(f"{up}.{output}", {"key": loc["key"], "names": []})
+            entry["names"].append(name)
     return out

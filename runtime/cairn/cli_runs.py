@@ -207,6 +207,15 @@ def cmd_tree(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_manifest(args: argparse.Namespace) -> int:
+    from cairn.manifest import job_manifest
+
+    job = load_job(args.job)
+    doc = job_manifest(job, args.job, image=args.image, secret=args.secret, name=args.name, prefix=args.prefix)
+    print(yaml.safe_dump(doc, sort_keys=False), end="")
+    return 0
+
+
 def add_commands(sub: Any, home_help: str) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--home", type=Path, default=None, help=home_help)
@@ -231,6 +240,14 @@ def add_commands(sub: Any, home_help: str) -> None:
     x.add_argument("--tag", action="append", default=[], help="key=value tag (repeatable)")
     common(x)
     x.set_defaults(func=cmd_reexecute)
+
+    m = sub.add_parser("manifest", help="print the Kubernetes Job manifest of a Python job")
+    m.add_argument("job", help="package.module:job_name (importable in the image)")
+    m.add_argument("--image", required=True, help="image with cairn and the job's code installed")
+    m.add_argument("--secret", default="cairn-s3", help="Secret with the S3 settings (default: %(default)s)")
+    m.add_argument("--prefix", default="cairn", help="storage key prefix (default: %(default)s)")
+    m.add_argument("--name", help="the Job's name (default: the job's name as a DNS label)")
+    m.set_defaults(func=cmd_manifest)
 
     runs = sub.add_parser("runs", help="inspect runs of the local instance")
     rsub = runs.add_subparsers(dest="runs_command", required=True)

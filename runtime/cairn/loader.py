@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def load_job(ref: str) -> JobDefinition:
         finally:
             sys.path.remove(str(path.parent.resolve()))
     else:
+        if os.getcwd() not in sys.path:  # as `python -m` does: modules of the working directory import
+            sys.path.append(os.getcwd())
         try:
             module = importlib.import_module(target)
         except ImportError as exc:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import subprocess
 import sys
 import time
 import traceback
@@ -80,6 +82,18 @@ def read_context(raw: str | None) -> dict[str, Any]:
     return ctx
 
 
+def resolve_step(nodes: Mapping[str, Any], step: str, job_name: str) -> str:
+    """The node a step name means: itself, or the node whose DNS form it is (`op-2` for `op_2`)."""
+    from cairn.manifest import dns_name
+
+    if step in nodes:
+        return step
+    matches = [n for n in nodes if dns_name(n) == step]
+    if len(matches) == 1:
+        return matches[0]
+    raise InvocationError(f"job {job_name} has no step {step!r}; its steps are {', '.join(nodes)}")
+
+
 def result_message(result: dict[str, Any]) -> str:
     """The result as compact JSON that fits the 4 KiB termination message (the error is cut first)."""
     text = json.dumps(result, separators=(",", ":"))
@@ -100,8 +114,7 @@ def run(job_ref: str, run_id: str, step: str, ctx: Mapping[str, Any]) -> dict[st
     t0 = time.monotonic()
     result: dict[str, Any] = {"protocol": PROTOCOL, "run_id": run_id, "step": step, "outputs": {}}
     job = load_job(job_ref)
-    if step not in job.nodes:
-        raise InvocationError(f"job {job.name} has no step {step!r}; its steps are {', '.join(job.nodes)}")
+    step = resolve_step(job.nodes, step, job.name)
     io = io_manager_for(ctx.get("storage") or {})
     inputs: Mapping[str, Mapping[str, str]] = ctx.get("inputs") or {}
     node = job.nodes[step]
@@ -140,6 +153,72 @@ def run(job_ref: str, run_id: str, step: str, ctx: Mapping[str, Any]) -> dict[st
     return result
 
 
+def env_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def exec_command(
+    run_id: str,
+    step: str,
+    outputs: list[str],
+    optional: list[str],
+    command: list[str],
+    ctx: Mapping[str, Any],
+    workdir: Path,
+) -> tuple[dict[str, Any], int]:
+    """The command form: inputs downloaded to files, the command run with their paths in env vars
+    (CAIRN_INPUT_<NAME>, CAIRN_OUTPUT_<NAME>), the output files it wrote uploaded as raw bytes."""
+    t0 = time.monotonic()
+    if not command:
+        raise InvocationError("no command after `--`: python -m cairn.step exec [options] -- CMD ARGS...")
+    io = io_manager_for(ctx.get("storage") or {})
+    namespace = str(ctx.get("namespace") or "default")
+    result: dict[str, Any] = {"protocol": PROTOCOL, "run_id": run_id, "step": step, "outputs": {}}
+    indir, outdir = workdir / "inputs", workdir / "outputs"
+    indir.mkdir(parents=True, exist_ok=True)
+    outdir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(CAIRN_INPUTS_DIR=str(indir), CAIRN_OUTPUTS_DIR=str(outdir), CAIRN_RUN_ID=run_id, CAIRN_STEP=step)
+    for ref, loc in (ctx.get("inputs") or {}).items():
+        path = indir / ref
+        path.write_bytes(io.load(loc["key"], "bytes"))
+        for name in loc.get("names") or [ref.split(".")[0]]:
+            env[f"CAIRN_INPUT_{env_name(name)}"] = str(path)
+    for out in outputs:
+        env[f"CAIRN_OUTPUT_{env_name(out)}"] = str(outdir / out)
+    try:
+        code = subprocess.call(command, env=env)
+    except OSError as exc:
+        raise InvocationError(f"cannot run {command[0]!r}: {exc}") from exc
+    if code != 0:
+        result.update(status="FAILURE", error={"type": "CommandFailed", "message": f"{command[0]} exited {code}"})
+    else:
+        missing = [o for o in outputs if o not in optional and not (outdir / o).is_file()]
+        if missing:
+            result.update(
+                status="FAILURE",
+                error={
+                    "type": "MissingOutput",
+                    "message": "the command wrote no "
+                    + ", ".join(f"{o} (to $CAIRN_OUTPUT_{env_name(o)})" for o in missing),
+                },
+            )
+        else:
+            for o in outputs:
+                path = outdir / o
+                if path.is_file():
+                    stored = io.store(output_key(run_id, step, o, namespace=namespace), path.read_bytes(), "bytes")
+                    result["outputs"][o] = {
+                        "key": stored.key,
+                        "size": stored.size,
+                        "sha256": stored.sha256,
+                        "format": "bytes",
+                    }
+            result["status"] = "SUCCESS"
+    result["duration_s"] = round(time.monotonic() - t0, 4)
+    return result, (code or (1 if result["status"] == "FAILURE" else 0))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cairn.step", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -155,8 +234,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"where to write the result (default: $CAIRN_TERMINATION_MESSAGE_PATH or {DEFAULT_TERMINATION_PATH})",
     )
+    x = sub.add_parser("exec", help="run any command as a step: inputs and outputs as files")
+    x.add_argument("--run-id", required=True)
+    x.add_argument("--step", required=True)
+    x.add_argument("--outputs", default="result", help="comma-separated output names")
+    x.add_argument("--optional-outputs", default="", help="comma-separated outputs the command may omit")
+    x.add_argument("--context", help="step context JSON, or @path (default: $CAIRN_STEP_CONTEXT)")
+    x.add_argument("--termination-path", default=None)
+    x.add_argument("--workdir", type=Path, default=None, help="where input and output files go (default: a temp dir)")
+    x.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     args = parser.parse_args(argv)
     path = Path(args.termination_path or os.environ.get("CAIRN_TERMINATION_MESSAGE_PATH") or DEFAULT_TERMINATION_PATH)
+    if args.command == "exec":
+        return _main_exec(args, path)
     try:
         result = run(args.job, args.run_id, args.step, read_context(args.context))
     except CairnError as exc:
@@ -174,6 +264,31 @@ def main(argv: list[str] | None = None) -> int:
     _write(path, result_message(result))
     print(json.dumps({k: v for k, v in result.items() if k != "error"}), file=sys.stderr)
     return 0 if result["status"] == "SUCCESS" else 1
+
+
+def _main_exec(args: argparse.Namespace, path: Path) -> int:
+    import tempfile
+
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    outputs = [o for o in args.outputs.split(",") if o]
+    optional = [o for o in args.optional_outputs.split(",") if o]
+    try:
+        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cairn-step-"))
+        result, code = exec_command(args.run_id, args.step, outputs, optional, cmd, read_context(args.context), workdir)
+    except CairnError as exc:
+        print(f"cairn.step: error: {exc}", file=sys.stderr)
+        message = {
+            "protocol": PROTOCOL,
+            "run_id": args.run_id,
+            "step": args.step,
+            "status": "FAILURE",
+            "invocation_error": True,
+            "error": {"type": type(exc).__name__, "message": str(exc)[:2000]},
+        }
+        _write(path, result_message(message))
+        return 2
+    _write(path, result_message(result))
+    return code
 
 
 def _write(path: Path, text: str) -> None:

@@ -105,3 +105,67 @@ def test_the_result_always_fits_a_termination_message() -> None:
     }
     text = result_message(big)
     assert len(text) <= MAX_MESSAGE and json.loads(text)["status"] == "FAILURE"
+
+
+def exec_step(
+    tmp_path: Path, command: list[str], ctx: dict[str, Any], outputs: str = "result", optional: str = ""
+) -> tuple[int, dict[str, Any]]:
+    term = tmp_path / "exec.term"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cairn.step",
+            "exec",
+            "--run-id",
+            "r2",
+            "--step",
+            "shell",
+            "--outputs",
+            outputs,
+            "--optional-outputs",
+            optional,
+            "--context",
+            json.dumps(ctx),
+            "--termination-path",
+            str(term),
+            "--workdir",
+            str(tmp_path / "work"),
+            "--",
+            *command,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return proc.returncode, json.loads(term.read_text())
+
+
+def test_exec_runs_any_command_with_inputs_and_outputs_as_files(tmp_path: Path) -> None:
+    io = FilesystemIOManager(tmp_path / "store")
+    io.store("ns/r1/up/result", b"hello", "bytes")
+    ctx = {
+        "namespace": "ns",
+        "storage": {"kind": "fs", "root": str(tmp_path / "store")},
+        "inputs": {"up.result": {"key": "ns/r1/up/result", "names": ["greeting"]}},
+    }
+    script = 'cat "$CAIRN_INPUT_GREETING" > "$CAIRN_OUTPUT_RESULT"; echo " world" >> "$CAIRN_OUTPUT_RESULT"'
+    code, res = exec_step(tmp_path, ["sh", "-c", script], ctx, outputs="result,extra", optional="extra")
+    assert code == 0 and res["status"] == "SUCCESS", res
+    assert res["outputs"]["result"]["key"] == "ns/r2/shell/result" and "extra" not in res["outputs"]
+    assert io.load("ns/r2/shell/result", "bytes") == b"hello world\n"
+
+
+@pytest.mark.parametrize(
+    ("script", "code", "kind", "message"),
+    [
+        ("exit 3", 3, "CommandFailed", "sh exited 3"),
+        ("true", 1, "MissingOutput", "the command wrote no result (to $CAIRN_OUTPUT_RESULT)"),
+    ],
+)
+def test_exec_failures(tmp_path: Path, script: str, code: int, kind: str, message: str) -> None:
+    ctx = {"storage": {"kind": "fs", "root": str(tmp_path / "store")}}
+    got, res = exec_step(tmp_path, ["sh", "-c", script], ctx)
+    assert got == code and res["status"] == "FAILURE"
+    assert res["error"] == {"type": kind, "message": message}

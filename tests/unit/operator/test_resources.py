@@ -123,7 +123,7 @@ def test_a_python_step_pod() -> None:
         "protocol": 1,
         "namespace": "ns",
         "storage": {"kind": "s3", "prefix": "p"},
-        "inputs": {"start.result": {"key": "p/ns/r.uid00000/start/result"}},
+        "inputs": {"start.result": {"key": "p/ns/r.uid00000/start/result", "names": ["data"]}},
         "config": {"lr": 0.1},
     }
     assert env["MODE"]["value"] == "fast"

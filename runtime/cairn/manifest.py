@@ -1,0 +1,52 @@
+"""`cairn manifest module:job`: the Kubernetes `Job` manifest (cairn.dev/v1alpha1) of a Python job.
+
+Op names become DNS-1123 labels (``op_2`` -> ``op-2``); the step entrypoint maps them back.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cairn.definitions import JobDefinition
+
+
+def dns_name(name: str) -> str:
+    """A node name as a DNS-1123 label: lower case, `_` and `.` as `-`, at most 63 characters."""
+    out = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:63].strip("-")
+    return out or "op"
+
+
+def job_manifest(
+    job: JobDefinition, ref: str, image: str, secret: str = "cairn-s3", name: str | None = None, prefix: str = "cairn"
+) -> dict[str, Any]:
+    names = {n: dns_name(n) for n in job.nodes}
+    if len(set(names.values())) != len(names):
+        dupes = sorted(n for n in names if list(names.values()).count(names[n]) > 1)
+        raise ValueError(f"op names {dupes} map to the same Kubernetes name; rename one of them")
+    ops: list[dict[str, Any]] = []
+    for n, node in job.nodes.items():
+        op: dict[str, Any] = {"name": names[n]}
+        if node.inputs:
+            op["inputs"] = {
+                inp: names[h.node] if h.output == "result" else f"{names[h.node]}.{h.output}"
+                for inp, h in node.inputs.items()
+            }
+        outs = list(node.op.outs)
+        if outs != ["result"]:
+            op["outputs"] = outs
+        optional = [o for o, d in node.op.outs.items() if not d.is_required]
+        if optional:
+            op["optionalOutputs"] = optional
+        ops.append(op)
+    return {
+        "apiVersion": "cairn.dev/v1alpha1",
+        "kind": "Job",
+        "metadata": {"name": name or dns_name(job.name)},
+        "spec": {
+            "image": image,
+            "python": {"job": ref},
+            "storage": {"secretRef": {"name": secret}, "prefix": prefix},
+            "ops": ops,
+        },
+    }
