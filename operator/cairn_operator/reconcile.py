@@ -353,13 +353,13 @@ def _finish(
             condition("Failed", phase is RunPhase.FAILED, phase.value, msg, now_s),
         ]
         res.actions.append(Event(f"Run{phase.value}", msg, "Normal" if phase is RunPhase.SUCCEEDED else "Warning"))
-        _gc(run, graph, pods, steps, res)
     else:
         status["conditions"] = [
             condition("Succeeded", False, "Running", f"{done}/{len(phases)} steps done", now_s),
             condition("Failed", False, "Running", f"{failed} step(s) failed", now_s),
         ]
     res.status = status
+    _gc(run, graph, pods, steps, res)
     return res
 
 

@@ -277,3 +277,36 @@ def test_a_run_keeps_its_snapshot_and_survives_an_operator_restart(
         ("slow", "1"),
         ("start", "1"),
     ]
+
+
+def test_command_ops_in_any_language_pass_files_and_pod_gc_cleans_up(
+    cairn_operator: Any, kube: Any, core: Any, ns: str, s3: Any
+) -> None:
+    job = {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Job",
+        "metadata": {"name": "shell"},
+        "spec": {
+            "image": "alpine",
+            "storage": {"secretRef": {"name": "cairn-s3"}, "prefix": "cmd"},
+            "ops": [
+                {"name": "gen", "command": ["sh", "-c", 'printf hello > "$CAIRN_OUTPUT_RESULT"']},
+                {
+                    "name": "upper",
+                    "inputs": {"text": "gen"},
+                    "command": ["sh", "-c", 'tr a-z A-Z < "$CAIRN_INPUT_TEXT" > "$CAIRN_OUTPUT_RESULT"'],
+                },
+            ],
+        },
+    }
+    apply(kube, ns, job)
+    apply(kube, ns, run_of("shell", "sh1", podGC={"strategy": "OnRunSuccess"}))
+    run = wait_phase(kube, ns, "sh1", "Succeeded", "Failed")
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    key = run["status"]["steps"]["upper"]["outputs"]["result"]["key"]
+    assert s3.get_object(Bucket=s3.bucket, Key=f"cmd/{key}")["Body"].read() == b"HELLO"
+    eventually(
+        lambda: not core.list_namespaced_pod(ns, label_selector="cairn.dev/run=sh1").items,
+        timeout=30,
+        what="podGC OnRunSuccess to delete the pods",
+    )

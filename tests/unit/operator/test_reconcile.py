@@ -270,3 +270,28 @@ def test_ops_in_any_order_get_a_topological_order() -> None:
         }
     )
     assert build(spec).order == ("a", "z", "b", "c")
+
+
+def test_the_finishing_cycle_itself_collects_pods_on_run_success() -> None:
+    one = JobSpec.model_validate(
+        {"image": "i", "python": {"job": "m:j"}, "storage": {"secretRef": {"name": "s"}}, "ops": [{"name": "only"}]}
+    )
+    s1 = cycle(one, {}, [], pod_gc="OnRunSuccess").status
+    done = cycle(one, s1, [pod("only", "Succeeded", msg=ok_msg(), code=0)], pod_gc="OnRunSuccess")
+    assert done.status["phase"] == "Succeeded"
+    assert [a.name for a in done.actions if isinstance(a, DeletePod)] == ["r-only-1"]
+    failed = cycle(one, s1, [pod("only", "Failed", msg=fail_msg(), code=1)], pod_gc="OnStepSuccess")
+    assert failed.status["phase"] == "Failed"
+    assert [a for a in failed.actions if isinstance(a, DeletePod)] == []  # failed pods are kept for debugging
+
+
+def test_on_step_success_deletes_each_succeeded_pod_while_the_run_goes_on() -> None:
+    s1 = cycle(job(), {}, [], pod_gc="OnStepSuccess").status
+    res = cycle(job(), s1, [pod("start", "Succeeded", msg=ok_msg(), code=0)], pod_gc="OnStepSuccess")
+    assert res.status["phase"] == "Running"
+    assert [a.name for a in res.actions if isinstance(a, DeletePod)] == ["r-start-1"]
+    assert [
+        a.name
+        for a in cycle(job(), s1, [pod("start", "Succeeded", msg=ok_msg(), code=0)], pod_gc="OnRunSuccess").actions
+        if isinstance(a, DeletePod)
+    ] == []
