@@ -10,7 +10,10 @@ What it measures:
    a warm-up, then the median of the timed runs is reported, with per-op overhead = run time / N. The
    target: Cairn's per-op overhead is at most 1/30 of Dagster's.
 2. ``cairn.planner.plan`` on a 10,000-step layered DAG (100 layers of 100 steps, each step reading two
-   steps of the layer before), from failure and for a ``step*`` selection; target 20 ms.
+   steps of the layer before), median of 5 calls after a warm-up: from failure (a parent whose step in
+   layer 50 failed) and for a ``step*`` selection (a successful parent: re-running a step and everything
+   downstream of it needs the outputs of their other inputs, which a failed parent never produced);
+   target 20 ms.
 
 Dagster runs in its own virtualenv (``~/.cache/cairn/bench-dagster-venv``, or $CAIRN_BENCH_DAGSTER_VENV),
 created with pip on first use, through ``bench/_dagster_worker.py``. Run from the repository root::
@@ -19,7 +22,9 @@ created with pip on first use, through ``bench/_dagster_worker.py``. Run from th
     .venv/bin/python bench/local_vs_dagster.py --quick    # N in 10, 50; 1 timed run each
     .venv/bin/python bench/local_vs_dagster.py --skip-dagster --profile   # Cairn only, plus a cProfile
 
-It prints numbers and asserts nothing.
+Both instances live under the temporary directory ($TMPDIR, else /tmp); per-op cost is mostly file and
+directory creation, so the filesystem and other I/O on the machine matter: ``TMPDIR=/dev/shm`` shows the
+cost without a disk. The script prints numbers and asserts nothing.
 """
 
 from __future__ import annotations
@@ -216,6 +221,22 @@ def planner_bench(layers: int = 100, width: int = 100) -> None:
 
 
 # ----- report ------------------------------------------------------------------------------------
+def filesystem(path: str) -> str:
+    """The type of the filesystem `path` is on, from /proc/mounts (longest matching mount point)."""
+    best, fstype = "", "unknown"
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return fstype
+    real = os.path.realpath(path)
+    for line in mounts:
+        fields = line.split()
+        mount = fields[1]
+        if (real == mount or real.startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
+            best, fstype = mount, fields[2]
+    return fstype
+
+
 def executor_table(
     specs: Sequence[Spec], cairn_runs: dict[str, list[float]], dagster_runs: dict[str, list[float]]
 ) -> None:
@@ -267,9 +288,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     print("Cairn local executor vs Dagster, and the Cairn planner")
     print(f"python {platform.python_version()}, cairn {cairn.__version__}, nproc {len(os.sched_getaffinity(0))}")
+    tmp = tempfile.gettempdir()
+    print(f"instances under {tmp} ({filesystem(tmp)})")
     print(f"jobs: {', '.join(f'{s}_{n}' for s, n in specs)}; 1 warm-up + {reps} timed run(s) each")
 
-    # Cairn first: Dagster writes far more, and the kernel's writeback of it would slow Cairn's file creation.
+    # Cairn first, so that the writeback of Dagster's far larger writes does not land on Cairn's runs.
     t0 = time.perf_counter()
     cairn_runs = run_cairn(specs, reps)
     print(f"cairn: all runs took {time.perf_counter() - t0:.1f} s")

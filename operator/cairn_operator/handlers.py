@@ -6,6 +6,7 @@ writes the status once per cycle through kopf's `patch`.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
 from collections.abc import Mapping
@@ -17,8 +18,18 @@ from pydantic import ValidationError
 from cairn_operator import kube
 from cairn_operator.graph import InvalidJob, OpGraph, build
 from cairn_operator.models import GROUP, VERSION, JobSpec, RunSpec
-from cairn_operator.reconcile import CreatePod, DeletePod, Event, RunInput, RunPhase, condition, reconcile, ts
-from cairn_operator.resources import LABEL_JOB, step_inputs, step_pod
+from cairn_operator.reconcile import (
+    CreatePod,
+    DeletePod,
+    Event,
+    RunInput,
+    RunPhase,
+    SaveLog,
+    condition,
+    reconcile,
+    ts,
+)
+from cairn_operator.resources import LABEL_JOB, run_key, step_inputs, step_pod
 
 MAX_PODS = int(os.environ.get("CAIRN_MAX_PODS", "100"))
 FINISHED = {p.value for p in RunPhase if p.finished}
@@ -103,7 +114,7 @@ def sync_run(
     body: Any,
     patch: kopf.Patch,
 ) -> None:
-    status = dict(status or {})
+    status = copy.deepcopy(dict(status or {}))  # never alias what kopf holds: the patch is a diff against it
     generation = int(meta.get("generation") or 1)
     try:
         run_spec = RunSpec.model_validate(dict(spec))
@@ -147,9 +158,46 @@ def sync_run(
             kube.create_pod(body_)
         elif isinstance(action, DeletePod):
             kube.delete_pod(namespace, action.name)
+        elif isinstance(action, SaveLog):
+            save_log(namespace, name, uid, job_spec, action, steps)
         elif isinstance(action, Event):
             kopf.event(body, type=action.type, reason=action.reason, message=action.message)
     patch.status.update(merge_patch(dict(status_or_empty(body)), result.status))
+
+
+def storage(namespace: str, spec: JobSpec) -> Any:
+    """The runtime's S3 IO manager for a Job's storage, with the credentials of its Secret."""
+    from cairn.s3io import S3IOManager, make_client
+
+    data = kube.read_secret(namespace, spec.storage.secretRef.name)
+    endpoint = spec.storage.endpoint or data.get("AWS_ENDPOINT_URL") or None
+    bucket = spec.storage.bucket or data.get("CAIRN_S3_BUCKET")
+    if not bucket:
+        raise InvalidJob(
+            f"no bucket: set spec.storage.bucket or CAIRN_S3_BUCKET in Secret {spec.storage.secretRef.name}"
+        )
+    client = make_client(
+        endpoint,
+        aws_access_key_id=data.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=data.get("AWS_SECRET_ACCESS_KEY"),
+        region_name=data.get("AWS_REGION") or "us-east-1",
+    )
+    return S3IOManager(bucket=bucket, prefix=spec.storage.prefix, endpoint_url=endpoint, client=client)
+
+
+def save_log(namespace: str, run: str, uid: str, spec: JobSpec, action: SaveLog, steps: dict[str, Any]) -> None:
+    """Copy a finished pod's log to <prefix>/<ns>/<run>/<step>/logs/attempt-N.log and record the key."""
+    key = f"{namespace}/{run_key(run, uid)}/{action.step}/logs/attempt-{action.attempt}.log"
+    try:
+        data = kube.pod_log(namespace, action.pod)
+    except Exception as exc:
+        if getattr(exc, "status", None) != 404:
+            raise
+        key = f"unavailable: pod {action.pod} was gone before its log was saved"
+    else:
+        storage(namespace, spec).store(key, data, "bytes")
+    st = steps.setdefault(action.step, {})
+    st["logs"] = {**(st.get("logs") or {}), str(action.attempt): key}
 
 
 def status_or_empty(body: Any) -> Mapping[str, Any]:

@@ -59,6 +59,20 @@ def secret_exists(namespace: str, name: str) -> bool:
     return True
 
 
+def read_secret(namespace: str, name: str) -> dict[str, str]:
+    """A Secret's data, decoded; kept in memory only (never copied into a spec, status, event or log)."""
+    import base64
+
+    secret = _core().read_namespaced_secret(name, namespace)
+    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+
+def pod_log(namespace: str, name: str) -> bytes:
+    resp = _core().read_namespaced_pod_log(name, namespace, _preload_content=False)
+    data: bytes = resp.data
+    return data
+
+
 def _obs(pod: dict[str, Any]) -> PodObs:
     meta, status = pod["metadata"], pod.get("status") or {}
     cs = (status.get("containerStatuses") or [{}])[0]

@@ -207,6 +207,7 @@ class StepStatusModel(Model):
     sourceRun: str | None = None
     nextAttemptAt: str | None = None
     outputs: dict[str, OutputStatus] | None = None
+    logs: dict[str, str] | None = Field(None, description="attempt -> storage key of that attempt's log.")
 
 
 class RunStatusModel(Model):

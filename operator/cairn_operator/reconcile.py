@@ -99,13 +99,22 @@ class DeletePod:
 
 
 @dataclass(frozen=True)
+class SaveLog:
+    """Copy a finished pod's log to storage, so it outlives the pod."""
+
+    pod: str
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True)
 class Event:
     reason: str
     message: str
     type: str = "Normal"
 
 
-Action = CreatePod | DeletePod | Event
+Action = CreatePod | DeletePod | SaveLog | Event
 
 
 @dataclass
@@ -179,6 +188,10 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
     steps: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (prev.get("steps") or {}).items()}
     for s in graph.order:
         steps.setdefault(s, {"phase": StepPhase.PENDING.value, "attempt": 0})
+    for p in pods:  # logs of finished attempts, before any pod is collected
+        logs = steps.get(p.step, {}).get("logs") or {}
+        if p.phase in ("Succeeded", "Failed") and str(p.attempt) not in logs:
+            res.actions.append(SaveLog(p.name, p.step, p.attempt))
     by_step: dict[str, PodObs] = {}
     for p in pods:
         cur = by_step.get(p.step)

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cairn.cli_runs import add_commands
 
     add_commands(sub, "instance directory (default: $CAIRN_HOME, else ./.cairn)")
+    from cairn.k8s import add_commands as add_k8s
+
+    add_k8s(sub)
 
     dev = sub.add_parser("dev", help="a real local control plane without Docker")
     dsub = dev.add_subparsers(dest="dev_command", required=True)

@@ -39,7 +39,7 @@ def _error_code(exc: BaseException) -> str | None:
     return str(code) if code is not None else None
 
 
-def _make_client(endpoint_url: str | None = None, **kwargs: Any) -> Any:
+def make_client(endpoint_url: str | None = None, **kwargs: Any) -> Any:
     try:
         import boto3
         from botocore.config import Config
@@ -149,7 +149,7 @@ class S3IOManager:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.part_size = part_size
-        self.client: Any = client if client is not None else _make_client(endpoint_url)
+        self.client: Any = client if client is not None else make_client(endpoint_url)
 
     @classmethod
     def from_env(cls, prefix: str = "") -> S3IOManager:
@@ -162,7 +162,7 @@ class S3IOManager:
                 "(`cairn dev up` writes it, with the AWS_* variables, to <dir>/env)"
             )
         endpoint_url = os.environ.get("AWS_ENDPOINT_URL") or None
-        client = _make_client(
+        client = make_client(
             endpoint_url,
             aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID") or None,
             aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or None,

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +141,7 @@ def run_of(job: str, name: str, **spec: Any) -> dict[str, Any]:
 
 
 def test_a_failed_step_is_retried_as_a_new_attempt_pod(
-    cairn_operator: Any, kube: Any, core: Any, ns: str, tmp_path: Path
+    cairn_operator: Any, kube: Any, core: Any, ns: str, tmp_path: Path, dev_cluster: Any, dev_state: Any
 ) -> None:
     apply(kube, ns, flaky_job(tmp_path / "marker", retries=2))
     apply(kube, ns, run_of("flaky", "r1"))
@@ -150,6 +153,21 @@ def test_a_failed_step_is_retried_as_a_new_attempt_pod(
     assert {p.metadata.labels["cairn.dev/attempt"]: p.status.phase for p in pods} == {"1": "Failed", "2": "Succeeded"}
     events = core.list_namespaced_event(ns, field_selector="involvedObject.name=r1").items
     assert any(e.reason == "StepRetrying" for e in events)
+    # Each attempt's log outlives its pod, in storage; `cairn k8s logs` shows it.
+    logs = run["status"]["steps"]["flaky"]["logs"]
+    assert sorted(logs) == ["1", "2"]
+    for p in pods:
+        core.delete_namespaced_pod(p.metadata.name, ns)
+    env = {**os.environ, **dev_cluster.env(dev_state)}
+    out = subprocess.run(
+        [sys.executable, "-m", "cairn.cli", "k8s", "logs", "r1", "flaky", "--attempt", "1", "-n", ns],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "RuntimeError: first attempt fails" in out.stdout
 
 
 def test_without_retries_the_run_fails(cairn_operator: Any, kube: Any, ns: str, tmp_path: Path) -> None:
