@@ -110,11 +110,13 @@ def sync_run(
     uid: str,
     meta: Mapping[str, Any],
     spec: Mapping[str, Any],
-    status: Mapping[str, Any],
+    status_in: Mapping[str, Any],
     body: Any,
     patch: kopf.Patch,
 ) -> None:
-    status = copy.deepcopy(dict(status or {}))  # never alias what kopf holds: the patch is a diff against it
+    status: dict[str, Any] = copy.deepcopy(
+        dict(status_in or {})
+    )  # never alias what kopf holds: the patch is a diff against it
     generation = int(meta.get("generation") or 1)
     try:
         run_spec = RunSpec.model_validate(dict(spec))
