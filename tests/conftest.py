@@ -131,18 +131,35 @@ def cairn_operator(dev_cluster: Any, kube: Any) -> Iterator[Any]:
             assert time.monotonic() < deadline, f"CRD {name} not Established"
             time.sleep(0.2)
     log = Path(dev_cluster.root) / "logs" / "cairn-operator.log"
+    liveness = f"http://127.0.0.1:{procs.free_port()}/healthz"
     env = {**os.environ, "KUBECONFIG": str(dev_cluster.kubeconfig)}
-    rec = procs.start("cairn-operator", [sys.executable, "-m", "cairn_operator"], log, env=env, cwd=ROOT)
+    rec = procs.start(
+        "cairn-operator", [sys.executable, "-m", "cairn_operator", "--liveness", liveness], log, env=env, cwd=ROOT
+    )
 
     class Handle:
         record = rec
+        liveness_url = liveness
         log_path = log
 
-        def restart(self) -> None:
+        def restart(self, kubeconfig: Path | None = None) -> None:
+            """Start it again, as the admin or, with `kubeconfig`, as another identity."""
             procs.stop(self.record, grace=10)
+            run_env = {**env, "KUBECONFIG": str(kubeconfig)} if kubeconfig else env
             self.record = procs.start(
-                "cairn-operator", [sys.executable, "-m", "cairn_operator"], log, env=env, cwd=ROOT
+                "cairn-operator",
+                [sys.executable, "-m", "cairn_operator", "--liveness", liveness],
+                log,
+                env=run_env,
+                cwd=ROOT,
             )
+
+        def kill(self) -> None:
+            """SIGKILL, as an OOM kill or a node failure would: no cleanup at all."""
+            import signal
+
+            os.kill(self.record.pid, signal.SIGKILL)
+            procs.stop(self.record, grace=1)
 
         def stop(self) -> None:
             procs.stop(self.record, grace=10)

@@ -13,6 +13,11 @@ import kopf
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cairn_operator", description=__doc__)
     parser.add_argument("-n", "--namespace", action="append", default=[], help="watch only these namespaces")
+    parser.add_argument(
+        "--liveness",
+        default="http://127.0.0.1:8080/healthz",
+        help="liveness endpoint URL (default: %(default)s; in a pod use http://0.0.0.0:8080/healthz)",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -20,7 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     import cairn_operator.handlers  # noqa: F401  (registers the handlers)
 
-    asyncio.run(kopf.operator(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace))
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=args.liveness or None,
+        )
+    )
     return 0
 
 

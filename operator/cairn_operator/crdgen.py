@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from cairn_operator import models
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+CHART_CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "cairn" / "crds"
 DROP = {"title", "$defs", "discriminator"}
 
 
@@ -174,18 +175,25 @@ def render(doc: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cairn_operator.crdgen", description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail when crds/ differs from the models")
-    parser.add_argument("--dir", type=Path, default=CRD_DIR)
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        action="append",
+        default=None,
+        help="where to write (default: crds/ and the Helm chart's crds/)",
+    )
     args = parser.parse_args(argv)
     drift = []
     for name, doc in all_crds().items():
-        path = args.dir / name
         text = render(doc)
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                drift.append(str(path))
-        else:
-            path.write_text(text)
-            print(f"wrote {path}")
+        for d in args.dir or [CRD_DIR, CHART_CRD_DIR]:
+            path = d / name
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    drift.append(str(path))
+            else:
+                path.write_text(text)
+                print(f"wrote {path}")
     if drift:
         print(
             f"crds/ drifted from the models: {', '.join(drift)}; run `python -m cairn_operator.crdgen` and commit",

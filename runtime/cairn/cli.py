@@ -46,6 +46,15 @@ def _dev_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(args: argparse.Namespace) -> int:
+    """A convenience wrapper: the operator is its own program (the runtime never imports it)."""
+    import os
+
+    extra = args.args[1:] if args.args[:1] == ["--"] else args.args
+    os.execv(sys.executable, [sys.executable, "-m", "cairn_operator", *extra])
+    return 0  # pragma: no cover - execv does not return
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cairn import __version__
     from cairn.dev.paths import default_cluster_dir
@@ -61,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     from cairn.k8s import add_commands as add_k8s
 
     add_k8s(sub)
+
+    op = sub.add_parser("operator", help="run the Kubernetes operator here (python -m cairn_operator ...)")
+    op.add_argument("args", nargs=argparse.REMAINDER, help="options of python -m cairn_operator")
+    op.set_defaults(func=_operator)
 
     dev = sub.add_parser("dev", help="a real local control plane without Docker")
     dsub = dev.add_subparsers(dest="dev_command", required=True)

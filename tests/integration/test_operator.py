@@ -328,3 +328,13 @@ def test_command_ops_in_any_language_pass_files_and_pod_gc_cleans_up(
         timeout=30,
         what="podGC OnRunSuccess to delete the pods",
     )
+
+
+def test_the_operator_reports_liveness(cairn_operator: Any) -> None:
+    import urllib.request
+
+    def live() -> bool:
+        with urllib.request.urlopen(cairn_operator.liveness_url, timeout=5) as resp:
+            return bool(resp.status == 200)
+
+    assert eventually(live, timeout=30, what="the liveness endpoint")
