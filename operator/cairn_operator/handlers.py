@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +30,7 @@ from cairn_operator.reconcile import (
     reconcile,
     ts,
 )
-from cairn_operator.resources import LABEL_JOB, run_key, step_inputs, step_pod
+from cairn_operator.resources import LABEL_JOB, LABEL_RUN, run_key, step_inputs, step_pod
 
 MAX_PODS = int(os.environ.get("CAIRN_MAX_PODS", "100"))
 FINISHED = {p.value for p in RunPhase if p.finished}
@@ -47,6 +48,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = 20  # INFO and above become Events on the object
     settings.watching.server_timeout = 60
+    settings.batching.batch_window = 0.001  # react to a pod's change at once (handoff latency)
+    settings.execution.max_workers = int(os.environ.get("CAIRN_MAX_WORKERS", "256"))  # sync daemons are threads
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -105,36 +108,73 @@ def not_finished(status: Mapping[str, Any], **_: Any) -> bool:
     return (status or {}).get("phase") not in FINISHED
 
 
-@kopf.timer(GROUP, VERSION, "runs", interval=1.0, when=not_finished)
-def run_timer(**kw: Any) -> None:
-    sync_run(kw["name"], kw["namespace"], kw["uid"], kw["meta"], kw["spec"], kw["status"], kw["body"], kw["patch"])
+#: Per live Run, the event that wakes its daemon: set by watch events of its pods and of itself.
+WAKERS: dict[tuple[str, str], threading.Event] = {}
+RESYNC = 1.0  # seconds between reconciles when nothing happens (the level-triggered safety net)
 
 
-def sync_run(
-    name: str,
-    namespace: str,
-    uid: str,
-    meta: Mapping[str, Any],
-    spec: Mapping[str, Any],
-    status_in: Mapping[str, Any],
-    body: Any,
-    patch: kopf.Patch,
-) -> None:
-    status: dict[str, Any] = copy.deepcopy(
-        dict(status_in or {})
-    )  # never alias what kopf holds: the patch is a diff against it
+def _wake(namespace: str | None, run: str | None) -> None:
+    event = WAKERS.get((namespace or "", run or ""))
+    if event is not None:
+        event.set()
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
+def pod_changed(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+    """A step pod changed: reconcile its Run now, not at the next resync."""
+    _wake(namespace, labels.get(LABEL_RUN))
+
+
+@kopf.on.event(GROUP, VERSION, "runs")
+def run_changed(name: str | None, namespace: str | None, **_: Any) -> None:
+    _wake(namespace, name)
+
+
+@kopf.daemon(GROUP, VERSION, "runs", when=not_finished, cancellation_timeout=10.0)
+def run_daemon(**kw: Any) -> None:
+    """One per live Run: reconcile on every change of the Run or its pods, and every RESYNC seconds."""
+    name, namespace, stopped, logger = kw["name"], kw["namespace"], kw["stopped"], kw["logger"]
+    key = (namespace, name)
+    wake = WAKERS.setdefault(key, threading.Event())
+    try:
+        while not stopped:
+            wake.clear()
+            body = kube.get_run(namespace, name)
+            if body is None or (body.get("status") or {}).get("phase") in FINISHED:
+                return
+            try:
+                sync_run(body)
+            except Exception as exc:  # keep serving: the next cycle retries (level-triggered)
+                logger.warning(f"reconcile of Run {namespace}/{name} failed, retrying: {exc}")
+                stopped.wait(1.0)
+            wake.wait(RESYNC)
+    finally:
+        WAKERS.pop(key, None)
+
+
+def sync_run(body: Mapping[str, Any]) -> None:
+    """One reconcile cycle of a Run: read what is, decide, act, write the status once."""
+    meta, spec = body["metadata"], body.get("spec") or {}
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    # A deep copy: the status patch is computed as a diff against what the API server holds.
+    status: dict[str, Any] = copy.deepcopy(dict(body.get("status") or {}))
     generation = int(meta.get("generation") or 1)
     try:
         run_spec = RunSpec.model_validate(dict(spec))
         snapshot, job_spec, graph = load_snapshot(namespace, run_spec, status)
     except (InvalidJob, ValidationError) as exc:
         message = str(exc)
-        kopf.event(body, type="Warning", reason="InvalidJob", message=message)
-        patch.status.update(merge_patch(status, invalid(status, message, generation)))
+        kopf.event(
+            kopf.Body(body),  # type: ignore[arg-type]
+            type="Warning",
+            reason="InvalidJob",
+            message=message,
+        )
+        kube.patch_run_status(namespace, name, merge_patch(status, invalid(status, message, generation)))
         return
     if status.get("jobSnapshot") is None:
         status["jobSnapshot"] = snapshot
-        patch.metadata.labels[LABEL_JOB] = run_spec.jobRef.name
+        kube.label_run(namespace, name, {LABEL_JOB: run_spec.jobRef.name})
     pods = kube.list_step_pods(namespace, name)
     run = RunInput(
         name=name,
@@ -169,8 +209,13 @@ def sync_run(
         elif isinstance(action, SaveLog):
             save_log(namespace, name, uid, job_spec, action, steps)
         elif isinstance(action, Event):
-            kopf.event(body, type=action.type, reason=action.reason, message=action.message)
-    patch.status.update(merge_patch(dict(status_or_empty(body)), result.status))
+            kopf.event(
+                kopf.Body(body),  # type: ignore[arg-type]
+                type=action.type,
+                reason=action.reason,
+                message=action.message,
+            )
+    kube.patch_run_status(namespace, name, merge_patch(dict(body.get("status") or {}), result.status))
 
 
 def storage(namespace: str, spec: JobSpec) -> Any:
@@ -206,7 +251,3 @@ def save_log(namespace: str, run: str, uid: str, spec: JobSpec, action: SaveLog,
         storage(namespace, spec).store(key, data, "bytes")
     st = steps.setdefault(action.step, {})
     st["logs"] = {**(st.get("logs") or {}), str(action.attempt): key}
-
-
-def status_or_empty(body: Any) -> Mapping[str, Any]:
-    return dict(body.get("status") or {})

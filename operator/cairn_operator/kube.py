@@ -47,6 +47,39 @@ def get_job(namespace: str, name: str) -> dict[str, Any] | None:
     return obj
 
 
+def get_run(namespace: str, name: str) -> dict[str, Any] | None:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    try:
+        obj: dict[str, Any] = client.CustomObjectsApi(_api()).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "runs", name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj
+
+
+def patch_run_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
+    """A JSON merge patch of the Run's status subresource (None values delete keys)."""
+    from kubernetes import client
+
+    if patch:
+        client.CustomObjectsApi(_api()).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "runs", name, {"status": patch}
+        )
+
+
+def label_run(namespace: str, name: str, labels: dict[str, str]) -> None:
+    from kubernetes import client
+
+    client.CustomObjectsApi(_api()).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "runs", name, {"metadata": {"labels": labels}}
+    )
+
+
 def secret_exists(namespace: str, name: str) -> bool:
     from kubernetes.client.rest import ApiException
 
