@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -119,9 +120,23 @@ def _wake(namespace: str | None, run: str | None) -> None:
         event.set()
 
 
+#: Step pods not finished yet, cluster-wide, kept from the pod watch (for the operator-wide limit).
+ACTIVE_PODS: set[str] = set()
+#: Creates the pods of one cycle concurrently (a fan-out creates hundreds at once).
+CREATORS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cairn-create")
+
+
 @kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
-def pod_changed(labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
-    """A step pod changed: reconcile its Run now, not at the next resync."""
+def pod_changed(
+    type: str | None, body: Mapping[str, Any], labels: Mapping[str, str], namespace: str | None, **_: Any
+) -> None:
+    """A step pod changed: count it, and reconcile its Run now rather than at the next resync."""
+    uid = body.get("metadata", {}).get("uid", "")
+    phase = (body.get("status") or {}).get("phase")
+    if type == "DELETED" or phase in ("Succeeded", "Failed"):
+        ACTIVE_PODS.discard(uid)
+    else:
+        ACTIVE_PODS.add(uid)
     _wake(namespace, labels.get(LABEL_RUN))
 
 
@@ -184,45 +199,60 @@ def sync_run(body: Mapping[str, Any]) -> None:
         max_parallel=run_spec.maxParallel or job_spec.maxParallel,
         cancel=run_spec.cancel,
         pod_gc=(run_spec.podGC.strategy if run_spec.podGC else "Never"),
-        slots=max(0, MAX_PODS - kube.count_active_pods()),
+        slots=max(0, MAX_PODS - len(ACTIVE_PODS)),
     )
     result = reconcile(run, graph, pods, dt.datetime.now(dt.UTC))
     steps = result.status.get("steps") or {}
+    # New pods first (they are what the next steps wait for), several at once; then the rest.
+    creates = [
+        step_pod(
+            run=name,
+            run_uid=uid,
+            namespace=namespace,
+            job_name=run_spec.jobRef.name,
+            spec=job_spec,
+            graph=graph,
+            step=a.step,
+            attempt=a.attempt,
+            inputs=step_inputs(graph, a.step, steps),
+            config=((run_spec.config or {}).get("ops") or {}).get(a.step, {}).get("config"),
+            override=(run_spec.overrides or {}).get(a.step),
+        )
+        for a in result.actions
+        if isinstance(a, CreatePod)
+    ]
+    if len(creates) == 1:
+        kube.create_pod(creates[0])
+    elif creates:
+        list(CREATORS.map(kube.create_pod, creates))
     for action in result.actions:
-        if isinstance(action, CreatePod):
-            body_ = step_pod(
-                run=name,
-                run_uid=uid,
-                namespace=namespace,
-                job_name=run_spec.jobRef.name,
-                spec=job_spec,
-                graph=graph,
-                step=action.step,
-                attempt=action.attempt,
-                inputs=step_inputs(graph, action.step, steps),
-                config=((run_spec.config or {}).get("ops") or {}).get(action.step, {}).get("config"),
-                override=(run_spec.overrides or {}).get(action.step),
-            )
-            kube.create_pod(body_)
-        elif isinstance(action, DeletePod):
+        if isinstance(action, DeletePod):
             kube.delete_pod(namespace, action.name)
         elif isinstance(action, SaveLog):
             save_log(namespace, name, uid, job_spec, action, steps)
-        elif isinstance(action, Event):
+    kube.patch_run_status(namespace, name, merge_patch(dict(body.get("status") or {}), result.status))
+    for action in result.actions:
+        if isinstance(action, Event):
             kopf.event(
                 kopf.Body(body),  # type: ignore[arg-type]
                 type=action.type,
                 reason=action.reason,
                 message=action.message,
             )
-    kube.patch_run_status(namespace, name, merge_patch(dict(body.get("status") or {}), result.status))
+
+
+_STORAGE: dict[tuple[str, str, str, str], Any] = {}
 
 
 def storage(namespace: str, spec: JobSpec) -> Any:
-    """The runtime's S3 IO manager for a Job's storage, with the credentials of its Secret."""
+    """The runtime's S3 IO manager for a Job's storage, with the credentials of its Secret (cached per
+    Secret version: building a boto3 client is slow)."""
     from cairn.s3io import S3IOManager, make_client
 
-    data = kube.read_secret(namespace, spec.storage.secretRef.name)
+    version, data = kube.read_secret_versioned(namespace, spec.storage.secretRef.name)
+    cache_key = (namespace, spec.storage.secretRef.name, version, spec.model_dump_json(include={"storage"}))
+    if cache_key in _STORAGE:
+        return _STORAGE[cache_key]
     endpoint = spec.storage.endpoint or data.get("AWS_ENDPOINT_URL") or None
     bucket = spec.storage.bucket or data.get("CAIRN_S3_BUCKET")
     if not bucket:
@@ -235,7 +265,9 @@ def storage(namespace: str, spec: JobSpec) -> Any:
         aws_secret_access_key=data.get("AWS_SECRET_ACCESS_KEY"),
         region_name=data.get("AWS_REGION") or "us-east-1",
     )
-    return S3IOManager(bucket=bucket, prefix=spec.storage.prefix, endpoint_url=endpoint, client=client)
+    manager = S3IOManager(bucket=bucket, prefix=spec.storage.prefix, endpoint_url=endpoint, client=client)
+    _STORAGE[cache_key] = manager
+    return manager
 
 
 def save_log(namespace: str, run: str, uid: str, spec: JobSpec, action: SaveLog, steps: dict[str, Any]) -> None:

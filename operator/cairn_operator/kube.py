@@ -92,12 +92,14 @@ def secret_exists(namespace: str, name: str) -> bool:
     return True
 
 
-def read_secret(namespace: str, name: str) -> dict[str, str]:
-    """A Secret's data, decoded; kept in memory only (never copied into a spec, status, event or log)."""
+def read_secret_versioned(namespace: str, name: str) -> tuple[str, dict[str, str]]:
+    """A Secret's resourceVersion and data, decoded; kept in memory only (never copied into a spec,
+    status, event or log)."""
     import base64
 
     secret = _core().read_namespaced_secret(name, namespace)
-    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+    data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+    return str(secret.metadata.resource_version), data
 
 
 def pod_log(namespace: str, name: str) -> bytes:
@@ -127,16 +129,6 @@ def _obs(pod: dict[str, Any]) -> PodObs:
 def list_step_pods(namespace: str, run: str) -> list[PodObs]:
     resp = _core().list_namespaced_pod(namespace, label_selector=f"{LABEL_RUN}={run}", _preload_content=False)
     return [_obs(p) for p in json.loads(resp.data)["items"]]
-
-
-def count_active_pods() -> int:
-    """Cairn step pods not finished yet, in all namespaces (for the operator-wide limit)."""
-    resp = _core().list_pod_for_all_namespaces(
-        label_selector="app.kubernetes.io/managed-by=cairn",
-        field_selector="status.phase!=Succeeded,status.phase!=Failed",
-        _preload_content=False,
-    )
-    return len(json.loads(resp.data)["items"])
 
 
 def create_pod(body: dict[str, Any]) -> bool:

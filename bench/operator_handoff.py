@@ -1,0 +1,259 @@
+"""Operator benchmarks on a real local control plane (`cairn dev up` in a temporary directory).
+
+Measures, and prints next to the targets:
+1. handoff: over a 100-step chain, the time from a step's pod reaching Succeeded (as a watch sees it)
+   to the next step's pod being created (its ADDED event), p50 and p99;
+2. pod creation rate for a 500-step fan-out (the 499 fan pods are created as fast as the operator can;
+   they target no node, so only creation is measured);
+3. the operator's peak RSS (VmHWM) with 100 live Runs.
+
+Run: .venv/bin/python bench/operator_handoff.py [--chain 100] [--fan 500] [--runs 100]
+Needs the Kubernetes binaries (`cairn dev build`). Everything it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+G, V = "cairn.dev", "v1alpha1"
+NOWHERE = {"nodeSelector": {"cairn.dev/bench-nowhere": "true"}}
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))]
+
+
+def install_crds(kube: Any) -> None:
+    from kubernetes import client
+
+    ext = client.ApiextensionsV1Api(kube)
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        ext.create_custom_resource_definition(doc)
+    for path in sorted((ROOT / "crds").glob("*.yaml")):
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+        while not any(
+            c.type == "Established" and c.status == "True"
+            for c in (ext.read_custom_resource_definition(name).status.conditions or [])
+        ):
+            time.sleep(0.1)
+
+
+class PodWatch:
+    """Records, in this process's clock, when each pod was first ADDED and first seen Succeeded."""
+
+    def __init__(self, kube: Any, namespace: str, selector: str) -> None:
+        from kubernetes import client
+
+        self.core = client.CoreV1Api(kube)
+        self.ns, self.selector = namespace, selector
+        self.added: dict[str, float] = {}
+        self.succeeded: dict[str, float] = {}
+        self.steps: dict[str, str] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from kubernetes import watch
+
+        while not self.stop.is_set():
+            w = watch.Watch()
+            for ev in w.stream(
+                self.core.list_namespaced_pod,
+                self.ns,
+                label_selector=self.selector,
+                timeout_seconds=5,
+                _request_timeout=10,
+            ):
+                now = time.perf_counter()
+                pod = ev["object"]
+                name = pod.metadata.name
+                self.steps[name] = pod.metadata.labels.get("cairn.dev/step", "")
+                self.added.setdefault(name, now)
+                if pod.status.phase == "Succeeded":
+                    self.succeeded.setdefault(name, now)
+                if self.stop.is_set():
+                    w.stop()
+
+
+def chain_job(n: int) -> dict[str, Any]:
+    ops = [{"name": "s0", "command": ["sh", "-c", ': > "$CAIRN_OUTPUT_RESULT"']}]
+    for i in range(1, n):
+        ops.append(
+            {"name": f"s{i}", "inputs": {"x": f"s{i - 1}"}, "command": ["sh", "-c", ': > "$CAIRN_OUTPUT_RESULT"']}
+        )
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Job",
+        "metadata": {"name": "chain"},
+        "spec": {"image": "x", "storage": {"secretRef": {"name": "cairn-s3"}}, "maxParallel": 10, "ops": ops},
+    }
+
+
+def fan_job(n: int) -> dict[str, Any]:
+    ops: list[dict[str, Any]] = [{"name": "src", "command": ["sh", "-c", ': > "$CAIRN_OUTPUT_RESULT"']}]
+    for i in range(1, n):
+        ops.append({"name": f"f{i}", "inputs": {"x": "src"}, "command": ["true"], "podTemplate": NOWHERE})
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Job",
+        "metadata": {"name": "fan"},
+        "spec": {"image": "x", "storage": {"secretRef": {"name": "cairn-s3"}}, "maxParallel": 1000, "ops": ops},
+    }
+
+
+def run(name: str, job: str) -> dict[str, Any]:
+    return {"apiVersion": f"{G}/{V}", "kind": "Run", "metadata": {"name": name}, "spec": {"jobRef": {"name": job}}}
+
+
+def wait_phase(co: Any, name: str, phases: tuple[str, ...], timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        obj: dict[str, Any] = co.get_namespaced_custom_object(G, V, "default", "runs", name)
+        if (obj.get("status") or {}).get("phase") in phases:
+            return obj
+        time.sleep(0.2)
+    raise TimeoutError(f"run {name} did not reach {phases} in {timeout}s")
+
+
+def rss_kb(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmHWM", "VmRSS")):
+            k, v = line.split(":")
+            out[k] = int(v.split()[0])
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chain", type=int, default=100)
+    parser.add_argument("--fan", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=100)
+    args = parser.parse_args()
+
+    from kubernetes import client
+
+    from cairn.dev import procs
+    from cairn.dev.cluster import Cluster
+
+    tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-op-"))
+    cluster = Cluster(tmp / "cluster")
+    cluster.up(say=lambda m: None)
+    operator = None
+    try:
+        kube = cluster.api()
+        install_crds(kube)
+        co = client.CustomObjectsApi(kube)
+        env = {
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "CAIRN_MAX_PODS": "5000",
+            "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        }
+        operator = procs.start(
+            "cairn-operator",
+            [sys.executable, "-m", "cairn_operator", "--liveness", ""],
+            tmp / "operator.log",
+            env=env,
+            cwd=ROOT,
+        )
+        time.sleep(2)
+        print(
+            f"Operator benchmarks on a local control plane (python {sys.version.split()[0]}, "
+            f"{__import__('os').cpu_count()} cores); cluster in {tmp}"
+        )
+
+        # 1. Handoff over a chain.
+        watch = PodWatch(kube, "default", "cairn.dev/run=chain-1")
+        co.create_namespaced_custom_object(G, V, "default", "jobs", chain_job(args.chain))
+        t0 = time.perf_counter()
+        co.create_namespaced_custom_object(G, V, "default", "runs", run("chain-1", "chain"))
+        final = wait_phase(co, "chain-1", ("Succeeded", "Failed"), timeout=60 + 5 * args.chain)
+        total = time.perf_counter() - t0
+        watch.stop.set()
+        by_step = {watch.steps[p]: p for p in watch.added}
+        handoffs = []
+        for i in range(args.chain - 1):
+            a, b = by_step.get(f"s{i}"), by_step.get(f"s{i + 1}")
+            if a in watch.succeeded and b in watch.added:
+                handoffs.append((watch.added[b] - watch.succeeded[a]) * 1000)
+        p50, p99 = pct(handoffs, 50), pct(handoffs, 99)
+        print(
+            f"\n1. handoff over a {args.chain}-step chain (run {final['status']['phase']} in {total:.1f} s, "
+            f"{len(handoffs)} handoffs measured)"
+        )
+        print(f"   p50 {p50:7.1f} ms   target <= 50 ms   {'met' if p50 <= 50 else 'NOT met'}")
+        print(f"   p99 {p99:7.1f} ms   target <= 250 ms  {'met' if p99 <= 250 else 'NOT met'}")
+        print(f"   mean {statistics.mean(handoffs):.1f} ms, max {max(handoffs):.1f} ms")
+
+        # 2. Pod creation rate for a fan-out.
+        watch = PodWatch(kube, "default", "cairn.dev/run=fan-1")
+        co.create_namespaced_custom_object(G, V, "default", "jobs", fan_job(args.fan))
+        co.create_namespaced_custom_object(G, V, "default", "runs", run("fan-1", "fan"))
+        deadline = time.monotonic() + 300
+        while len(watch.added) < args.fan and time.monotonic() < deadline:
+            time.sleep(0.2)
+        watch.stop.set()
+        fan_times = sorted(t for p, t in watch.added.items() if watch.steps[p] != "src")
+        rate = (len(fan_times) - 1) / (fan_times[-1] - fan_times[0]) if len(fan_times) > 1 else 0.0
+        print(
+            f"\n2. pod creation for a {args.fan}-step fan-out: {len(fan_times)} fan pods in "
+            f"{fan_times[-1] - fan_times[0]:.2f} s = {rate:.0f} pods/s   target >= 100 pods/s   "
+            f"{'met' if rate >= 100 else 'NOT met'}"
+        )
+        co.patch_namespaced_custom_object(G, V, "default", "runs", "fan-1", {"spec": {"cancel": True}})
+        wait_phase(co, "fan-1", ("Canceled",), timeout=300)
+
+        # 3. Peak RSS with many live Runs.
+        pending = {
+            "apiVersion": f"{G}/{V}",
+            "kind": "Job",
+            "metadata": {"name": "waits"},
+            "spec": {
+                "image": "x",
+                "storage": {"secretRef": {"name": "cairn-s3"}},
+                "ops": [{"name": "never", "command": ["true"], "podTemplate": NOWHERE}],
+            },
+        }
+        co.create_namespaced_custom_object(G, V, "default", "jobs", pending)
+        for i in range(args.runs):
+            co.create_namespaced_custom_object(G, V, "default", "runs", run(f"live-{i}", "waits"))
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            items = co.list_namespaced_custom_object(G, V, "default", "runs")["items"]
+            live = [
+                r
+                for r in items
+                if r["metadata"]["name"].startswith("live-") and (r.get("status") or {}).get("phase") == "Running"
+            ]
+            if len(live) >= args.runs:
+                break
+            time.sleep(0.5)
+        time.sleep(5)  # several resync cycles of every Run
+        mem = rss_kb(operator.pid)
+        print(
+            f"\n3. operator memory with {len(live)} live Runs: RSS {mem['VmRSS'] / 1024:.0f} MB, "
+            f"peak {mem['VmHWM'] / 1024:.0f} MB   target <= 150 MB   "
+            f"{'met' if mem['VmHWM'] / 1024 <= 150 else 'NOT met'}"
+        )
+    finally:
+        if operator is not None:
+            procs.stop(operator, grace=10)
+        cluster.down(say=lambda m: None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
