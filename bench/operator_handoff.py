@@ -67,25 +67,27 @@ class PodWatch:
 
     def _run(self) -> None:
         from kubernetes import watch
+        from kubernetes.client.rest import ApiException
 
         while not self.stop.is_set():
-            w = watch.Watch()
-            for ev in w.stream(
-                self.core.list_namespaced_pod,
-                self.ns,
-                label_selector=self.selector,
-                timeout_seconds=5,
-                _request_timeout=10,
-            ):
-                now = time.perf_counter()
-                pod = ev["object"]
-                name = pod.metadata.name
-                self.steps[name] = pod.metadata.labels.get("cairn.dev/step", "")
-                self.added.setdefault(name, now)
-                if pod.status.phase == "Succeeded":
-                    self.succeeded.setdefault(name, now)
-                if self.stop.is_set():
-                    w.stop()
+            try:
+                self._stream(watch.Watch())
+            except ApiException:  # e.g. 504 "too large resource version" right after a restart: watch again
+                time.sleep(0.1)
+
+    def _stream(self, w: Any) -> None:
+        for ev in w.stream(
+            self.core.list_namespaced_pod, self.ns, label_selector=self.selector, timeout_seconds=5, _request_timeout=10
+        ):
+            now = time.perf_counter()
+            pod = ev["object"]
+            name = pod.metadata.name
+            self.steps[name] = pod.metadata.labels.get("cairn.dev/step", "")
+            self.added.setdefault(name, now)
+            if pod.status.phase == "Succeeded":
+                self.succeeded.setdefault(name, now)
+            if self.stop.is_set():
+                w.stop()
 
 
 def chain_job(n: int) -> dict[str, Any]:
@@ -176,83 +178,99 @@ def main() -> int:
         )
 
         # 1. Handoff over a chain.
-        watch = PodWatch(kube, "default", "cairn.dev/run=chain-1")
-        co.create_namespaced_custom_object(G, V, "default", "jobs", chain_job(args.chain))
-        t0 = time.perf_counter()
-        co.create_namespaced_custom_object(G, V, "default", "runs", run("chain-1", "chain"))
-        final = wait_phase(co, "chain-1", ("Succeeded", "Failed"), timeout=60 + 5 * args.chain)
-        total = time.perf_counter() - t0
-        watch.stop.set()
-        by_step = {watch.steps[p]: p for p in watch.added}
-        handoffs = []
-        for i in range(args.chain - 1):
-            a, b = by_step.get(f"s{i}"), by_step.get(f"s{i + 1}")
-            if a in watch.succeeded and b in watch.added:
-                handoffs.append((watch.added[b] - watch.succeeded[a]) * 1000)
-        p50, p99 = pct(handoffs, 50), pct(handoffs, 99)
-        print(
-            f"\n1. handoff over a {args.chain}-step chain (run {final['status']['phase']} in {total:.1f} s, "
-            f"{len(handoffs)} handoffs measured)"
-        )
-        print(f"   p50 {p50:7.1f} ms   target <= 50 ms   {'met' if p50 <= 50 else 'NOT met'}")
-        print(f"   p99 {p99:7.1f} ms   target <= 250 ms  {'met' if p99 <= 250 else 'NOT met'}")
-        print(f"   mean {statistics.mean(handoffs):.1f} ms, max {max(handoffs):.1f} ms")
-
+        if args.chain:
+            handoff(kube, co, args.chain)
         # 2. Pod creation rate for a fan-out.
-        watch = PodWatch(kube, "default", "cairn.dev/run=fan-1")
-        co.create_namespaced_custom_object(G, V, "default", "jobs", fan_job(args.fan))
-        co.create_namespaced_custom_object(G, V, "default", "runs", run("fan-1", "fan"))
-        deadline = time.monotonic() + 300
-        while len(watch.added) < args.fan and time.monotonic() < deadline:
-            time.sleep(0.2)
-        watch.stop.set()
-        fan_times = sorted(t for p, t in watch.added.items() if watch.steps[p] != "src")
-        rate = (len(fan_times) - 1) / (fan_times[-1] - fan_times[0]) if len(fan_times) > 1 else 0.0
-        print(
-            f"\n2. pod creation for a {args.fan}-step fan-out: {len(fan_times)} fan pods in "
-            f"{fan_times[-1] - fan_times[0]:.2f} s = {rate:.0f} pods/s   target >= 100 pods/s   "
-            f"{'met' if rate >= 100 else 'NOT met'}"
-        )
-        co.patch_namespaced_custom_object(G, V, "default", "runs", "fan-1", {"spec": {"cancel": True}})
-        wait_phase(co, "fan-1", ("Canceled",), timeout=300)
-
+        if args.fan:
+            fan_out(kube, co, args.fan)
         # 3. Peak RSS with many live Runs.
-        pending = {
-            "apiVersion": f"{G}/{V}",
-            "kind": "Job",
-            "metadata": {"name": "waits"},
-            "spec": {
-                "image": "x",
-                "storage": {"secretRef": {"name": "cairn-s3"}},
-                "ops": [{"name": "never", "command": ["true"], "podTemplate": NOWHERE}],
-            },
-        }
-        co.create_namespaced_custom_object(G, V, "default", "jobs", pending)
-        for i in range(args.runs):
-            co.create_namespaced_custom_object(G, V, "default", "runs", run(f"live-{i}", "waits"))
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            items = co.list_namespaced_custom_object(G, V, "default", "runs")["items"]
-            live = [
-                r
-                for r in items
-                if r["metadata"]["name"].startswith("live-") and (r.get("status") or {}).get("phase") == "Running"
-            ]
-            if len(live) >= args.runs:
-                break
-            time.sleep(0.5)
-        time.sleep(5)  # several resync cycles of every Run
-        mem = rss_kb(operator.pid)
-        print(
-            f"\n3. operator memory with {len(live)} live Runs: RSS {mem['VmRSS'] / 1024:.0f} MB, "
-            f"peak {mem['VmHWM'] / 1024:.0f} MB   target <= 150 MB   "
-            f"{'met' if mem['VmHWM'] / 1024 <= 150 else 'NOT met'}"
-        )
+        if args.runs:
+            memory(co, args.runs, operator.pid)
     finally:
         if operator is not None:
             procs.stop(operator, grace=10)
         cluster.down(say=lambda m: None)
     return 0
+
+
+def handoff(kube: Any, co: Any, n: int) -> None:
+    watch = PodWatch(kube, "default", "cairn.dev/run=chain-1")
+    co.create_namespaced_custom_object(G, V, "default", "jobs", chain_job(n))
+    t0 = time.perf_counter()
+    co.create_namespaced_custom_object(G, V, "default", "runs", run("chain-1", "chain"))
+    final = wait_phase(co, "chain-1", ("Succeeded", "Failed"), timeout=60 + 5 * n)
+    total = time.perf_counter() - t0
+    watch.stop.set()
+    by_step = {watch.steps[p]: p for p in watch.added}
+    handoffs = []
+    for i in range(n - 1):
+        a, b = by_step.get(f"s{i}"), by_step.get(f"s{i + 1}")
+        if a in watch.succeeded and b in watch.added:
+            handoffs.append((watch.added[b] - watch.succeeded[a]) * 1000)
+    p50, p99 = pct(handoffs, 50), pct(handoffs, 99)
+    print(
+        f"\n1. handoff over a {n}-step chain (run {final['status']['phase']} in {total:.1f} s, "
+        f"{len(handoffs)} handoffs measured)"
+    )
+    print(f"   p50 {p50:7.1f} ms   target <= 50 ms   {'met' if p50 <= 50 else 'NOT met'}")
+    print(f"   p99 {p99:7.1f} ms   target <= 250 ms  {'met' if p99 <= 250 else 'NOT met'}")
+    print(f"   mean {statistics.mean(handoffs):.1f} ms, max {max(handoffs):.1f} ms", flush=True)
+
+
+def fan_out(kube: Any, co: Any, n: int) -> None:
+    watch = PodWatch(kube, "default", "cairn.dev/run=fan-1")
+    co.create_namespaced_custom_object(G, V, "default", "jobs", fan_job(n))
+    co.create_namespaced_custom_object(G, V, "default", "runs", run("fan-1", "fan"))
+    deadline = time.monotonic() + 300
+    while len(watch.added) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    watch.stop.set()
+    fan_times = sorted(t for p, t in watch.added.items() if watch.steps[p] != "src")
+    span = fan_times[-1] - fan_times[0] if len(fan_times) > 1 else 0.0
+    rate = (len(fan_times) - 1) / span if span else 0.0
+    print(
+        f"\n2. pod creation for a {n}-step fan-out: {len(fan_times)} fan pods in {span:.2f} s = {rate:.0f} "
+        f"pods/s   target >= 100 pods/s   {'met' if rate >= 100 else 'NOT met'}",
+        flush=True,
+    )
+    co.patch_namespaced_custom_object(G, V, "default", "runs", "fan-1", {"spec": {"cancel": True}})
+    wait_phase(co, "fan-1", ("Canceled",), timeout=300)
+
+
+def memory(co: Any, runs: int, pid: int) -> None:
+    pending = {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Job",
+        "metadata": {"name": "waits"},
+        "spec": {
+            "image": "x",
+            "storage": {"secretRef": {"name": "cairn-s3"}},
+            "ops": [{"name": "never", "command": ["true"], "podTemplate": NOWHERE}],
+        },
+    }
+    co.create_namespaced_custom_object(G, V, "default", "jobs", pending)
+    for i in range(runs):
+        co.create_namespaced_custom_object(G, V, "default", "runs", run(f"live-{i}", "waits"))
+    deadline = time.monotonic() + 300
+    live: list[Any] = []
+    while time.monotonic() < deadline:
+        items = co.list_namespaced_custom_object(G, V, "default", "runs")["items"]
+        live = [
+            r
+            for r in items
+            if r["metadata"]["name"].startswith("live-") and (r.get("status") or {}).get("phase") == "Running"
+        ]
+        if len(live) >= runs:
+            break
+        time.sleep(0.5)
+    time.sleep(5)  # several resync cycles of every Run
+    mem = rss_kb(pid)
+    print(
+        f"\n3. operator memory with {len(live)} live Runs: RSS {mem['VmRSS'] / 1024:.0f} MB, "
+        f"peak {mem['VmHWM'] / 1024:.0f} MB   target <= 150 MB   "
+        f"{'met' if mem['VmHWM'] / 1024 <= 150 else 'NOT met'}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

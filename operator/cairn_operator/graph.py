@@ -42,6 +42,9 @@ def parse_input(ref: str) -> tuple[str, str]:
 
 def build(spec: JobSpec) -> OpGraph:
     ops = {o.name: o for o in spec.ops}
+    if len(ops) != len(spec.ops):
+        dupes = sorted({o.name for o in spec.ops if sum(p.name == o.name for p in spec.ops) > 1})
+        raise InvalidJob(f"op names must be unique within a Job: {', '.join(dupes)} appear more than once")
     names = ", ".join(ops)
     deps: dict[str, dict[str, tuple[str, str]]] = {}
     for o in spec.ops:

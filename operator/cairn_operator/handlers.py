@@ -6,10 +6,12 @@ writes the status once per cycle through kopf's `patch`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import copy
 import datetime as dt
 import os
-import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -50,7 +52,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = 20  # INFO and above become Events on the object
     settings.watching.server_timeout = 60
     settings.batching.batch_window = 0.001  # react to a pod's change at once (handoff latency)
-    settings.execution.max_workers = int(os.environ.get("CAIRN_MAX_WORKERS", "256"))  # sync daemons are threads
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,8 +111,14 @@ def not_finished(status: Mapping[str, Any], **_: Any) -> bool:
 
 
 #: Per live Run, the event that wakes its daemon: set by watch events of its pods and of itself.
-WAKERS: dict[tuple[str, str], threading.Event] = {}
+WAKERS: dict[tuple[str, str], asyncio.Event] = {}
 RESYNC = 1.0  # seconds between reconciles when nothing happens (the level-triggered safety net)
+#: Step pods not finished yet, cluster-wide, kept from the pod watch (for the operator-wide limit).
+ACTIVE_PODS: set[str] = set()
+#: Reconcile cycles run here: a few threads serve any number of live Runs (whose daemons are coroutines).
+CYCLES = ThreadPoolExecutor(max_workers=int(os.environ.get("CAIRN_WORKERS", "8")), thread_name_prefix="cairn-sync")
+#: Creates the pods of one cycle concurrently (a fan-out creates hundreds at once).
+CREATORS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cairn-create")
 
 
 def _wake(namespace: str | None, run: str | None) -> None:
@@ -120,14 +127,8 @@ def _wake(namespace: str | None, run: str | None) -> None:
         event.set()
 
 
-#: Step pods not finished yet, cluster-wide, kept from the pod watch (for the operator-wide limit).
-ACTIVE_PODS: set[str] = set()
-#: Creates the pods of one cycle concurrently (a fan-out creates hundreds at once).
-CREATORS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cairn-create")
-
-
 @kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
-def pod_changed(
+async def pod_changed(
     type: str | None, body: Mapping[str, Any], labels: Mapping[str, str], namespace: str | None, **_: Any
 ) -> None:
     """A step pod changed: count it, and reconcile its Run now rather than at the next resync."""
@@ -141,28 +142,39 @@ def pod_changed(
 
 
 @kopf.on.event(GROUP, VERSION, "runs")
-def run_changed(name: str | None, namespace: str | None, **_: Any) -> None:
+async def run_changed(name: str | None, namespace: str | None, **_: Any) -> None:
     _wake(namespace, name)
 
 
+def cycle(namespace: str, name: str) -> bool:
+    """One reconcile of a Run, in a worker thread; True once the Run is finished (or gone)."""
+    body = kube.get_run(namespace, name)
+    if body is None or (body.get("status") or {}).get("phase") in FINISHED:
+        return True
+    sync_run(body)
+    return False
+
+
 @kopf.daemon(GROUP, VERSION, "runs", when=not_finished, cancellation_timeout=10.0)
-def run_daemon(**kw: Any) -> None:
+async def run_daemon(**kw: Any) -> None:
     """One per live Run: reconcile on every change of the Run or its pods, and every RESYNC seconds."""
     name, namespace, stopped, logger = kw["name"], kw["namespace"], kw["stopped"], kw["logger"]
     key = (namespace, name)
-    wake = WAKERS.setdefault(key, threading.Event())
+    wake = WAKERS.setdefault(key, asyncio.Event())
+    loop = asyncio.get_running_loop()
     try:
         while not stopped:
             wake.clear()
-            body = kube.get_run(namespace, name)
-            if body is None or (body.get("status") or {}).get("phase") in FINISHED:
-                return
             try:
-                sync_run(body)
+                # With the daemon's context: kopf.event() finds kopf's event queue through it.
+                context = contextvars.copy_context()
+                if await loop.run_in_executor(CYCLES, context.run, cycle, namespace, name):
+                    return
             except Exception as exc:  # keep serving: the next cycle retries (level-triggered)
                 logger.warning(f"reconcile of Run {namespace}/{name} failed, retrying: {exc}")
-                stopped.wait(1.0)
-            wake.wait(RESYNC)
+                await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), RESYNC)
     finally:
         WAKERS.pop(key, None)
 

@@ -246,7 +246,7 @@ def test_schema_and_cel_refuse_bad_manifests_at_apply(cairn_operator: Any, kube:
     bad["spec"]["ops"].append({"name": "start"})
     with pytest.raises(ApiException) as err:
         apply(kube, ns, bad)
-    assert err.value.status == 422 and "op names must be unique within a Job" in err.value.body
+    assert err.value.status == 422 and "spec.ops[3]: Duplicate value" in json.loads(err.value.body)["message"]
     bad["spec"]["ops"] = []
     with pytest.raises(ApiException) as err:
         apply(kube, ns, bad)

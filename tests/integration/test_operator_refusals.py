@@ -40,7 +40,7 @@ def job_with(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"ops": [{"name": "a"}, {"name": "a"}]}, "op names must be unique within a Job"),
+        ({"ops": [{"name": "a"}, {"name": "a"}]}, "spec.ops[1]: Duplicate value"),
         ({"ops": []}, "should have at least 1 items"),
         ({"ops": [{"name": "Not_DNS"}]}, "spec.ops[0].name"),
         ({"ops": [{"name": "a", "inputs": {"x": "UP.x"}}]}, "spec.ops[0].inputs.x"),

@@ -295,3 +295,16 @@ def test_on_step_success_deletes_each_succeeded_pod_while_the_run_goes_on() -> N
         for a in cycle(job(), s1, [pod("start", "Succeeded", msg=ok_msg(), code=0)], pod_gc="OnRunSuccess").actions
         if isinstance(a, DeletePod)
     ] == []
+
+
+def test_duplicate_op_names_are_invalid_even_past_the_api_server() -> None:
+    spec = JobSpec.model_validate(
+        {
+            "image": "i",
+            "python": {"job": "m:j"},
+            "storage": {"secretRef": {"name": "s"}},
+            "ops": [{"name": "a"}, {"name": "b"}, {"name": "a"}],
+        }
+    )
+    with pytest.raises(InvalidJob, match="op names must be unique within a Job: a appear more than once"):
+        build(spec)
