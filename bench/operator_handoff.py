@@ -185,6 +185,15 @@ def main() -> int:
             fan_out(kube, co, args.fan)
         # 3. Peak RSS with many live Runs.
         if args.runs:
+            # A fresh operator, so that the peak measured is that of the live-Runs scenario alone.
+            procs.stop(operator, grace=10)
+            operator = procs.start(
+                "cairn-operator",
+                [sys.executable, "-m", "cairn_operator", "--liveness", ""],
+                tmp / "operator.log",
+                env=env,
+                cwd=ROOT,
+            )
             memory(co, args.runs, operator.pid)
     finally:
         if operator is not None:

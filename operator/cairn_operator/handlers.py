@@ -29,6 +29,7 @@ from cairn_operator.reconcile import (
     RunInput,
     RunPhase,
     SaveLog,
+    StepPhase,
     condition,
     reconcile,
     ts,
@@ -202,7 +203,12 @@ def sync_run(body: Mapping[str, Any]) -> None:
     if status.get("jobSnapshot") is None:
         status["jobSnapshot"] = snapshot
         kube.label_run(namespace, name, {LABEL_JOB: run_spec.jobRef.name})
-    pods = kube.list_step_pods(namespace, name)
+    # Only the pods of steps still in flight: a long Run's finished pods need not be read every cycle
+    # (all of them when podGC has to see them).
+    known = status.get("steps") or {}
+    live = [st for st in graph.order if st not in known or not StepPhase(known[st]["phase"]).terminal]
+    gc = run_spec.podGC is not None and run_spec.podGC.strategy != "Never"
+    pods = kube.list_step_pods(namespace, name, None if gc or len(live) == len(graph.order) else live)
     run = RunInput(
         name=name,
         uid=uid,

@@ -126,8 +126,14 @@ def _obs(pod: dict[str, Any]) -> PodObs:
     )
 
 
-def list_step_pods(namespace: str, run: str) -> list[PodObs]:
-    resp = _core().list_namespaced_pod(namespace, label_selector=f"{LABEL_RUN}={run}", _preload_content=False)
+def list_step_pods(namespace: str, run: str, steps: list[str] | None = None) -> list[PodObs]:
+    """The Run's step pods; with `steps`, only those of these steps."""
+    selector = f"{LABEL_RUN}={run}"
+    if steps is not None:
+        if not steps:
+            return []
+        selector += f",{LABEL_STEP} in ({','.join(steps)})"
+    resp = _core().list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
     return [_obs(p) for p in json.loads(resp.data)["items"]]
 
 
