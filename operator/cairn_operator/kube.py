@@ -28,38 +28,27 @@ def _core() -> Any:
     return client.CoreV1Api(_api())
 
 
-def _status(exc: Exception) -> int | None:
-    return getattr(exc, "status", None)
+def _get(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    try:
+        obj: dict[str, Any] = client.CustomObjectsApi(_api()).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj
 
 
 def get_job(namespace: str, name: str) -> dict[str, Any] | None:
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    try:
-        obj: dict[str, Any] = client.CustomObjectsApi(_api()).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "jobs", name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return obj
+    return _get("jobs", namespace, name)
 
 
 def get_run(namespace: str, name: str) -> dict[str, Any] | None:
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    try:
-        obj: dict[str, Any] = client.CustomObjectsApi(_api()).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "runs", name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return obj
+    return _get("runs", namespace, name)
 
 
 def patch_run_status(namespace: str, name: str, patch: dict[str, Any]) -> None:

@@ -261,18 +261,24 @@ def test_schema_and_cel_refuse_bad_manifests_at_apply(cairn_operator: Any, kube:
     assert 'unknown field "spec.ops[0].surprise"' in json.loads(err.value.body)["message"]
 
 
+def slow_job_recording(tmp_path: Path, sleep: int) -> dict[str, Any]:
+    """SLOW_JOB whose ops append their names to tmp_path/calls, signal tmp_path/started, and whose slow
+    step sleeps `sleep` seconds."""
+    job = copy.deepcopy(SLOW_JOB)
+    for op in job["spec"]["ops"]:
+        op["env"] += [
+            {"name": "CAIRN_TEST_CALLS", "value": str(tmp_path / "calls")},
+            {"name": "CAIRN_TEST_STARTED", "value": str(tmp_path / "started")},
+            {"name": "CAIRN_TEST_SLEEP", "value": str(sleep)},
+        ]
+    return job
+
+
 def test_a_run_keeps_its_snapshot_and_survives_an_operator_restart(
     cairn_operator: Any, kube: Any, core: Any, ns: str, tmp_path: Path
 ) -> None:
     calls = tmp_path / "calls"
-    job = copy.deepcopy(SLOW_JOB)
-    for op in job["spec"]["ops"]:
-        op["env"] += [
-            {"name": "CAIRN_TEST_CALLS", "value": str(calls)},
-            {"name": "CAIRN_TEST_STARTED", "value": str(tmp_path / "started")},
-            {"name": "CAIRN_TEST_SLEEP", "value": "4"},
-        ]
-    apply(kube, ns, job)
+    apply(kube, ns, slow_job_recording(tmp_path, sleep=4))
     apply(kube, ns, run_of("slow", "rs"))
     eventually(lambda: (tmp_path / "started").exists(), timeout=60, what="the slow step to start")
     # Edit the Job: the running Run must not see it.

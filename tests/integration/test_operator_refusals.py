@@ -13,7 +13,7 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from tests.helpers import eventually
-from tests.integration.test_operator import SLOW_JOB, G, V, apply, ns, run_of, sample, wait_phase
+from tests.integration.test_operator import SLOW_JOB, G, V, apply, ns, run_of, sample, slow_job_recording, wait_phase
 
 __all__ = ["ns"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,14 +123,7 @@ def test_sigkill_of_the_operator_mid_run_then_restart(
     cairn_operator: Any, kube: Any, core: Any, ns: str, tmp_path: Path
 ) -> None:
     calls = tmp_path / "calls"
-    job = copy.deepcopy(SLOW_JOB)
-    for op in job["spec"]["ops"]:
-        op["env"] += [
-            {"name": "CAIRN_TEST_CALLS", "value": str(calls)},
-            {"name": "CAIRN_TEST_STARTED", "value": str(tmp_path / "started")},
-            {"name": "CAIRN_TEST_SLEEP", "value": "3"},
-        ]
-    apply(kube, ns, job)
+    apply(kube, ns, slow_job_recording(tmp_path, sleep=3))
     apply(kube, ns, run_of("slow", "k1"))
     eventually(lambda: (tmp_path / "started").exists(), timeout=60, what="the slow step to start")
     cairn_operator.kill()
