@@ -191,7 +191,8 @@ class Condition(Model):
 class OutputStatus(Model):
     key: str
     size: int | None = None
-    etag: str | None = None
+    etag: str | None = Field(None, description="The object's ETag in S3 (checked before a re-execution reuses it).")
+    sha256: str | None = None
 
 
 class StepStatusModel(Model):

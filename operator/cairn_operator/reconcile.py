@@ -237,7 +237,7 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
                 finishedAt=pod.finished or now_s,
                 exitCode=0,
                 outputs={
-                    k: {"key": v["key"], "size": v.get("size"), "etag": v.get("sha256")}
+                    k: {"key": v["key"], "size": v.get("size"), "etag": v.get("etag"), "sha256": v.get("sha256")}
                     for k, v in (result.get("outputs") or {}).items()
                 },
             )

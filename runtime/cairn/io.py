@@ -27,11 +27,12 @@ FORMATS = ("pickle", "json", "bytes")
 
 @dataclass(frozen=True)
 class StoredOutput:
-    """What storing an output produced: its key, size in bytes and sha256."""
+    """What storing an output produced: its key, size in bytes, sha256 and (on S3) ETag."""
 
     key: str
     size: int
     sha256: str
+    etag: str | None = None  # the object store's ETag, where there is one
 
 
 def output_key(run_id: str, step: str, output: str, namespace: str = "local", prefix: str = "") -> str:

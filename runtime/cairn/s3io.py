@@ -65,6 +65,7 @@ class _MultipartWriter:
         self._parts: list[dict[str, Any]] = []
         self._buf = bytearray()
         self._closed = False
+        self.etag: str | None = None
 
     def write(self, data: bytes) -> int:
         if self._closed:
@@ -102,13 +103,14 @@ class _MultipartWriter:
         if self._closed:
             return
         if self.upload_id is None:
-            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=self._buf)
+            resp = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=self._buf)
         else:
             if self._buf:
                 self._upload_part()
-            self.client.complete_multipart_upload(
+            resp = self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self._parts}
             )
+        self.etag = str(resp.get("ETag", "")).strip('"') or None
         self._buf = bytearray()
         self._closed = True
 
@@ -186,7 +188,7 @@ class S3IOManager:
         except BaseException:
             writer.abort()
             raise
-        return StoredOutput(key=key, size=hashing.size, sha256=hashing.sha256)
+        return StoredOutput(key=key, size=hashing.size, sha256=hashing.sha256, etag=writer.etag)
 
     def load(self, key: str, fmt: str = "pickle") -> Any:
         try:

@@ -135,6 +135,7 @@ def run(job_ref: str, run_id: str, step: str, ctx: Mapping[str, Any]) -> dict[st
             "key": stored[name].key,
             "size": stored[name].size,
             "sha256": stored[name].sha256,
+            "etag": stored[name].etag,
             "format": fmt,
         }
 
@@ -212,6 +213,7 @@ def exec_command(
                         "key": stored.key,
                         "size": stored.size,
                         "sha256": stored.sha256,
+                        "etag": stored.etag,
                         "format": "bytes",
                     }
             result["status"] = "SUCCESS"

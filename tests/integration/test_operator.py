@@ -81,6 +81,7 @@ def test_the_seed_samples_fail_and_succeed_with_outputs_in_s3(
         out = st["outputs"]["result"]
         head = s3.head_object(Bucket=s3.bucket, Key=f"cairn/{out['key']}")
         assert head["ContentLength"] == out["size"]
+        assert head["ETag"].strip('"') == out["etag"] and len(out["sha256"]) == 64
         assert out["key"].startswith(f"{ns}/unreliable-succeeds.")
     assert bad["status"]["phase"] == "Failed"
     steps = bad["status"]["steps"]

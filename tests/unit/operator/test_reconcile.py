@@ -34,7 +34,7 @@ def ok_msg(*outs: str) -> str:
         {
             "protocol": 1,
             "status": "SUCCESS",
-            "outputs": {o: {"key": f"k/{o}", "size": 3, "sha256": "h"} for o in outs or ("result",)},
+            "outputs": {o: {"key": f"k/{o}", "size": 3, "sha256": "h", "etag": "e"} for o in outs or ("result",)},
         }
     )
 
@@ -111,7 +111,7 @@ def test_success_flows_down_with_outputs_and_parallel_branches() -> None:
     s1 = cycle(job(), {}, []).status
     s2 = cycle(job(), s1, [pod("start", "Succeeded", msg=ok_msg(), code=0)])
     assert creates(s2) == [("left", 1), ("right", 1)]
-    assert s2.status["steps"]["start"]["outputs"] == {"result": {"key": "k/result", "size": 3, "etag": "h"}}
+    assert s2.status["steps"]["start"]["outputs"] == {"result": {"key": "k/result", "size": 3, "etag": "e", "sha256": "h"}}
     assert any(isinstance(a, Event) and a.reason == "StepSucceeded" for a in s2.actions)
 
 
