@@ -87,6 +87,8 @@ def invalid(status: Mapping[str, Any], message: str, generation: int) -> dict[st
 def load_snapshot(namespace: str, spec: RunSpec, status: Mapping[str, Any]) -> tuple[dict[str, Any], JobSpec, OpGraph]:
     """The Job spec this Run runs: copied into its status when it starts, so later Job edits never change it."""
     snapshot = status.get("jobSnapshot")
+    if snapshot is None and spec.execution is not None:
+        snapshot = spec.execution.jobSnapshot  # a child Run runs its parent's snapshot, not today's Job
     if snapshot is None:
         job = kube.get_job(namespace, spec.jobRef.name)
         if job is None:
@@ -218,6 +220,7 @@ def sync_run(body: Mapping[str, Any]) -> None:
         cancel=run_spec.cancel,
         pod_gc=(run_spec.podGC.strategy if run_spec.podGC else "Never"),
         slots=max(0, MAX_PODS - len(ACTIVE_PODS)),
+        execution=run_spec.execution,
     )
     result = reconcile(run, graph, pods, dt.datetime.now(dt.UTC))
     steps = result.status.get("steps") or {}

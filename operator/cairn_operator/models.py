@@ -166,6 +166,35 @@ class StepOverride(Model):
     env: list[EnvVar] | None = Field(None, description="Added to (and replacing same-named) env of the op.")
 
 
+class OutputRefModel(Model):
+    key: str
+    etag: str | None = None
+
+
+class ReusedStep(Model):
+    sourceRun: str = Field(description="The run that produced these outputs.")
+    outputs: dict[str, OutputRefModel] = Field(default_factory=dict)
+
+
+class PlannedStep(Model):
+    name: str
+    reason: str = Field(description="selected, failed, interrupted, not-executed, downstream-of:X, missing-output, all")
+
+
+class Execution(Model):
+    """What a child Run (a re-execution) executes; written by the Reexecution controller."""
+
+    parentRun: str
+    rootRun: str
+    jobSnapshot: dict[str, Any] = Field(
+        description="The parent's Job snapshot (plus overrides): a child never reads the Job again.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    steps: list[PlannedStep] = Field(min_length=1, description="The steps this Run executes, in order.")
+    reused: dict[str, ReusedStep] = Field(default_factory=dict, description="Steps whose outputs are reused.")
+    skipped: dict[str, str] = Field(default_factory=dict, description="Steps that stay skipped, with why.")
+
+
 class RunSpec(Model):
     jobRef: JobRef
     config: dict[str, Any] | None = Field(
@@ -178,6 +207,7 @@ class RunSpec(Model):
     podGC: PodGC | None = None
     retryPolicy: RetryPolicy | None = None
     overrides: dict[str, StepOverride] | None = Field(None, description="Per-op image/env changes for this Run.")
+    execution: Execution | None = Field(None, description="Set on child Runs of re-executions only.")
 
 
 class Condition(Model):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cairn_operator.graph import OpGraph
-from cairn_operator.models import Retries
+from cairn_operator.models import Execution, Retries
 from cairn_operator.resources import pod_name
 
 #: The JSON protocol of the runtime's step entrypoint (cairn.step.PROTOCOL).
@@ -128,6 +128,7 @@ class RunInput:
     cancel: bool = False
     pod_gc: str = "Never"
     slots: int = 1_000_000  # operator-wide limit left for new pods
+    execution: Execution | None = None  # a child Run's plan: what it executes, reuses, skips
     uid: str = ""
 
     def pod_name(self, step: str, attempt: int) -> str:
@@ -187,7 +188,8 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
         return res
     steps: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (prev.get("steps") or {}).items()}
     for s in graph.order:
-        steps.setdefault(s, {"phase": StepPhase.PENDING.value, "attempt": 0})
+        if s not in steps:
+            steps[s] = initial_step(s, run.execution)
     for p in pods:  # logs of finished attempts, before any pod is collected
         logs = steps.get(p.step, {}).get("logs") or {}
         if p.phase in ("Succeeded", "Failed") and str(p.attempt) not in logs:
@@ -300,6 +302,28 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
         res.actions.append(CreatePod(s, attempt))
         events.append(Event("StepStarted", f"step {s} started (attempt {attempt})"))
     return _finish(run, graph, steps, res, now_s, canceled=False, pods=pods)
+
+
+def initial_step(step: str, execution: Execution | None) -> dict[str, Any]:
+    """A step's first status: everything runs in a plain Run; a child Run runs only its planned steps,
+    and its reused steps point at the outputs of the runs that produced them (nothing is copied)."""
+    if execution is None:
+        return {"phase": StepPhase.PENDING.value, "attempt": 0}
+    planned = {p.name: p.reason for p in execution.steps}
+    if step in planned:
+        return {"phase": StepPhase.PENDING.value, "attempt": 0, "reason": planned[step]}
+    if step in execution.reused:
+        r = execution.reused[step]
+        return {
+            "phase": StepPhase.REUSED.value,
+            "attempt": 0,
+            "reason": "reused",
+            "sourceRun": r.sourceRun,
+            "outputs": {o: {"key": ref.key, "etag": ref.etag} for o, ref in r.outputs.items()},
+        }
+    if step in execution.skipped:
+        return {"phase": StepPhase.SKIPPED.value, "attempt": 0, "reason": execution.skipped[step]}
+    return {"phase": StepPhase.NOT_EXECUTED.value, "attempt": 0, "reason": "not selected"}
 
 
 def _attempt_failed(

@@ -345,3 +345,48 @@ def test_the_operator_reports_liveness(cairn_operator: Any) -> None:
             return bool(resp.status == 200)
 
     assert eventually(live, timeout=30, what="the liveness endpoint")
+
+
+def test_a_child_run_reexecutes_failed_steps_reusing_the_parents_outputs(
+    cairn_operator: Any, kube: Any, core: Any, ns: str, s3: Any
+) -> None:
+    """What a Reexecution creates: a Run with spec.execution, linked to its parent, that runs only the
+    planned steps and reads every other input where the parent stored it."""
+    apply(kube, ns, sample("job-unreliable.yaml"))
+    apply(kube, ns, sample("run-unreliable-fails.yaml"))
+    parent = wait_phase(kube, ns, "unreliable-fails", "Failed", "Succeeded")
+    assert parent["status"]["phase"] == "Failed"
+    start_out = parent["status"]["steps"]["start"]["outputs"]["result"]
+    child = run_of("unreliable", "unreliable-fails-rx1")
+    child["metadata"]["labels"] = {"cairn.dev/parent-run": "unreliable-fails", "cairn.dev/root-run": "unreliable-fails"}
+    child["spec"]["overrides"] = {"unreliable": {"env": [{"name": "CAIRN_UNRELIABLE", "value": "pass"}]}}
+    child["spec"]["execution"] = {
+        "parentRun": "unreliable-fails",
+        "rootRun": "unreliable-fails",
+        "jobSnapshot": parent["status"]["jobSnapshot"],
+        "steps": [{"name": "unreliable", "reason": "failed"}, {"name": "end", "reason": "downstream-of:unreliable"}],
+        "reused": {
+            "start": {
+                "sourceRun": "unreliable-fails",
+                "outputs": {"result": {"key": start_out["key"], "etag": start_out["etag"]}},
+            }
+        },
+    }
+    # The Job changes after the parent ran: the child still runs the parent's snapshot.
+    co(kube).patch_namespaced_custom_object(G, V, ns, "jobs", "unreliable", {"spec": {"image": "changed:2"}})
+    apply(kube, ns, child)
+    done = wait_phase(kube, ns, "unreliable-fails-rx1", "Succeeded", "Failed")
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    steps = done["status"]["steps"]
+    assert (steps["start"]["phase"], steps["start"]["sourceRun"]) == ("Reused", "unreliable-fails")
+    assert steps["start"]["outputs"]["result"]["key"] == start_out["key"]  # read in place, not copied
+    assert steps["unreliable"]["reason"] == "failed" and steps["end"]["phase"] == "Succeeded"
+    pods = core.list_namespaced_pod(ns, label_selector="cairn.dev/run=unreliable-fails-rx1").items
+    assert sorted(p.metadata.labels["cairn.dev/step"] for p in pods) == ["end", "unreliable"]
+    assert {p.spec.containers[0].image for p in pods} == {"python:3.11-slim"}
+    child_prefix = f"cairn/{ns}/unreliable-fails-rx1."
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3.bucket, Prefix=f"cairn/{ns}/")["Contents"]]
+    assert not any(k.startswith(child_prefix) and "/start/" in k for k in keys)
+    table = get_run(kube, ns, "unreliable-fails-rx1")
+    assert table["metadata"]["labels"]["cairn.dev/parent-run"] == "unreliable-fails"
+    assert get_run(kube, ns, "unreliable-fails")["status"] == parent["status"]  # the parent is unchanged

@@ -111,7 +111,9 @@ def test_success_flows_down_with_outputs_and_parallel_branches() -> None:
     s1 = cycle(job(), {}, []).status
     s2 = cycle(job(), s1, [pod("start", "Succeeded", msg=ok_msg(), code=0)])
     assert creates(s2) == [("left", 1), ("right", 1)]
-    assert s2.status["steps"]["start"]["outputs"] == {"result": {"key": "k/result", "size": 3, "etag": "e", "sha256": "h"}}
+    assert s2.status["steps"]["start"]["outputs"] == {
+        "result": {"key": "k/result", "size": 3, "etag": "e", "sha256": "h"}
+    }
     assert any(isinstance(a, Event) and a.reason == "StepSucceeded" for a in s2.actions)
 
 
@@ -308,3 +310,55 @@ def test_duplicate_op_names_are_invalid_even_past_the_api_server() -> None:
     )
     with pytest.raises(InvalidJob, match="op names must be unique within a Job: a appear more than once"):
         build(spec)
+
+
+def test_a_child_run_executes_only_its_planned_steps_and_reads_reused_outputs_in_place() -> None:
+    from cairn_operator.models import Execution
+    from cairn_operator.resources import step_inputs
+
+    spec = job()
+    execution = Execution.model_validate(
+        {
+            "parentRun": "parent",
+            "rootRun": "root",
+            "jobSnapshot": spec.model_dump(exclude_none=True),
+            "steps": [{"name": "left", "reason": "failed"}, {"name": "end", "reason": "downstream-of:left"}],
+            "reused": {
+                "start": {"sourceRun": "root", "outputs": {"result": {"key": "ns/root/start/result", "etag": "e1"}}},
+                "right": {"sourceRun": "parent", "outputs": {"result": {"key": "ns/parent/right/result"}}},
+            },
+        }
+    )
+    first = cycle(spec, {}, [], execution=execution)
+    assert creates(first) == [("left", 1)]
+    st = first.status["steps"]
+    assert st["start"] == {
+        "phase": "Reused",
+        "attempt": 0,
+        "reason": "reused",
+        "sourceRun": "root",
+        "outputs": {"result": {"key": "ns/root/start/result", "etag": "e1"}},
+    }
+    assert st["left"]["reason"] == "failed" and st["end"]["phase"] == "Pending"
+    assert step_inputs(build(spec), "left", st) == {"start.result": {"key": "ns/root/start/result", "names": ["x"]}}
+    done_left = cycle(spec, first.status, [pod("left", "Succeeded", msg=ok_msg(), code=0)], execution=execution)
+    assert creates(done_left) == [("end", 1)]
+    assert step_inputs(build(spec), "end", done_left.status["steps"])["right.result"]["key"] == "ns/parent/right/result"
+    done = cycle(spec, done_left.status, [pod("end", "Succeeded", msg=ok_msg(), code=0)], execution=execution)
+    assert done.status["phase"] == "Succeeded" and done.status["progress"] == "4/4"
+
+
+def test_steps_a_child_run_neither_runs_nor_reuses_are_not_executed() -> None:
+    from cairn_operator.models import Execution
+
+    spec = job()
+    execution = Execution.model_validate(
+        {"parentRun": "p", "rootRun": "p", "jobSnapshot": {}, "steps": [{"name": "start", "reason": "selected"}]}
+    )
+    st = cycle(spec, {}, [], execution=execution).status["steps"]
+    assert {s: (v["phase"], v.get("reason")) for s, v in st.items()} == {
+        "start": ("Running", "selected"),
+        "left": ("NotExecuted", "not selected"),
+        "right": ("NotExecuted", "not selected"),
+        "end": ("NotExecuted", "not selected"),
+    }
