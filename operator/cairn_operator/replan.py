@@ -1,0 +1,91 @@
+"""Re-execution planning on the cluster: the runtime's planner applied to a parent Run's status.
+
+`parent_view` turns a finished Run's status into the planner's `RunView` (step states and the output
+index: where each output lives, in the run that produced it); `child_execution` turns the plan into the
+`spec.execution` of a child Run. The same rules and the same error messages as the in-process mode,
+because it is the same planner (`cairn.planner.plan`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cairn.planner import OutputRef, Plan, Request, RunView, plan
+from cairn.status import RunStatus, StepState
+from cairn_operator.graph import OpGraph
+from cairn_operator.models import Execution
+
+#: Run phase -> the planner's run status.
+RUN_STATUS = {
+    "Succeeded": RunStatus.SUCCESS,
+    "Failed": RunStatus.FAILURE,
+    "Canceled": RunStatus.CANCELED,
+    "Running": RunStatus.STARTED,
+    "Pending": RunStatus.STARTED,
+}
+
+
+def step_state(step: Mapping[str, Any]) -> StepState:
+    """A step's status in a Run -> the planner's step state. A step canceled while its pod ran was
+    interrupted; one canceled before it started never ran."""
+    phase = step.get("phase", "Pending")
+    if phase == "Canceled":
+        return StepState.INTERRUPTED if step.get("podName") else StepState.NOT_EXECUTED
+    return {
+        "Succeeded": StepState.SUCCESS,
+        "Failed": StepState.FAILURE,
+        "Skipped": StepState.SKIPPED,
+        "NotExecuted": StepState.NOT_EXECUTED,
+        "Reused": StepState.REUSED,
+        "Running": StepState.STARTED,
+        "Retrying": StepState.FAILURE,
+        "Pending": StepState.PENDING,
+    }.get(phase, StepState.NOT_EXECUTED)
+
+
+def parent_view(run_name: str, run_status: Mapping[str, Any], root: str) -> RunView:
+    """The planner's view of a Run: each output is indexed at the run that produced it."""
+    steps = run_status.get("steps") or {}
+    outputs: dict[tuple[str, str], OutputRef] = {}
+    for name, st in steps.items():
+        source = st.get("sourceRun") or run_name
+        for out, loc in (st.get("outputs") or {}).items():
+            outputs[(name, out)] = OutputRef(source, loc["key"])
+    return RunView(
+        run_id=run_name,
+        status=RUN_STATUS.get(run_status.get("phase", "Pending"), RunStatus.STARTED),
+        root_run_id=root,
+        steps={name: step_state(st) for name, st in steps.items()},
+        outputs=outputs,
+    )
+
+
+def plan_child(graph: OpGraph, run_name: str, run_status: Mapping[str, Any], root: str, request: Request) -> Plan:
+    """The plan of a re-execution of a finished Run (raises the planner's errors)."""
+    return plan(graph.job_graph(), parent_view(run_name, run_status, root), request)
+
+
+def child_execution(
+    p: Plan, parent: str, root: str, snapshot: Mapping[str, Any], parent_status: Mapping[str, Any]
+) -> Execution:
+    """The child Run's `spec.execution` for a plan: its steps with reasons, the steps it reuses (with
+    the key and ETag of each output, where the producing run stored it), and those that stay skipped."""
+    parent_steps = parent_status.get("steps") or {}
+    reused: dict[str, dict[str, Any]] = {}
+    for step, source in p.reused_steps.items():
+        outs = (parent_steps.get(step) or {}).get("outputs") or {}
+        reused[step] = {
+            "sourceRun": source,
+            "outputs": {o: {"key": loc["key"], "etag": loc.get("etag")} for o, loc in outs.items()},
+        }
+    return Execution.model_validate(
+        {
+            "parentRun": parent,
+            "rootRun": root,
+            "jobSnapshot": dict(snapshot),
+            "steps": [{"name": s, "reason": r} for s, r in p.to_run],
+            "reused": reused,
+            "skipped": dict(p.skipped),
+        }
+    )
