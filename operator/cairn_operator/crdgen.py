@@ -162,6 +162,22 @@ def all_crds() -> dict[str, dict[str, Any]]:
             None,
             "One execution of a Job: one pod per op, outputs in S3.",
         ),
+        "cairn.dev_reexecutions.yaml": crd(
+            "Reexecution",
+            "reexecutions",
+            "rx",
+            models.ReexecutionSpec,
+            models.ReexecutionStatusModel,
+            [
+                {"name": "Parent", "type": "string", "jsonPath": ".spec.parentRun"},
+                {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
+                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "Child", "type": "string", "jsonPath": ".status.childRun"},
+                AGE,
+            ],
+            None,
+            "Re-execute part of a finished Run as a linked child Run; the parent is never modified.",
+        ),
     }
 
 

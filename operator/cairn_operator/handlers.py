@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import copy
 import datetime as dt
+import hashlib
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +20,11 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from cairn.errors import CairnError, MissingOutputsError
+from cairn.planner import Mode, Plan, Request, plan_checked
 from cairn_operator import kube
 from cairn_operator.graph import InvalidJob, OpGraph, build
-from cairn_operator.models import GROUP, VERSION, JobSpec, RunSpec
+from cairn_operator.models import GROUP, VERSION, JobSpec, ReexecutionSpec, RunSpec
 from cairn_operator.reconcile import (
     CreatePod,
     DeletePod,
@@ -34,7 +37,17 @@ from cairn_operator.reconcile import (
     reconcile,
     ts,
 )
-from cairn_operator.resources import LABEL_JOB, LABEL_RUN, run_key, step_inputs, step_pod
+from cairn_operator.replan import child_execution, parent_view
+from cairn_operator.resources import (
+    LABEL_JOB,
+    LABEL_PARENT,
+    LABEL_ROOT,
+    LABEL_RUN,
+    LABEL_RX,
+    run_key,
+    step_inputs,
+    step_pod,
+)
 
 MAX_PODS = int(os.environ.get("CAIRN_MAX_PODS", "100"))
 FINISHED = {p.value for p in RunPhase if p.finished}
@@ -304,3 +317,169 @@ def save_log(namespace: str, run: str, uid: str, spec: JobSpec, action: SaveLog,
         storage(namespace, spec).store(key, data, "bytes")
     st = steps.setdefault(action.step, {})
     st["logs"] = {**(st.get("logs") or {}), str(action.attempt): key}
+
+
+# ----- Reexecution ------------------------------------------------------------------------------------
+RX_DONE = {"Succeeded", "Failed", "Invalid"}
+MODES = {
+    "All": Mode.ALL,
+    "Selected": Mode.SELECTED,
+    "FromSelected": Mode.FROM_SELECTED,
+    "FromFailure": Mode.FROM_FAILURE,
+}
+
+
+def rx_active(status: Mapping[str, Any], spec: Mapping[str, Any], **_: Any) -> bool:
+    phase = (status or {}).get("phase")
+    return phase not in RX_DONE and not (phase == "Planned" and (spec or {}).get("dryRun"))
+
+
+def child_name(rx: ReexecutionSpec, rx_uid: str) -> str:
+    """The child Run's name: fixed for a Reexecution, so no retry, restart or second replica ever makes
+    a second child. At most 63 characters (it is also a label value)."""
+    if rx.runName:
+        return rx.runName
+    digest = hashlib.sha256(rx_uid.encode()).hexdigest()[:5]
+    return f"{rx.parentRun[: 63 - 9].rstrip('-')}-rx-{digest}"
+
+
+def rx_status(phase: str, message: str, generation: int, **extra: Any) -> dict[str, Any]:
+    now = ts(dt.datetime.now(dt.UTC))
+    done_ok = phase == "Succeeded"
+    bad = phase in ("Failed", "Invalid")
+    return {
+        "phase": phase,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": [
+            condition("Succeeded", done_ok, phase, message, now),
+            condition("Failed", bad, phase, message, now),
+        ],
+        **extra,
+    }
+
+
+def plan_status(p: Plan, execution: Any) -> dict[str, Any]:
+    return {
+        "steps": [{"name": s, "reason": r} for s, r in p.to_run],
+        "reused": [
+            {"step": step, "output": o, "sourceRun": r.sourceRun, "key": ref.key, "etag": ref.etag}
+            for step, r in execution.reused.items()
+            for o, ref in r.outputs.items()
+        ],
+        "skipped": dict(p.skipped),
+    }
+
+
+@kopf.timer(GROUP, VERSION, "reexecutions", interval=1.0, when=rx_active)
+def rx_timer(**kw: Any) -> None:
+    patch = kw["patch"]
+    meta = kw["meta"]
+    namespace, name, uid = kw["namespace"], kw["name"], kw["uid"]
+    generation = int(meta.get("generation") or 1)
+    status = dict(kw["status"] or {})
+    try:
+        rx = ReexecutionSpec.model_validate(dict(kw["spec"]))
+    except ValidationError as exc:
+        patch.status.update(rx_status("Invalid", str(exc), generation))
+        return
+    child = child_name(rx, uid)
+    existing = kube.get_run(namespace, child)
+    if existing is not None:  # created already (maybe by a cycle whose status write was lost): follow it
+        phase = (existing.get("status") or {}).get("phase") or "Pending"
+        new = {"Succeeded": "Succeeded", "Failed": "Failed", "Canceled": "Failed"}.get(phase, "Running")
+        msg = f"child Run {child} is {phase}"
+        if status.get("phase") != new or status.get("childRun") != child:
+            patch.status.update(merge_patch(status, {**status, **rx_status(new, msg, generation, childRun=child)}))
+        return
+    if "/" in rx.parentRun:
+        patch.status.update(
+            rx_status(
+                "Invalid",
+                f"spec.parentRun {rx.parentRun!r} names another namespace: a "
+                "Reexecution may only name a Run in its own namespace",
+                generation,
+            )
+        )
+        return
+    parent = kube.get_run(namespace, rx.parentRun)
+    if parent is None:
+        patch.status.update(
+            rx_status(
+                "Invalid", f"Run {rx.parentRun!r} not found in namespace {namespace}; fix spec.parentRun", generation
+            )
+        )
+        return
+    pstatus = parent.get("status") or {}
+    if pstatus.get("phase") not in FINISHED:
+        msg = f"waiting for the parent Run {rx.parentRun} to finish (it is {pstatus.get('phase') or 'Pending'})"
+        if status.get("message") != msg:
+            patch.status.update({"phase": "Pending", "message": msg, "observedGeneration": generation})
+        return
+    if rx.concurrencyPolicy == "Forbid":
+        siblings = kube.list_runs(namespace, f"{LABEL_PARENT}={rx.parentRun}")
+        live = [r["metadata"]["name"] for r in siblings if (r.get("status") or {}).get("phase") not in FINISHED]
+        if live:
+            msg = f"concurrencyPolicy Forbid: waiting for {', '.join(sorted(live))} (another child of the parent)"
+            if status.get("message") != msg:
+                patch.status.update({"phase": "Pending", "message": msg, "observedGeneration": generation})
+            return
+    snapshot = pstatus.get("jobSnapshot") or {}
+    root = (parent["metadata"].get("labels") or {}).get(LABEL_ROOT) or rx.parentRun
+    try:
+        job_spec = JobSpec.model_validate(snapshot)
+        graph = build(job_spec)
+        io = storage(namespace, job_spec)
+        p = plan_checked(
+            graph.job_graph(),
+            parent_view(rx.parentRun, pstatus, root),
+            Request(MODES[rx.mode], tuple(rx.stepSelection)),
+            exists=io.exists,
+            rerun_missing=rx.missingOutputs == "Rerun",
+            describe=io.describe,
+        )
+    except MissingOutputsError as exc:
+        patch.status.update(rx_status("Failed", str(exc), generation))
+        return
+    except (CairnError, InvalidJob, ValidationError) as exc:
+        patch.status.update(rx_status("Invalid", str(exc), generation))
+        return
+    execution = child_execution(p, rx.parentRun, root, snapshot, pstatus)
+    planned = plan_status(p, execution)
+    if rx.dryRun:
+        patch.status.update(
+            rx_status("Planned", f"dry run: {len(p.to_run)} step(s) would run", generation, plan=planned)
+        )
+        return
+    pspec = parent.get("spec") or {}
+    overrides = {
+        **(pspec.get("overrides") or {}),
+        **{k: v.model_dump(exclude_none=True) for k, v in (rx.overrides or {}).items()},
+    }
+    body: dict[str, Any] = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Run",
+        "metadata": {
+            "name": child,
+            "namespace": namespace,
+            "labels": {**(rx.labels or {}), LABEL_PARENT: rx.parentRun, LABEL_ROOT: root, LABEL_RX: name},
+            "annotations": {"cairn.dev/reexecution-mode": rx.mode},
+        },
+        "spec": {
+            "jobRef": pspec.get("jobRef"),
+            "config": rx.config if rx.config is not None else pspec.get("config"),
+            "overrides": overrides or None,
+            "maxParallel": pspec.get("maxParallel"),
+            "podGC": pspec.get("podGC"),
+            "execution": execution.model_dump(exclude_none=True),
+        },
+    }
+    body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
+    kube.create_run(body)
+    kopf.event(
+        kw["body"],
+        type="Normal",
+        reason="ChildRunCreated",
+        message=f"created Run {child}: {len(p.to_run)} step(s) to execute, {len(execution.reused)} reused",
+    )
+    patch.status.update(rx_status("Running", f"child Run {child} created", generation, childRun=child, plan=planned))

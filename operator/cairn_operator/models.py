@@ -257,3 +257,43 @@ class RunStatusModel(Model):
     )
     steps: dict[str, StepStatusModel] | None = None
     conditions: list[Condition] | None = None
+
+
+class ReexecutionSpec(Model):
+    """A request to re-execute part of a finished Run as a new, linked child Run."""
+
+    parentRun: str = Field(min_length=1, max_length=253, description="A Run in the same namespace.")
+    mode: Literal["All", "Selected", "FromSelected", "FromFailure"] = "FromFailure"
+    stepSelection: list[str] = Field(default_factory=list, description="Clauses: op, *op, op*, +op, op+ ...")
+    config: dict[str, Any] | None = Field(
+        None,
+        description="Per-op config for the child; default: the parent's.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    overrides: dict[str, StepOverride] | None = Field(None, description="Per-op image/env changes for the child.")
+    dryRun: bool = Field(False, description="Plan only: status.plan, no child Run.")
+    missingOutputs: Literal["Fail", "Rerun"] = Field(
+        "Fail", description="A reused output gone from storage: fail, or re-run its producer."
+    )
+    concurrencyPolicy: Literal["Allow", "Forbid"] = Field(
+        "Allow", description="Forbid: wait while another child of the same parent runs."
+    )
+    runName: str | None = Field(None, pattern=DNS1123_LABEL, max_length=63, description="The child Run's name.")
+    labels: dict[str, str] | None = Field(None, description="Extra labels of the child Run.")
+
+
+class PlanStatus(Model):
+    steps: list[PlannedStep] | None = None
+    reused: list[dict[str, Any]] | None = Field(
+        None, json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    )
+    skipped: dict[str, str] | None = None
+
+
+class ReexecutionStatusModel(Model):
+    phase: Literal["Pending", "Planned", "Running", "Succeeded", "Failed", "Invalid"] | None = None
+    childRun: str | None = None
+    plan: PlanStatus | None = None
+    message: str | None = None
+    observedGeneration: int | None = None
+    conditions: list[Condition] | None = None

@@ -21,6 +21,9 @@ LABEL_RUN = "cairn.dev/run"
 LABEL_STEP = "cairn.dev/step"
 LABEL_JOB = "cairn.dev/job"
 LABEL_ATTEMPT = "cairn.dev/attempt"
+LABEL_PARENT = "cairn.dev/parent-run"
+LABEL_ROOT = "cairn.dev/root-run"
+LABEL_RX = "cairn.dev/reexecution"
 STEP_PROTOCOL = 1
 
 

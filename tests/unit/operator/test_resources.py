@@ -155,4 +155,4 @@ def test_the_crds_are_structural() -> None:
         text = yaml.safe_dump(doc)
         assert "$ref" not in text and "anyOf" not in text and "title" not in text
         names = doc["spec"]["names"]
-        assert names["categories"] == ["cairn"] and names["shortNames"][0] in ("cjob", "crun")
+        assert names["categories"] == ["cairn"] and names["shortNames"][0] in ("cjob", "crun", "rx")

@@ -1,0 +1,130 @@
+"""The Reexecution resource on the real control plane: linked child Runs that execute only the chosen
+steps and read every other input where an ancestor stored it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import eventually
+from tests.integration.test_operator import G, V, apply, co, get_run, ns, sample, wait_phase
+
+__all__ = ["ns"]
+
+
+def rx(name: str, parent: str, mode: str = "FromFailure", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Reexecution",
+        "metadata": {"name": name},
+        "spec": {"parentRun": parent, "mode": mode, **spec},
+    }
+
+
+PASS = {"unreliable": {"env": [{"name": "CAIRN_UNRELIABLE", "value": "pass"}]}}
+FAIL = {"unreliable": {"env": [{"name": "CAIRN_UNRELIABLE", "value": "fail"}]}}
+
+
+def create_rx(kube: Any, ns: str, doc: dict[str, Any]) -> None:
+    co(kube).create_namespaced_custom_object(G, V, ns, "reexecutions", doc)
+
+
+def rx_phase(kube: Any, ns: str, name: str, *phases: str, timeout: float = 90) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        obj: dict[str, Any] = co(kube).get_namespaced_custom_object(G, V, ns, "reexecutions", name)
+        return obj if (obj.get("status") or {}).get("phase") in phases else None
+
+    return eventually(done, timeout=timeout, interval=0.5, what=f"reexecution {name} to reach {phases}")
+
+
+@pytest.fixture
+def failed_parent(cairn_operator: Any, kube: Any, ns: str) -> dict[str, Any]:
+    apply(kube, ns, sample("job-unreliable.yaml"))
+    apply(kube, ns, sample("run-unreliable-fails.yaml"))
+    parent = wait_phase(kube, ns, "unreliable-fails", "Failed", "Succeeded")
+    assert parent["status"]["phase"] == "Failed"
+    return parent
+
+
+def test_from_failure_makes_a_linked_child_and_a_grandchild_reads_from_the_root(
+    kube: Any, core: Any, ns: str, failed_parent: dict[str, Any]
+) -> None:
+    create_rx(kube, ns, rx("retry-1", "unreliable-fails", overrides=FAIL))
+    first = rx_phase(kube, ns, "retry-1", "Succeeded", "Failed")
+    child = first["status"]["childRun"]
+    assert first["status"]["phase"] == "Failed"  # still failing: its child failed
+    assert first["status"]["plan"]["steps"] == [
+        {"name": "unreliable", "reason": "failed"},
+        {"name": "end", "reason": "downstream-of:unreliable"},
+    ]
+    start_key = failed_parent["status"]["steps"]["start"]["outputs"]["result"]["key"]
+    assert first["status"]["plan"]["reused"][0]["key"] == start_key
+    create_rx(kube, ns, rx("retry-2", child, overrides=PASS))
+    second = rx_phase(kube, ns, "retry-2", "Succeeded", "Failed")
+    assert second["status"]["phase"] == "Succeeded"
+    grandchild = get_run(kube, ns, second["status"]["childRun"])
+    labels = grandchild["metadata"]["labels"]
+    assert (labels["cairn.dev/parent-run"], labels["cairn.dev/root-run"]) == (child, "unreliable-fails")
+    assert labels["cairn.dev/reexecution"] == "retry-2"
+    start = grandchild["status"]["steps"]["start"]
+    assert (start["phase"], start["sourceRun"], start["outputs"]["result"]["key"]) == (
+        "Reused",
+        "unreliable-fails",
+        start_key,
+    )  # from the run that produced it, not from its parent
+    lineage = co(kube).list_namespaced_custom_object(
+        G, V, ns, "runs", label_selector="cairn.dev/root-run=unreliable-fails"
+    )
+    assert sorted(r["metadata"]["name"] for r in lineage["items"]) == sorted([child, grandchild["metadata"]["name"]])
+    assert get_run(kube, ns, "unreliable-fails")["status"] == failed_parent["status"]  # parent never modified
+
+
+def test_dry_run_plans_without_a_child(kube: Any, ns: str, failed_parent: dict[str, Any]) -> None:
+    create_rx(
+        kube, ns, rx("plan-only", "unreliable-fails", mode="Selected", stepSelection=["unreliable*"], dryRun=True)
+    )
+    planned = rx_phase(kube, ns, "plan-only", "Planned")
+    assert planned["status"]["plan"]["steps"] == [
+        {"name": "unreliable", "reason": "selected"},
+        {"name": "end", "reason": "selected"},
+    ]
+    assert "childRun" not in planned["status"]
+    runs = co(kube).list_namespaced_custom_object(G, V, ns, "runs")["items"]
+    assert [r["metadata"]["name"] for r in runs] == ["unreliable-fails"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"mode": "Selected", "stepSelection": ["nope"]}, "Step selection refers to unknown step(s): nope"),
+        (
+            {"mode": "Selected", "stepSelection": ["un*reliable"]},
+            "No qualified steps to execute found for step_selection=['un*reliable']",
+        ),
+        ({"parentRun": "other-ns/unreliable-fails"}, "names another namespace"),
+        ({"parentRun": "ghost"}, "Run 'ghost' not found in namespace"),
+    ],
+)
+def test_invalid_requests_say_what_is_wrong(
+    kube: Any, ns: str, failed_parent: dict[str, Any], spec: dict[str, Any], message: str
+) -> None:
+    doc = rx("bad", "unreliable-fails")
+    doc["spec"].update(spec)
+    create_rx(kube, ns, doc)
+    bad = rx_phase(kube, ns, "bad", "Invalid", "Failed", timeout=30)
+    assert bad["status"]["phase"] == "Invalid" and message in bad["status"]["message"]
+
+
+def test_missing_outputs_fail_or_rerun_their_producer(
+    kube: Any, ns: str, failed_parent: dict[str, Any], s3: Any
+) -> None:
+    key = failed_parent["status"]["steps"]["start"]["outputs"]["result"]["key"]
+    s3.delete_object(Bucket=s3.bucket, Key=f"cairn/{key}")
+    create_rx(kube, ns, rx("strict", "unreliable-fails", overrides=PASS))
+    failed = rx_phase(kube, ns, "strict", "Failed", "Succeeded", timeout=30)
+    assert failed["status"]["phase"] == "Failed" and key in failed["status"]["message"]
+    create_rx(kube, ns, rx("lenient", "unreliable-fails", overrides=PASS, missingOutputs="Rerun"))
+    ok = rx_phase(kube, ns, "lenient", "Succeeded", "Failed")
+    assert ok["status"]["phase"] == "Succeeded"
+    assert ok["status"]["plan"]["steps"][0] == {"name": "start", "reason": "missing-output"}
