@@ -41,6 +41,7 @@ from cairn_operator.replan import child_execution, parent_view
 from cairn_operator.resources import (
     LABEL_JOB,
     LABEL_PARENT,
+    LABEL_RETRY,
     LABEL_ROOT,
     LABEL_RUN,
     LABEL_RX,
@@ -265,6 +266,8 @@ def sync_run(body: Mapping[str, Any]) -> None:
         elif isinstance(action, SaveLog):
             save_log(namespace, name, uid, job_spec, action, steps)
     kube.patch_run_status(namespace, name, merge_patch(dict(body.get("status") or {}), result.status))
+    if result.status.get("phase") == "Failed" and run_spec.retryPolicy and run_spec.retryPolicy.maxRetries:
+        retry_failed_run(namespace, name, meta, run_spec)
     for action in result.actions:
         if isinstance(action, Event):
             kopf.event(
@@ -317,6 +320,31 @@ def save_log(namespace: str, run: str, uid: str, spec: JobSpec, action: SaveLog,
         storage(namespace, spec).store(key, data, "bytes")
     st = steps.setdefault(action.step, {})
     st["logs"] = {**(st.get("logs") or {}), str(action.attempt): key}
+
+
+def retry_failed_run(namespace: str, name: str, meta: Mapping[str, Any], spec: RunSpec) -> None:
+    """spec.retryPolicy: a failed Run gets a Reexecution, like one a user would apply, until its root
+    lineage has had maxRetries of them. Names are deterministic, so a repeated cycle adds nothing."""
+    assert spec.retryPolicy is not None
+    root = (meta.get("labels") or {}).get(LABEL_ROOT) or name
+    done = kube.list_reexecutions(namespace, f"{LABEL_ROOT}={root},{LABEL_RETRY}")
+    if any((r["spec"] or {}).get("parentRun") == name for r in done):
+        return  # this Run was retried already
+    n = len(done) + 1
+    if n > spec.retryPolicy.maxRetries:
+        return
+    kube.create_reexecution(
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Reexecution",
+            "metadata": {
+                "name": f"{root[:50].rstrip('-')}-retry-{n}",
+                "namespace": namespace,
+                "labels": {LABEL_ROOT: root, LABEL_RETRY: str(n), LABEL_PARENT: name},
+            },
+            "spec": {"parentRun": name, "mode": "FromFailure" if spec.retryPolicy.strategy == "FromFailure" else "All"},
+        }
+    )
 
 
 # ----- Reexecution ------------------------------------------------------------------------------------
@@ -471,6 +499,7 @@ def rx_timer(**kw: Any) -> None:
             "overrides": overrides or None,
             "maxParallel": pspec.get("maxParallel"),
             "podGC": pspec.get("podGC"),
+            "retryPolicy": pspec.get("retryPolicy"),
             "execution": execution.model_dump(exclude_none=True),
         },
     }

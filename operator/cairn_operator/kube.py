@@ -77,6 +77,32 @@ def create_run(body: dict[str, Any]) -> bool:
     return True
 
 
+def list_reexecutions(namespace: str, selector: str) -> list[dict[str, Any]]:
+    from kubernetes import client
+
+    resp = client.CustomObjectsApi(_api()).list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "reexecutions", label_selector=selector
+    )
+    items: list[dict[str, Any]] = resp["items"]
+    return items
+
+
+def create_reexecution(body: dict[str, Any]) -> bool:
+    """Create a Reexecution; False when it exists already (409)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    try:
+        client.CustomObjectsApi(_api()).create_namespaced_custom_object(
+            GROUP, VERSION, body["metadata"]["namespace"], "reexecutions", body
+        )
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
 def patch_run_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
     """A JSON merge patch of the Run's status subresource (None values delete keys)."""
     from kubernetes import client

@@ -216,6 +216,7 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
             continue
         if pod is None or pod.attempt != attempt:
             _attempt_failed(graph, s, st, "the step's pod was deleted while it ran", None, now, events)
+            st["reason"] = "Interrupted"  # re-executions from failure name it so
             continue
         st["podName"] = pod.name
         if pod.started and not st.get("startedAt"):

@@ -30,6 +30,8 @@ def step_state(step: Mapping[str, Any]) -> StepState:
     """A step's status in a Run -> the planner's step state. A step canceled while its pod ran was
     interrupted; one canceled before it started never ran."""
     phase = step.get("phase", "Pending")
+    if phase == "Failed" and step.get("reason") == "Interrupted":
+        return StepState.INTERRUPTED
     if phase == "Canceled":
         return StepState.INTERRUPTED if step.get("podName") else StepState.NOT_EXECUTED
     return {

@@ -24,6 +24,7 @@ LABEL_ATTEMPT = "cairn.dev/attempt"
 LABEL_PARENT = "cairn.dev/parent-run"
 LABEL_ROOT = "cairn.dev/root-run"
 LABEL_RX = "cairn.dev/reexecution"
+LABEL_RETRY = "cairn.dev/retry"
 STEP_PROTOCOL = 1
 
 

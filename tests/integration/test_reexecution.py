@@ -128,3 +128,34 @@ def test_missing_outputs_fail_or_rerun_their_producer(
     ok = rx_phase(kube, ns, "lenient", "Succeeded", "Failed")
     assert ok["status"]["phase"] == "Succeeded"
     assert ok["status"]["plan"]["steps"][0] == {"name": "start", "reason": "missing-output"}
+
+
+def test_automatic_retries_stop_at_max_retries(cairn_operator: Any, kube: Any, ns: str) -> None:
+    apply(kube, ns, sample("job-unreliable.yaml"))
+    run = sample("run-unreliable-fails.yaml")
+    run["metadata"]["name"] = "always-fails"
+    run["spec"]["retryPolicy"] = {"maxRetries": 2, "strategy": "FromFailure"}
+    apply(kube, ns, run)
+
+    def retries() -> list[dict[str, Any]] | None:
+        items: list[dict[str, Any]] = co(kube).list_namespaced_custom_object(
+            G, V, ns, "reexecutions", label_selector="cairn.dev/root-run=always-fails"
+        )["items"]
+        done = [r for r in items if (r.get("status") or {}).get("phase") in ("Succeeded", "Failed")]
+        return items if len(items) == 2 and len(done) == 2 else None
+
+    items = eventually(retries, timeout=180, interval=1, what="two automatic retries to finish")
+    assert sorted(r["metadata"]["labels"]["cairn.dev/retry"] for r in items) == ["1", "2"]
+    first = next(r for r in items if r["metadata"]["labels"]["cairn.dev/retry"] == "1")
+    second = next(r for r in items if r["metadata"]["labels"]["cairn.dev/retry"] == "2")
+    assert first["spec"]["parentRun"] == "always-fails"
+    assert second["spec"]["parentRun"] == first["status"]["childRun"]  # a retry of the retry
+    last_child = get_run(kube, ns, second["status"]["childRun"])
+    assert last_child["status"]["phase"] == "Failed"
+    import time
+
+    time.sleep(3)  # the last failed child must not get a third retry
+    again = co(kube).list_namespaced_custom_object(
+        G, V, ns, "reexecutions", label_selector="cairn.dev/root-run=always-fails"
+    )["items"]
+    assert len(again) == 2

@@ -71,6 +71,8 @@ def test_a_grandchild_reads_from_the_run_that_produced_the_output() -> None:
     ("step", "state"),
     [
         ({"phase": "Canceled", "podName": "p"}, StepState.INTERRUPTED),
+        ({"phase": "Failed", "reason": "Interrupted"}, StepState.INTERRUPTED),
+        ({"phase": "Failed"}, StepState.FAILURE),
         ({"phase": "Canceled"}, StepState.NOT_EXECUTED),
         ({"phase": "Skipped"}, StepState.SKIPPED),
         ({"phase": "Reused"}, StepState.REUSED),
