@@ -159,3 +159,40 @@ def test_automatic_retries_stop_at_max_retries(cairn_operator: Any, kube: Any, n
         G, V, ns, "reexecutions", label_selector="cairn.dev/root-run=always-fails"
     )["items"]
     assert len(again) == 2
+
+
+def test_the_cli_reexecutes_follows_the_child_and_prints_the_tree(
+    kube: Any, ns: str, failed_parent: dict[str, Any], dev_cluster: Any, dev_state: Any
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **dev_cluster.env(dev_state)}
+
+    def cairn(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cairn.cli", "k8s", *args, "-n", ns],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    shown = cairn("reexecute", "unreliable-fails", "--select", "unreliable*", "-o", "yaml")
+    assert shown.returncode == 0 and "mode: Selected" in shown.stdout and "- unreliable*" in shown.stdout
+    dry = cairn("reexecute", "unreliable-fails", "--from-failure", "--dry-run", "--name", "cli-dry")
+    assert dry.returncode == 0, dry.stderr
+    assert "would run unreliable  (failed)" in dry.stdout
+    # The sample fails its `unreliable` on purpose: following the child shows the steps and ends Failed.
+    done = cairn("reexecute", "unreliable-fails", "--from-failure", "--name", "cli-rx")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "start                Reused" in done.stdout and "unreliable           Failed" in done.stdout
+    tree = cairn("tree", "unreliable-fails")
+    assert tree.returncode == 0
+    lines = tree.stdout.splitlines()
+    assert lines[0].startswith("unreliable-fails  Failed  3/3")
+    assert lines[1].startswith("`-- unreliable-fails-rx-") or lines[1].startswith("`-- ")
+    assert "mode=FromFailure" in lines[1]
+    bad = cairn("reexecute", "ghost", "--from-failure")
+    assert bad.returncode == 2 and "Run ghost not found" in bad.stderr
