@@ -266,6 +266,8 @@ def sync_run(body: Mapping[str, Any]) -> None:
         elif isinstance(action, SaveLog):
             save_log(namespace, name, uid, job_spec, action, steps)
     kube.patch_run_status(namespace, name, merge_patch(dict(body.get("status") or {}), result.status))
+    if result.status.get("phase") in FINISHED and run_spec.execution is not None:
+        release_ancestors(namespace, body)
     if result.status.get("phase") == "Failed" and run_spec.retryPolicy and run_spec.retryPolicy.maxRetries:
         retry_failed_run(namespace, name, meta, run_spec)
     for action in result.actions:
@@ -320,6 +322,44 @@ def save_log(namespace: str, run: str, uid: str, spec: JobSpec, action: SaveLog,
         storage(namespace, spec).store(key, data, "bytes")
     st = steps.setdefault(action.step, {})
     st["logs"] = {**(st.get("logs") or {}), str(action.attempt): key}
+
+
+PROTECT = "cairn.dev/children"
+
+
+def protect_parent(namespace: str, parent: Mapping[str, Any]) -> None:
+    """A finalizer on the parent while a child reads its outputs: deleting it waits for the child."""
+    meta = parent["metadata"]
+    finalizers = list(meta.get("finalizers") or [])
+    if PROTECT not in finalizers:
+        kube.set_run_finalizers(namespace, meta["name"], [*finalizers, PROTECT], meta["resourceVersion"])
+
+
+def release_ancestors(namespace: str, run: Mapping[str, Any]) -> None:
+    """When a child Run finishes, a parent whose every child has finished loses the protection."""
+    for _ in range(5):  # the parent may change between read and write: read it again
+        try:
+            _release(namespace, run)
+            return
+        except Exception as exc:
+            if getattr(exc, "status", None) != 409:
+                raise
+
+
+def _release(namespace: str, run: Mapping[str, Any]) -> None:
+    labels = run["metadata"].get("labels") or {}
+    for ancestor in {labels.get(LABEL_PARENT)} - {None}:
+        parent = kube.get_run(namespace, str(ancestor))
+        if parent is None or PROTECT not in (parent["metadata"].get("finalizers") or []):
+            continue
+        kids = kube.list_runs(namespace, f"{LABEL_PARENT}={ancestor}")
+        if any(
+            (k.get("status") or {}).get("phase") not in FINISHED and k["metadata"]["name"] != run["metadata"]["name"]
+            for k in kids
+        ):
+            continue
+        rest = [f for f in parent["metadata"]["finalizers"] if f != PROTECT]
+        kube.set_run_finalizers(namespace, str(ancestor), rest, parent["metadata"]["resourceVersion"])
 
 
 def retry_failed_run(namespace: str, name: str, meta: Mapping[str, Any], spec: RunSpec) -> None:
@@ -504,6 +544,7 @@ def rx_timer(**kw: Any) -> None:
         },
     }
     body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
+    protect_parent(namespace, parent)
     kube.create_run(body)
     kopf.event(
         kw["body"],

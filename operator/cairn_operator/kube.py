@@ -103,6 +103,20 @@ def create_reexecution(body: dict[str, Any]) -> bool:
     return True
 
 
+def set_run_finalizers(namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+    """Replace a Run's finalizers (optimistic: fails with 409 if the Run changed since it was read)."""
+    from kubernetes import client
+
+    client.CustomObjectsApi(_api()).patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "runs",
+        name,
+        {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
+    )
+
+
 def patch_run_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
     """A JSON merge patch of the Run's status subresource (None values delete keys)."""
     from kubernetes import client

@@ -196,3 +196,45 @@ def test_the_cli_reexecutes_follows_the_child_and_prints_the_tree(
     assert "mode=FromFailure" in lines[1]
     bad = cairn("reexecute", "ghost", "--from-failure")
     assert bad.returncode == 2 and "Run ghost not found" in bad.stderr
+
+
+def test_a_parent_is_protected_while_a_child_runs_and_modes_all_and_from_selected(
+    cairn_operator: Any, kube: Any, core: Any, ns: str
+) -> None:
+    import copy
+
+    from tests.integration.test_operator import SLOW_JOB, run_of
+
+    job = copy.deepcopy(SLOW_JOB)
+    job["spec"]["ops"][1]["timeoutSeconds"] = 3  # the slow step times out: the parent fails
+    apply(kube, ns, job)
+    apply(kube, ns, run_of("slow", "p1"))
+    parent = wait_phase(kube, ns, "p1", "Failed", "Succeeded", timeout=90)
+    assert parent["status"]["phase"] == "Failed"
+    create_rx(kube, ns, rx("again", "p1"))
+    running = rx_phase(kube, ns, "again", "Running", "Failed", "Succeeded")
+    child = running["status"]["childRun"]
+    assert "cairn.dev/children" in get_run(kube, ns, "p1")["metadata"]["finalizers"]
+    co(kube).delete_namespaced_custom_object(G, V, ns, "runs", "p1")
+    assert get_run(kube, ns, "p1")["metadata"]["deletionTimestamp"]  # still there: the child reads it
+    done = rx_phase(kube, ns, "again", "Succeeded", "Failed")
+    assert done["status"]["phase"] == "Failed"  # the snapshot's timeout holds in the child too
+
+    def parent_gone() -> bool:
+        return not any(
+            r["metadata"]["name"] == "p1" for r in co(kube).list_namespaced_custom_object(G, V, ns, "runs")["items"]
+        )
+
+    eventually(parent_gone, timeout=30, what="the parent to go once its child finished")
+    assert get_run(kube, ns, child)["status"]["phase"] == "Failed"  # the child and its history stay
+    # Modes on the (finished) child: All runs everything; FromSelected the step and its downstream.
+    create_rx(kube, ns, rx("all", child, mode="All", dryRun=True))
+    assert [s["name"] for s in rx_phase(kube, ns, "all", "Planned")["status"]["plan"]["steps"]] == [
+        "start",
+        "slow",
+        "end",
+    ]
+    create_rx(kube, ns, rx("from-slow", child, mode="FromSelected", stepSelection=["slow"], dryRun=True))
+    plan = rx_phase(kube, ns, "from-slow", "Planned")["status"]["plan"]
+    assert plan["steps"] == [{"name": "slow", "reason": "selected"}, {"name": "end", "reason": "downstream-of:slow"}]
+    assert plan["reused"][0]["sourceRun"] == "p1"  # start's output stays in the deleted parent's keys
