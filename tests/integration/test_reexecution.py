@@ -238,3 +238,44 @@ def test_a_parent_is_protected_while_a_child_runs_and_modes_all_and_from_selecte
     plan = rx_phase(kube, ns, "from-slow", "Planned")["status"]["plan"]
     assert plan["steps"] == [{"name": "slow", "reason": "selected"}, {"name": "end", "reason": "downstream-of:slow"}]
     assert plan["reused"][0]["sourceRun"] == "p1"  # start's output stays in the deleted parent's keys
+
+
+def test_waiting_for_a_running_parent_interrupted_steps_forbid_and_one_child_across_restarts(
+    cairn_operator: Any, kube: Any, core: Any, ns: str, tmp_path: Any
+) -> None:
+    from tests.integration.test_operator import run_of, slow_job_recording
+
+    apply(kube, ns, slow_job_recording(tmp_path, sleep=60))
+    apply(kube, ns, run_of("slow", "p2"))
+    eventually(lambda: (tmp_path / "started").exists(), timeout=60, what="the slow step to start")
+    create_rx(kube, ns, rx("wait-1", "p2", concurrencyPolicy="Forbid"))
+    waiting = rx_phase(kube, ns, "wait-1", "Pending", timeout=30)
+    assert "waiting for the parent Run p2 to finish" in waiting["status"]["message"]
+    # Interrupt the running step: its pod is deleted.
+    pod = core.list_namespaced_pod(ns, label_selector="cairn.dev/run=p2,cairn.dev/step=slow").items[0]
+    core.delete_namespaced_pod(pod.metadata.name, ns)
+    wait_phase(kube, ns, "p2", "Failed", timeout=60)
+    running = rx_phase(kube, ns, "wait-1", "Running", "Succeeded", "Failed", timeout=60)
+    assert running["status"]["plan"]["steps"][0] == {"name": "slow", "reason": "interrupted"}
+    child = running["status"]["childRun"]
+    # Forbid: a second Reexecution of p2 waits while the first child runs.
+    create_rx(kube, ns, rx("wait-2", "p2", concurrencyPolicy="Forbid", dryRun=True))
+    blocked = rx_phase(kube, ns, "wait-2", "Pending", timeout=30)
+    assert f"concurrencyPolicy Forbid: waiting for {child}" in blocked["status"]["message"]
+    # An operator restart while the child runs makes no second child.
+    cairn_operator.restart()
+    co(kube).patch_namespaced_custom_object(G, V, ns, "runs", child, {"spec": {"cancel": True}})
+    wait_phase(kube, ns, child, "Canceled", timeout=60)
+    planned = rx_phase(kube, ns, "wait-2", "Planned", timeout=60)
+    assert planned["status"]["plan"]["steps"][0]["reason"] == "interrupted"
+    kids = co(kube).list_namespaced_custom_object(G, V, ns, "runs", label_selector="cairn.dev/reexecution=wait-1")
+    assert [r["metadata"]["name"] for r in kids["items"]] == [child]
+
+
+def test_from_failure_needs_a_failed_parent(kube: Any, ns: str, cairn_operator: Any) -> None:
+    apply(kube, ns, sample("job-unreliable.yaml"))
+    apply(kube, ns, sample("run-unreliable-succeeds.yaml"))
+    wait_phase(kube, ns, "unreliable-succeeds", "Succeeded")
+    create_rx(kube, ns, rx("nope", "unreliable-succeeds"))
+    bad = rx_phase(kube, ns, "nope", "Invalid", timeout=30)
+    assert bad["status"]["message"] == "Cannot reexecute from failure a run that is not failed or canceled"
