@@ -279,3 +279,69 @@ def test_from_failure_needs_a_failed_parent(kube: Any, ns: str, cairn_operator: 
     create_rx(kube, ns, rx("nope", "unreliable-succeeds"))
     bad = rx_phase(kube, ns, "nope", "Invalid", timeout=30)
     assert bad["status"]["message"] == "Cannot reexecute from failure a run that is not failed or canceled"
+
+
+def test_a_chain_of_three_reexecutions_with_names_labels_and_a_skipped_branch(
+    cairn_operator: Any, kube: Any, ns: str, s3: Any
+) -> None:
+    """split -> (a: upper -> fails-once, b: optional, never produced -> use-b skipped). Each child reads
+    `split` from the root and keeps use-b skipped."""
+    job = {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Job",
+        "metadata": {"name": "branchy"},
+        "spec": {
+            "image": "alpine",
+            "storage": {"secretRef": {"name": "cairn-s3"}},
+            "ops": [
+                {
+                    "name": "split",
+                    "outputs": ["a", "b"],
+                    "optionalOutputs": ["b"],
+                    "command": ["sh", "-c", 'printf hi > "$CAIRN_OUTPUT_A"'],
+                },
+                {"name": "use-b", "inputs": {"x": "split.b"}, "command": ["true"]},
+                {
+                    "name": "shout",
+                    "inputs": {"x": "split.a"},
+                    "command": [
+                        "sh",
+                        "-c",
+                        'test "$MODE" = ok && tr a-z A-Z < "$CAIRN_INPUT_X" > "$CAIRN_OUTPUT_RESULT"',
+                    ],
+                },
+            ],
+        },
+    }
+    apply(kube, ns, job)
+    apply(
+        kube,
+        ns,
+        {"apiVersion": f"{G}/{V}", "kind": "Run", "metadata": {"name": "b0"}, "spec": {"jobRef": {"name": "branchy"}}},
+    )
+    root = wait_phase(kube, ns, "b0", "Failed", "Succeeded")
+    assert {s: v["phase"] for s, v in root["status"]["steps"].items()} == {
+        "split": "Succeeded",
+        "use-b": "Skipped",
+        "shout": "Failed",
+    }
+    split_key = root["status"]["steps"]["split"]["outputs"]["a"]["key"]
+    parent = "b0"
+    for i in (1, 2, 3):
+        env = [{"name": "MODE", "value": "ok" if i == 3 else "no"}]
+        create_rx(
+            kube, ns, rx(f"b-rx{i}", parent, runName=f"b{i}", labels={"team": "ml"}, overrides={"shout": {"env": env}})
+        )
+        done = rx_phase(kube, ns, f"b-rx{i}", "Succeeded", "Failed")
+        assert done["status"]["childRun"] == f"b{i}"
+        assert done["status"]["plan"]["steps"] == [{"name": "shout", "reason": "failed"}]
+        assert done["status"]["plan"]["skipped"] == {"use-b": "skipped in the parent run"}
+        run = get_run(kube, ns, f"b{i}")
+        assert run["metadata"]["labels"]["team"] == "ml" and run["metadata"]["labels"]["cairn.dev/root-run"] == "b0"
+        split = run["status"]["steps"]["split"]
+        assert (split["phase"], split["sourceRun"], split["outputs"]["a"]["key"]) == ("Reused", "b0", split_key)
+        assert run["status"]["steps"]["use-b"]["phase"] == "Skipped"
+        parent = f"b{i}"
+    assert done["status"]["phase"] == "Succeeded"
+    key = get_run(kube, ns, "b3")["status"]["steps"]["shout"]["outputs"]["result"]["key"]
+    assert s3.get_object(Bucket=s3.bucket, Key=f"cairn/{key}")["Body"].read() == b"HI"
