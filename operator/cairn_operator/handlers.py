@@ -218,7 +218,9 @@ def sync_run(body: Mapping[str, Any]) -> None:
         return
     if status.get("jobSnapshot") is None:
         status["jobSnapshot"] = snapshot
-        kube.label_run(namespace, name, {LABEL_JOB: run_spec.jobRef.name})
+        # A root Run labels itself as its lineage's root: `kubectl get crun -l cairn.dev/root-run=X` lists all.
+        root = (meta.get("labels") or {}).get(LABEL_ROOT) or name
+        kube.label_run(namespace, name, {LABEL_JOB: run_spec.jobRef.name, LABEL_ROOT: root})
     # Only the pods of steps still in flight: a long Run's finished pods need not be read every cycle
     # (all of them when podGC has to see them).
     known = status.get("steps") or {}

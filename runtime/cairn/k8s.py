@@ -156,8 +156,9 @@ def cmd_tree(args: argparse.Namespace) -> int:
     lineage = api.list_namespaced_custom_object(
         G, V, args.namespace, "runs", label_selector=f"cairn.dev/root-run={root}"
     )["items"]
-    root_run = get_run(args.namespace, root)
-    print(render_tree([root_run, *lineage], root))
+    names = {r["metadata"]["name"] for r in lineage}
+    runs = lineage if root in names else [get_run(args.namespace, root), *lineage]
+    print(render_tree(runs, root))
     return 0
 
 

@@ -76,7 +76,9 @@ def test_from_failure_makes_a_linked_child_and_a_grandchild_reads_from_the_root(
     lineage = co(kube).list_namespaced_custom_object(
         G, V, ns, "runs", label_selector="cairn.dev/root-run=unreliable-fails"
     )
-    assert sorted(r["metadata"]["name"] for r in lineage["items"]) == sorted([child, grandchild["metadata"]["name"]])
+    assert sorted(r["metadata"]["name"] for r in lineage["items"]) == sorted(
+        ["unreliable-fails", child, grandchild["metadata"]["name"]]
+    )
     assert get_run(kube, ns, "unreliable-fails")["status"] == failed_parent["status"]  # parent never modified
 
 
@@ -345,3 +347,24 @@ def test_a_chain_of_three_reexecutions_with_names_labels_and_a_skipped_branch(
     assert done["status"]["phase"] == "Succeeded"
     key = get_run(kube, ns, "b3")["status"]["steps"]["shout"]["outputs"]["result"]["key"]
     assert s3.get_object(Bucket=s3.bucket, Key=f"cairn/{key}")["Body"].read() == b"HI"
+
+
+@pytest.mark.parametrize(
+    ("mode", "selection", "ran"),
+    [
+        ("Selected", ["unreliable"], ["unreliable"]),
+        ("All", [], ["end", "start", "unreliable"]),
+        ("FromSelected", ["unreliable"], ["end", "unreliable"]),
+    ],
+)
+def test_each_mode_end_to_end_from_the_seed_failure(
+    kube: Any, core: Any, ns: str, failed_parent: dict[str, Any], mode: str, selection: list[str], ran: list[str]
+) -> None:
+    create_rx(kube, ns, rx("m", "unreliable-fails", mode=mode, stepSelection=selection, overrides=PASS))
+    done = rx_phase(kube, ns, "m", "Succeeded", "Failed")
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    child = done["status"]["childRun"]
+    pods = core.list_namespaced_pod(ns, label_selector=f"cairn.dev/run={child}").items
+    assert sorted(p.metadata.labels["cairn.dev/step"] for p in pods) == ran
+    run = get_run(kube, ns, child)
+    assert run["metadata"]["annotations"]["cairn.dev/reexecution-mode"] == mode
