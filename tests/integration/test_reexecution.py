@@ -368,3 +368,44 @@ def test_each_mode_end_to_end_from_the_seed_failure(
     assert sorted(p.metadata.labels["cairn.dev/step"] for p in pods) == ran
     run = get_run(kube, ns, child)
     assert run["metadata"]["annotations"]["cairn.dev/reexecution-mode"] == mode
+
+
+def test_a_child_created_just_before_the_operator_died_is_adopted_not_doubled(
+    cairn_operator: Any, kube: Any, ns: str, failed_parent: dict[str, Any]
+) -> None:
+    """The operator created the child, then died before it wrote the Reexecution's status."""
+    cairn_operator.stop()
+    try:
+        create_rx(kube, ns, rx("adopt", "unreliable-fails", runName="adopted-child", overrides=PASS))
+        # What the dead cycle had created: the child (as the controller makes it), with no rx status.
+        child = {
+            "apiVersion": f"{G}/{V}",
+            "kind": "Run",
+            "metadata": {
+                "name": "adopted-child",
+                "labels": {
+                    "cairn.dev/parent-run": "unreliable-fails",
+                    "cairn.dev/root-run": "unreliable-fails",
+                    "cairn.dev/reexecution": "adopt",
+                },
+            },
+            "spec": {"jobRef": {"name": "unreliable"}, "overrides": PASS},
+        }
+        co(kube).create_namespaced_custom_object(G, V, ns, "runs", child)
+    finally:
+        cairn_operator.restart()
+    done = rx_phase(kube, ns, "adopt", "Succeeded", "Failed")
+    assert done["status"]["childRun"] == "adopted-child"
+    kids = co(kube).list_namespaced_custom_object(G, V, ns, "runs", label_selector="cairn.dev/reexecution=adopt")
+    assert [r["metadata"]["name"] for r in kids["items"]] == ["adopted-child"]
+    # Applying the same manifest again changes nothing: still one child.
+    again = co(kube).get_namespaced_custom_object(G, V, ns, "reexecutions", "adopt")
+    co(kube).replace_namespaced_custom_object(G, V, ns, "reexecutions", "adopt", again)
+    assert (
+        len(
+            co(kube).list_namespaced_custom_object(G, V, ns, "runs", label_selector="cairn.dev/reexecution=adopt")[
+                "items"
+            ]
+        )
+        == 1
+    )
