@@ -51,56 +51,46 @@ def get_run(namespace: str, name: str) -> dict[str, Any] | None:
     return _get("runs", namespace, name)
 
 
-def list_runs(namespace: str, selector: str) -> list[dict[str, Any]]:
+def _list(plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
     from kubernetes import client
 
     resp = client.CustomObjectsApi(_api()).list_namespaced_custom_object(
-        GROUP, VERSION, namespace, "runs", label_selector=selector
+        GROUP, VERSION, namespace, plural, label_selector=selector
     )
     items: list[dict[str, Any]] = resp["items"]
     return items
+
+
+def _create(plural: str, body: dict[str, Any]) -> bool:
+    """Create a custom object; False when it exists already (409), which adopts it."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    try:
+        client.CustomObjectsApi(_api()).create_namespaced_custom_object(
+            GROUP, VERSION, body["metadata"]["namespace"], plural, body
+        )
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
+def list_runs(namespace: str, selector: str) -> list[dict[str, Any]]:
+    return _list("runs", namespace, selector)
 
 
 def create_run(body: dict[str, Any]) -> bool:
-    """Create a Run; False when it exists already (409), which adopts it."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    try:
-        client.CustomObjectsApi(_api()).create_namespaced_custom_object(
-            GROUP, VERSION, body["metadata"]["namespace"], "runs", body
-        )
-    except ApiException as exc:
-        if exc.status == 409:
-            return False
-        raise
-    return True
+    return _create("runs", body)
 
 
 def list_reexecutions(namespace: str, selector: str) -> list[dict[str, Any]]:
-    from kubernetes import client
-
-    resp = client.CustomObjectsApi(_api()).list_namespaced_custom_object(
-        GROUP, VERSION, namespace, "reexecutions", label_selector=selector
-    )
-    items: list[dict[str, Any]] = resp["items"]
-    return items
+    return _list("reexecutions", namespace, selector)
 
 
 def create_reexecution(body: dict[str, Any]) -> bool:
-    """Create a Reexecution; False when it exists already (409)."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    try:
-        client.CustomObjectsApi(_api()).create_namespaced_custom_object(
-            GROUP, VERSION, body["metadata"]["namespace"], "reexecutions", body
-        )
-    except ApiException as exc:
-        if exc.status == 409:
-            return False
-        raise
-    return True
+    return _create("reexecutions", body)
 
 
 def set_run_finalizers(namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
