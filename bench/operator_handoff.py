@@ -164,13 +164,17 @@ def main() -> int:
             "CAIRN_MAX_PODS": "5000",
             "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
         }
-        operator = procs.start(
-            "cairn-operator",
-            [sys.executable, "-m", "cairn_operator", "--liveness", ""],
-            tmp / "operator.log",
-            env=env,
-            cwd=ROOT,
-        )
+
+        def start_operator() -> procs.ProcRecord:
+            return procs.start(
+                "cairn-operator",
+                [sys.executable, "-m", "cairn_operator", "--liveness", ""],
+                tmp / "operator.log",
+                env=env,
+                cwd=ROOT,
+            )
+
+        operator = start_operator()
         time.sleep(2)
         print(
             f"Operator benchmarks on a local control plane (python {sys.version.split()[0]}, "
@@ -187,13 +191,7 @@ def main() -> int:
         if args.runs:
             # A fresh operator, so that the peak measured is that of the live-Runs scenario alone.
             procs.stop(operator, grace=10)
-            operator = procs.start(
-                "cairn-operator",
-                [sys.executable, "-m", "cairn_operator", "--liveness", ""],
-                tmp / "operator.log",
-                env=env,
-                cwd=ROOT,
-            )
+            operator = start_operator()
             memory(co, args.runs, operator.pid)
     finally:
         if operator is not None:

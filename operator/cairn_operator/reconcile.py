@@ -46,16 +46,8 @@ class StepPhase(enum.Enum):
         )
 
     @property
-    def has_outputs(self) -> bool:
-        return self in (StepPhase.SUCCEEDED, StepPhase.REUSED)
-
-    @property
     def blocks_downstream(self) -> bool:
         return self in (StepPhase.FAILED, StepPhase.NOT_EXECUTED, StepPhase.CANCELED)
-
-    @property
-    def active(self) -> bool:
-        return self in (StepPhase.RUNNING,)
 
 
 class RunPhase(enum.Enum):

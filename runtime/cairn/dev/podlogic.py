@@ -242,45 +242,47 @@ def _addresses(host_ip: str) -> dict[str, Any]:
     return {"hostIP": host_ip, "hostIPs": [{"ip": host_ip}], "podIP": host_ip, "podIPs": [{"ip": host_ip}]}
 
 
-def running_status(pod: Mapping[str, Any], started_at: str, host_ip: str = "127.0.0.1") -> dict[str, Any]:
+def _container_status(
+    pod: Mapping[str, Any], ready: bool, state: dict[str, Any], created: bool = True
+) -> dict[str, Any]:
+    """The first container's status entry; without `created`, no containerID (nothing was started)."""
     c = pod["spec"]["containers"][0]
+    entry: dict[str, Any] = {
+        "name": c["name"],
+        "image": c.get("image", ""),
+        "imageID": "",
+        "ready": ready,
+        "started": ready,
+        "restartCount": 0,
+    }
+    if created:
+        entry["containerID"] = container_id(pod)
+    entry["state"] = state
+    return entry
+
+
+def container_id(pod: Mapping[str, Any]) -> str:
+    return f"cairn-local://{pod['metadata']['uid']}"
+
+
+def running_status(pod: Mapping[str, Any], started_at: str, host_ip: str = "127.0.0.1") -> dict[str, Any]:
     return {
         "phase": "Running",
         "startTime": (pod.get("status") or {}).get("startTime") or started_at,
         **_addresses(host_ip),
         "conditions": _conditions(True, started_at),
-        "containerStatuses": [
-            {
-                "name": c["name"],
-                "image": c.get("image", ""),
-                "imageID": "",
-                "ready": True,
-                "started": True,
-                "restartCount": 0,
-                "containerID": f"cairn-local://{pod['metadata']['uid']}",
-                "state": {"running": {"startedAt": started_at}},
-            }
-        ],
+        "containerStatuses": [_container_status(pod, True, {"running": {"startedAt": started_at}})],
     }
 
 
 def waiting_status(pod: Mapping[str, Any], reason: str, message: str, now: str) -> dict[str, Any]:
-    c = pod["spec"]["containers"][0]
     return {
         "phase": "Pending",
         "startTime": (pod.get("status") or {}).get("startTime") or now,
         **_addresses("127.0.0.1"),
         "conditions": _conditions(False, now, "ContainersNotReady"),
         "containerStatuses": [
-            {
-                "name": c["name"],
-                "image": c.get("image", ""),
-                "imageID": "",
-                "ready": False,
-                "started": False,
-                "restartCount": 0,
-                "state": {"waiting": {"reason": reason, "message": message}},
-            }
+            _container_status(pod, False, {"waiting": {"reason": reason, "message": message}}, created=False)
         ],
     }
 
@@ -296,13 +298,12 @@ def terminated_status(
     container_reason: str | None = None,
     host_ip: str = "127.0.0.1",
 ) -> dict[str, Any]:
-    c = pod["spec"]["containers"][0]
     terminated: dict[str, Any] = {
         "exitCode": exit_code,
         "reason": container_reason or ("Completed" if exit_code == 0 else "Error"),
         "startedAt": started_at,
         "finishedAt": finished_at,
-        "containerID": f"cairn-local://{pod['metadata']['uid']}",
+        "containerID": container_id(pod),
     }
     if message:
         terminated["message"] = message
@@ -311,18 +312,7 @@ def terminated_status(
         "startTime": (pod.get("status") or {}).get("startTime") or started_at,
         **_addresses(host_ip),
         "conditions": _conditions(False, finished_at, "PodCompleted"),
-        "containerStatuses": [
-            {
-                "name": c["name"],
-                "image": c.get("image", ""),
-                "imageID": "",
-                "ready": False,
-                "started": False,
-                "restartCount": 0,
-                "containerID": terminated["containerID"],
-                "state": {"terminated": terminated},
-            }
-        ],
+        "containerStatuses": [_container_status(pod, False, {"terminated": terminated})],
     }
     if pod_reason:
         status["reason"] = pod_reason
