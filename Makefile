@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo build up down lint test test-fast clean
+.PHONY: install demo build images up up-containerd down lint test test-fast clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +17,22 @@ install: $(BIN)/python
 demo: install
 	$(BIN)/python examples/unreliable.py
 
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl from Go modules (cached in ~/.cache/cairn).
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet and helm from Go modules
+# (cached in ~/.cache/cairn).
 build: install
 	$(BIN)/cairn dev build
+
+# The images cairn-operator, cairn-step (and the pause image) with buildah, no Docker engine (layers cached).
+images: install
+	$(BIN)/cairn dev image build
 
 # A local control plane (etcd, Kubernetes, SeaweedFS S3, the node cairn-local) in ~/.local/state/cairn/dev.
 up: build
 	$(BIN)/cairn dev up
+
+# The same with the real node cairn-node: kubelet + containerd + runc + CNI (root).
+up-containerd: build images
+	$(BIN)/cairn dev up --node=containerd
 
 down:
 	$(BIN)/cairn dev down
@@ -35,9 +44,19 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m cairn_operator.crdgen --check
 
-# Everything CI checks: lint, unit, integration and end-to-end tests on a real local control plane.
-test: build lint
-	$(BIN)/pytest --e2e
+# Everything CI checks, tier by tier with each tier's time: builds, lint, unit, integration (a real
+# local control plane) and end-to-end (the CLI, and real containers: kubelet + containerd, helm install).
+TIER := TIER_LOG=$(CURDIR)/.tiers.log ./scripts/tier
+test:
+	@rm -f .tiers.log
+	@$(TIER) install $(MAKE) --no-print-directory install
+	@$(TIER) build $(BIN)/cairn dev build
+	@$(TIER) images $(BIN)/cairn dev image build
+	@$(TIER) lint $(MAKE) --no-print-directory lint
+	@$(TIER) unit $(BIN)/pytest tests/unit tests/local
+	@$(TIER) integration $(BIN)/pytest tests/integration
+	@$(TIER) e2e $(BIN)/pytest --e2e tests/e2e
+	@printf '\nTiers:\n'; cat .tiers.log
 
 # Only the tests that need no control plane: a few seconds.
 test-fast: install

@@ -13,6 +13,7 @@ import copy
 import datetime as dt
 import hashlib
 import os
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,12 +46,17 @@ from cairn_operator.resources import (
     LABEL_ROOT,
     LABEL_RUN,
     LABEL_RX,
+    STEP_SERVICE_ACCOUNT,
     run_key,
+    service_accounts_to_ensure,
     step_inputs,
     step_pod,
+    step_service_account,
 )
 
 MAX_PODS = int(os.environ.get("CAIRN_MAX_PODS", "100"))
+#: The ServiceAccount step pods run as when their podTemplate names none; made in each namespace on use.
+STEP_ACCOUNT = os.environ.get("CAIRN_STEP_SERVICE_ACCOUNT") or STEP_SERVICE_ACCOUNT
 FINISHED = {p.value for p in RunPhase if p.finished}
 
 
@@ -64,7 +70,9 @@ def probe_runs(**_: Any) -> str:
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
-    settings.posting.level = 20  # INFO and above become Events on the object
+    # kopf.event() calls at INFO and above are posted as Events (log messages are not: kopf's
+    # posting.loggers is off, so a warning logged by a daemon reaches the operator's log only).
+    settings.posting.level = 20
     settings.watching.server_timeout = 60
     settings.batching.batch_window = 0.001  # react to a pod's change at once (handoff latency)
 
@@ -94,6 +102,22 @@ def invalid(status: Mapping[str, Any], message: str, generation: int) -> dict[st
         "conditions": [
             condition("Succeeded", False, "InvalidJob", message, now),
             condition("Failed", True, "InvalidJob", message, now),
+        ],
+    }
+
+
+def refused(status: Mapping[str, Any], message: str) -> dict[str, Any]:
+    """The status of a Run whose pod (or step ServiceAccount) the API server refused: its message shown,
+    the rest unchanged (no step is marked started, the Job is not snapshotted, so fixing the Job, the
+    namespace or the RBAC lets the next cycle go on). Not finished: every cycle tries again."""
+    now = ts(dt.datetime.now(dt.UTC))
+    return {
+        **status,
+        "phase": status.get("phase") or RunPhase.PENDING.value,
+        "message": message,
+        "conditions": [
+            condition("Succeeded", False, "FailedCreate", message, now),
+            condition("Failed", False, "FailedCreate", message, now),
         ],
     }
 
@@ -136,6 +160,20 @@ ACTIVE_PODS: set[str] = set()
 CYCLES = ThreadPoolExecutor(max_workers=int(os.environ.get("CAIRN_WORKERS", "8")), thread_name_prefix="cairn-sync")
 #: Creates the pods of one cycle concurrently (a fan-out creates hundreds at once).
 CREATORS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cairn-create")
+
+
+#: (namespace, name) of the step ServiceAccounts known to exist: each is checked once per process.
+ACCOUNTS_READY: set[tuple[str, str]] = set()
+_ACCOUNTS_LOCK = threading.Lock()
+
+
+def ensure_step_accounts(pods: list[dict[str, Any]]) -> None:
+    """Before `pods` are created: the step ServiceAccount they run as exists in their namespace (created
+    if missing). Remembered once it succeeds; a refusal (kube.Refused) propagates like a refused pod."""
+    with _ACCOUNTS_LOCK:
+        for namespace, name in sorted(service_accounts_to_ensure(pods, STEP_ACCOUNT) - ACCOUNTS_READY):
+            kube.ensure_service_account(step_service_account(namespace, name))
+            ACCOUNTS_READY.add((namespace, name))
 
 
 def _wake(namespace: str | None, run: str | None) -> None:
@@ -254,14 +292,34 @@ def sync_run(body: Mapping[str, Any]) -> None:
             inputs=step_inputs(graph, a.step, steps),
             config=((run_spec.config or {}).get("ops") or {}).get(a.step, {}).get("config"),
             override=(run_spec.overrides or {}).get(a.step),
+            service_account=STEP_ACCOUNT,
         )
         for a in result.actions
         if isinstance(a, CreatePod)
     ]
-    if len(creates) == 1:
-        kube.create_pod(creates[0])
-    elif creates:
-        list(CREATORS.map(kube.create_pod, creates))
+    try:
+        ensure_step_accounts(creates)
+        if len(creates) == 1:
+            kube.create_pod(creates[0])
+        elif creates:
+            list(CREATORS.map(kube.create_pod, creates))
+    except kube.Refused as exc:
+        # RBAC or admission said no: shown in the Run's status and, once per distinct refusal, as a
+        # Warning Event; this cycle's decisions are dropped and every next cycle tries again.
+        if "service account" in str(exc):  # "error looking up service account": deleted since it was made
+            ACCOUNTS_READY.discard((namespace, STEP_ACCOUNT))
+        old = dict(body.get("status") or {})
+        if old.get("message") != str(exc):
+            kube.patch_run_status(namespace, name, merge_patch(old, refused(old, str(exc))))
+            kopf.event(
+                kopf.Body(body),  # type: ignore[arg-type]
+                type="Warning",
+                reason="FailedCreate",
+                message=str(exc),
+            )
+        raise
+    if result.status.get("phase") not in FINISHED:
+        result.status.pop("message", None)  # a refusal shown by an earlier cycle: over now
     for action in result.actions:
         if isinstance(action, DeletePod):
             kube.delete_pod(namespace, action.name)

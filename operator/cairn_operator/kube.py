@@ -1,7 +1,9 @@
-"""The one module that talks to the Kubernetes API (besides kopf itself): Jobs, Secrets and pods."""
+"""The one module that talks to the Kubernetes API (besides kopf itself): Jobs, Secrets, ServiceAccounts
+and pods."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from typing import Any
@@ -20,6 +22,26 @@ def _api() -> Any:
     except config.ConfigException:
         config.load_kube_config()
     return client.ApiClient()
+
+
+class Refused(Exception):
+    """The API server refused a write the operator needs (a 4xx: RBAC, admission, validation). The
+    message is the server's own (e.g. a PodSecurity violation), without the HTTP headers an ApiException
+    prints; `status` is the HTTP status."""
+
+    def __init__(self, what: str, exc: Any) -> None:
+        self.status: int | None = exc.status
+        self.reason: str | None = exc.reason
+        message = exc.body or ""
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            message = json.loads(exc.body).get("message") or message
+        super().__init__(f"{what} refused by the API server ({exc.status} {exc.reason}): {message}")
+
+
+def _refusal(exc: Any) -> bool:
+    """A 4xx but 409 (exists) and 429 (throttled): the API server's answer, not a passing failure (5xx,
+    throttling and connection errors are raised as they are: the next cycle tries again)."""
+    return isinstance(exc.status, int) and 400 <= exc.status < 500 and exc.status not in (409, 429)
 
 
 def _core() -> Any:
@@ -191,6 +213,33 @@ def create_pod(body: dict[str, Any]) -> bool:
     except ApiException as exc:
         if exc.status == 409:
             return False
+        if _refusal(exc):
+            raise Refused(f"creating pod {body['metadata']['name']}", exc) from exc
+        raise
+    return True
+
+
+def ensure_service_account(body: dict[str, Any]) -> bool:
+    """Create the ServiceAccount `body` unless one of its name exists (a user's own is left as it is);
+    True when this call created it. Needs `serviceaccounts: get, create`."""
+    from kubernetes.client.rest import ApiException
+
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    try:
+        _core().read_namespaced_service_account(name, namespace)
+        return False
+    except ApiException as exc:
+        if exc.status != 404:
+            if _refusal(exc):
+                raise Refused(f"reading ServiceAccount {namespace}/{name}", exc) from exc
+            raise
+    try:
+        _core().create_namespaced_service_account(namespace, body)
+    except ApiException as exc:
+        if exc.status == 409:  # created meanwhile (another cycle, another replica, a user)
+            return False
+        if _refusal(exc):
+            raise Refused(f"creating ServiceAccount {namespace}/{name}", exc) from exc
         raise
     return True
 

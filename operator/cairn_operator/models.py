@@ -8,9 +8,9 @@ manifests at `kubectl apply`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GROUP = "cairn.dev"
 VERSION = "v1alpha1"
@@ -41,8 +41,38 @@ class Storage(Model):
     prefix: str = Field("cairn", description="Key prefix: outputs are at <prefix>/<namespace>/<run>/<step>/<output>.")
 
 
+SECCOMP_RULE = "self.type == 'Localhost' ? has(self.localhostProfile) : !has(self.localhostProfile)"
+SECCOMP_MESSAGE = "localhostProfile is required with type Localhost and allowed only with it"
+
+
+class SeccompProfile(Model):
+    type: Literal["RuntimeDefault", "Localhost", "Unconfined"]
+    localhostProfile: str | None = Field(None, description="Only with type Localhost: the profile's path on the node.")
+
+    @model_validator(mode="after")
+    def _localhost(self) -> SeccompProfile:
+        if (self.type == "Localhost") != (self.localhostProfile is not None):
+            raise ValueError(SECCOMP_MESSAGE)
+        return self
+
+
+class PodSecurityContext(Model):
+    """The pod securityContext fields a step may set (a subset of the core PodSecurityContext). Each field
+    set here replaces the operator's default for that field only; the others keep the defaults
+    (runAsNonRoot, runAsUser and runAsGroup 65532, seccompProfile RuntimeDefault)."""
+
+    runAsUser: int | None = Field(None, ge=0)
+    runAsGroup: int | None = Field(None, ge=0)
+    runAsNonRoot: bool | None = None
+    fsGroup: int | None = Field(None, ge=0)
+    seccompProfile: SeccompProfile | None = Field(
+        None, json_schema_extra={"x-kubernetes-validations": [{"rule": SECCOMP_RULE, "message": SECCOMP_MESSAGE}]}
+    )
+    supplementalGroups: list[Annotated[int, Field(ge=0)]] | None = None
+
+
 class PodTemplate(Model):
-    """What a step's pod may override: scheduling, identity, volumes, metadata."""
+    """What a step's pod may override: scheduling, identity, security, volumes, metadata."""
 
     nodeSelector: dict[str, str] | None = None
     tolerations: list[dict[str, Any]] | None = Field(
@@ -58,6 +88,9 @@ class PodTemplate(Model):
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
     priorityClassName: str | None = None
+    securityContext: PodSecurityContext | None = Field(
+        None, description="Pod securityContext fields replacing the operator's defaults one by one."
+    )
 
 
 class Backoff(Model):

@@ -4,14 +4,20 @@ Pod names are deterministic (run, step, attempt and a short hash of the Run's ui
 characters), so creating a pod twice meets 409 and adopts the first one. Every pod carries an owner
 reference to its Run and the labels `cairn.dev/run`, `cairn.dev/step`, `cairn.dev/job`,
 `cairn.dev/attempt`. S3 credentials reach pods only as `secretKeyRef` env entries.
+
+Step pods are hardened by default, so they are admitted in namespaces that enforce the `restricted`
+Pod Security Standard: the step ServiceAccount (unless a podTemplate names another), no API token
+mounted, non-root uid/gid 65532, RuntimeDefault seccomp, no privilege escalation, all capabilities
+dropped. A podTemplate's `securityContext` replaces the pod-level defaults field by field.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cairn_operator.graph import OpGraph
@@ -26,6 +32,18 @@ LABEL_ROOT = "cairn.dev/root-run"
 LABEL_RX = "cairn.dev/reexecution"
 LABEL_RETRY = "cairn.dev/retry"
 STEP_PROTOCOL = 1
+#: The ServiceAccount step pods run as, unless a podTemplate names one (CAIRN_STEP_SERVICE_ACCOUNT).
+STEP_SERVICE_ACCOUNT = "cairn-step"
+STEP_UID = 65532
+#: The pod securityContext of every step pod, before a podTemplate's securityContext.
+POD_SECURITY_DEFAULTS: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": STEP_UID,
+    "runAsGroup": STEP_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+#: The step container's securityContext (readOnlyRootFilesystem stays off: ops write temporary files).
+CONTAINER_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 def _dns(part: str, n: int) -> str:
@@ -104,6 +122,12 @@ def _merge_template(pod_spec: dict[str, Any], meta: dict[str, Any], container: d
             meta["labels"] = {**t.labels, **meta["labels"]}  # ours win
         if t.annotations:
             meta["annotations"] = {**meta.get("annotations", {}), **t.annotations}
+        if t.securityContext:
+            # Field by field: a template that sets runAsUser keeps the default seccompProfile.
+            pod_spec["securityContext"] = {
+                **pod_spec.get("securityContext", {}),
+                **t.securityContext.model_dump(exclude_none=True),
+            }
 
 
 def step_pod(
@@ -119,8 +143,9 @@ def step_pod(
     inputs: Mapping[str, Mapping[str, Any]],
     config: Any,
     override: StepOverride | None = None,
+    service_account: str = STEP_SERVICE_ACCOUNT,
 ) -> dict[str, Any]:
-    """The pod of one attempt of one step."""
+    """The pod of one attempt of one step; it runs as `service_account` unless a podTemplate names one."""
     op: OpSpec = graph.ops[step]
     name = pod_name(run, run_uid, step, attempt)
     rid = run_key(run, run_uid)
@@ -174,6 +199,7 @@ def step_pod(
         "command": command,
         "env": env,
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
     }
     if op.resources:
         container["resources"] = op.resources.model_dump(exclude_none=True)
@@ -198,11 +224,36 @@ def step_pod(
             }
         ],
     }
-    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": copy.deepcopy(POD_SECURITY_DEFAULTS),
+        "containers": [container],
+    }
     if op.timeoutSeconds:
         pod_spec["activeDeadlineSeconds"] = op.timeoutSeconds
     _merge_template(pod_spec, meta, container, spec.podTemplate, op.podTemplate)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
+
+
+def step_service_account(namespace: str, name: str) -> dict[str, Any]:
+    """The ServiceAccount step pods run as, as the operator creates it where it is missing: it grants
+    nothing (no RoleBinding names it) and mounts no token."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "cairn"}},
+        "automountServiceAccountToken": False,
+    }
+
+
+def service_accounts_to_ensure(pods: Iterable[Mapping[str, Any]], step_account: str) -> set[tuple[str, str]]:
+    """(namespace, name) of the step ServiceAccount for each namespace where one of `pods` runs as it
+    (pods whose podTemplate names another ServiceAccount need none: that one is the user's)."""
+    return {
+        (p["metadata"]["namespace"], step_account) for p in pods if p["spec"].get("serviceAccountName") == step_account
+    }
 
 
 def step_inputs(graph: OpGraph, step: str, steps_status: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

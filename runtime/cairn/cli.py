@@ -9,9 +9,11 @@ from pathlib import Path
 
 
 def _dev_build(args: argparse.Namespace) -> int:
+    from cairn.dev.helmbuild import HelmBuilder
     from cairn.dev.k8sbuild import Builder
 
     Builder(version=args.version, cache=args.cache).build(force=args.force)
+    HelmBuilder(cache=args.cache).build(force=args.force)  # helm renders and lints charts/cairn
     return 0
 
 
@@ -19,7 +21,9 @@ def _dev_up(args: argparse.Namespace) -> int:
     from cairn.dev.cluster import Cluster, UpOptions
 
     cluster = Cluster(args.dir)
-    state = cluster.up(UpOptions(apiserver_port=args.apiserver_port, s3_port=args.s3_port, node=not args.no_node))
+    state = cluster.up(
+        UpOptions(apiserver_port=args.apiserver_port, s3_port=args.s3_port, node=not args.no_node, node_kind=args.node)
+    )
     print(cluster.usage(state))
     return 0
 
@@ -43,6 +47,20 @@ def _dev_env(args: argparse.Namespace) -> int:
     from cairn.dev.cluster import Cluster
 
     print(Cluster(args.dir).env_text(), end="")
+    return 0
+
+
+def _dev_image_build(args: argparse.Namespace) -> int:
+    from cairn.dev import images
+
+    images.build_all(base=args.base, no_cache=args.no_cache)
+    return 0
+
+
+def _dev_image_export(args: argparse.Namespace) -> int:
+    from cairn.dev import images
+
+    print(images.export(args.name, args.file))
     return 0
 
 
@@ -89,7 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--dir", type=Path, default=None, help=dir_help)
     u.add_argument("--apiserver-port", type=int, default=0, help="fixed API server port (default: a free one)")
     u.add_argument("--s3-port", type=int, default=0, help="fixed S3 port (default: a free one)")
-    u.add_argument("--no-node", action="store_true", help="do not run the local node agent")
+    u.add_argument(
+        "--node",
+        choices=("local", "containerd"),
+        default="local",
+        help="local: the stand-in cairn-local (pods as host processes, fast); containerd: cairn-node, a real "
+        "kubelet with containerd, runc and CNI in a network namespace of its own (root; images from "
+        "`cairn dev image build`) (default: %(default)s)",
+    )
+    u.add_argument("--no-node", action="store_true", help="do not run a node")
     u.set_defaults(func=_dev_up)
 
     d = dsub.add_parser("down", help="stop every process `up` started and remove what it created")
@@ -103,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     e = dsub.add_parser("env", help='print the environment (eval "$(cairn dev env)")')
     e.add_argument("--dir", type=Path, default=None, help=dir_help)
     e.set_defaults(func=_dev_env)
+
+    im = dsub.add_parser("image", help="build Cairn's container images with buildah (no Docker engine), export them")
+    isub = im.add_subparsers(dest="image_command", required=True)
+    ib = isub.add_parser("build", help="build base (once), pause, operator and step images (cached layers)")
+    ib.add_argument("--base", default=None, help="base image (default: localhost/cairn-base:bookworm, debootstrap)")
+    ib.add_argument("--no-cache", action="store_true", help="rebuild every layer (the base image is kept)")
+    ib.set_defaults(func=_dev_image_build)
+    ie = isub.add_parser("export", help="write an image as a docker-archive tar (ctr images import, kind load)")
+    ie.add_argument("name", help="full image name, e.g. localhost/cairn-step:0.1.0")
+    ie.add_argument("file", type=Path, help="the tar to write")
+    ie.set_defaults(func=_dev_image_export)
     return parser
 
 

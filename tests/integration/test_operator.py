@@ -383,7 +383,7 @@ def test_a_child_run_reexecutes_failed_steps_reusing_the_parents_outputs(
     assert steps["unreliable"]["reason"] == "failed" and steps["end"]["phase"] == "Succeeded"
     pods = core.list_namespaced_pod(ns, label_selector="cairn.dev/run=unreliable-fails-rx1").items
     assert sorted(p.metadata.labels["cairn.dev/step"] for p in pods) == ["end", "unreliable"]
-    assert {p.spec.containers[0].image for p in pods} == {"python:3.11-slim"}
+    assert {p.spec.containers[0].image for p in pods} == {"localhost/cairn-step:0.1.0"}  # snapshot
     child_prefix = f"cairn/{ns}/unreliable-fails-rx1."
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=s3.bucket, Prefix=f"cairn/{ns}/")["Contents"]]
     assert not any(k.startswith(child_prefix) and "/start/" in k for k in keys)

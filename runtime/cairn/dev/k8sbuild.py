@@ -1,4 +1,4 @@
-"""Build kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from Go modules.
+"""Build kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kubelet from Go modules.
 
 `cairn dev build` compiles the Kubernetes control plane from the Go module ``k8s.io/kubernetes`` at
 one pinned release (:data:`cairn.dev.versions.K8S_VERSION`). ``k8s.io/kubernetes`` cannot be required
@@ -33,6 +33,7 @@ BINARIES: tuple[tuple[str, str], ...] = (
     ("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager"),
     ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
     ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
+    ("kubelet", "k8s.io/kubernetes/cmd/kubelet"),
 )
 
 #: The oldest Go toolchain that builds the pinned release (its go.mod says ``go 1.24.0``).
@@ -163,6 +164,20 @@ def find_binaries(version: str = K8S_VERSION, cache: Path | None = None) -> Buil
     return lay
 
 
+def require_go(go: str, minimum: tuple[int, int], product: str) -> None:
+    """A BuildError unless `go` is a Go toolchain at least `minimum` (`product` is what it compiles)."""
+    want = f"Go {minimum[0]}.{minimum[1]} or newer"
+    if not go:
+        raise BuildError(
+            f"no Go toolchain on PATH: `cairn dev build` compiles {product} from source and needs {want} "
+            "(https://go.dev/doc/install, or your distribution's golang package)"
+        )
+    out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=False)
+    found = parse_go_version(out.stdout)
+    if found is None or found < minimum:
+        raise BuildError(f"{go} reports {out.stdout.strip() or out.stderr.strip()!r}; {product} needs {want}")
+
+
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -219,19 +234,7 @@ class Builder:
         return stdout
 
     def check_go(self) -> None:
-        if not self.go:
-            raise BuildError(
-                "no Go toolchain on PATH: `cairn dev build` compiles Kubernetes from source and needs "
-                f"Go {MIN_GO[0]}.{MIN_GO[1]} or newer (https://go.dev/doc/install, or your distribution's "
-                "golang package)"
-            )
-        out = subprocess.run([self.go, "env", "GOVERSION"], capture_output=True, text=True, check=False)
-        found = parse_go_version(out.stdout)
-        if found is None or found < MIN_GO:
-            raise BuildError(
-                f"{self.go} reports {out.stdout.strip() or out.stderr.strip()!r}; Kubernetes {self.version} "
-                f"needs Go {MIN_GO[0]}.{MIN_GO[1]} or newer"
-            )
+        require_go(self.go, MIN_GO, f"Kubernetes {self.version}")
 
     def build(self, force: bool = False) -> BuildLayout:
         lay = self.layout

@@ -98,7 +98,10 @@ class PKI:
     def client_key(self, ident: Identity) -> Path:
         return self.root / f"{ident.file}.key"
 
-    def create(self, identities: list[Identity]) -> None:
+    def create(self, identities: list[Identity], kubelet_ips: tuple[str, ...] = ()) -> None:
+        """A CA, the API server's and the kubelet's serving certificates, the client certificates of
+        `identities` and the ServiceAccount signing key. `kubelet_ips`: the node's addresses besides
+        127.0.0.1 (the API server dials the kubelet there and checks its certificate)."""
         self.root.mkdir(parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -169,7 +172,10 @@ class PKI:
         key, cert = issue(
             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cairn-local-kubelet")]),
             True,
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+            [
+                x509.DNSName("localhost"),
+                *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", *kubelet_ips)),
+            ],
         )
         _write_key(self.kubelet_key, key)
         _write_cert(self.kubelet_cert, cert)

@@ -1,10 +1,13 @@
-"""The one place that pins the Kubernetes release `cairn dev` builds and runs."""
+"""The one place that pins the Kubernetes and Helm releases `cairn dev` builds and runs."""
 
 from __future__ import annotations
 
 #: kube-apiserver, kube-controller-manager, kube-scheduler and kubectl are built from
 #: the Go module k8s.io/kubernetes at this release.
 K8S_VERSION = "v1.34.4"
+
+#: helm is built from the Go module helm.sh/helm/v3 at this release (it renders and lints charts/cairn).
+HELM_VERSION = "v3.22.0"
 
 
 def staging_version(k8s_version: str) -> str:

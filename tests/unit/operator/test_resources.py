@@ -8,11 +8,19 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from cairn_operator import crdgen
 from cairn_operator.graph import build
 from cairn_operator.models import JobSpec, StepOverride
-from cairn_operator.resources import pod_name, run_key, step_inputs, step_pod
+from cairn_operator.resources import (
+    pod_name,
+    run_key,
+    service_accounts_to_ensure,
+    step_inputs,
+    step_pod,
+    step_service_account,
+)
 
 DNS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -156,3 +164,150 @@ def test_the_crds_are_structural() -> None:
         assert "$ref" not in text and "anyOf" not in text and "title" not in text
         names = doc["spec"]["names"]
         assert names["categories"] == ["cairn"] and names["shortNames"][0] in ("cjob", "crun", "rx")
+
+
+def pod_of(job_template: dict[str, Any] | None, op_template: dict[str, Any] | None, **kw: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {"name": "a"}
+    if op_template is not None:
+        op["podTemplate"] = op_template
+    doc: dict[str, Any] = {
+        "image": "img:1",
+        "python": {"job": "pkg.mod:job"},
+        "storage": {"secretRef": {"name": "cairn-s3"}},
+        "ops": [op],
+    }
+    if job_template is not None:
+        doc["podTemplate"] = job_template
+    spec = JobSpec.model_validate(doc)
+    return step_pod(
+        run="r",
+        run_uid="u",
+        namespace="ns",
+        job_name="j",
+        spec=spec,
+        graph=build(spec),
+        step="a",
+        attempt=1,
+        inputs={},
+        config=None,
+        **kw,
+    )
+
+
+DEFAULT_POD_SECURITY = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "runAsGroup": 65532,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@pytest.mark.parametrize(
+    ("job_template", "op_template", "kw", "account", "security"),
+    [
+        pytest.param(None, None, {}, "cairn-step", DEFAULT_POD_SECURITY, id="defaults"),
+        pytest.param(None, None, {"service_account": "runner"}, "runner", DEFAULT_POD_SECURITY, id="configured-sa"),
+        pytest.param(
+            {"serviceAccountName": "job-sa"}, None, {}, "job-sa", DEFAULT_POD_SECURITY, id="job-template-sa-wins"
+        ),
+        pytest.param(
+            {"serviceAccountName": "job-sa"},
+            {"serviceAccountName": "op-sa"},
+            {"service_account": "runner"},
+            "op-sa",
+            DEFAULT_POD_SECURITY,
+            id="op-template-sa-wins",
+        ),
+        pytest.param(
+            {"securityContext": {"runAsUser": 1000}},
+            None,
+            {},
+            "cairn-step",
+            {**DEFAULT_POD_SECURITY, "runAsUser": 1000},
+            id="one-field-replaced",
+        ),
+        pytest.param(
+            {"securityContext": {"runAsUser": 1000, "fsGroup": 2000, "supplementalGroups": [3000]}},
+            {"securityContext": {"runAsUser": 0, "runAsNonRoot": False}},
+            {},
+            "cairn-step",
+            {
+                **DEFAULT_POD_SECURITY,
+                "runAsUser": 0,
+                "runAsNonRoot": False,
+                "fsGroup": 2000,
+                "supplementalGroups": [3000],
+            },
+            id="op-over-job-over-defaults",
+        ),
+        pytest.param(
+            None,
+            {"securityContext": {"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}}},
+            {},
+            "cairn-step",
+            {**DEFAULT_POD_SECURITY, "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
+            id="seccomp-profile-replaced-whole",
+        ),
+        pytest.param(
+            {"securityContext": {}}, {"labels": {"x": "y"}}, {}, "cairn-step", DEFAULT_POD_SECURITY, id="empty-context"
+        ),
+    ],
+)
+def test_step_pods_are_hardened_by_default(
+    job_template: dict[str, Any] | None,
+    op_template: dict[str, Any] | None,
+    kw: dict[str, Any],
+    account: str,
+    security: dict[str, Any],
+) -> None:
+    spec = pod_of(job_template, op_template, **kw)["spec"]
+    assert spec["serviceAccountName"] == account
+    assert spec["automountServiceAccountToken"] is False  # always: no API token in any step pod
+    assert spec["securityContext"] == security
+    assert spec["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert "readOnlyRootFilesystem" not in spec["containers"][0]["securityContext"]  # ops write temp files
+
+
+def test_pods_never_share_the_default_dicts() -> None:
+    a = pod_of(None, None)
+    a["spec"]["securityContext"]["seccompProfile"]["type"] = "Unconfined"
+    a["spec"]["containers"][0]["securityContext"]["capabilities"]["drop"].clear()
+    b = pod_of(None, None)
+    assert b["spec"]["securityContext"] == DEFAULT_POD_SECURITY
+    assert b["spec"]["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"runAsUser": -1},
+        {"seccompProfile": {"type": "Localhost"}},
+        {"seccompProfile": {"type": "RuntimeDefault", "localhostProfile": "p.json"}},
+        {"seccompProfile": {"type": "Sometimes"}},
+        {"supplementalGroups": [-5]},
+        {"privileged": True},  # not a pod-level field: refused, not ignored
+    ],
+)
+def test_bad_security_contexts_are_refused(context: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        pod_of({"securityContext": context}, None)
+
+
+def test_the_step_service_account_and_where_it_is_needed() -> None:
+    assert step_service_account("ns", "cairn-step") == {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "cairn-step", "namespace": "ns", "labels": {"app.kubernetes.io/managed-by": "cairn"}},
+        "automountServiceAccountToken": False,
+    }
+    pods = [
+        {"metadata": {"namespace": "a"}, "spec": {"serviceAccountName": "cairn-step"}},
+        {"metadata": {"namespace": "a"}, "spec": {"serviceAccountName": "cairn-step"}},
+        {"metadata": {"namespace": "b"}, "spec": {"serviceAccountName": "users-own"}},
+        {"metadata": {"namespace": "c"}, "spec": {"serviceAccountName": "cairn-step"}},
+    ]
+    assert service_accounts_to_ensure(pods, "cairn-step") == {("a", "cairn-step"), ("c", "cairn-step")}
+    assert service_accounts_to_ensure([], "cairn-step") == set()
