@@ -22,7 +22,13 @@ def _dev_up(args: argparse.Namespace) -> int:
 
     cluster = Cluster(args.dir)
     state = cluster.up(
-        UpOptions(apiserver_port=args.apiserver_port, s3_port=args.s3_port, node=not args.no_node, node_kind=args.node)
+        UpOptions(
+            apiserver_port=args.apiserver_port,
+            s3_port=args.s3_port,
+            node=not args.no_node,
+            node_kind=args.node,
+            kubelet_args=tuple(args.kubelet_arg),
+        )
     )
     print(cluster.usage(state))
     return 0
@@ -116,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         "`cairn dev image build`) (default: %(default)s)",
     )
     u.add_argument("--no-node", action="store_true", help="do not run a node")
+    u.add_argument(
+        "--kubelet-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="an extra kubelet flag for --node=containerd (repeatable), e.g. --kubelet-arg=--v=4",
+    )
     u.set_defaults(func=_dev_up)
 
     d = dsub.add_parser("down", help="stop every process `up` started and remove what it created")

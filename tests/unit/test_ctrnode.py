@@ -19,6 +19,7 @@ def test_names_derive_from_the_directory_and_fit_the_kernels_limits() -> None:
     assert len(a.host_if) <= 15  # IFNAMSIZ - 1
     assert a.netns_path == f"/run/netns/{a.netns}"
     assert a.cgroup.startswith("cairn-")
+    assert len(str(a.sockets / "containerd.sock.ttrpc")) < 108  # a unix socket path, whatever the directory
 
 
 @pytest.mark.parametrize(
@@ -49,10 +50,13 @@ def test_the_first_block_tried_depends_on_the_cluster() -> None:
 
 
 def test_containerd_config_keeps_everything_under_the_node_and_fits_this_machine(tmp_path: Path) -> None:
-    cfg = tomllib.loads(ctrnode.containerd_config(tmp_path / "ctr", tmp_path / "net.d", "localhost/pause:1"))
+    text = ctrnode.containerd_config(tmp_path / "ctr", tmp_path / "net.d", "localhost/pause:1", Path("/run/cairn-x"))
+    cfg = tomllib.loads(text)
     assert cfg["version"] == 2
-    for path in (cfg["root"], cfg["state"], cfg["grpc"]["address"], cfg["ttrpc"]["address"]):
+    for path in (cfg["root"], cfg["state"]):
         assert path.startswith(str(tmp_path / "ctr"))
+    assert cfg["grpc"]["address"] == "/run/cairn-x/containerd.sock"
+    assert cfg["ttrpc"]["address"] == "/run/cairn-x/containerd.sock.ttrpc"
     assert cfg["plugins"]["io.containerd.internal.v1.opt"]["path"].startswith(str(tmp_path))
     cri = cfg["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["restrict_oom_score_adj"] is True  # root lacks CAP_SYS_RESOURCE here

@@ -117,6 +117,8 @@ class UpOptions:
     node: bool = True
     #: "local": the stand-in cairn-local; "containerd": a kubelet with containerd (cairn-node), root only.
     node_kind: str = "local"
+    #: Extra kubelet flags for the containerd node (`--kubelet-arg`), after Cairn's own.
+    kubelet_args: tuple[str, ...] = ()
     timeout: float = 90.0
 
 
@@ -257,6 +259,8 @@ class Cluster:
         existed = self.root.exists()
         if existed and not self.root.is_dir():
             raise DevError(f"{self.root} exists and is not a directory; pass another --dir")
+        if opts.node_kind not in NODE_KINDS:
+            raise DevError(f"unknown node kind {opts.node_kind!r}: use one of {', '.join(NODE_KINDS)}")
         with self._locked():
             state = self.load_state()
             if state is not None:
@@ -293,6 +297,13 @@ class Cluster:
 
     def _start_all(self, state: State, layout: k8sbuild.BuildLayout, opts: UpOptions, say: Any) -> None:
         t0 = time.monotonic()
+        archives: list[Path] = []
+        if opts.node and opts.node_kind == "containerd":
+            # Everything the node needs is checked before anything starts.
+            from cairn.dev import images
+
+            ctrnode.ensure_host_tools(say)
+            archives = images.node_archives(say)
         taken: set[int] = set()
         for p in (opts.apiserver_port, opts.s3_port):
             if p:
@@ -519,7 +530,7 @@ class Cluster:
         self._create_s3_secret(state, opts.timeout)
         procs.wait_until("ServiceAccount default/default (pods need it)", self._default_sa_exists, cm, opts.timeout)
         if state.node.get("kind") == "containerd":
-            self._start_containerd_node(state, layout, launch, opts, say)
+            self._start_containerd_node(state, layout, launch, opts, archives, say)
             say(f"  node {ctrnode.NODE_NAME} (kubelet + containerd) Ready ({time.monotonic() - t0:.1f}s)")
         elif opts.node:
             node = launch(
@@ -548,7 +559,13 @@ class Cluster:
             say(f"  node {NODE_NAME} Ready ({time.monotonic() - t0:.1f}s)")
 
     def _start_containerd_node(
-        self, state: State, layout: k8sbuild.BuildLayout, launch: Any, opts: UpOptions, say: Any
+        self,
+        state: State,
+        layout: k8sbuild.BuildLayout,
+        launch: Any,
+        opts: UpOptions,
+        archives: list[Path],
+        say: Any,
     ) -> None:
         """cairn-node: network namespace, relay, containerd, images, kubelet (see cairn.dev.ctrnode)."""
         from cairn.dev import images
@@ -556,9 +573,11 @@ class Cluster:
         node = state.node
         names = ctrnode.names_for(self.root)
         node_root = self.root / "node"
-        archives = images.node_archives(say)  # before anything starts: a missing image is the first error
         ctrnode.setup_cgroups(names)
         node["cgroup"] = names.cgroup
+        self._save(state)
+        ctrnode.check_network_free(names)
+        node["netns_owned"] = True  # from here on, `down` deletes the namespace (also after a crash)
         self._save(state)
         ctrnode.setup_network(names, node["host_ip"], node["node_ip"], state.ports["apiserver"])
         node["netns_inode"] = os.stat(names.netns_path).st_ino
@@ -575,14 +594,12 @@ class Cluster:
                 str(state.ports["s3"]),
             ],
         )
-        dirs = ctrnode.write_files(node_root, images.PAUSE_IMAGE)
+        dirs = ctrnode.write_files(node_root, images.PAUSE_IMAGE, names.sockets)
         node["host_dirs"] = [d for d in ctrnode.SHADOWED_DIRS if not Path(d).exists()]
         self._save(state)
         binds = {**ctrnode.write_sysctl_shadows(dirs["sysctl"])}
         binds.update({target: node_root / rel for target, rel in ctrnode.SHADOWED_DIRS.items()})
-        sock = dirs["containerd"] / "containerd.sock"
-        if len(str(sock)) + len(".ttrpc") > 100:
-            raise DevError(f"{self.root} is too deep for containerd's socket path ({sock}); use a shorter --dir")
+        sock = names.sockets / "containerd.sock"
         containerd = launch(
             "containerd",
             [
@@ -648,6 +665,7 @@ class Cluster:
                 "--node-ip",
                 node["node_ip"],
                 "--v=1",
+                *opts.kubelet_args,
             ],
         )
         procs.wait_until(
@@ -666,7 +684,7 @@ class Cluster:
                 stopped.append(name)
         # Namespace inodes identify our processes only while the namespace exists (not after a reboot).
         scan: list[tuple[str, int]] = []
-        if ctrnode.netns_exists(names):
+        if state.node.get("netns_owned") and ctrnode.netns_exists(names):
             scan.append(("net", os.stat(names.netns_path).st_ino))
             mnt = state.node.get("mntns_inode")
             if mnt and mnt != ctrnode.ns_inode(os.getpid()):
@@ -682,8 +700,9 @@ class Cluster:
         if killed:
             stopped.append(f"{killed} container process(es)")
         ctrnode.remove_cgroups(names)
-        if ctrnode.teardown_network(names):
+        if state.node.get("netns_owned") and ctrnode.teardown_network(names):
             stopped.append(f"network namespace {names.netns}")
+        shutil.rmtree(names.sockets, ignore_errors=True)
         for d in state.node.get("host_dirs", []):
             with contextlib.suppress(OSError):
                 Path(d).rmdir()
@@ -871,7 +890,7 @@ class Cluster:
             said = f"Ready={ready.status} ({ready.reason})" if ready else "Ready=Unknown"
         except Exception as exc:
             said = f"not readable from the API server ({type(exc).__name__})"
-        sock = self.root / "node" / "containerd" / "containerd.sock"
+        sock = ctrnode.names_for(self.root).sockets / "containerd.sock"
         res = subprocess.run(ctrnode.ctr(sock, "containers", "ls", "-q"), capture_output=True, text=True, check=False)
         count = len(res.stdout.split()) if res.returncode == 0 else "?"
         return f"{said}; {count} container(s) in containerd; cgroups /{state.node.get('cgroup', '?')}"
@@ -901,7 +920,7 @@ class Cluster:
 
     def _stop_and_remove(self, state: State) -> list[str]:
         stopped: list[str] = []
-        if state.node.get("kind") == "containerd" or ctrnode.netns_exists(ctrnode.names_for(self.root)):
+        if state.node.get("kind") == "containerd":
             self._stop_containerd_node(state, stopped)
         node = state.procs.get("node")
         if node is not None and node.alive():

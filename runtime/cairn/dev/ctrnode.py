@@ -83,6 +83,11 @@ class NodeNames:
         return f"cairnh{self.ident}"  # 14 characters: interface names are at most 15
 
     @property
+    def sockets(self) -> Path:
+        """containerd's sockets: a short path (a unix socket's is at most 107 bytes) whatever the directory."""
+        return Path(f"/run/cairn-{self.ident}")
+
+    @property
     def cgroup(self) -> str:
         return f"cairn-{self.ident}"
 
@@ -149,8 +154,9 @@ def cni_conflist(ipam_dir: Path) -> dict[str, Any]:
     }
 
 
-def containerd_config(base: Path, cni_conf_dir: Path, sandbox_image: str) -> str:
-    """containerd's config: everything under `base`, the CRI plugin set for this machine."""
+def containerd_config(base: Path, cni_conf_dir: Path, sandbox_image: str, sockets: Path) -> str:
+    """containerd's config: everything under `base` (sockets under `sockets`), the CRI plugin set for this
+    machine."""
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return f"""version = 2
 root = "{base / "root"}"
@@ -160,10 +166,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
 
 [grpc]
-  address = "{base / "containerd.sock"}"
+  address = "{sockets / "containerd.sock"}"
 
 [ttrpc]
-  address = "{base / "containerd.sock.ttrpc"}"
+  address = "{sockets / "containerd.sock.ttrpc"}"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{base / "opt"}"
@@ -266,15 +272,22 @@ def link_exists(name: str) -> bool:
     return sh(["ip", "link", "show", name], "ip link", check=False).returncode == 0
 
 
-def setup_network(names: NodeNames, host_ip: str, node_ip: str, api_port: int) -> None:
-    """The node's namespace, its veth to the host, and the DNAT of the `kubernetes` Service."""
+def check_network_free(names: NodeNames) -> None:
+    """Refuse to start when the node's namespace or host interface exists already (nothing is touched)."""
     if netns_exists(names):
         raise DevError(
             f"the network namespace {names.netns} already exists (a crashed `cairn dev up` of this directory?); "
-            "run `cairn dev down` for this directory first"
+            f"run `cairn dev down` for this directory first, or delete it (`ip netns del {names.netns}`)"
         )
     if link_exists(names.host_if):
-        raise DevError(f"the network interface {names.host_if} already exists; run `cairn dev down` first")
+        raise DevError(
+            f"the network interface {names.host_if} already exists; run `cairn dev down` for this directory first "
+            f"or delete it (`ip link del {names.host_if}`)"
+        )
+
+
+def setup_network(names: NodeNames, host_ip: str, node_ip: str, api_port: int) -> None:
+    """The node's namespace, its veth to the host, and the DNAT of the `kubernetes` Service."""
     inside = ["ip", "netns", "exec", names.netns]
     sh(["ip", "netns", "add", names.netns], "creating the node's network namespace")
     sh(
@@ -426,12 +439,14 @@ def node_dirs(node_root: Path) -> dict[str, Path]:
     }
 
 
-def write_files(node_root: Path, sandbox_image: str) -> dict[str, Path]:
+def write_files(node_root: Path, sandbox_image: str, sockets: Path) -> dict[str, Path]:
     d = node_dirs(node_root)
-    for p in d.values():
+    for p in [*d.values(), sockets]:
         p.mkdir(parents=True, exist_ok=True)
     (d["cni_conf"] / "10-cairn.conflist").write_text(json.dumps(cni_conflist(d["cni_ipam"]), indent=2))
-    (d["containerd"] / "config.toml").write_text(containerd_config(d["containerd"], d["cni_conf"], sandbox_image))
+    (d["containerd"] / "config.toml").write_text(
+        containerd_config(d["containerd"], d["cni_conf"], sandbox_image, sockets)
+    )
     return d
 
 
