@@ -55,11 +55,14 @@ def assert_nothing_left(root: Path) -> None:
 
 def test_a_kubelet_that_cannot_start_is_reported_with_its_log_and_everything_is_stopped(tmp_path: Path) -> None:
     root = tmp_path / "dev"
-    res = cairn("dev", "up", "--node=containerd", "--dir", str(root), "--kubelet-arg=--no-such-flag")
-    assert res.returncode == 2, res.stdout + res.stderr
-    assert "kubelet exited before it was ready" in res.stderr, res.stderr
-    assert "unknown flag: --no-such-flag" in res.stderr, res.stderr  # the kubelet's own words, from its log
-    assert_nothing_left(root)
+    try:
+        res = cairn("dev", "up", "--node=containerd", "--dir", str(root), "--kubelet-arg=--no-such-flag")
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert "kubelet exited before it was ready" in res.stderr, res.stderr
+        assert "unknown flag: --no-such-flag" in res.stderr, res.stderr  # the kubelet's own words, from its log
+        assert_nothing_left(root)
+    finally:
+        cairn("dev", "down", "--dir", str(root))
 
 
 def test_a_taken_network_namespace_is_refused_and_left_alone(tmp_path: Path) -> None:
@@ -75,6 +78,7 @@ def test_a_taken_network_namespace_is_refused_and_left_alone(tmp_path: Path) -> 
         assert not processes_of(root)
         assert not any(d.exists() for d in ctrnode.cgroup_dirs(names))
     finally:
+        cairn("dev", "down", "--dir", str(root))
         subprocess.run(["ip", "netns", "del", names.netns], check=False)
 
 
@@ -105,10 +109,11 @@ def test_down_cleans_up_after_an_up_that_was_killed_half_way(tmp_path: Path) -> 
         assert ctrnode.netns_exists(names) and processes_of(root)  # the crash left things behind
         status = cairn("dev", "status", "--dir", str(root))
         assert status.returncode == 1 and "starting" in status.stdout, status.stdout
+        res = cairn("dev", "down", "--dir", str(root))
+        assert res.returncode == 0, res.stderr
+        assert "network namespace" in res.stderr and "containerd" in res.stderr, res.stderr
+        assert_nothing_left(root)
     finally:
         if up.poll() is None:
             up.kill()
-    res = cairn("dev", "down", "--dir", str(root))
-    assert res.returncode == 0, res.stderr
-    assert "network namespace" in res.stderr and "containerd" in res.stderr, res.stderr
-    assert_nothing_left(root)
+        cairn("dev", "down", "--dir", str(root))  # whatever failed above, leave nothing running
