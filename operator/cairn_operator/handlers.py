@@ -318,8 +318,6 @@ def sync_run(body: Mapping[str, Any]) -> None:
                 message=str(exc),
             )
         raise
-    if result.status.get("phase") not in FINISHED:
-        result.status.pop("message", None)  # a refusal shown by an earlier cycle: over now
     for action in result.actions:
         if isinstance(action, DeletePod):
             kube.delete_pod(namespace, action.name)

@@ -179,6 +179,8 @@ def _obs(pod: dict[str, Any]) -> PodObs:
     meta, status = pod["metadata"], pod.get("status") or {}
     cs = (status.get("containerStatuses") or [{}])[0]
     term = (cs.get("state") or {}).get("terminated") or {}
+    waiting = (cs.get("state") or {}).get("waiting") or {}
+    spec = pod.get("spec") or {}
     return PodObs(
         name=meta["name"],
         step=meta["labels"][LABEL_STEP],
@@ -190,6 +192,10 @@ def _obs(pod: dict[str, Any]) -> PodObs:
         started=term.get("startedAt") or ((cs.get("state") or {}).get("running") or {}).get("startedAt"),
         finished=term.get("finishedAt"),
         deleting=meta.get("deletionTimestamp") is not None,
+        waiting_reason=waiting.get("reason"),
+        waiting_message=waiting.get("message"),
+        image=((spec.get("containers") or [{}])[0]).get("image") or cs.get("image"),
+        node=spec.get("nodeName"),
     )
 
 

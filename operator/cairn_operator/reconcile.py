@@ -76,6 +76,10 @@ class PodObs:
     started: str | None = None
     finished: str | None = None
     deleting: bool = False
+    waiting_reason: str | None = None  # the first container's state.waiting (e.g. ErrImagePull)
+    waiting_message: str | None = None
+    image: str | None = None  # the first container's image
+    node: str | None = None  # spec.nodeName
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,66 @@ def parse_result(message: str | None) -> dict[str, Any] | None:
     return doc
 
 
+#: Waiting reasons of a container whose image the node does not have and cannot get (the kubelet's).
+IMAGE_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "ImageInspectError",
+        "RegistryUnavailable",
+    }
+)
+#: Waiting reasons of a container the kubelet cannot create (a missing Secret key, runAsNonRoot and a root image).
+CREATE_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+#: The step message's leading word (and the Event's reason) of a step whose container cannot start.
+IMAGE_PULL_FAILED = "ImagePullFailed"
+CREATE_FAILED = "CreateContainerFailed"
+LOAD_HINT = (
+    "cairn dev up --node=containerd imports the images of `cairn dev image build`; kind: kind load docker-image {image}"
+)
+
+
+def waiting_problem(pod: PodObs) -> tuple[str, str] | None:
+    """(Event reason, step message) when the pod's container waits for something that will not come by
+    itself (an image the node lacks, a container the kubelet cannot create); None while it is just
+    starting. The message names the problem, the kubelet's words and the fix."""
+    reason = pod.waiting_reason
+    if reason not in IMAGE_REASONS and reason not in CREATE_REASONS:
+        return None
+    image = pod.image or "?"
+    node = f"node {pod.node}" if pod.node else "its node"
+    detail = f"{reason}: {(pod.waiting_message or '').strip()[:400]}".rstrip(": ")
+    fix_image = "or fix the op's image (the Job's spec.image or ops[].image, or the Run's overrides)"
+    if reason == "InvalidImageName":
+        return (
+            IMAGE_PULL_FAILED,
+            f"{IMAGE_PULL_FAILED}: image {image} is not a valid image name ({detail}): {fix_image[3:]}",
+        )
+    if reason in IMAGE_REASONS:
+        never = reason == "ErrImageNeverPull"  # imagePullPolicy Never: no registry is asked
+        how, push = ("", "") if never else (" and could not be pulled", "push it to a registry the node can reach, ")
+        hint = LOAD_HINT.format(image=image)
+        return (
+            IMAGE_PULL_FAILED,
+            f"{IMAGE_PULL_FAILED}: image {image} is not on {node}{how} ({detail}): build or load it ({hint}), "
+            f"{push}{fix_image}",
+        )
+    return (
+        CREATE_FAILED,
+        f"{CREATE_FAILED}: the kubelet cannot create the step's container on {node} ({detail}): fix what it "
+        "names (e.g. a missing Secret or key, or runAsNonRoot with an image whose USER is root: set a "
+        "numeric non-root USER in the image or runAsUser in the podTemplate)",
+    )
+
+
+def waiting_category(message: str | None) -> str | None:
+    """IMAGE_PULL_FAILED or CREATE_FAILED when a step's message is one `waiting_problem` wrote."""
+    head = (message or "").split(": ", 1)[0]
+    return head if head in (IMAGE_PULL_FAILED, CREATE_FAILED) else None
+
+
 def condition(type_: str, true: bool, reason: str, message: str, now: str) -> dict[str, Any]:
     return {
         "type": type_,
@@ -213,7 +277,9 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
         st["podName"] = pod.name
         if pod.started and not st.get("startedAt"):
             st["startedAt"] = pod.started
-        if pod.phase == "Succeeded":
+        if pod.phase in ("Pending", "Running"):
+            _observe_waiting(s, st, pod, events)
+        elif pod.phase == "Succeeded":
             result = parse_result(pod.message)
             if result is None or result.get("status") != "SUCCESS":
                 _attempt_failed(
@@ -244,6 +310,10 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
                 msg = f"{result['error'].get('type')}: {result['error'].get('message')}"
             elif pod.reason == "DeadlineExceeded":
                 msg = f"timed out (timeoutSeconds, pod reason {pod.reason})"
+                problem = waiting_problem(pod)
+                stuck = st.get("message") if waiting_category(st.get("message")) else problem and problem[1]
+                if stuck:
+                    msg += f" before its container could start: {stuck}"
             else:
                 msg = (pod.message or pod.reason or "failed")[-500:]
             st["finishedAt"] = pod.finished or now_s
@@ -319,6 +389,27 @@ def initial_step(step: str, execution: Execution | None) -> dict[str, Any]:
     return {"phase": StepPhase.NOT_EXECUTED.value, "attempt": 0, "reason": "not selected"}
 
 
+def _observe_waiting(s: str, st: dict[str, Any], pod: PodObs, events: list[Action]) -> None:
+    """A running attempt's pod not started yet: a container that cannot start is named in the step's
+    message, with one Warning Event per pod and kind of problem (the message is the record of what was
+    said: the same observation next cycle changes nothing); a container that runs, or is just being
+    created, clears it. The step keeps waiting: the image may be loaded later (timeoutSeconds, as
+    activeDeadlineSeconds, is what ends such a pod)."""
+    prev = st.get("message")
+    had = waiting_category(prev)
+    problem = waiting_problem(pod)
+    if problem is None:
+        if had:
+            st.pop("message", None)
+        return
+    category, message = problem
+    if pod.waiting_reason == "ImagePullBackOff" and had == category:
+        return  # the pull's own error, shown already, says more than "Back-off pulling image"
+    st["message"] = message
+    if had != category:
+        events.append(Event(category, f"step {s} (pod {pod.name}): {message}", "Warning"))
+
+
 def _attempt_failed(
     graph: OpGraph,
     s: str,
@@ -369,6 +460,7 @@ def _finish(
     else:
         phase = RunPhase.RUNNING
     status["phase"] = phase.value
+    old_conditions = status.get("conditions") or []
     if phase.finished:
         status["finishedAt"] = now_s
         bad = [s for s in graph.order if StepPhase(steps[s]["phase"]) is StepPhase.FAILED]
@@ -384,10 +476,27 @@ def _finish(
         ]
         res.actions.append(Event(f"Run{phase.value}", msg, "Normal" if phase is RunPhase.SUCCEEDED else "Warning"))
     else:
+        stuck = [
+            s
+            for s in graph.order
+            if StepPhase(steps[s]["phase"]) is StepPhase.RUNNING and waiting_category(steps[s].get("message"))
+        ]
+        if stuck:  # said until its container starts (or the step ends)
+            first = steps[stuck[0]]["message"]
+            more = f" (also stuck: {', '.join(stuck[1:])})" if len(stuck) > 1 else ""
+            status["message"] = f"step {stuck[0]} cannot start{more}: {first}"
+            waiting = (str(waiting_category(first)), status["message"])
+        else:
+            status.pop("message", None)  # e.g. a refused pod shown by an earlier cycle: over now
+            waiting = ("Running", f"{done}/{len(phases)} steps done")
         status["conditions"] = [
-            condition("Succeeded", False, "Running", f"{done}/{len(phases)} steps done", now_s),
+            condition("Succeeded", False, *waiting, now_s),
             condition("Failed", False, "Running", f"{failed} step(s) failed", now_s),
         ]
+    for c in status["conditions"]:  # the time of a transition: kept while a condition's status stays
+        before = next((o for o in old_conditions if o.get("type") == c["type"]), None)
+        if before and before.get("status") == c["status"] and before.get("lastTransitionTime"):
+            c["lastTransitionTime"] = before["lastTransitionTime"]
     res.status = status
     _gc(run, graph, pods, steps, res)
     return res

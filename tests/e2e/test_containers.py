@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from cairn.dev import ctrnode, helmbuild, images, k8sbuild
-from cairn.dev.cluster import Cluster, UpOptions
+from cairn.dev.cluster import Cluster
 from cairn.dev.versions import K8S_VERSION
+from tests.e2e.conftest import containerd_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -67,20 +68,10 @@ class Kube:
 
 
 @pytest.fixture(scope="module")
-def built() -> None:
-    """The images (cached layers: quick when nothing changed) and helm."""
-    images.build_all(say=print)
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     helmbuild.find_helm()
-
-
-@pytest.fixture(scope="module")
-def cluster(built: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    c = Cluster(tmp_path_factory.mktemp("ctr") / "dev")
-    c.up(UpOptions(node_kind="containerd", timeout=240))
-    try:
+    with containerd_cluster(tmp_path_factory, "ctr") as c:
         yield c
-    finally:
-        c.down()
 
 
 @pytest.fixture(scope="module")

@@ -362,3 +362,155 @@ def test_steps_a_child_run_neither_runs_nor_reuses_are_not_executed() -> None:
         "right": ("NotExecuted", "not selected"),
         "end": ("NotExecuted", "not selected"),
     }
+
+
+# ----- a step whose container cannot start (image missing, kubelet cannot create it) ------------------
+IMG = "localhost/foo:1"
+PULL = 'failed to pull and unpack image "localhost/foo:1": dial tcp 127.0.0.1:443: connect: connection refused'
+NEVER = 'Container image "localhost/foo:1" is not present with pull policy of Never'
+NO_KEY = "couldn't find key token in Secret t/creds"
+ROOT_USER = "container has runAsNonRoot and image will run as root (pod: r-start-1, container: step)"
+
+
+def waiting(reason: str | None, message: str | None = None, phase: str = "Pending", attempt: int = 1) -> PodObs:
+    """The start step's pod as the kubelet leaves it: phase, and its container's state.waiting."""
+    return PodObs(
+        name=f"r-start-{attempt}",
+        step="start",
+        attempt=attempt,
+        phase=phase,
+        waiting_reason=reason,
+        waiting_message=message,
+        image=IMG,
+        node="cairn-node",
+        started="2026-01-01T00:00:05Z" if phase == "Running" else None,
+    )
+
+
+def warnings(res: Any) -> list[str]:
+    return [a.reason for a in res.actions if isinstance(a, Event) and a.type == "Warning"]
+
+
+#: Rows: the start pod's successive observations, one per cycle, and after each: (the Warning Events
+#: posted, the pieces the step's message holds or None when it has none, whether the status changed).
+Obs = tuple[PodObs, list[str], list[str] | None, bool]
+CANNOT_START: dict[str, list[Obs]] = {
+    "ErrImagePull: message and event once; image loaded later: Running clears the message": [
+        (
+            waiting("ErrImagePull", PULL),
+            ["ImagePullFailed"],
+            [
+                f"image {IMG} is not on node cairn-node and could not be pulled (ErrImagePull: {PULL})",
+                f"kind load docker-image {IMG}",
+                "cairn dev up --node=containerd",
+                "fix the op's image",
+            ],
+            True,
+        ),
+        (waiting("ErrImagePull", PULL), [], [PULL], False),  # the same observation: nothing new
+        (waiting("ImagePullBackOff", f'Back-off pulling image "{IMG}"'), [], [PULL], False),
+        (waiting("ErrImagePull", PULL), [], [PULL], False),
+        (waiting("ContainerCreating"), [], None, True),  # loaded: being created is not a problem
+        (waiting(None, phase="Running"), [], None, True),  # started: startedAt
+        (waiting(None, phase="Running"), [], None, False),
+    ],
+    "ErrImageNeverPull names the node and the fix": [
+        (
+            waiting("ErrImageNeverPull", NEVER),
+            ["ImagePullFailed"],
+            [f"ImagePullFailed: image {IMG} is not on node cairn-node (ErrImageNeverPull: {NEVER}): build or load it"],
+            True,
+        ),
+        (waiting("ErrImageNeverPull", NEVER), [], [NEVER], False),
+        (waiting(None, phase="Running"), [], None, True),
+    ],
+    "the first sight is the back-off: its message, then the pull's error without a second event": [
+        (waiting("ImagePullBackOff", f'Back-off pulling image "{IMG}"'), ["ImagePullFailed"], ["Back-off"], True),
+        (waiting("ErrImagePull", PULL), [], [PULL], True),
+        (waiting("ImagePullBackOff", f'Back-off pulling image "{IMG}"'), [], [PULL], False),
+    ],
+    "InvalidImageName": [
+        (
+            waiting("InvalidImageName", "invalid reference format"),
+            ["ImagePullFailed"],
+            ["not a valid image name"],
+            True,
+        ),
+    ],
+    "CreateContainerConfigError: the kubelet's message surfaced": [
+        (waiting("CreateContainerConfigError", NO_KEY), ["CreateContainerFailed"], [NO_KEY, "node cairn-node"], True),
+        (waiting("CreateContainerConfigError", NO_KEY), [], [NO_KEY], False),
+    ],
+    "CreateContainerError (runAsNonRoot, a root image), then an image pull problem: one event each": [
+        (waiting("CreateContainerError", ROOT_USER), ["CreateContainerFailed"], [ROOT_USER, "USER"], True),
+        (waiting("ErrImageNeverPull", NEVER), ["ImagePullFailed"], [NEVER], True),
+    ],
+    "a container being created is just starting": [
+        (waiting("ContainerCreating"), [], None, False),
+    ],
+}
+
+
+@pytest.mark.parametrize("observations", list(CANNOT_START.values()), ids=list(CANNOT_START))
+def test_a_container_that_cannot_start_is_named_once_and_the_step_keeps_waiting(observations: list[Obs]) -> None:
+    status = cycle(job(), {}, []).status
+    status = cycle(job(), status, [waiting("ContainerCreating")], now=T0).status
+    for i, (obs, events, pieces, changed) in enumerate(observations, start=1):
+        res = cycle(job(), status, [obs], now=T0 + dt.timedelta(seconds=i))
+        st = res.status["steps"]["start"]
+        assert warnings(res) == events, i
+        assert (res.status != status) is changed, i
+        assert st["phase"] == "Running" and creates(res) == [] and res.status["phase"] == "Running"
+        conds = {c["type"]: c for c in res.status["conditions"]}
+        if pieces is None:
+            assert "message" not in st and "message" not in res.status
+            assert conds["Succeeded"]["reason"] == "Running"
+        else:
+            for piece in pieces:
+                assert piece in st["message"], (i, piece, st["message"])
+            # The Run says which step is stuck, in its message and its Succeeded condition.
+            assert res.status["message"] == f"step start cannot start: {st['message']}"
+            assert conds["Succeeded"]["status"] == "False"
+            assert conds["Succeeded"]["reason"] == st["message"].split(":")[0]
+            assert conds["Succeeded"]["message"] == res.status["message"]
+        for a in res.actions:
+            if isinstance(a, Event) and a.type == "Warning":
+                assert a.message == f"step start (pod r-start-1): {st['message']}"
+        status = res.status
+
+
+def test_a_running_run_whose_pods_do_not_change_keeps_its_status_as_it_is() -> None:
+    """Condition times are transitions: a cycle that observes nothing new writes nothing."""
+    s1 = cycle(job(), {}, []).status
+    s2 = cycle(job(), s1, [pod("start", "Running")], now=T0 + dt.timedelta(seconds=1)).status
+    assert cycle(job(), s2, [pod("start", "Running")], now=T0 + dt.timedelta(seconds=9)).status == s2
+    assert {c["lastTransitionTime"] for c in s2["conditions"]} == {"2026-01-01T00:00:00Z"}
+
+
+def test_a_stuck_step_with_a_timeout_fails_naming_what_it_waited_for_and_retries_anew() -> None:
+    spec = job(start={"timeoutSeconds": 60, "retries": {"limit": 1, "backoff": {"durationSeconds": 1}}})
+    s1 = cycle(spec, {}, []).status
+    s2 = cycle(spec, s1, [waiting("ErrImageNeverPull", NEVER)]).status
+    dead = PodObs(**{**waiting("ErrImageNeverPull", NEVER).__dict__, "phase": "Failed", "reason": "DeadlineExceeded"})
+    r3 = cycle(spec, s2, [dead], now=T0 + dt.timedelta(seconds=61))
+    st = r3.status["steps"]["start"]
+    assert st["phase"] == "Retrying" and r3.status["phase"] == "Running" and "message" not in r3.status
+    assert st["message"].startswith("timed out (timeoutSeconds, pod reason DeadlineExceeded) before its container")
+    assert NEVER in st["message"] and warnings(r3) == ["StepRetrying"]
+    r4 = cycle(spec, r3.status, [dead], now=T0 + dt.timedelta(seconds=63))
+    assert creates(r4) == [("start", 2)]
+    again = waiting("ErrImageNeverPull", NEVER, attempt=2)
+    r5 = cycle(spec, r4.status, [dead, again], now=T0 + dt.timedelta(seconds=64))
+    assert warnings(r5) == ["ImagePullFailed"]  # a new pod: said again, once
+    assert r5.status["message"].startswith("step start cannot start: ImagePullFailed: image localhost/foo:1")
+
+
+def test_two_stuck_steps_are_both_named() -> None:
+    s1 = cycle(job(), {}, []).status
+    s2 = cycle(job(), s1, [pod("start", "Succeeded", msg=ok_msg(), code=0)]).status
+    pods = [pod("start", "Succeeded", msg=ok_msg(), code=0)]
+    for step in ("left", "right"):
+        pods.append(PodObs(**{**waiting("ErrImageNeverPull", NEVER).__dict__, "step": step, "name": f"r-{step}-1"}))
+    res = cycle(job(), s2, pods)
+    assert warnings(res) == ["ImagePullFailed", "ImagePullFailed"]
+    assert res.status["message"].startswith("step left cannot start (also stuck: right): ImagePullFailed: ")
