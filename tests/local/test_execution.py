@@ -319,6 +319,9 @@ def test_definition_errors_are_clear() -> None:
 
 def _run_in_subprocess(job_ref: str, home: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     code = (
+        # A shell's background job inherits SIGINT ignored, and Python then installs no KeyboardInterrupt
+        # handler: restore Python's own, so the test does not depend on how the test run was started.
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
         "import sys; from cairn import execute_job, Instance; from cairn.loader import load_job; "
         f"r = execute_job(load_job({job_ref!r}), instance=Instance.local({str(home)!r})); "
         "print(r.run_id, r.status.value, flush=True)"
