@@ -17,7 +17,7 @@ install: $(BIN)/python
 demo: install
 	$(BIN)/python examples/unreliable.py
 
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet and helm from Go modules
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, helm and kstatus from Go modules
 # (cached in ~/.cache/cairn).
 build: install
 	$(BIN)/cairn dev build

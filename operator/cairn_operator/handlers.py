@@ -34,8 +34,9 @@ from cairn_operator.reconcile import (
     RunPhase,
     SaveLog,
     StepPhase,
-    condition,
     reconcile,
+    run_conditions,
+    rx_conditions,
     ts,
 )
 from cairn_operator.replan import child_execution, parent_view
@@ -47,11 +48,13 @@ from cairn_operator.resources import (
     LABEL_RUN,
     LABEL_RX,
     STEP_SERVICE_ACCOUNT,
+    owner_reference,
     run_key,
     service_accounts_to_ensure,
     step_inputs,
     step_pod,
     step_service_account,
+    without_gitops,
 )
 
 MAX_PODS = int(os.environ.get("CAIRN_MAX_PODS", "100"))
@@ -92,6 +95,7 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
 
 
 def invalid(status: Mapping[str, Any], message: str, generation: int) -> dict[str, Any]:
+    """The status of a Run whose Job graph is invalid: Failed, Stalled with reason InvalidJob (terminal)."""
     now = ts(dt.datetime.now(dt.UTC))
     return {
         **status,
@@ -99,27 +103,37 @@ def invalid(status: Mapping[str, Any], message: str, generation: int) -> dict[st
         "message": message,
         "observedGeneration": generation,
         "finishedAt": now,
-        "conditions": [
-            condition("Succeeded", False, "InvalidJob", message, now),
-            condition("Failed", True, "InvalidJob", message, now),
-        ],
+        "conditions": run_conditions(RunPhase.FAILED, "InvalidJob", message, generation, now, status.get("conditions")),
     }
 
 
-def refused(status: Mapping[str, Any], message: str) -> dict[str, Any]:
+def refused(status: Mapping[str, Any], message: str, generation: int) -> dict[str, Any]:
     """The status of a Run whose pod (or step ServiceAccount) the API server refused: its message shown,
     the rest unchanged (no step is marked started, the Job is not snapshotted, so fixing the Job, the
     namespace or the RBAC lets the next cycle go on). Not finished: every cycle tries again."""
+    return pending(status, "FailedCreate", message, generation)
+
+
+def pending(status: Mapping[str, Any], reason: str, message: str, generation: int) -> dict[str, Any]:
+    """The status of a Run that cannot go on yet (its Job or Secret missing, a refused pod): its phase
+    kept (Pending before it starts), Reconciling with `reason`; times kept, so a repeat writes nothing."""
     now = ts(dt.datetime.now(dt.UTC))
+    phase = RunPhase(status.get("phase") or RunPhase.PENDING.value)
     return {
         **status,
-        "phase": status.get("phase") or RunPhase.PENDING.value,
+        "phase": phase.value,
         "message": message,
-        "conditions": [
-            condition("Succeeded", False, "FailedCreate", message, now),
-            condition("Failed", False, "FailedCreate", message, now),
-        ],
+        "observedGeneration": generation,
+        "conditions": run_conditions(phase, reason, message, generation, now, status.get("conditions")),
     }
+
+
+class NotYet(Exception):
+    """What a Run needs does not exist yet (its Job, its storage Secret): it waits, it does not fail."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def load_snapshot(namespace: str, spec: RunSpec, status: Mapping[str, Any]) -> tuple[dict[str, Any], JobSpec, OpGraph]:
@@ -130,8 +144,10 @@ def load_snapshot(namespace: str, spec: RunSpec, status: Mapping[str, Any]) -> t
     if snapshot is None:
         job = kube.get_job(namespace, spec.jobRef.name)
         if job is None:
-            raise InvalidJob(
-                f"Job {spec.jobRef.name!r} not found in namespace {namespace}: create it, or fix spec.jobRef.name"
+            raise NotYet(
+                "JobNotFound",
+                f"waiting for Job {spec.jobRef.name!r}: not found in namespace {namespace}; the Run starts "
+                "when it is created (or fix spec.jobRef.name)",
             )
         snapshot = job["spec"]
     try:
@@ -140,9 +156,11 @@ def load_snapshot(namespace: str, spec: RunSpec, status: Mapping[str, Any]) -> t
         raise InvalidJob(f"Job {spec.jobRef.name}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
     graph = build(job_spec)
     if status.get("jobSnapshot") is None and not kube.secret_exists(namespace, job_spec.storage.secretRef.name):
-        raise InvalidJob(
-            f"Secret {job_spec.storage.secretRef.name!r} (spec.storage.secretRef of Job "
-            f"{spec.jobRef.name}) not found in namespace {namespace}: create it with the S3 credentials"
+        raise NotYet(
+            "SecretNotFound",
+            f"waiting for Secret {job_spec.storage.secretRef.name!r} (spec.storage.secretRef of Job "
+            f"{spec.jobRef.name}): not found in namespace {namespace}; the Run starts when it is created "
+            "with the S3 credentials",
         )
     return snapshot, job_spec, graph
 
@@ -154,6 +172,10 @@ def not_finished(status: Mapping[str, Any], **_: Any) -> bool:
 #: Per live Run, the event that wakes its daemon: set by watch events of its pods and of itself.
 WAKERS: dict[tuple[str, str], asyncio.Event] = {}
 RESYNC = 1.0  # seconds between reconciles when nothing happens (the level-triggered safety net)
+#: Seconds between checks of a Run waiting for its Job or Secret (a Job's watch event wakes it sooner).
+WAIT_RESYNC = float(os.environ.get("CAIRN_WAIT_RESYNC", "5"))
+#: (namespace, Job name) -> the Runs waiting for that Job to be created.
+WAITING_FOR_JOB: dict[tuple[str, str], set[str]] = {}
 #: Step pods not finished yet, cluster-wide, kept from the pod watch (for the operator-wide limit).
 ACTIVE_PODS: set[str] = set()
 #: Reconcile cycles run here: a few threads serve any number of live Runs (whose daemons are coroutines).
@@ -201,13 +223,24 @@ async def run_changed(name: str | None, namespace: str | None, **_: Any) -> None
     _wake(namespace, name)
 
 
-def cycle(namespace: str, name: str) -> bool:
-    """One reconcile of a Run, in a worker thread; True once the Run is finished (or gone)."""
+@kopf.on.event(GROUP, VERSION, "jobs")
+async def job_changed(name: str | None, namespace: str | None, **_: Any) -> None:
+    """A Job appeared (or changed): the Runs waiting for it go on now rather than at their next check."""
+    wake_waiting_for_job(namespace or "", name or "")
+
+
+def wake_waiting_for_job(namespace: str, job: str) -> None:
+    for run in WAITING_FOR_JOB.pop((namespace, job), set()):
+        _wake(namespace, run)
+
+
+def cycle(namespace: str, name: str) -> float | None:
+    """One reconcile of a Run, in a worker thread; None once the Run is finished (or gone), else the
+    seconds until the next one unless something wakes it."""
     body = kube.get_run(namespace, name)
     if body is None or (body.get("status") or {}).get("phase") in FINISHED:
-        return True
-    sync_run(body)
-    return False
+        return None
+    return sync_run(body)
 
 
 @kopf.daemon(GROUP, VERSION, "runs", when=not_finished, cancellation_timeout=10.0)
@@ -223,19 +256,22 @@ async def run_daemon(**kw: Any) -> None:
             try:
                 # With the daemon's context: kopf.event() finds kopf's event queue through it.
                 context = contextvars.copy_context()
-                if await loop.run_in_executor(CYCLES, context.run, cycle, namespace, name):
+                delay = await loop.run_in_executor(CYCLES, context.run, cycle, namespace, name)
+                if delay is None:
                     return
             except Exception as exc:  # keep serving: the next cycle retries (level-triggered)
                 logger.warning(f"reconcile of Run {namespace}/{name} failed, retrying: {exc}")
                 await asyncio.sleep(1.0)
+                delay = RESYNC
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), RESYNC)
+                await asyncio.wait_for(wake.wait(), delay)
     finally:
         WAKERS.pop(key, None)
 
 
-def sync_run(body: Mapping[str, Any]) -> None:
-    """One reconcile cycle of a Run: read what is, decide, act, write the status once."""
+def sync_run(body: Mapping[str, Any]) -> float:
+    """One reconcile cycle of a Run: read what is, decide, act, write the status once (only if it
+    changed). Returns the seconds until the next cycle unless something wakes the Run."""
     meta, spec = body["metadata"], body.get("spec") or {}
     name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
     # A deep copy: the status patch is computed as a diff against what the API server holds.
@@ -244,6 +280,19 @@ def sync_run(body: Mapping[str, Any]) -> None:
     try:
         run_spec = RunSpec.model_validate(dict(spec))
         snapshot, job_spec, graph = load_snapshot(namespace, run_spec, status)
+    except NotYet as exc:
+        # Applied before its Job or Secret (e.g. by a GitOps tool, in any order): it waits, said once.
+        if exc.reason == "JobNotFound":
+            WAITING_FOR_JOB.setdefault((namespace, run_spec.jobRef.name), set()).add(name)
+        kube.patch_run_status(namespace, name, merge_patch(status, pending(status, exc.reason, str(exc), generation)))
+        if status.get("message") != str(exc):
+            kopf.event(
+                kopf.Body(body),  # type: ignore[arg-type]
+                type="Warning",
+                reason=exc.reason,
+                message=str(exc),
+            )
+        return WAIT_RESYNC
     except (InvalidJob, ValidationError) as exc:
         message = str(exc)
         kopf.event(
@@ -253,7 +302,7 @@ def sync_run(body: Mapping[str, Any]) -> None:
             message=message,
         )
         kube.patch_run_status(namespace, name, merge_patch(status, invalid(status, message, generation)))
-        return
+        return RESYNC
     if status.get("jobSnapshot") is None:
         status["jobSnapshot"] = snapshot
         # A root Run labels itself as its lineage's root: `kubectl get crun -l cairn.dev/root-run=X` lists all.
@@ -310,7 +359,7 @@ def sync_run(body: Mapping[str, Any]) -> None:
             ACCOUNTS_READY.discard((namespace, STEP_ACCOUNT))
         old = dict(body.get("status") or {})
         if old.get("message") != str(exc):
-            kube.patch_run_status(namespace, name, merge_patch(old, refused(old, str(exc))))
+            kube.patch_run_status(namespace, name, merge_patch(old, refused(old, str(exc), generation)))
             kopf.event(
                 kopf.Body(body),  # type: ignore[arg-type]
                 type="Warning",
@@ -336,6 +385,7 @@ def sync_run(body: Mapping[str, Any]) -> None:
                 reason=action.reason,
                 message=action.message,
             )
+    return RESYNC
 
 
 _STORAGE: dict[tuple[str, str, str, str], Any] = {}
@@ -469,18 +519,18 @@ def child_name(rx: ReexecutionSpec, rx_uid: str) -> str:
     return f"{rx.parentRun[: 63 - 9].rstrip('-')}-rx-{digest}"
 
 
-def rx_status(phase: str, message: str, generation: int, **extra: Any) -> dict[str, Any]:
+def rx_status(
+    status: Mapping[str, Any], phase: str, message: str, generation: int, reason: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A Reexecution's next status: `status` with the phase, message and conditions (reason: the phase
+    unless given); condition times kept while their status stays."""
     now = ts(dt.datetime.now(dt.UTC))
-    done_ok = phase == "Succeeded"
-    bad = phase in ("Failed", "Invalid")
     return {
+        **status,
         "phase": phase,
         "message": message,
         "observedGeneration": generation,
-        "conditions": [
-            condition("Succeeded", done_ok, phase, message, now),
-            condition("Failed", bad, phase, message, now),
-        ],
+        "conditions": rx_conditions(phase, reason or phase, message, generation, now, status.get("conditions")),
         **extra,
     }
 
@@ -503,52 +553,57 @@ def rx_timer(**kw: Any) -> None:
     meta = kw["meta"]
     namespace, name, uid = kw["namespace"], kw["name"], kw["uid"]
     generation = int(meta.get("generation") or 1)
-    status = dict(kw["status"] or {})
+    status = copy.deepcopy(dict(kw["status"] or {}))
+
+    def write(phase: str, message: str, reason: str | None = None, **extra: Any) -> None:
+        """Patch the status, when it changed."""
+        change = merge_patch(status, rx_status(status, phase, message, generation, reason, **extra))
+        if change:
+            patch.status.update(change)
+
     try:
         rx = ReexecutionSpec.model_validate(dict(kw["spec"]))
     except ValidationError as exc:
-        patch.status.update(rx_status("Invalid", str(exc), generation))
+        write("Invalid", str(exc))
         return
     child = child_name(rx, uid)
     existing = kube.get_run(namespace, child)
     if existing is not None:  # created already (maybe by a cycle whose status write was lost): follow it
         phase = (existing.get("status") or {}).get("phase") or "Pending"
         new = {"Succeeded": "Succeeded", "Failed": "Failed", "Canceled": "Failed"}.get(phase, "Running")
-        msg = f"child Run {child} is {phase}"
-        if status.get("phase") != new or status.get("childRun") != child:
-            patch.status.update(merge_patch(status, {**status, **rx_status(new, msg, generation, childRun=child)}))
+        write(new, f"child Run {child} is {phase}", phase, childRun=child)
         return
     if "/" in rx.parentRun:
-        patch.status.update(
-            rx_status(
-                "Invalid",
-                f"spec.parentRun {rx.parentRun!r} names another namespace: a "
-                "Reexecution may only name a Run in its own namespace",
-                generation,
-            )
+        write(
+            "Invalid",
+            f"spec.parentRun {rx.parentRun!r} names another namespace: a "
+            "Reexecution may only name a Run in its own namespace",
         )
         return
     parent = kube.get_run(namespace, rx.parentRun)
-    if parent is None:
-        patch.status.update(
-            rx_status(
-                "Invalid", f"Run {rx.parentRun!r} not found in namespace {namespace}; fix spec.parentRun", generation
-            )
+    if parent is None:  # applied before its parent (e.g. by a GitOps tool): it waits, said once
+        msg = (
+            f"waiting for the parent Run {rx.parentRun!r}: not found in namespace {namespace}; the "
+            "re-execution goes on when it is created (or fix spec.parentRun)"
         )
+        if status.get("message") != msg:
+            kopf.event(kw["body"], type="Warning", reason="ParentNotFound", message=msg)
+        write("Pending", msg, "ParentNotFound")
         return
     pstatus = parent.get("status") or {}
     if pstatus.get("phase") not in FINISHED:
-        msg = f"waiting for the parent Run {rx.parentRun} to finish (it is {pstatus.get('phase') or 'Pending'})"
-        if status.get("message") != msg:
-            patch.status.update({"phase": "Pending", "message": msg, "observedGeneration": generation})
+        write(
+            "Pending",
+            f"waiting for the parent Run {rx.parentRun} to finish (it is {pstatus.get('phase') or 'Pending'})",
+            "WaitingForParent",
+        )
         return
     if rx.concurrencyPolicy == "Forbid":
         siblings = kube.list_runs(namespace, f"{LABEL_PARENT}={rx.parentRun}")
         live = [r["metadata"]["name"] for r in siblings if (r.get("status") or {}).get("phase") not in FINISHED]
         if live:
             msg = f"concurrencyPolicy Forbid: waiting for {', '.join(sorted(live))} (another child of the parent)"
-            if status.get("message") != msg:
-                patch.status.update({"phase": "Pending", "message": msg, "observedGeneration": generation})
+            write("Pending", msg, "ConcurrencyPolicy")
             return
     snapshot = pstatus.get("jobSnapshot") or {}
     root = (parent["metadata"].get("labels") or {}).get(LABEL_ROOT) or rx.parentRun
@@ -565,17 +620,15 @@ def rx_timer(**kw: Any) -> None:
             describe=io.describe,
         )
     except MissingOutputsError as exc:
-        patch.status.update(rx_status("Failed", str(exc), generation))
+        write("Failed", str(exc), "MissingOutputs")
         return
     except (CairnError, InvalidJob, ValidationError) as exc:
-        patch.status.update(rx_status("Invalid", str(exc), generation))
+        write("Invalid", str(exc))
         return
     execution = child_execution(p, rx.parentRun, root, snapshot, pstatus)
     planned = plan_status(p, execution)
     if rx.dryRun:
-        patch.status.update(
-            rx_status("Planned", f"dry run: {len(p.to_run)} step(s) would run", generation, plan=planned)
-        )
+        write("Planned", f"dry run: {len(p.to_run)} step(s) would run", plan=planned)
         return
     pspec = parent.get("spec") or {}
     overrides = {
@@ -588,8 +641,10 @@ def rx_timer(**kw: Any) -> None:
         "metadata": {
             "name": child,
             "namespace": namespace,
-            "labels": {**(rx.labels or {}), LABEL_PARENT: rx.parentRun, LABEL_ROOT: root, LABEL_RX: name},
+            # Never a GitOps tool's tracking labels: the child is the operator's, owned by the Reexecution.
+            "labels": {**without_gitops(rx.labels), LABEL_PARENT: rx.parentRun, LABEL_ROOT: root, LABEL_RX: name},
             "annotations": {"cairn.dev/reexecution-mode": rx.mode},
+            "ownerReferences": [owner_reference("Reexecution", name, uid)],
         },
         "spec": {
             "jobRef": pspec.get("jobRef"),
@@ -610,4 +665,4 @@ def rx_timer(**kw: Any) -> None:
         reason="ChildRunCreated",
         message=f"created Run {child}: {len(p.to_run)} step(s) to execute, {len(execution.reused)} reused",
     )
-    patch.status.update(rx_status("Running", f"child Run {child} created", generation, childRun=child, plan=planned))
+    write("Running", f"child Run {child} created", childRun=child, plan=planned)

@@ -249,6 +249,15 @@ class Condition(Model):
     reason: str | None = None
     message: str | None = None
     lastTransitionTime: str | None = None
+    observedGeneration: int | None = Field(None, description="metadata.generation the condition was set for.")
+
+
+#: conditions as a list-map keyed by type (the API conventions'; server-side apply merges per type).
+CONDITIONS = Field(
+    None,
+    description="Ready, Reconciling, Stalled (kstatus) and, on a Run, Succeeded.",
+    json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+)
 
 
 class OutputStatus(Model):
@@ -289,7 +298,7 @@ class RunStatusModel(Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     steps: dict[str, StepStatusModel] | None = None
-    conditions: list[Condition] | None = None
+    conditions: list[Condition] | None = CONDITIONS
 
 
 class ReexecutionSpec(Model):
@@ -329,4 +338,4 @@ class ReexecutionStatusModel(Model):
     plan: PlanStatus | None = None
     message: str | None = None
     observedGeneration: int | None = None
-    conditions: list[Condition] | None = None
+    conditions: list[Condition] | None = CONDITIONS

@@ -224,14 +224,87 @@ def waiting_category(message: str | None) -> str | None:
     return head if head in (IMAGE_PULL_FAILED, CREATE_FAILED) else None
 
 
-def condition(type_: str, true: bool, reason: str, message: str, now: str) -> dict[str, Any]:
-    return {
+def condition(
+    type_: str, status: bool | str, reason: str, message: str, now: str, generation: int | None = None
+) -> dict[str, Any]:
+    """One condition as the Kubernetes API conventions have it; `status` True/False or "Unknown"."""
+    c: dict[str, Any] = {
         "type": type_,
-        "status": "True" if true else "False",
+        "status": status if isinstance(status, str) else ("True" if status else "False"),
         "reason": reason,
         "message": message,
         "lastTransitionTime": now,
     }
+    if generation is not None:
+        c["observedGeneration"] = generation
+    return c
+
+
+def keep_transitions(new: list[dict[str, Any]], old: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """`new` with each condition's lastTransitionTime taken from `old` while its status stays the same:
+    the time says when the status last changed, not when the operator last looked."""
+    before = {o.get("type"): o for o in old or ()}
+    out = []
+    for c in new:
+        o = before.get(c["type"])
+        if o is not None and o.get("status") == c["status"] and o.get("lastTransitionTime"):
+            c = {**c, "lastTransitionTime": o["lastTransitionTime"]}
+        out.append(c)
+    return out
+
+
+#: The condition types of a Run and a Reexecution (kstatus' Ready/Reconciling/Stalled; a Run adds Succeeded).
+READY, RECONCILING, STALLED, SUCCEEDED = "Ready", "Reconciling", "Stalled", "Succeeded"
+
+
+def run_conditions(
+    phase: RunPhase,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
+    old: Sequence[Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """A Run's conditions in `phase` (kstatus): in progress (Pending, Running, waiting for its Job or
+    Secret) it is Reconciling, Succeeded Unknown; succeeded it is Ready; failed, canceled or invalid it is
+    Stalled. `reason` and `message` say why (the phase, a waiting reason, InvalidJob...)."""
+    if phase is RunPhase.SUCCEEDED:
+        ready, reconciling, stalled, succeeded = "True", "False", "False", "True"
+    elif phase.finished:
+        ready, reconciling, stalled, succeeded = "False", "False", "True", "False"
+    else:
+        ready, reconciling, stalled, succeeded = "False", "True", "False", "Unknown"
+    new = [
+        condition(READY, ready, reason, message, now, generation),
+        condition(RECONCILING, reconciling, reason, message, now, generation),
+        condition(STALLED, stalled, reason, message, now, generation),
+        condition(SUCCEEDED, succeeded, reason, message, now, generation),
+    ]
+    return keep_transitions(new, old)
+
+
+#: Reexecution phases: those that are done well, and those that cannot go on by themselves.
+RX_READY = frozenset({"Planned", "Succeeded"})
+RX_STALLED = frozenset({"Failed", "Invalid"})
+
+
+def rx_conditions(
+    phase: str,
+    reason: str,
+    message: str,
+    generation: int,
+    now: str,
+    old: Sequence[Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """A Reexecution's conditions (kstatus): Ready once planned (dry run) or its child Run succeeded;
+    Stalled when the request is invalid or the child failed; Reconciling while it waits or its child runs."""
+    ready, stalled = phase in RX_READY, phase in RX_STALLED
+    new = [
+        condition(READY, ready, reason, message, now, generation),
+        condition(RECONCILING, not (ready or stalled), reason, message, now, generation),
+        condition(STALLED, stalled, reason, message, now, generation),
+    ]
+    return keep_transitions(new, old)
 
 
 def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.datetime) -> Result:
@@ -470,10 +543,7 @@ def _finish(
             RunPhase.CANCELED: "canceled by spec.cancel",
         }[phase]
         status["message"] = msg
-        status["conditions"] = [
-            condition("Succeeded", phase is RunPhase.SUCCEEDED, phase.value, msg, now_s),
-            condition("Failed", phase is RunPhase.FAILED, phase.value, msg, now_s),
-        ]
+        status["conditions"] = run_conditions(phase, phase.value, msg, run.generation, now_s, old_conditions)
         res.actions.append(Event(f"Run{phase.value}", msg, "Normal" if phase is RunPhase.SUCCEEDED else "Warning"))
     else:
         stuck = [
@@ -488,15 +558,8 @@ def _finish(
             waiting = (str(waiting_category(first)), status["message"])
         else:
             status.pop("message", None)  # e.g. a refused pod shown by an earlier cycle: over now
-            waiting = ("Running", f"{done}/{len(phases)} steps done")
-        status["conditions"] = [
-            condition("Succeeded", False, *waiting, now_s),
-            condition("Failed", False, "Running", f"{failed} step(s) failed", now_s),
-        ]
-    for c in status["conditions"]:  # the time of a transition: kept while a condition's status stays
-        before = next((o for o in old_conditions if o.get("type") == c["type"]), None)
-        if before and before.get("status") == c["status"] and before.get("lastTransitionTime"):
-            c["lastTransitionTime"] = before["lastTransitionTime"]
+            waiting = (phase.value, f"{done}/{len(phases)} steps done")
+        status["conditions"] = run_conditions(phase, *waiting, run.generation, now_s, old_conditions)
     res.status = status
     _gc(run, graph, pods, steps, res)
     return res

@@ -32,6 +32,10 @@ LABEL_ROOT = "cairn.dev/root-run"
 LABEL_RX = "cairn.dev/reexecution"
 LABEL_RETRY = "cairn.dev/retry"
 STEP_PROTOCOL = 1
+#: Labels and annotations by which GitOps tools (Argo CD, Flux) track what they applied: never copied
+#: onto an object the operator makes, or the tool would take it for its own (and prune or diff it).
+GITOPS_KEYS = frozenset({"app.kubernetes.io/instance"})
+GITOPS_PREFIXES = ("argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")
 #: The ServiceAccount step pods run as, unless a podTemplate names one (CAIRN_STEP_SERVICE_ACCOUNT).
 STEP_SERVICE_ACCOUNT = "cairn-step"
 STEP_UID = 65532
@@ -49,6 +53,23 @@ CONTAINER_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabi
 def _dns(part: str, n: int) -> str:
     part = re.sub(r"[^a-z0-9-]", "-", part.lower())[:n].strip("-")
     return part or "x"
+
+
+def without_gitops(meta: Mapping[str, str] | None) -> dict[str, str]:
+    """Labels or annotations without the GitOps tools' tracking keys (GITOPS_KEYS, GITOPS_PREFIXES)."""
+    return {k: v for k, v in (meta or {}).items() if k not in GITOPS_KEYS and not k.startswith(GITOPS_PREFIXES)}
+
+
+def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    """The controller owner reference to one of cairn's objects: deleting the owner deletes the object."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def pod_name(run: str, run_uid: str, step: str, attempt: int) -> str:
@@ -213,16 +234,7 @@ def step_pod(
             LABEL_ATTEMPT: str(attempt),
             "app.kubernetes.io/managed-by": "cairn",
         },
-        "ownerReferences": [
-            {
-                "apiVersion": API_VERSION,
-                "kind": "Run",
-                "name": run,
-                "uid": run_uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
+        "ownerReferences": [owner_reference("Run", run, run_uid)],
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",

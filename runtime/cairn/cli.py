@@ -11,9 +11,11 @@ from pathlib import Path
 def _dev_build(args: argparse.Namespace) -> int:
     from cairn.dev.helmbuild import HelmBuilder
     from cairn.dev.k8sbuild import Builder
+    from cairn.dev.kstatusbuild import KstatusBuilder
 
     Builder(version=args.version, cache=args.cache).build(force=args.force)
     HelmBuilder(cache=args.cache).build(force=args.force)  # helm renders and lints charts/cairn
+    KstatusBuilder(cache=args.cache).build(force=args.force)  # kstatus reads Runs as Flux and kpt do
     return 0
 
 
@@ -102,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="a real local control plane without Docker")
     dsub = dev.add_subparsers(dest="dev_command", required=True)
 
-    b = dsub.add_parser("build", help=f"build the Kubernetes {K8S_VERSION} binaries from Go modules (cached)")
+    b = dsub.add_parser(
+        "build",
+        help=f"build Kubernetes {K8S_VERSION} (kubelet included), helm and kstatus from Go modules (cached)",
+    )
     b.add_argument("--version", default=K8S_VERSION, help="Kubernetes release (default: %(default)s)")
     b.add_argument("--cache", type=Path, default=None, help="cache directory (default: ~/.cache/cairn)")
     b.add_argument("--force", action="store_true", help="rebuild even when cached binaries exist")

@@ -127,8 +127,10 @@ spec:
     assert "fix the op's image" in message
     assert status["phase"] == "Running" and status["steps"][STEP]["phase"] == "Running", status
     assert status["message"] == f"step {STEP} cannot start: {message}"
-    succeeded = {c["type"]: c for c in status["conditions"]}["Succeeded"]
-    assert (succeeded["status"], succeeded["reason"]) == ("False", "ImagePullFailed"), succeeded
+    conditions = {c["type"]: c for c in status["conditions"]}
+    # Still in progress (kstatus: InProgress): it goes on once the image is there.
+    assert (conditions["Succeeded"]["status"], conditions["Succeeded"]["reason"]) == ("Unknown", "ImagePullFailed")
+    assert (conditions["Reconciling"]["status"], conditions["Stalled"]["status"]) == ("True", "False"), conditions
 
     pod = kube.json("get", "pods", "-n", NS, "-l", f"cairn.dev/run={RUN}")["items"][0]
     assert pod["status"]["phase"] == "Pending"

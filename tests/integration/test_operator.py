@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,14 @@ def test_the_seed_samples_fail_and_succeed_with_outputs_in_s3(
     bad = wait_phase(kube, ns, "unreliable-fails", "Succeeded", "Failed")
     assert ok["status"]["phase"] == "Succeeded", ok["status"]
     assert ok["status"]["progress"] == "3/3" and ok["status"]["failedSteps"] == 0
-    assert {c["type"]: c["status"] for c in ok["status"]["conditions"]} == {"Succeeded": "True", "Failed": "False"}
+    assert {c["type"]: c["status"] for c in ok["status"]["conditions"]} == {
+        "Ready": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
+        "Succeeded": "True",
+    }
+    assert ok["status"]["observedGeneration"] == ok["metadata"]["generation"]
+    assert {c["observedGeneration"] for c in ok["status"]["conditions"]} == {ok["metadata"]["generation"]}
     assert ok["status"]["jobSnapshot"]["python"]["job"] == "cairn.examples.unreliable:unreliable_job"
     assert ok["metadata"]["labels"]["cairn.dev/job"] == "unreliable"
     for step in ("start", "unreliable", "end"):
@@ -91,7 +99,14 @@ def test_the_seed_samples_fail_and_succeed_with_outputs_in_s3(
         "NotExecuted",
     )
     assert steps["unreliable"]["message"] == "Exception: blah" and steps["unreliable"]["exitCode"] == 1
-    assert {c["type"]: c["status"] for c in bad["status"]["conditions"]} == {"Succeeded": "False", "Failed": "True"}
+    conds = {c["type"]: c for c in bad["status"]["conditions"]}
+    assert {t: c["status"] for t, c in conds.items()} == {
+        "Ready": "False",
+        "Reconciling": "False",
+        "Stalled": "True",
+        "Succeeded": "False",
+    }
+    assert conds["Stalled"]["reason"] == "Failed" and conds["Stalled"]["message"] == bad["status"]["message"]
 
     pods = core.list_namespaced_pod(ns, label_selector="cairn.dev/run=unreliable-fails").items
     assert sorted(p.metadata.labels["cairn.dev/step"] for p in pods) == ["start", "unreliable"]
@@ -217,13 +232,69 @@ def test_cancel_deletes_running_pods_and_ends_canceled(cairn_operator: Any, kube
     eventually(slow_pod_gone, timeout=60, what="the slow step's pod to be deleted")
 
 
-def test_invalid_jobs_fail_the_run_with_a_clear_message(cairn_operator: Any, kube: Any, ns: str) -> None:
-    apply(kube, ns, run_of("no-such-job", "orphan"))
-    run = wait_phase(kube, ns, "orphan", "Failed", timeout=30)
-    cond = {c["type"]: c for c in run["status"]["conditions"]}["Failed"]
-    assert cond["status"] == "True" and cond["reason"] == "InvalidJob"
-    assert "Job 'no-such-job' not found" in cond["message"] and "spec.jobRef.name" in cond["message"]
+def conditions(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in (run.get("status") or {}).get("conditions") or []}
 
+
+def waiting_for(kube: Any, ns: str, name: str, reason: str) -> dict[str, Any]:
+    """The Run once it says it waits (Pending, Reconciling with `reason`)."""
+
+    def done() -> dict[str, Any] | None:
+        run = get_run(kube, ns, name)
+        c = conditions(run).get("Reconciling") or {}
+        return run if (c.get("status"), c.get("reason")) == ("True", reason) else None
+
+    run = eventually(done, timeout=30, interval=0.5, what=f"run {name} to wait with reason {reason}")
+    assert run["status"]["phase"] == "Pending" and "jobSnapshot" not in run["status"]
+    assert {t: c["status"] for t, c in conditions(run).items()} == {
+        "Ready": "False",
+        "Reconciling": "True",
+        "Stalled": "False",
+        "Succeeded": "Unknown",
+    }
+    return run
+
+
+def events_of(core: Any, ns: str, name: str, reason: str) -> list[Any]:
+    events = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
+    return [e for e in events if e.reason == reason]
+
+
+def test_a_run_applied_before_its_job_waits_and_starts_when_the_job_appears(
+    cairn_operator: Any, kube: Any, core: Any, ns: str
+) -> None:
+    apply(kube, ns, sample("run-unreliable-succeeds.yaml"))
+    run = waiting_for(kube, ns, "unreliable-succeeds", "JobNotFound")
+    assert "waiting for Job 'unreliable'" in run["status"]["message"] and ns in run["status"]["message"]
+    time.sleep(3)  # several cycles: still one Event, the status unchanged
+    assert get_run(kube, ns, "unreliable-succeeds")["metadata"]["resourceVersion"] == run["metadata"]["resourceVersion"]
+    [event] = eventually(
+        lambda: events_of(core, ns, "unreliable-succeeds", "JobNotFound"), timeout=10, what="JobNotFound event"
+    )
+    assert event.type == "Warning" and (event.count or 1) == 1
+    apply(kube, ns, sample("job-unreliable.yaml"))  # the Job's watch event wakes the Run
+    done = wait_phase(kube, ns, "unreliable-succeeds", "Succeeded", "Failed")
+    assert done["status"]["phase"] == "Succeeded" and done["status"]["message"] == "all 3 steps done"
+    assert conditions(done)["Ready"]["status"] == "True"
+
+
+def test_a_run_applied_before_its_secret_waits_and_starts_when_the_secret_appears(
+    cairn_operator: Any, kube: Any, core: Any, namespace: str
+) -> None:
+    apply(kube, namespace, sample("job-unreliable.yaml"))
+    apply(kube, namespace, sample("run-unreliable-succeeds.yaml"))
+    run = waiting_for(kube, namespace, "unreliable-succeeds", "SecretNotFound")
+    assert "waiting for Secret 'cairn-s3'" in run["status"]["message"]
+    src = core.read_namespaced_secret("cairn-s3", "default")
+    core.create_namespaced_secret(
+        namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="cairn-s3"), data=src.data)
+    )
+    done = wait_phase(kube, namespace, "unreliable-succeeds", "Succeeded", "Failed")
+    assert done["status"]["phase"] == "Succeeded"
+    assert len(events_of(core, namespace, "unreliable-succeeds", "SecretNotFound")) == 1
+
+
+def test_an_invalid_graph_fails_the_run_with_a_clear_message(cairn_operator: Any, kube: Any, ns: str) -> None:
     cyclic = copy.deepcopy(SLOW_JOB)
     cyclic["metadata"]["name"] = "cyclic"
     cyclic["spec"]["ops"][0]["inputs"] = {"x": "end"}
@@ -231,14 +302,10 @@ def test_invalid_jobs_fail_the_run_with_a_clear_message(cairn_operator: Any, kub
     apply(kube, ns, run_of("cyclic", "loop"))
     run = wait_phase(kube, ns, "loop", "Failed", timeout=30)
     assert "form a dependency cycle" in run["status"]["message"]
-
-    nosecret = copy.deepcopy(SLOW_JOB)
-    nosecret["metadata"]["name"] = "nosecret"
-    nosecret["spec"]["storage"]["secretRef"]["name"] = "missing-secret"
-    apply(kube, ns, nosecret)
-    apply(kube, ns, run_of("nosecret", "nokeys"))
-    run = wait_phase(kube, ns, "nokeys", "Failed", timeout=30)
-    assert "Secret 'missing-secret'" in run["status"]["message"]
+    stalled = conditions(run)["Stalled"]
+    assert (stalled["status"], stalled["reason"]) == ("True", "InvalidJob")
+    assert stalled["message"] == run["status"]["message"]
+    assert conditions(run)["Succeeded"]["status"] == "False"
 
 
 def test_schema_and_cel_refuse_bad_manifests_at_apply(cairn_operator: Any, kube: Any, ns: str) -> None:

@@ -100,7 +100,7 @@ def test_graph_errors_fail_their_runs_while_a_good_run_goes_on(cairn_operator: A
         apply(kube, ns, run_of(f"bad-{i}", f"bad-run-{i}"))
     for i, (_, message) in enumerate(GRAPH_ERRORS):
         run = wait_phase(kube, ns, f"bad-run-{i}", "Failed", "Succeeded", timeout=60)
-        cond = {c["type"]: c for c in run["status"]["conditions"]}["Failed"]
+        cond = {c["type"]: c for c in run["status"]["conditions"]}["Stalled"]
         assert (cond["status"], cond["reason"]) == ("True", "InvalidJob")
         assert message in run["status"]["message"]
     good = wait_phase(kube, ns, "unreliable-succeeds", "Succeeded", "Failed", timeout=90)

@@ -105,7 +105,6 @@ def test_dry_run_plans_without_a_child(kube: Any, ns: str, failed_parent: dict[s
             "No qualified steps to execute found for step_selection=['un*reliable']",
         ),
         ({"parentRun": "other-ns/unreliable-fails"}, "names another namespace"),
-        ({"parentRun": "ghost"}, "Run 'ghost' not found in namespace"),
     ],
 )
 def test_invalid_requests_say_what_is_wrong(
@@ -116,6 +115,41 @@ def test_invalid_requests_say_what_is_wrong(
     create_rx(kube, ns, doc)
     bad = rx_phase(kube, ns, "bad", "Invalid", "Failed", timeout=30)
     assert bad["status"]["phase"] == "Invalid" and message in bad["status"]["message"]
+    stalled = {c["type"]: c for c in bad["status"]["conditions"]}["Stalled"]
+    assert (stalled["status"], stalled["reason"], stalled["message"]) == ("True", "Invalid", bad["status"]["message"])
+
+
+def test_a_reexecution_applied_before_its_parent_waits_then_makes_its_child(
+    cairn_operator: Any, kube: Any, core: Any, ns: str
+) -> None:
+    create_rx(kube, ns, rx("early", "unreliable-fails", overrides=PASS))
+
+    def waiting() -> dict[str, Any] | None:
+        obj: dict[str, Any] = co(kube).get_namespaced_custom_object(G, V, ns, "reexecutions", "early")
+        conds = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+        return obj if (conds.get("Reconciling") or {}).get("reason") == "ParentNotFound" else None
+
+    early = eventually(waiting, timeout=30, interval=0.5, what="the Reexecution to wait for its parent")
+    assert early["status"]["phase"] == "Pending" and "Run 'unreliable-fails'" in early["status"]["message"]
+    assert early["status"]["observedGeneration"] == early["metadata"]["generation"]
+    assert {c["type"]: c["status"] for c in early["status"]["conditions"]} == {
+        "Ready": "False",
+        "Reconciling": "True",
+        "Stalled": "False",
+    }
+    apply(kube, ns, sample("run-unreliable-fails.yaml"))  # the parent, before its Job even
+    apply(kube, ns, sample("job-unreliable.yaml"))
+    done = rx_phase(kube, ns, "early", "Succeeded", "Failed", "Invalid", timeout=120)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert {c["type"]: c["status"] for c in done["status"]["conditions"]} == {
+        "Ready": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
+    }
+    child = get_run(kube, ns, done["status"]["childRun"])
+    assert child["metadata"]["labels"]["cairn.dev/parent-run"] == "unreliable-fails"
+    events = core.list_namespaced_event(ns, field_selector="involvedObject.name=early").items
+    assert [e.reason for e in events if e.reason == "ParentNotFound"] == ["ParentNotFound"]  # said once
 
 
 def test_missing_outputs_fail_or_rerun_their_producer(

@@ -105,8 +105,10 @@ def test_a_pod_refused_by_admission_is_shown_on_the_run_and_retried(
     )
     assert run["status"]["phase"] == "Pending" and "steps" not in run["status"]  # no step was started
     assert {c["type"]: (c["status"], c["reason"], c["message"]) for c in run["status"]["conditions"]} == {
-        "Succeeded": ("False", "FailedCreate", message),
-        "Failed": ("False", "FailedCreate", message),
+        "Ready": ("False", "FailedCreate", message),
+        "Reconciling": ("True", "FailedCreate", message),  # retried every cycle: not stalled
+        "Stalled": ("False", "FailedCreate", message),
+        "Succeeded": ("Unknown", "FailedCreate", message),
     }
     assert core.list_namespaced_pod(ns, label_selector="cairn.dev/run=root-run").items == []
     good = wait_phase(kube, ns, "unreliable-succeeds", "Succeeded", "Failed")

@@ -11,6 +11,7 @@ import pytest
 from cairn.dev import helmbuild
 from cairn.dev.helmbuild import HelmBuilder, find_helm, helm_layout, kube_version, ldflags
 from cairn.dev.k8sbuild import Builder, BuildError
+from cairn.dev.kstatusbuild import CLI_UTILS_VERSION, KstatusBuilder
 from cairn.dev.versions import HELM_VERSION
 
 HELM_GOMOD = """module helm.sh/helm/v3
@@ -202,13 +203,19 @@ def test_cairn_dev_build_builds_helm_after_kubernetes_with_force_for_both(
     def helm_build(self: HelmBuilder, force: bool = False) -> None:
         done.append(("helm", self.version, force))
 
+    def kstatus_build(self: KstatusBuilder, force: bool = False) -> None:
+        done.append(("kstatus", self.version, force))
+
     monkeypatch.setattr(Builder, "build", k8s_build)
     monkeypatch.setattr(HelmBuilder, "build", helm_build)
+    monkeypatch.setattr(KstatusBuilder, "build", kstatus_build)
     assert main(["dev", "build", "--cache", str(tmp_path)]) == 0
     assert main(["dev", "build", "--cache", str(tmp_path), "--force", "--version", "v1.34.5"]) == 0
     assert done == [
         ("kubernetes", "v1.34.4", False),
         ("helm", HELM_VERSION, False),
+        ("kstatus", CLI_UTILS_VERSION, False),
         ("kubernetes", "v1.34.5", True),
         ("helm", HELM_VERSION, True),
+        ("kstatus", CLI_UTILS_VERSION, True),
     ]

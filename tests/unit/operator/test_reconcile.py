@@ -129,7 +129,7 @@ def test_the_whole_run_succeeds() -> None:
     status, _ = run_to(job(), {s: [ok] for s in ("start", "left", "right", "end")})
     assert status["phase"] == "Succeeded" and status["progress"] == "4/4" and status["failedSteps"] == 0
     conds = {c["type"]: c["status"] for c in status["conditions"]}
-    assert conds == {"Succeeded": "True", "Failed": "False"}
+    assert conds == {"Ready": "True", "Reconciling": "False", "Stalled": "False", "Succeeded": "True"}
 
 
 def test_a_failure_stops_downstream_but_independent_branches_finish() -> None:
@@ -464,15 +464,17 @@ def test_a_container_that_cannot_start_is_named_once_and_the_step_keeps_waiting(
         conds = {c["type"]: c for c in res.status["conditions"]}
         if pieces is None:
             assert "message" not in st and "message" not in res.status
-            assert conds["Succeeded"]["reason"] == "Running"
+            assert conds["Reconciling"]["reason"] == "Running" and conds["Reconciling"]["status"] == "True"
         else:
             for piece in pieces:
                 assert piece in st["message"], (i, piece, st["message"])
-            # The Run says which step is stuck, in its message and its Succeeded condition.
+            # The Run says which step is stuck, in its message and its Reconciling condition (not Stalled:
+            # the image may be loaded later).
             assert res.status["message"] == f"step start cannot start: {st['message']}"
-            assert conds["Succeeded"]["status"] == "False"
-            assert conds["Succeeded"]["reason"] == st["message"].split(":")[0]
-            assert conds["Succeeded"]["message"] == res.status["message"]
+            assert conds["Reconciling"]["status"] == "True" and conds["Stalled"]["status"] == "False"
+            assert conds["Succeeded"]["status"] == "Unknown"
+            assert conds["Reconciling"]["reason"] == st["message"].split(":")[0]
+            assert conds["Reconciling"]["message"] == res.status["message"]
         for a in res.actions:
             if isinstance(a, Event) and a.type == "Warning":
                 assert a.message == f"step start (pod r-start-1): {st['message']}"
