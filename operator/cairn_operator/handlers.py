@@ -1,7 +1,20 @@
 """kopf handlers: thin. Each Run is reconciled every second until it finishes (level-triggered: the
 same cycle after a create, a restart or a missed event gives the same result). Decisions are made by
 `cairn_operator.reconcile.reconcile`; this module gathers what it needs, carries out its actions and
-writes the status once per cycle through kopf's `patch`.
+writes the status once per cycle.
+
+Persist, then destroy: a cycle writes the Run's status before it deletes anything, and a pod is only
+deleted once its result is in the status the cycle OBSERVED (`reconcile.collectable`). What follows a
+Run's end (podGC, its parent's protection released, an automatic retry) is derived from its finished
+status by `finish_up`, until `status.settled` says it is done: a crash between any two writes loses
+nothing and does nothing twice.
+
+Test hook (fault injection, for the crash-window tests only): `CAIRN_FAULT=POINT[,POINT...]` makes the
+process exit at once (`os._exit(137)`, as a SIGKILL or an OOM kill would) the first time it reaches
+POINT, optionally only for Runs in namespace `CAIRN_FAULT_NAMESPACE`. Points:
+`exit-after:status-write` (after a cycle wrote a Run's status), `exit-before:pod-delete` (before a
+podGC deletion), `exit-after:run-failed` (after the write that made a Run Failed, before its automatic
+retry). Never set in production.
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ import copy
 import datetime as dt
 import hashlib
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -30,10 +44,12 @@ from cairn_operator.reconcile import (
     CreatePod,
     DeletePod,
     Event,
+    PodObs,
     RunInput,
     RunPhase,
     SaveLog,
     StepPhase,
+    collectable,
     reconcile,
     run_conditions,
     rx_conditions,
@@ -61,6 +77,17 @@ MAX_PODS = int(os.environ.get("CAIRN_MAX_PODS", "100"))
 #: The ServiceAccount step pods run as when their podTemplate names none; made in each namespace on use.
 STEP_ACCOUNT = os.environ.get("CAIRN_STEP_SERVICE_ACCOUNT") or STEP_SERVICE_ACCOUNT
 FINISHED = {p.value for p in RunPhase if p.finished}
+#: The fault-injection test hook (see the module docstring).
+FAULTS = frozenset(f.strip() for f in os.environ.get("CAIRN_FAULT", "").split(",") if f.strip())
+FAULT_NAMESPACE = os.environ.get("CAIRN_FAULT_NAMESPACE") or None
+
+
+def fault(point: str, namespace: str) -> None:
+    """The test hook: exit now, with no cleanup at all, when CAIRN_FAULT names `point`."""
+    if point in FAULTS and FAULT_NAMESPACE in (None, namespace):
+        sys.stderr.write(f"cairn-operator: CAIRN_FAULT {point} in namespace {namespace}: exiting\n")
+        sys.stderr.flush()
+        os._exit(137)
 
 
 @kopf.on.probe(id="runs")
@@ -85,7 +112,8 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     out: dict[str, Any] = {}
     for k, v in new.items():
         if isinstance(v, Mapping) and isinstance(old.get(k), Mapping):
-            out[k] = merge_patch(old[k], v)
+            if sub := merge_patch(old[k], v):  # an unchanged mapping adds nothing (an empty patch is no write)
+                out[k] = sub
         elif old.get(k) != v:
             out[k] = v
     for k in old:
@@ -169,6 +197,11 @@ def not_finished(status: Mapping[str, Any], **_: Any) -> bool:
     return (status or {}).get("phase") not in FINISHED
 
 
+def not_settled(status: Mapping[str, Any], **_: Any) -> bool:
+    """Live, or finished but its follow-ups (`finish_up`) not done yet: it needs its daemon."""
+    return not_finished(status) or not (status or {}).get("settled")
+
+
 #: Per live Run, the event that wakes its daemon: set by watch events of its pods and of itself.
 WAKERS: dict[tuple[str, str], asyncio.Event] = {}
 RESYNC = 1.0  # seconds between reconciles when nothing happens (the level-triggered safety net)
@@ -176,8 +209,79 @@ RESYNC = 1.0  # seconds between reconciles when nothing happens (the level-trigg
 WAIT_RESYNC = float(os.environ.get("CAIRN_WAIT_RESYNC", "5"))
 #: (namespace, Job name) -> the Runs waiting for that Job to be created.
 WAITING_FOR_JOB: dict[tuple[str, str], set[str]] = {}
-#: Step pods not finished yet, cluster-wide, kept from the pod watch (for the operator-wide limit).
-ACTIVE_PODS: set[str] = set()
+
+
+class PodSlots:
+    """The operator-wide limit on unfinished step pods (CAIRN_MAX_PODS), shared by the cycle threads.
+
+    A pod counts from the moment a cycle reserves its slot, before it is created, until the watch says
+    it finished or went: `reserve` hands out free slots under a lock, `hold` names the ones a cycle
+    uses and gives the rest back, `release` gives one back when its pod was not created, and `seen` is
+    the watch's word on a pod (its reservation then counts as the pod itself). So the cycles, however
+    many run at once, never together exceed the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._active: set[str] = set()  # namespace/name of pods the watch saw unfinished
+        self._held: set[str] = set()  # namespace/name of pods reserved, not seen by the watch yet
+        self._anonymous = 0  # reserved by a cycle that has not decided yet
+
+    def used(self) -> int:
+        with self._lock:
+            return len(self._active | self._held) + self._anonymous
+
+    def reserve(self, wanted: int) -> Reservation:
+        """Up to `wanted` slots, taken now; `Reservation.hold` (or leaving its `with`) gives back the rest."""
+        with self._lock:
+            free = max(0, self.limit - len(self._active | self._held) - self._anonymous)
+            granted = min(max(0, wanted), free)
+            self._anonymous += granted
+        return Reservation(self, granted)
+
+    def _hold(self, granted: int, pods: list[str]) -> None:
+        with self._lock:
+            self._anonymous -= granted
+            self._held.update(pods)
+
+    def release(self, pod: str) -> None:
+        """A held pod was not created (refused, failed) or existed already (the watch counts it)."""
+        with self._lock:
+            self._held.discard(pod)
+
+    def seen(self, pod: str, active: bool) -> None:
+        """The watch saw `pod`: unfinished (it counts) or finished/deleted (its slot is free)."""
+        with self._lock:
+            self._held.discard(pod)
+            if active:
+                self._active.add(pod)
+            else:
+                self._active.discard(pod)
+
+
+class Reservation:
+    """Slots one cycle reserved: `granted` of them until it names the pods it creates."""
+
+    def __init__(self, slots: PodSlots, granted: int) -> None:
+        self.slots, self.granted, self._open = slots, granted, True
+
+    def hold(self, pods: list[str]) -> None:
+        """Keep the slots of `pods` (at most `granted`: the pods about to be created), give back the rest."""
+        if len(pods) > self.granted:
+            raise ValueError(f"{len(pods)} pods to create with {self.granted} slot(s) reserved")
+        if self._open:
+            self._open = False
+            self.slots._hold(self.granted, pods)
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.hold([])  # nothing created (or held already): every slot back
+
+
+#: Step pods not finished yet, cluster-wide, kept from the pod watch and the cycles' reservations.
+SLOTS = PodSlots(MAX_PODS)
 #: Reconcile cycles run here: a few threads serve any number of live Runs (whose daemons are coroutines).
 CYCLES = ThreadPoolExecutor(max_workers=int(os.environ.get("CAIRN_WORKERS", "8")), thread_name_prefix="cairn-sync")
 #: Creates the pods of one cycle concurrently (a fan-out creates hundreds at once).
@@ -209,18 +313,36 @@ async def pod_changed(
     type: str | None, body: Mapping[str, Any], labels: Mapping[str, str], namespace: str | None, **_: Any
 ) -> None:
     """A step pod changed: count it, and reconcile its Run now rather than at the next resync."""
-    uid = body.get("metadata", {}).get("uid", "")
     phase = (body.get("status") or {}).get("phase")
-    if type == "DELETED" or phase in ("Succeeded", "Failed"):
-        ACTIVE_PODS.discard(uid)
-    else:
-        ACTIVE_PODS.add(uid)
+    key = f"{namespace}/{body.get('metadata', {}).get('name', '')}"
+    SLOTS.seen(key, active=not (type == "DELETED" or phase in ("Succeeded", "Failed")))
     _wake(namespace, labels.get(LABEL_RUN))
 
 
 @kopf.on.event(GROUP, VERSION, "runs")
-async def run_changed(name: str | None, namespace: str | None, **_: Any) -> None:
+async def run_changed(
+    type: str | None, name: str | None, namespace: str | None, body: Mapping[str, Any], **_: Any
+) -> None:
+    """A Run changed: wake its daemon. A child Run gone (deleted mid-run, say) and any event of a
+    protected parent (deleted since, or seen again at a start) re-check the parent's protection."""
     _wake(namespace, name)
+    meta = body.get("metadata") or {}
+    parent = (meta.get("labels") or {}).get(LABEL_PARENT)
+    checks: list[tuple[str, str | None]] = []
+    if type == "DELETED" and parent:
+        checks.append((parent, name))
+    if type != "DELETED" and PROTECT in (meta.get("finalizers") or []):
+        checks.append((name or "", None))
+    loop = asyncio.get_running_loop()
+    for run, leaving in checks:
+        context = contextvars.copy_context()
+        await loop.run_in_executor(CYCLES, context.run, release_parent, namespace or "", run, leaving)
+
+
+@kopf.timer(GROUP, VERSION, "runs", interval=30.0, when=lambda meta, **_: PROTECT in (meta.get("finalizers") or []))
+def protected_check(namespace: str | None, name: str, **_: Any) -> None:
+    """The level-triggered safety net of a parent's protection: released once no live child remains."""
+    release_parent(namespace or "", name)
 
 
 @kopf.on.event(GROUP, VERSION, "jobs")
@@ -238,12 +360,15 @@ def cycle(namespace: str, name: str) -> float | None:
     """One reconcile of a Run, in a worker thread; None once the Run is finished (or gone), else the
     seconds until the next one unless something wakes it."""
     body = kube.get_run(namespace, name)
-    if body is None or (body.get("status") or {}).get("phase") in FINISHED:
+    if body is None or not not_settled(body.get("status") or {}):
+        return None
+    if (body.get("status") or {}).get("phase") in FINISHED:
+        finish_up(body)
         return None
     return sync_run(body)
 
 
-@kopf.daemon(GROUP, VERSION, "runs", when=not_finished, cancellation_timeout=10.0)
+@kopf.daemon(GROUP, VERSION, "runs", when=not_settled, cancellation_timeout=10.0)
 async def run_daemon(**kw: Any) -> None:
     """One per live Run: reconcile on every change of the Run or its pods, and every RESYNC seconds."""
     name, namespace, stopped, logger = kw["name"], kw["namespace"], kw["stopped"], kw["logger"]
@@ -273,7 +398,7 @@ def sync_run(body: Mapping[str, Any]) -> float:
     """One reconcile cycle of a Run: read what is, decide, act, write the status once (only if it
     changed). Returns the seconds until the next cycle unless something wakes the Run."""
     meta, spec = body["metadata"], body.get("spec") or {}
-    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    name, namespace = meta["name"], meta["namespace"]
     # A deep copy: the status patch is computed as a diff against what the API server holds.
     status: dict[str, Any] = copy.deepcopy(dict(body.get("status") or {}))
     generation = int(meta.get("generation") or 1)
@@ -314,15 +439,34 @@ def sync_run(body: Mapping[str, Any]) -> float:
     live = [st for st in graph.order if st not in known or not StepPhase(known[st]["phase"]).terminal]
     gc = run_spec.podGC is not None and run_spec.podGC.strategy != "Never"
     pods = kube.list_step_pods(namespace, name, None if gc or len(live) == len(graph.order) else live)
+    max_parallel = run_spec.maxParallel or job_spec.maxParallel
+    # The operator-wide pod slots this cycle may use, taken atomically (other cycles run at once).
+    with SLOTS.reserve(min(len(live), max_parallel)) as slots:
+        return _sync(body, status, run_spec, job_spec, graph, pods, max_parallel, slots)
+
+
+def _sync(
+    body: Mapping[str, Any],
+    status: dict[str, Any],
+    run_spec: RunSpec,
+    job_spec: JobSpec,
+    graph: OpGraph,
+    pods: list[PodObs],
+    max_parallel: int,
+    slots: Reservation,
+) -> float:
+    meta = body["metadata"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    generation = int(meta.get("generation") or 1)
     run = RunInput(
         name=name,
         uid=uid,
         generation=generation,
         status=status,
-        max_parallel=run_spec.maxParallel or job_spec.maxParallel,
+        max_parallel=max_parallel,
         cancel=run_spec.cancel,
         pod_gc=(run_spec.podGC.strategy if run_spec.podGC else "Never"),
-        slots=max(0, MAX_PODS - len(ACTIVE_PODS)),
+        slots=slots.granted,
         execution=run_spec.execution,
     )
     result = reconcile(run, graph, pods, dt.datetime.now(dt.UTC))
@@ -346,12 +490,29 @@ def sync_run(body: Mapping[str, Any]) -> float:
         for a in result.actions
         if isinstance(a, CreatePod)
     ]
+    keys = [f"{namespace}/{c['metadata']['name']}" for c in creates]
+    slots.hold(keys)
+
+    def create(pod: dict[str, Any]) -> None:
+        key = f"{namespace}/{pod['metadata']['name']}"
+        try:
+            if not kube.create_pod(pod):
+                SLOTS.release(key)  # it existed: the watch counts it
+        except BaseException:
+            SLOTS.release(key)
+            raise
+
     try:
-        ensure_step_accounts(creates)
+        try:
+            ensure_step_accounts(creates)
+        except BaseException:
+            for key in keys:
+                SLOTS.release(key)
+            raise
         if len(creates) == 1:
-            kube.create_pod(creates[0])
+            create(creates[0])
         elif creates:
-            list(CREATORS.map(kube.create_pod, creates))
+            list(CREATORS.map(create, creates))
     except kube.Refused as exc:
         # RBAC or admission said no: shown in the Run's status and, once per distinct refusal, as a
         # Warning Event; this cycle's decisions are dropped and every next cycle tries again.
@@ -368,15 +529,19 @@ def sync_run(body: Mapping[str, Any]) -> float:
             )
         raise
     for action in result.actions:
-        if isinstance(action, DeletePod):
-            kube.delete_pod(namespace, action.name)
-        elif isinstance(action, SaveLog):
+        if isinstance(action, SaveLog):
             save_log(namespace, name, uid, job_spec, action, steps)
-    kube.patch_run_status(namespace, name, merge_patch(dict(body.get("status") or {}), result.status))
-    if result.status.get("phase") in FINISHED and run_spec.execution is not None:
-        release_ancestors(namespace, body)
-    if result.status.get("phase") == "Failed" and run_spec.retryPolicy and run_spec.retryPolicy.maxRetries:
-        retry_failed_run(namespace, name, meta, run_spec)
+    # Persist, then destroy: the status first; deletions only after it is written (and podGC only
+    # deletes pods whose result the status already held when this cycle read it).
+    observed = dict(body.get("status") or {})
+    kube.patch_run_status(namespace, name, merge_patch(observed, result.status))
+    fault("exit-after:status-write", namespace)
+    if result.status.get("phase") == RunPhase.FAILED.value and observed.get("phase") != RunPhase.FAILED.value:
+        fault("exit-after:run-failed", namespace)
+    for action in result.actions:
+        if isinstance(action, DeletePod):
+            fault("exit-before:pod-delete", namespace)
+            kube.delete_pod(namespace, action.name)
     for action in result.actions:
         if isinstance(action, Event):
             kopf.event(
@@ -386,6 +551,34 @@ def sync_run(body: Mapping[str, Any]) -> float:
                 message=action.message,
             )
     return RESYNC
+
+
+def finish_up(body: Mapping[str, Any]) -> None:
+    """What follows a Run's end, derived from its finished status alone (so a crash after the write that
+    finished it loses none of it, and a repeat does nothing twice): podGC of the pods whose results are
+    in the status, its parent's protection released (a child Run), its automatic retry (spec.retryPolicy,
+    a deterministic Reexecution name). Then `status.settled`, and the Run's daemon ends."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status = dict(body.get("status") or {})
+    try:
+        run_spec = RunSpec.model_validate(dict(body.get("spec") or {}))
+    except ValidationError:
+        run_spec = None
+    if run_spec is not None:
+        strategy = run_spec.podGC.strategy if run_spec.podGC else "Never"
+        for action in collectable(
+            strategy, status, kube.list_step_pods(namespace, name) if strategy != "Never" else []
+        ):
+            fault("exit-before:pod-delete", namespace)
+            kube.delete_pod(namespace, action.name)
+        if run_spec.execution is not None:
+            for parent in {(meta.get("labels") or {}).get(LABEL_PARENT)} - {None}:
+                release_parent(namespace, str(parent), leaving=name)
+        policy = run_spec.retryPolicy
+        if status.get("phase") == RunPhase.FAILED.value and status.get("jobSnapshot") and policy and policy.maxRetries:
+            retry_failed_run(namespace, name, meta, run_spec)
+    kube.patch_run_status(namespace, name, {"settled": True})
 
 
 _STORAGE: dict[tuple[str, str, str, str], Any] = {}
@@ -443,31 +636,63 @@ def protect_parent(namespace: str, parent: Mapping[str, Any]) -> None:
         kube.set_run_finalizers(namespace, meta["name"], [*finalizers, PROTECT], meta["resourceVersion"])
 
 
-def release_ancestors(namespace: str, run: Mapping[str, Any]) -> None:
-    """When a child Run finishes, a parent whose every child has finished loses the protection."""
-    for _ in range(5):  # the parent may change between read and write: read it again
+#: Conflicts (409) in a row before a release of a parent's protection gives up, saying so.
+RELEASE_TRIES = 5
+
+
+class ReleaseConflict(Exception):
+    """The parent changed under every try: the next check tries again (a Warning Event said so)."""
+
+
+def live_children(namespace: str, parent: str, leaving: str | None = None) -> list[str]:
+    """What may still read the parent's outputs: its child Runs not finished, not being deleted, not
+    `leaving` (the child finishing or gone just now), and its Reexecutions still to make their child
+    (between protecting the parent and creating the child, the child is not there yet)."""
+    runs = [
+        k["metadata"]["name"]
+        for k in kube.list_runs(namespace, f"{LABEL_PARENT}={parent}")
+        if (k.get("status") or {}).get("phase") not in FINISHED
+        and not k["metadata"].get("deletionTimestamp")
+        and k["metadata"]["name"] != leaving
+    ]
+    making = [
+        f"reexecution/{r['metadata']['name']}"
+        for r in kube.list_reexecutions(namespace, "")
+        if (r.get("spec") or {}).get("parentRun") == parent
+        and not (r.get("spec") or {}).get("dryRun")
+        and (r.get("status") or {}).get("phase") not in RX_DONE
+        and not (r.get("status") or {}).get("childRun")
+        and not r["metadata"].get("deletionTimestamp")
+    ]
+    return sorted(runs + making)
+
+
+def release_parent(namespace: str, parent: str, leaving: str | None = None) -> None:
+    """The parent's protection goes once no live child remains: checked when a child finishes, when one
+    disappears, on every event of the parent and periodically. The parent is read again on a conflict;
+    after RELEASE_TRIES conflicts a Warning Event on the parent says so and ReleaseConflict is raised
+    (the caller's next check tries again): it never gives up silently."""
+    body: dict[str, Any] | None = None
+    for _ in range(RELEASE_TRIES):
+        body = kube.get_run(namespace, parent)
+        if body is None or PROTECT not in (body["metadata"].get("finalizers") or []):
+            return
+        if live_children(namespace, parent, leaving):
+            return
+        rest = [f for f in body["metadata"]["finalizers"] if f != PROTECT]
         try:
-            _release(namespace, run)
+            kube.set_run_finalizers(namespace, parent, rest, body["metadata"]["resourceVersion"])
             return
         except Exception as exc:
             if getattr(exc, "status", None) != 409:
                 raise
-
-
-def _release(namespace: str, run: Mapping[str, Any]) -> None:
-    labels = run["metadata"].get("labels") or {}
-    for ancestor in {labels.get(LABEL_PARENT)} - {None}:
-        parent = kube.get_run(namespace, str(ancestor))
-        if parent is None or PROTECT not in (parent["metadata"].get("finalizers") or []):
-            continue
-        kids = kube.list_runs(namespace, f"{LABEL_PARENT}={ancestor}")
-        if any(
-            (k.get("status") or {}).get("phase") not in FINISHED and k["metadata"]["name"] != run["metadata"]["name"]
-            for k in kids
-        ):
-            continue
-        rest = [f for f in parent["metadata"]["finalizers"] if f != PROTECT]
-        kube.set_run_finalizers(namespace, str(ancestor), rest, parent["metadata"]["resourceVersion"])
+    message = (
+        f"could not release finalizer {PROTECT} of Run {parent}: it changed under each of {RELEASE_TRIES} "
+        "tries (409 Conflict); trying again at the next check"
+    )
+    assert body is not None
+    kopf.event(kopf.Body(body), type="Warning", reason="FinalizerReleaseConflict", message=message)  # type: ignore[arg-type]
+    raise ReleaseConflict(message)
 
 
 def retry_failed_run(namespace: str, name: str, meta: Mapping[str, Any], spec: RunSpec) -> None:
@@ -572,6 +797,9 @@ def rx_timer(**kw: Any) -> None:
         phase = (existing.get("status") or {}).get("phase") or "Pending"
         new = {"Succeeded": "Succeeded", "Failed": "Failed", "Canceled": "Failed"}.get(phase, "Running")
         write(new, f"child Run {child} is {phase}", phase, childRun=child)
+        return
+    if status.get("childRun") == child:  # it was made, and is gone: deleted (by a user, say)
+        write("Failed", f"child Run {child} was deleted", "ChildRunDeleted")
         return
     if "/" in rx.parentRun:
         write(

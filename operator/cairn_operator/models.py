@@ -299,6 +299,11 @@ class RunStatusModel(Model):
     )
     steps: dict[str, StepStatusModel] | None = None
     conditions: list[Condition] | None = CONDITIONS
+    settled: bool | None = Field(
+        None,
+        description="True once a finished Run's follow-ups are done: podGC, its parent's protection "
+        "released, its automatic retry created.",
+    )
 
 
 class ReexecutionSpec(Model):

@@ -566,12 +566,32 @@ def _finish(
 
 
 def _gc(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], steps: Mapping[str, Any], res: Result) -> None:
-    """Finished pods to delete per spec.podGC (failed pods are kept for debugging)."""
-    if run.pod_gc == "Never":
-        return
-    finished_ok = (res.status.get("phase") or "") == RunPhase.SUCCEEDED.value
+    """Finished pods to delete per spec.podGC: see `collectable` (decided on the observed status only)."""
+    res.actions.extend(collectable(run.pod_gc, run.status, pods))
+
+
+def collectable(pod_gc: str, observed: Mapping[str, Any], pods: Sequence[PodObs]) -> list[DeletePod]:
+    """Persist, then destroy: the succeeded pods spec.podGC lets go, decided on the Run's status as it was
+    OBSERVED at the start of the cycle (never the status this cycle is about to write). A pod goes only
+    once its step's result (phase Succeeded for that very attempt, its outputs) and its log's key are in
+    that status, so a crash between any two writes loses nothing: the pod is read again next cycle.
+    OnRunSuccess also waits for the observed Run to be Succeeded. Failed pods are kept for debugging."""
+    if pod_gc == "Never" or (pod_gc == "OnRunSuccess" and observed.get("phase") != RunPhase.SUCCEEDED.value):
+        return []
+    if pod_gc not in ("OnStepSuccess", "OnRunSuccess"):
+        return []
+    steps = observed.get("steps") or {}
+    out = []
     for p in pods:
+        st = steps.get(p.step) or {}
         if p.deleting or p.phase != "Succeeded":
             continue
-        if run.pod_gc == "OnStepSuccess" or (run.pod_gc == "OnRunSuccess" and finished_ok):
-            res.actions.append(DeletePod(p.name, f"podGC {run.pod_gc}"))
+        persisted = (
+            st.get("phase") == StepPhase.SUCCEEDED.value
+            and int(st.get("attempt") or 0) == p.attempt
+            and "outputs" in st
+            and str(p.attempt) in (st.get("logs") or {})
+        )
+        if persisted:
+            out.append(DeletePod(p.name, f"podGC {pod_gc}"))
+    return out

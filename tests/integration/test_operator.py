@@ -408,8 +408,11 @@ def test_the_operator_reports_liveness(cairn_operator: Any) -> None:
     import urllib.request
 
     def live() -> bool:
-        with urllib.request.urlopen(cairn_operator.liveness_url, timeout=5) as resp:
-            return bool(resp.status == 200)
+        try:
+            with urllib.request.urlopen(cairn_operator.liveness_url, timeout=5) as resp:
+                return bool(resp.status == 200)
+        except OSError:  # not listening yet
+            return False
 
     assert eventually(live, timeout=30, what="the liveness endpoint")
 

@@ -443,3 +443,37 @@ def test_a_child_created_just_before_the_operator_died_is_adopted_not_doubled(
         )
         == 1
     )
+
+
+def test_a_child_deleted_mid_run_releases_its_parent(
+    cairn_operator: Any, kube: Any, core: Any, ns: str, tmp_path: Any
+) -> None:
+    from tests.integration.test_operator import run_of, slow_job_recording
+
+    apply(kube, ns, slow_job_recording(tmp_path, sleep=120))
+    apply(kube, ns, run_of("slow", "p3"))
+    eventually(lambda: (tmp_path / "started").exists(), timeout=60, what="the slow step to start")
+    pod = core.list_namespaced_pod(ns, label_selector="cairn.dev/run=p3,cairn.dev/step=slow").items[0]
+    core.delete_namespaced_pod(pod.metadata.name, ns)  # interrupted: the parent fails
+    wait_phase(kube, ns, "p3", "Failed", timeout=60)
+    (tmp_path / "started").unlink()
+    create_rx(kube, ns, rx("again-3", "p3"))
+    child = rx_phase(kube, ns, "again-3", "Running", "Failed", "Succeeded")["status"]["childRun"]
+    eventually(lambda: (tmp_path / "started").exists(), timeout=60, what="the child's slow step to start")
+    assert "cairn.dev/children" in get_run(kube, ns, "p3")["metadata"]["finalizers"]
+    co(kube).delete_namespaced_custom_object(G, V, ns, "runs", child)  # mid-run
+    eventually(
+        lambda: "cairn.dev/children" not in (get_run(kube, ns, "p3")["metadata"].get("finalizers") or []),
+        timeout=30,
+        what="the parent's protection to go with its only child",
+    )
+    gone = rx_phase(kube, ns, "again-3", "Failed", timeout=30)
+    assert gone["status"]["message"] == f"child Run {child} was deleted"
+    co(kube).delete_namespaced_custom_object(G, V, ns, "runs", "p3")
+
+    def parent_gone() -> bool:
+        return not any(
+            r["metadata"]["name"] == "p3" for r in co(kube).list_namespaced_custom_object(G, V, ns, "runs")["items"]
+        )
+
+    eventually(parent_gone, timeout=30, what="the parent to be deletable")

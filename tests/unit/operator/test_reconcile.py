@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 from typing import Any
@@ -10,7 +11,16 @@ import pytest
 
 from cairn_operator.graph import InvalidJob, build
 from cairn_operator.models import JobSpec
-from cairn_operator.reconcile import CreatePod, DeletePod, Event, PodObs, RunInput, StepPhase, reconcile
+from cairn_operator.reconcile import (
+    CreatePod,
+    DeletePod,
+    Event,
+    PodObs,
+    RunInput,
+    StepPhase,
+    collectable,
+    reconcile,
+)
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -203,9 +213,19 @@ def test_cancel_deletes_running_pods_and_ends_canceled() -> None:
     assert set(phases(res).values()) == {StepPhase.CANCELED.value}
 
 
+def logged(status: dict[str, Any], pods: list[PodObs]) -> dict[str, Any]:
+    """`status` with each finished pod's log key recorded, as the handler's SaveLog does."""
+    out = copy.deepcopy(status)
+    for p in pods:
+        st = out["steps"][p.step]
+        st["logs"] = {**(st.get("logs") or {}), str(p.attempt): f"logs/{p.name}"}
+    return out
+
+
 def test_a_finished_run_is_left_alone_and_pod_gc_follows_the_policy() -> None:
     ok = pod("x", "Succeeded", msg=ok_msg(), code=0)
     status, pods = run_to(job(), {s: [ok] for s in ("start", "left", "right", "end")})
+    status = logged(status, pods)
     assert cycle(job(), status, pods).actions == []
     gc = cycle(job(), status, pods, pod_gc="OnRunSuccess").actions
     assert sorted(a.name for a in gc if isinstance(a, DeletePod)) == sorted(p.name for p in pods)
@@ -274,14 +294,20 @@ def test_ops_in_any_order_get_a_topological_order() -> None:
     assert build(spec).order == ("a", "z", "b", "c")
 
 
-def test_the_finishing_cycle_itself_collects_pods_on_run_success() -> None:
+def test_persist_then_destroy_the_cycle_that_observes_a_result_deletes_nothing() -> None:
+    """A pod is deleted only in a cycle whose OBSERVED status holds its result and log: the cycle that
+    reads the result from the pod writes it first; the next one deletes the pod."""
     one = JobSpec.model_validate(
         {"image": "i", "python": {"job": "m:j"}, "storage": {"secretRef": {"name": "s"}}, "ops": [{"name": "only"}]}
     )
-    s1 = cycle(one, {}, [], pod_gc="OnRunSuccess").status
-    done = cycle(one, s1, [pod("only", "Succeeded", msg=ok_msg(), code=0)], pod_gc="OnRunSuccess")
-    assert done.status["phase"] == "Succeeded"
-    assert [a.name for a in done.actions if isinstance(a, DeletePod)] == ["r-only-1"]
+    done_pod = pod("only", "Succeeded", msg=ok_msg(), code=0)
+    for gc in ("OnRunSuccess", "OnStepSuccess"):
+        s1 = cycle(one, {}, [], pod_gc=gc).status
+        done = cycle(one, s1, [done_pod], pod_gc=gc)
+        assert done.status["phase"] == "Succeeded"
+        assert [a for a in done.actions if isinstance(a, DeletePod)] == []  # not persisted yet
+        after = cycle(one, logged(done.status, [done_pod]), [done_pod], pod_gc=gc)
+        assert [a.name for a in after.actions if isinstance(a, DeletePod)] == ["r-only-1"]
     failed = cycle(one, s1, [pod("only", "Failed", msg=fail_msg(), code=1)], pod_gc="OnStepSuccess")
     assert failed.status["phase"] == "Failed"
     assert [a for a in failed.actions if isinstance(a, DeletePod)] == []  # failed pods are kept for debugging
@@ -289,14 +315,41 @@ def test_the_finishing_cycle_itself_collects_pods_on_run_success() -> None:
 
 def test_on_step_success_deletes_each_succeeded_pod_while_the_run_goes_on() -> None:
     s1 = cycle(job(), {}, [], pod_gc="OnStepSuccess").status
-    res = cycle(job(), s1, [pod("start", "Succeeded", msg=ok_msg(), code=0)], pod_gc="OnStepSuccess")
-    assert res.status["phase"] == "Running"
+    started = pod("start", "Succeeded", msg=ok_msg(), code=0)
+    s2 = cycle(job(), s1, [started], pod_gc="OnStepSuccess").status
+    res = cycle(job(), logged(s2, [started]), [started], pod_gc="OnStepSuccess")
+    assert res.status["steps"]["start"]["phase"] == "Succeeded"
     assert [a.name for a in res.actions if isinstance(a, DeletePod)] == ["r-start-1"]
     assert [
         a.name
-        for a in cycle(job(), s1, [pod("start", "Succeeded", msg=ok_msg(), code=0)], pod_gc="OnRunSuccess").actions
+        for a in cycle(job(), logged(s2, [started]), [started], pod_gc="OnRunSuccess").actions
         if isinstance(a, DeletePod)
     ] == []
+
+
+OK_STEP = {"phase": "Succeeded", "attempt": 1, "outputs": {"result": {"key": "k"}}, "logs": {"1": "l"}}
+
+
+@pytest.mark.parametrize(
+    ("gc", "run_phase", "step", "deleted"),
+    [
+        ("OnStepSuccess", "Running", OK_STEP, True),
+        ("OnStepSuccess", "Running", {**OK_STEP, "phase": "Running"}, False),  # result not written yet
+        ("OnStepSuccess", "Running", {k: v for k, v in OK_STEP.items() if k != "outputs"}, False),
+        ("OnStepSuccess", "Running", {**OK_STEP, "logs": {}}, False),  # log not saved yet
+        ("OnStepSuccess", "Running", {**OK_STEP, "attempt": 2}, False),  # another attempt's result
+        ("OnStepSuccess", "Running", None, False),  # the step not in status at all
+        ("OnRunSuccess", "Running", OK_STEP, False),
+        ("OnRunSuccess", "Succeeded", OK_STEP, True),
+        ("Never", "Succeeded", OK_STEP, False),
+    ],
+)
+def test_collectable_only_pods_whose_result_is_in_the_observed_status(
+    gc: str, run_phase: str, step: dict[str, Any] | None, deleted: bool
+) -> None:
+    observed = {"phase": run_phase, "steps": {"start": step} if step else {}}
+    got = collectable(gc, observed, [pod("start", "Succeeded", msg=ok_msg(), code=0)])
+    assert [a.name for a in got] == (["r-start-1"] if deleted else [])
 
 
 def test_duplicate_op_names_are_invalid_even_past_the_api_server() -> None:
