@@ -64,10 +64,13 @@ from cairn_operator.resources import (
     LABEL_RUN,
     LABEL_RX,
     STEP_SERVICE_ACCOUNT,
+    add_locations,
+    needs_locations,
     owner_reference,
     run_key,
     service_accounts_to_ensure,
     step_inputs,
+    step_output_locations,
     step_pod,
     step_service_account,
     without_gitops,
@@ -531,6 +534,8 @@ def _sync(
     for action in result.actions:
         if isinstance(action, SaveLog):
             save_log(namespace, name, uid, job_spec, action, steps)
+    if needs_locations(steps):
+        add_locations(step_output_locations(steps), output_bucket(namespace, job_spec), job_spec.storage.prefix)
     # Persist, then destroy: the status first; deletions only after it is written (and podGC only
     # deletes pods whose result the status already held when this cycle read it).
     observed = dict(body.get("status") or {})
@@ -608,6 +613,18 @@ def storage(namespace: str, spec: JobSpec) -> Any:
     manager = S3IOManager(bucket=bucket, prefix=spec.storage.prefix, endpoint_url=endpoint, client=client)
     _STORAGE[cache_key] = manager
     return manager
+
+
+def output_bucket(namespace: str, spec: JobSpec) -> str | None:
+    """The bucket of a Job's outputs, for their `uri` in the status: spec.storage.bucket, else the
+    storage Secret's CAIRN_S3_BUCKET; None when neither says (or the Secret cannot be read)."""
+    if spec.storage.bucket:
+        return spec.storage.bucket
+    try:
+        _, data = kube.read_secret_versioned(namespace, spec.storage.secretRef.name)
+    except Exception:  # the uri is informative: its absence never fails a cycle
+        return None
+    return data.get("CAIRN_S3_BUCKET") or None
 
 
 def save_log(namespace: str, run: str, uid: str, spec: JobSpec, action: SaveLog, steps: dict[str, Any]) -> None:
@@ -760,16 +777,14 @@ def rx_status(
     }
 
 
-def plan_status(p: Plan, execution: Any) -> dict[str, Any]:
-    return {
-        "steps": [{"name": s, "reason": r} for s, r in p.to_run],
-        "reused": [
-            {"step": step, "output": o, "sourceRun": r.sourceRun, "key": ref.key, "etag": ref.etag}
-            for step, r in execution.reused.items()
-            for o, ref in r.outputs.items()
-        ],
-        "skipped": dict(p.skipped),
-    }
+def plan_status(p: Plan, execution: Any, bucket: str | None = None, prefix: str = "") -> dict[str, Any]:
+    reused = [
+        {"step": step, "output": o, "sourceRun": r.sourceRun, "key": ref.key, "etag": ref.etag}
+        for step, r in execution.reused.items()
+        for o, ref in r.outputs.items()
+    ]
+    add_locations(reused, bucket, prefix)
+    return {"steps": [{"name": s, "reason": r} for s, r in p.to_run], "reused": reused, "skipped": dict(p.skipped)}
 
 
 @kopf.timer(GROUP, VERSION, "reexecutions", interval=1.0, when=rx_active)
@@ -854,7 +869,7 @@ def rx_timer(**kw: Any) -> None:
         write("Invalid", str(exc))
         return
     execution = child_execution(p, rx.parentRun, root, snapshot, pstatus)
-    planned = plan_status(p, execution)
+    planned = plan_status(p, execution, io.bucket, io.prefix)
     if rx.dryRun:
         write("Planned", f"dry run: {len(p.to_run)} step(s) would run", plan=planned)
         return

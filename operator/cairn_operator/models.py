@@ -265,6 +265,10 @@ class OutputStatus(Model):
     size: int | None = None
     etag: str | None = Field(None, description="The object's ETag in S3 (checked before a re-execution reuses it).")
     sha256: str | None = None
+    bucket: str | None = Field(None, description="The bucket holding the object (left out when unknown).")
+    uri: str | None = Field(
+        None, description="s3://<bucket>/<prefix>/<key>: the full object location (`key` is relative to the prefix)."
+    )
 
 
 class StepStatusModel(Model):

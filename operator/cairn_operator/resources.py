@@ -277,3 +277,36 @@ def step_inputs(graph: OpGraph, step: str, steps_status: Mapping[str, Any]) -> d
             entry = out.setdefault(f"{up}.{output}", {"key": loc["key"], "names": []})
             entry["names"].append(name)
     return out
+
+
+def object_uri(bucket: str, prefix: str, key: str) -> str:
+    """``s3://<bucket>/<full object key>`` of an output whose status `key` is relative to the storage
+    `prefix`: the full key is joined exactly as the runtime's S3IOManager joins it (both stripped of
+    "/", the prefix left out when empty)."""
+    prefix, key = prefix.strip("/"), key.strip("/")
+    return f"s3://{bucket}/{prefix}/{key}" if prefix else f"s3://{bucket}/{key}"
+
+
+def needs_locations(steps_status: Mapping[str, Any]) -> bool:
+    """Whether an output in a Run's `status.steps` has a key but no `uri` yet."""
+    return any(
+        "key" in loc and "uri" not in loc
+        for st in steps_status.values()
+        for loc in ((st or {}).get("outputs") or {}).values()
+    )
+
+
+def add_locations(outputs: Iterable[dict[str, Any]], bucket: str | None, prefix: str) -> None:
+    """Add `bucket` and `uri` (see object_uri) to each output location that has a `key`, in place;
+    nothing when the bucket is unknown (never guessed). The relative `key` is kept as it is."""
+    if not bucket:
+        return
+    for loc in outputs:
+        if loc.get("key"):
+            loc["bucket"] = bucket
+            loc["uri"] = object_uri(bucket, prefix, str(loc["key"]))
+
+
+def step_output_locations(steps_status: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The output locations (dicts, to be changed in place) recorded in a Run's `status.steps`."""
+    return [loc for st in steps_status.values() for loc in ((st or {}).get("outputs") or {}).values()]

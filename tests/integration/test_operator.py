@@ -91,6 +91,10 @@ def test_the_seed_samples_fail_and_succeed_with_outputs_in_s3(
         assert head["ContentLength"] == out["size"]
         assert head["ETag"].strip('"') == out["etag"] and len(out["sha256"]) == 64
         assert out["key"].startswith(f"{ns}/unreliable-succeeds.")
+        # `uri` names the full object (the storage prefix joined with the relative key): it exists.
+        assert out["bucket"] == s3.bucket and out["uri"] == f"s3://{s3.bucket}/cairn/{out['key']}"
+        bucket, _, key = out["uri"].removeprefix("s3://").partition("/")
+        assert s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"') == out["etag"]
     assert bad["status"]["phase"] == "Failed"
     steps = bad["status"]["steps"]
     assert (steps["start"]["phase"], steps["unreliable"]["phase"], steps["end"]["phase"]) == (
