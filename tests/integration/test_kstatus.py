@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 
 from cairn.dev import kstatusbuild
+from cairn_operator.reconcile import condition
 from tests.integration.test_operator import apply, get_run, ns, sample
+from tests.status_objects import T0, run_obj, rx_obj
 
 __all__ = ["ns"]  # the fixture, re-used from test_operator
-
-G, V = "cairn.dev", "v1alpha1"
-T0 = "2025-01-01T00:00:00Z"
 
 
 @pytest.fixture(scope="session")
@@ -33,79 +32,6 @@ def kstatus_bin() -> Path:
 def kstatus(binary: Path, obj: dict[str, Any]) -> tuple[str, str]:
     [res] = kstatusbuild.compute(obj, binary=binary)
     return res.status, res.message
-
-
-def cond(type_: str, status: str, reason: str, message: str = "", generation: int = 1) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": T0,
-        "observedGeneration": generation,
-    }
-
-
-def run_obj(
-    phase: str | None, message: str = "", reason: str = "", generation: int = 1, observed: int = 1
-) -> dict[str, Any]:
-    """A Run whose status follows the contract for `phase` (reason: Failed|Canceled|InvalidJob when it stalled)."""
-    obj: dict[str, Any] = {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Run",
-        "metadata": {"name": "r", "namespace": "n", "generation": generation},
-        "spec": {"jobRef": {"name": "j"}},
-    }
-    if phase is None:
-        return obj
-    if phase in ("Pending", "Running"):
-        conds = [
-            cond("Reconciling", "True", phase, message or f"run is {phase.lower()}", observed),
-            cond("Ready", "False", phase, message, observed),
-            cond("Stalled", "False", phase, "", observed),
-            cond("Succeeded", "Unknown", phase, "", observed),
-        ]
-    elif phase == "Succeeded":
-        conds = [
-            cond("Ready", "True", "Succeeded", message or "3/3 steps succeeded", observed),
-            cond("Reconciling", "False", "Succeeded", "", observed),
-            cond("Stalled", "False", "Succeeded", "", observed),
-            cond("Succeeded", "True", "Succeeded", message, observed),
-        ]
-    else:  # Failed or Canceled (InvalidJob is phase Failed with that reason)
-        why = reason or phase
-        conds = [
-            cond("Stalled", "True", why, message, observed),
-            cond("Ready", "False", why, message, observed),
-            cond("Reconciling", "False", why, "", observed),
-            cond("Succeeded", "False", why, message, observed),
-        ]
-    obj["status"] = {"phase": phase, "observedGeneration": observed, "conditions": conds}
-    return obj
-
-
-def rx_obj(phase: str, message: str = "", generation: int = 1, observed: int = 1) -> dict[str, Any]:
-    """A Reexecution whose status follows the contract for `phase` (ReexecutionStatusModel's values)."""
-    if phase in ("Pending", "Running"):
-        conds = [
-            cond("Reconciling", "True", phase, message, observed),
-            cond("Ready", "False", phase, message, observed),
-        ]
-    elif phase in ("Planned", "Succeeded"):
-        conds = [cond("Ready", "True", phase, message, observed), cond("Reconciling", "False", phase, "", observed)]
-    else:  # Failed (child failed) or Invalid (invalid request)
-        conds = [
-            cond("Stalled", "True", phase, message, observed),
-            cond("Ready", "False", phase, message, observed),
-            cond("Reconciling", "False", phase, "", observed),
-        ]
-    return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Reexecution",
-        "metadata": {"name": "rx", "namespace": "n", "generation": generation},
-        "spec": {"parentRun": "r"},
-        "status": {"phase": phase, "observedGeneration": observed, "conditions": conds},
-    }
 
 
 @pytest.mark.parametrize("phase", ["Pending", "Running"])
@@ -156,7 +82,7 @@ def test_ready_false_alone_reads_in_progress(kstatus_bin: Path) -> None:
     """Without Reconciling/Stalled, kstatus falls back to Ready: False (or Unknown) is InProgress. So a
     finished-but-failed object must say Stalled=True, not just Ready=False."""
     obj = run_obj(None)
-    obj["status"] = {"observedGeneration": 1, "conditions": [cond("Ready", "False", "Failed", "boom")]}
+    obj["status"] = {"observedGeneration": 1, "conditions": [condition("Ready", "False", "Failed", "boom", T0, 1)]}
     assert kstatus(kstatus_bin, obj) == ("InProgress", "boom")
 
 

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 import yaml
 
+from cairn_operator.reconcile import condition
+from tests.status_objects import T0, run_obj, rx_obj
+
 # Lua 5.1, as Argo CD's gopher-lua speaks it.
 lupa = pytest.importorskip("lupa.lua51")
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = ROOT / "deploy" / "argocd" / "cairn.dev"
-G, V = "cairn.dev", "v1alpha1"
-T0 = "2025-01-01T00:00:00Z"
 HEALTH = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 
 
@@ -33,63 +34,6 @@ def health(kind: str, obj: dict[str, Any]) -> dict[str, str]:
     assert out.get("status") in HEALTH, out
     out.setdefault("message", "")
     return out
-
-
-def cond(type_: str, status: str, reason: str, message: str = "", generation: int = 1) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": T0,
-        "observedGeneration": generation,
-    }
-
-
-def run_obj(
-    phase: str | None, message: str = "", reason: str = "", generation: int = 1, observed: int = 1
-) -> dict[str, Any]:
-    """A Run whose status follows the contract for `phase` (reason Failed|Canceled|InvalidJob when stalled)."""
-    obj: dict[str, Any] = {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Run",
-        "metadata": {"name": "r", "namespace": "n", "generation": generation},
-        "spec": {"jobRef": {"name": "j"}},
-    }
-    if phase is None:
-        return obj
-    why = reason or phase
-    if phase in ("Pending", "Running"):
-        flags = {"Ready": "False", "Reconciling": "True", "Stalled": "False", "Succeeded": "Unknown"}
-    elif phase == "Succeeded":
-        flags = {"Ready": "True", "Reconciling": "False", "Stalled": "False", "Succeeded": "True"}
-    else:
-        flags = {"Ready": "False", "Reconciling": "False", "Stalled": "True", "Succeeded": "False"}
-    conds = [cond(t, s, why, message, observed) for t, s in flags.items()]
-    obj["status"] = {"phase": phase, "observedGeneration": observed, "conditions": conds, "message": message}
-    return obj
-
-
-def rx_obj(phase: str | None, message: str = "", generation: int = 1, observed: int = 1) -> dict[str, Any]:
-    """A Reexecution following the contract: Pending/Running reconciling, Planned/Succeeded ready,
-    Failed/Invalid stalled."""
-    obj: dict[str, Any] = {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Reexecution",
-        "metadata": {"name": "rx", "namespace": "n", "generation": generation},
-        "spec": {"parentRun": "r"},
-    }
-    if phase is None:
-        return obj
-    ready, stalled = phase in ("Planned", "Succeeded"), phase in ("Failed", "Invalid")
-    flags = {
-        "Ready": str(ready),
-        "Reconciling": str(not (ready or stalled)),
-        "Stalled": str(stalled),
-    }
-    conds = [cond(t, s, phase, message, observed) for t, s in flags.items()]
-    obj["status"] = {"phase": phase, "observedGeneration": observed, "conditions": conds, "message": message}
-    return obj
 
 
 # --- Run ---------------------------------------------------------------------------------------
@@ -158,7 +102,7 @@ def test_a_run_without_kstatus_conditions_is_read_from_its_phase(phase: str | No
     obj["status"] = {
         "phase": phase,
         "message": "m",
-        "conditions": [cond("Succeeded", "True" if phase == "Succeeded" else "False", "x")],
+        "conditions": [condition("Succeeded", "True" if phase == "Succeeded" else "False", "x", "", T0, 1)],
     }
     if phase is None:
         del obj["status"]["phase"]
