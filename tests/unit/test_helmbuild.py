@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from cairn.dev.helmbuild import HelmBuilder, find_helm, helm_layout, kube_versio
 from cairn.dev.k8sbuild import Builder, BuildError
 from cairn.dev.kstatusbuild import CLI_UTILS_VERSION, KstatusBuilder
 from cairn.dev.versions import HELM_VERSION
+from tests.unit import fakego
 
 HELM_GOMOD = """module helm.sh/helm/v3
 
@@ -54,24 +53,15 @@ esac
 @pytest.fixture
 def fake_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fake `go` first on PATH; returns the file its calls are recorded in."""
-    bindir = tmp_path / "gobin"
-    bindir.mkdir()
-    go = bindir / "go"
-    go.write_text(FAKE_GO)
-    go.chmod(go.stat().st_mode | stat.S_IEXEC)
+    calls = fakego.install(tmp_path, monkeypatch, FAKE_GO)
     gomod = tmp_path / "helm.mod"
     gomod.write_text(HELM_GOMOD)
-    calls = tmp_path / "calls"
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    monkeypatch.setenv("FAKE_GO_CALLS", str(calls))
     monkeypatch.setenv("FAKE_GOMOD", str(gomod))
-    monkeypatch.delenv("FAKE_GO_FAIL", raising=False)
     monkeypatch.delenv("GOBIN", raising=False)
     return calls
 
 
-def _calls(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
+_calls = fakego.calls
 
 
 def test_build_installs_the_pinned_release_stamped_and_a_second_call_is_instant(tmp_path: Path, fake_go: Path) -> None:

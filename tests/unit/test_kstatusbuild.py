@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from cairn.dev.kstatusbuild import (
     render_gomod,
     source_digest,
 )
+from tests.unit import fakego
 
 # A fake `go`: every call is appended to $FAKE_GO_CALLS (arguments, the directory, CGO_ENABLED and
 # GOTOOLCHAIN); `go build -o X` writes an X that answers `-version` with $FAKE_KSTATUS_VERSION and
@@ -53,21 +52,12 @@ esac
 @pytest.fixture
 def fake_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fake `go` first on PATH; returns the file its calls are recorded in."""
-    bindir = tmp_path / "gobin"
-    bindir.mkdir()
-    go = bindir / "go"
-    go.write_text(FAKE_GO)
-    go.chmod(go.stat().st_mode | stat.S_IEXEC)
-    calls = tmp_path / "calls"
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    monkeypatch.setenv("FAKE_GO_CALLS", str(calls))
-    monkeypatch.delenv("FAKE_GO_FAIL", raising=False)
+    calls = fakego.install(tmp_path, monkeypatch, FAKE_GO)
     monkeypatch.delenv("GOFLAGS", raising=False)
     return calls
 
 
-def _calls(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
+_calls = fakego.calls
 
 
 def test_the_go_source_ships_with_the_package() -> None:
