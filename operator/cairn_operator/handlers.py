@@ -599,7 +599,7 @@ def storage(namespace: str, spec: JobSpec) -> Any:
     if cache_key in _STORAGE:
         return _STORAGE[cache_key]
     endpoint = spec.storage.endpoint or data.get("AWS_ENDPOINT_URL") or None
-    bucket = spec.storage.bucket or data.get("CAIRN_S3_BUCKET")
+    bucket = storage_bucket(spec, data)
     if not bucket:
         raise InvalidJob(
             f"no bucket: set spec.storage.bucket or CAIRN_S3_BUCKET in Secret {spec.storage.secretRef.name}"
@@ -624,7 +624,12 @@ def output_bucket(namespace: str, spec: JobSpec) -> str | None:
         _, data = kube.read_secret_versioned(namespace, spec.storage.secretRef.name)
     except Exception:  # the uri is informative: its absence never fails a cycle
         return None
-    return data.get("CAIRN_S3_BUCKET") or None
+    return storage_bucket(spec, data)
+
+
+def storage_bucket(spec: JobSpec, secret: Mapping[str, str]) -> str | None:
+    """A Job's bucket: spec.storage.bucket, else its storage Secret's CAIRN_S3_BUCKET (None: neither)."""
+    return spec.storage.bucket or secret.get("CAIRN_S3_BUCKET") or None
 
 
 def save_log(namespace: str, run: str, uid: str, spec: JobSpec, action: SaveLog, steps: dict[str, Any]) -> None:

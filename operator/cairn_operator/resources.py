@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from cairn.s3io import object_key
 from cairn_operator.graph import OpGraph
 from cairn_operator.models import API_VERSION, JobSpec, OpSpec, StepOverride
 
@@ -281,10 +282,8 @@ def step_inputs(graph: OpGraph, step: str, steps_status: Mapping[str, Any]) -> d
 
 def object_uri(bucket: str, prefix: str, key: str) -> str:
     """``s3://<bucket>/<full object key>`` of an output whose status `key` is relative to the storage
-    `prefix`: the full key is joined exactly as the runtime's S3IOManager joins it (both stripped of
-    "/", the prefix left out when empty)."""
-    prefix, key = prefix.strip("/"), key.strip("/")
-    return f"s3://{bucket}/{prefix}/{key}" if prefix else f"s3://{bucket}/{key}"
+    `prefix`, joined by the runtime's own :func:`cairn.s3io.object_key`."""
+    return f"s3://{bucket}/{object_key(prefix, key)}"
 
 
 def needs_locations(steps_status: Mapping[str, Any]) -> bool:

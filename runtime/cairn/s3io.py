@@ -133,6 +133,13 @@ class _MultipartWriter:
             )
 
 
+def object_key(prefix: str, key: str) -> str:
+    """The object key of an output stored under `prefix` (both stripped of "/", the prefix left out
+    when empty): the one join of storage keys, also used by the operator for the uri in a Run's status."""
+    prefix, key = prefix.strip("/"), key.strip("/")
+    return f"{prefix}/{key}" if prefix else key
+
+
 class S3IOManager:
     """Outputs as objects ``s3://<bucket>/[<prefix>/]<key>``."""
 
@@ -173,8 +180,7 @@ class S3IOManager:
         return cls(bucket=bucket, prefix=prefix, endpoint_url=endpoint_url, client=client)
 
     def object_key(self, key: str) -> str:
-        key = key.strip("/")
-        return f"{self.prefix}/{key}" if self.prefix else key
+        return object_key(self.prefix, key)
 
     def describe(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.object_key(key)}"
