@@ -48,7 +48,7 @@ import cairn
 from cairn import Instance, JobDefinition, OpDefinition, execute_job, in_process_executor, job, op
 from cairn.io import output_key
 from cairn.planner import JobGraph, Mode, OutputRef, Plan, Request, RunView, plan
-from cairn.status import RunStatus, StepState
+from cairn.runstate import RunPhase, StepState
 
 DAGSTER_SPEC = "dagster>=1.9,<1.14"
 DEFAULT_VENV = Path.home() / ".cache" / "cairn" / "bench-dagster-venv"
@@ -180,16 +180,16 @@ def parent_view(graph: JobGraph, failed: str | None) -> RunView:
     run_id = "parent-run"
     states: dict[str, StepState] = {}
     outputs: dict[tuple[str, str], OutputRef] = {}
-    state = StepState.SUCCESS
+    state = StepState.SUCCEEDED
     for s in graph.steps:
         if s == failed:
-            states[s] = StepState.FAILURE
+            states[s] = StepState.FAILED
             state = StepState.NOT_EXECUTED
             continue
         states[s] = state
-        if state is StepState.SUCCESS:
+        if state is StepState.SUCCEEDED:
             outputs[(s, "result")] = OutputRef(run_id, output_key(run_id, s, "result"))
-    status = RunStatus.FAILURE if failed else RunStatus.SUCCESS
+    status = RunPhase.FAILED if failed else RunPhase.SUCCEEDED
     return RunView(run_id, status, run_id, states, outputs)
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cairn_operator.reconcile import RunPhase, run_conditions, rx_conditions
+from cairn.runstate import RunPhase
+from cairn_operator.reconcile import run_conditions, rx_conditions
 
 G, V = "cairn.dev", "v1alpha1"
 T0 = "2025-01-01T00:00:00Z"

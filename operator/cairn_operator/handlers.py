@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from cairn.errors import CairnError, MissingOutputsError
 from cairn.planner import Mode, Plan, Request, plan_checked
+from cairn.runstate import RunPhase, StepState
 from cairn_operator import kube
 from cairn_operator.graph import InvalidJob, OpGraph, build
 from cairn_operator.models import GROUP, VERSION, JobSpec, ReexecutionSpec, RunSpec
@@ -46,9 +47,7 @@ from cairn_operator.reconcile import (
     Event,
     PodObs,
     RunInput,
-    RunPhase,
     SaveLog,
-    StepPhase,
     collectable,
     reconcile,
     run_conditions,
@@ -439,7 +438,7 @@ def sync_run(body: Mapping[str, Any]) -> float:
     # Only the pods of steps still in flight: a long Run's finished pods need not be read every cycle
     # (all of them when podGC has to see them).
     known = status.get("steps") or {}
-    live = [st for st in graph.order if st not in known or not StepPhase(known[st]["phase"]).terminal]
+    live = [st for st in graph.order if st not in known or not StepState(known[st]["phase"]).terminal]
     gc = run_spec.podGC is not None and run_spec.podGC.strategy != "Never"
     pods = kube.list_step_pods(namespace, name, None if gc or len(live) == len(graph.order) else live)
     max_parallel = run_spec.maxParallel or job_spec.maxParallel

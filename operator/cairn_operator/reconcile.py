@@ -9,57 +9,18 @@ the same result, which makes the operator level-triggered: a restart or a missed
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cairn.runstate import Gate, RunPhase, StepState, gate, initial_state, on_cancel, run_outcome
 from cairn_operator.graph import OpGraph
 from cairn_operator.models import Execution, Retries
 from cairn_operator.resources import pod_name
 
 #: The JSON protocol of the runtime's step entrypoint (cairn.step.PROTOCOL).
 STEP_PROTOCOL = 1
-
-
-class StepPhase(enum.Enum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    RETRYING = "Retrying"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    SKIPPED = "Skipped"
-    NOT_EXECUTED = "NotExecuted"
-    REUSED = "Reused"
-    CANCELED = "Canceled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (
-            StepPhase.SUCCEEDED,
-            StepPhase.FAILED,
-            StepPhase.SKIPPED,
-            StepPhase.NOT_EXECUTED,
-            StepPhase.REUSED,
-            StepPhase.CANCELED,
-        )
-
-    @property
-    def blocks_downstream(self) -> bool:
-        return self in (StepPhase.FAILED, StepPhase.NOT_EXECUTED, StepPhase.CANCELED)
-
-
-class RunPhase(enum.Enum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    CANCELED = "Canceled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELED)
 
 
 @dataclass(frozen=True)
@@ -333,19 +294,19 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
     # 1. Observe the pods of current attempts.
     for s in graph.order:
         st = steps[s]
-        phase = StepPhase(st["phase"])
+        phase = StepState(st["phase"])
         pod = by_step.get(s)
         attempt = int(st.get("attempt", 0))
-        if phase in (StepPhase.PENDING, StepPhase.RETRYING) and pod is not None and pod.attempt == attempt + 1:
+        if phase in (StepState.PENDING, StepState.RETRYING) and pod is not None and pod.attempt == attempt + 1:
             # Created in a cycle whose status write was lost (e.g. an operator restart): adopt it.
-            st.update(phase=StepPhase.RUNNING.value, attempt=pod.attempt)
+            st.update(phase=StepState.RUNNING.value, attempt=pod.attempt)
             st.pop("nextAttemptAt", None)
-            phase, attempt = StepPhase.RUNNING, pod.attempt
-        if phase is not StepPhase.RUNNING:
+            phase, attempt = StepState.RUNNING, pod.attempt
+        if phase is not StepState.RUNNING:
             continue
         if pod is None or pod.attempt != attempt:
-            _attempt_failed(graph, s, st, "the step's pod was deleted while it ran", None, now, events)
-            st["reason"] = "Interrupted"  # re-executions from failure name it so
+            gone = "the step's pod was deleted while it ran (or its node lost it)"
+            _attempt_failed(graph, s, st, gone, None, now, events, interrupted=True)
             continue
         st["podName"] = pod.name
         if pod.started and not st.get("startedAt"):
@@ -367,7 +328,7 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
                 )
                 continue
             st.update(
-                phase=StepPhase.SUCCEEDED.value,
+                phase=StepState.SUCCEEDED.value,
                 finishedAt=pod.finished or now_s,
                 exitCode=0,
                 outputs={
@@ -396,35 +357,32 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
     if run.cancel:
         for s in graph.order:
             st = steps[s]
-            phase = StepPhase(st["phase"])
-            if phase is StepPhase.RUNNING and by_step.get(s) is not None:
+            phase = StepState(st["phase"])
+            if phase is StepState.RUNNING and by_step.get(s) is not None:
                 events.append(DeletePod(by_step[s].name, "run canceled"))
             if not phase.terminal:
-                st.update(phase=StepPhase.CANCELED.value, finishedAt=now_s)
+                st.update(phase=on_cancel(phase).value, finishedAt=now_s)
         return _finish(run, graph, steps, res, now_s, canceled=True)
 
     # 3. Downstream of failures, skipped inputs, retries due, and new pods within the limits.
-    running = sum(1 for s in graph.order if StepPhase(steps[s]["phase"]) is StepPhase.RUNNING)
+    running = sum(1 for s in graph.order if StepState(steps[s]["phase"]) is StepState.RUNNING)
     budget = max(0, min(run.max_parallel - running, run.slots))
     for s in graph.order:
         st = steps[s]
-        phase = StepPhase(st["phase"])
-        if phase not in (StepPhase.PENDING, StepPhase.RETRYING):
+        phase = StepState(st["phase"])
+        if phase not in (StepState.PENDING, StepState.RETRYING):
             continue
-        ups = graph.deps[s]
-        blocked = sorted({up for up, _ in ups.values() if StepPhase(steps[up]["phase"]).blocks_downstream})
-        if blocked:
-            st.update(phase=StepPhase.NOT_EXECUTED.value, reason=f"upstream failed: {', '.join(blocked)}")
+        decision = gate(
+            graph.deps[s],
+            lambda up: StepState(steps[up]["phase"]),
+            lambda up, out: out in (steps[up].get("outputs") or {}),
+        )
+        if decision.state is not None:  # blocked by a failed upstream, or an input not produced
+            st.update(phase=decision.state.value, reason=decision.reason)
             continue
-        if not all(StepPhase(steps[up]["phase"]).terminal for up, _ in ups.values()):
+        if decision.gate is Gate.WAIT:
             continue
-        missing = [f"{up}.{out}" for up, out in ups.values() if out not in (steps[up].get("outputs") or {})]
-        if any(StepPhase(steps[up]["phase"]) is StepPhase.SKIPPED for up, _ in ups.values()) or missing:
-            st.update(
-                phase=StepPhase.SKIPPED.value, reason=f"input not produced: {', '.join(missing) or 'upstream skipped'}"
-            )
-            continue
-        if phase is StepPhase.RETRYING:
+        if phase is StepState.RETRYING:
             due = parse_ts(st.get("nextAttemptAt"))
             if due is not None and due > now:
                 continue
@@ -432,7 +390,7 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
             continue
         budget -= 1
         attempt = int(st.get("attempt", 0)) + 1
-        st.update(phase=StepPhase.RUNNING.value, attempt=attempt, podName=run.pod_name(s, attempt))
+        st.update(phase=StepState.RUNNING.value, attempt=attempt, podName=run.pod_name(s, attempt))
         for stale in ("nextAttemptAt", "startedAt", "finishedAt", "exitCode"):
             st.pop(stale, None)
         res.actions.append(CreatePod(s, attempt))
@@ -441,25 +399,25 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
 
 
 def initial_step(step: str, execution: Execution | None) -> dict[str, Any]:
-    """A step's first status: everything runs in a plain Run; a child Run runs only its planned steps,
-    and its reused steps point at the outputs of the runs that produced them (nothing is copied)."""
+    """A step's first status (`cairn.runstate.initial_state`): everything runs in a plain Run; a child Run
+    runs only its planned steps, and its reused steps point at the outputs of the runs that produced them
+    (nothing is copied)."""
     if execution is None:
-        return {"phase": StepPhase.PENDING.value, "attempt": 0}
-    planned = {p.name: p.reason for p in execution.steps}
-    if step in planned:
-        return {"phase": StepPhase.PENDING.value, "attempt": 0, "reason": planned[step]}
-    if step in execution.reused:
-        r = execution.reused[step]
-        return {
-            "phase": StepPhase.REUSED.value,
-            "attempt": 0,
-            "reason": "reused",
-            "sourceRun": r.sourceRun,
-            "outputs": {o: {"key": ref.key, "etag": ref.etag} for o, ref in r.outputs.items()},
-        }
-    if step in execution.skipped:
-        return {"phase": StepPhase.SKIPPED.value, "attempt": 0, "reason": execution.skipped[step]}
-    return {"phase": StepPhase.NOT_EXECUTED.value, "attempt": 0, "reason": "not selected"}
+        init = initial_state(step, None)
+    else:
+        init = initial_state(
+            step,
+            {p.name: p.reason for p in execution.steps},
+            {s: r.sourceRun for s, r in execution.reused.items()},
+            execution.skipped,
+        )
+    st: dict[str, Any] = {"phase": init.state.value, "attempt": 0}
+    if init.reason is not None:
+        st["reason"] = init.reason
+    if init.source_run is not None and execution is not None:
+        st["sourceRun"] = init.source_run
+        st["outputs"] = {o: {"key": ref.key, "etag": ref.etag} for o, ref in execution.reused[step].outputs.items()}
+    return st
 
 
 def _observe_waiting(s: str, st: dict[str, Any], pod: PodObs, events: list[Action]) -> None:
@@ -491,13 +449,16 @@ def _attempt_failed(
     exit_code: int | None,
     now: dt.datetime,
     events: list[Action],
+    interrupted: bool = False,
 ) -> None:
+    """An attempt ended badly: retried after its backoff while the op's retries allow, else the step is
+    Failed (Interrupted when the attempt was stopped from outside: its pod deleted, its node gone)."""
     retries = graph.ops[s].retries or Retries()
     attempt = int(st.get("attempt", 1))
     st.update(exitCode=exit_code, message=message)
     if attempt <= retries.limit:
         delay = backoff_seconds(retries, attempt)
-        st.update(phase=StepPhase.RETRYING.value, nextAttemptAt=ts(now + dt.timedelta(seconds=delay)))
+        st.update(phase=StepState.RETRYING.value, nextAttemptAt=ts(now + dt.timedelta(seconds=delay)))
         events.append(
             Event(
                 "StepRetrying",
@@ -507,7 +468,8 @@ def _attempt_failed(
             )
         )
     else:
-        st.update(phase=StepPhase.FAILED.value, finishedAt=st.get("finishedAt") or ts(now))
+        end = StepState.INTERRUPTED if interrupted else StepState.FAILED
+        st.update(phase=end.value, finishedAt=st.get("finishedAt") or ts(now))
         events.append(Event("StepFailed", f"step {s} failed after {attempt} attempt(s): {message}", "Warning"))
 
 
@@ -520,23 +482,18 @@ def _finish(
     canceled: bool,
     pods: Sequence[PodObs] = (),
 ) -> Result:
-    phases = [StepPhase(steps[s]["phase"]) for s in graph.order]
+    phases = [StepState(steps[s]["phase"]) for s in graph.order]
     done = sum(1 for p in phases if p.terminal)
-    failed = sum(1 for p in phases if p is StepPhase.FAILED)
+    failed = sum(1 for p in phases if p is StepState.FAILED or p is StepState.INTERRUPTED)
     status = dict(res.status)
     status.update(steps=steps, progress=f"{done}/{len(phases)}", failedSteps=failed, observedGeneration=run.generation)
     status.setdefault("startedAt", now_s)
-    if canceled:
-        phase = RunPhase.CANCELED
-    elif done == len(phases):
-        phase = RunPhase.FAILED if failed or any(p is StepPhase.CANCELED for p in phases) else RunPhase.SUCCEEDED
-    else:
-        phase = RunPhase.RUNNING
+    phase = run_outcome(phases, canceled)
     status["phase"] = phase.value
     old_conditions = status.get("conditions") or []
     if phase.finished:
         status["finishedAt"] = now_s
-        bad = [s for s in graph.order if StepPhase(steps[s]["phase"]) is StepPhase.FAILED]
+        bad = [s for s in graph.order if StepState(steps[s]["phase"]) in (StepState.FAILED, StepState.INTERRUPTED)]
         msg = {
             RunPhase.SUCCEEDED: f"all {len(phases)} steps done",
             RunPhase.FAILED: f"step(s) failed: {', '.join(bad)}",
@@ -549,7 +506,7 @@ def _finish(
         stuck = [
             s
             for s in graph.order
-            if StepPhase(steps[s]["phase"]) is StepPhase.RUNNING and waiting_category(steps[s].get("message"))
+            if StepState(steps[s]["phase"]) is StepState.RUNNING and waiting_category(steps[s].get("message"))
         ]
         if stuck:  # said until its container starts (or the step ends)
             first = steps[stuck[0]]["message"]
@@ -587,7 +544,7 @@ def collectable(pod_gc: str, observed: Mapping[str, Any], pods: Sequence[PodObs]
         if p.deleting or p.phase != "Succeeded":
             continue
         persisted = (
-            st.get("phase") == StepPhase.SUCCEEDED.value
+            st.get("phase") == StepState.SUCCEEDED.value
             and int(st.get("attempt") or 0) == p.attempt
             and "outputs" in st
             and str(p.attempt) in (st.get("logs") or {})

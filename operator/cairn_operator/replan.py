@@ -1,7 +1,8 @@
 """Re-execution planning on the cluster: the runtime's planner applied to a parent Run's status.
 
-`parent_view` turns a finished Run's status into the planner's `RunView` (step states and the output
-index: where each output lives, in the run that produced it); `child_execution` turns the plan into the
+`parent_view` turns a finished Run's status into the planner's `RunView` (its phases are the runtime's
+own `cairn.runstate` states, read as they are; and the output index: where each output lives, in the run
+that produced it); `child_execution` turns the plan into the
 `spec.execution` of a child Run. The same rules and the same error messages as the in-process mode,
 because it is the same planner (`cairn.planner.plan`).
 """
@@ -12,38 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from cairn.planner import OutputRef, Plan, Request, RunView, plan
-from cairn.status import RunStatus, StepState
+from cairn.runstate import RunPhase, StepState
 from cairn_operator.graph import OpGraph
 from cairn_operator.models import Execution
-
-#: Run phase -> the planner's run status.
-RUN_STATUS = {
-    "Succeeded": RunStatus.SUCCESS,
-    "Failed": RunStatus.FAILURE,
-    "Canceled": RunStatus.CANCELED,
-    "Running": RunStatus.STARTED,
-    "Pending": RunStatus.STARTED,
-}
-
-
-def step_state(step: Mapping[str, Any]) -> StepState:
-    """A step's status in a Run -> the planner's step state. A step canceled while its pod ran was
-    interrupted; one canceled before it started never ran."""
-    phase = step.get("phase", "Pending")
-    if phase == "Failed" and step.get("reason") == "Interrupted":
-        return StepState.INTERRUPTED
-    if phase == "Canceled":
-        return StepState.INTERRUPTED if step.get("podName") else StepState.NOT_EXECUTED
-    return {
-        "Succeeded": StepState.SUCCESS,
-        "Failed": StepState.FAILURE,
-        "Skipped": StepState.SKIPPED,
-        "NotExecuted": StepState.NOT_EXECUTED,
-        "Reused": StepState.REUSED,
-        "Running": StepState.STARTED,
-        "Retrying": StepState.FAILURE,
-        "Pending": StepState.PENDING,
-    }.get(phase, StepState.NOT_EXECUTED)
 
 
 def parent_view(run_name: str, run_status: Mapping[str, Any], root: str) -> RunView:
@@ -56,9 +28,9 @@ def parent_view(run_name: str, run_status: Mapping[str, Any], root: str) -> RunV
             outputs[(name, out)] = OutputRef(source, loc["key"])
     return RunView(
         run_id=run_name,
-        status=RUN_STATUS.get(run_status.get("phase", "Pending"), RunStatus.STARTED),
+        status=RunPhase(run_status.get("phase") or RunPhase.PENDING.value),
         root_run_id=root,
-        steps={name: step_state(st) for name, st in steps.items()},
+        steps={name: StepState(st.get("phase") or StepState.PENDING.value) for name, st in steps.items()},
         outputs=outputs,
     )
 

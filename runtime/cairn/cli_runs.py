@@ -62,8 +62,8 @@ class Progress:
             "step_start": lambda: f"  ...   {step}",
             "step_success": lambda: f"  ok    {step}  ({d['duration'] * 1000:.0f} ms)",
             "step_failure": lambda: f"  FAIL  {step}  {d['error']}",
-            "step_skipped": lambda: f"  skip  {step}  (input not produced: {', '.join(d['missing'])})",
-            "step_not_executed": lambda: f"  --    {step}  (upstream failed: {', '.join(d['upstream'])})",
+            "step_skipped": lambda: f"  skip  {step}  ({d['reason']})",
+            "step_not_executed": lambda: f"  --    {step}  ({d['reason']})",
             "step_interrupted": lambda: f"  INT   {step}  interrupted",
             "run_end": lambda: f"run {d['run_id']}: {d['status']}",
         }.get(kind)

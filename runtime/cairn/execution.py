@@ -24,7 +24,8 @@ from cairn.definitions import JobDefinition, OpContext, Output
 from cairn.errors import CairnError, ReexecutionError
 from cairn.instance import Instance, RunRecord
 from cairn.planner import JobGraph, Mode, OutputRef, Plan, Request, initial_plan, plan_checked
-from cairn.status import RunStatus, StepState, StepStatus
+from cairn.runstate import Gate, RunPhase, StepState, gate, initial_state, on_cancel, run_outcome
+from cairn.status import RunStatus, StepStatus
 
 TAG_PARENT = "cairn.dev/parent-run"
 TAG_ROOT = "cairn.dev/root-run"
@@ -66,7 +67,7 @@ class ReexecutionOptions:
     @classmethod
     def from_failure(cls, run_id: str, instance: Instance, rerun_missing: bool = False) -> ReexecutionOptions:
         run = instance.get_run(run_id)
-        if not run.status.can_resume_from_failure:
+        if not RunPhase.of(run.status).can_resume_from_failure:
             raise ReexecutionError("Cannot reexecute from failure a run that is not failed or canceled")
         return cls(parent_run_id=run_id, mode=Mode.FROM_FAILURE, rerun_missing=rerun_missing)
 
@@ -177,16 +178,11 @@ def execute_job(
 
     run_id = str(uuid.uuid4())
     to_run = dict(the_plan.to_run)
+    planned = None if parent is None else to_run
     rows: list[tuple[str, StepState, str | None, str | None]] = []
     for s in graph.steps:
-        if s in to_run:
-            rows.append((s, StepState.PENDING, to_run[s], None))
-        elif s in the_plan.skipped:
-            rows.append((s, StepState.SKIPPED, the_plan.skipped[s], None))
-        elif s in the_plan.reused_steps:
-            rows.append((s, StepState.REUSED, "reused", the_plan.reused_steps[s]))
-        else:
-            rows.append((s, StepState.NOT_EXECUTED, "not selected", None))
+        init = initial_state(s, planned, the_plan.reused_steps, the_plan.skipped)
+        rows.append((s, init.state, to_run.get(s, init.reason), init.source_run))
     instance.create_run(
         run_id,
         job.name,
@@ -204,7 +200,6 @@ def execute_job(
 
     available: dict[tuple[str, str], OutputRef] = dict(the_plan.inherited)
     states: dict[str, StepState] = {s: st for s, st, _, _ in rows}
-    executed: list[str] = []
     errors: dict[str, str] = {}
     first_exc: BaseException | None = None
     canceled = False
@@ -213,49 +208,38 @@ def execute_job(
 
     with _cancel_on_sigterm():
         for step in graph.steps:
-            if step not in to_run:
+            if not states[step].waiting:
                 continue
             if canceled:
-                states[step] = StepState.NOT_EXECUTED
-                instance.step_finished(run_id, step, StepState.NOT_EXECUTED, reason="run canceled")
+                states[step] = on_cancel(states[step])
+                instance.step_finished(run_id, step, states[step], reason="run canceled")
                 continue
-            blocked = [
-                up
-                for up, _ in deps[step].values()
-                if states.get(up) in (StepState.FAILURE, StepState.NOT_EXECUTED, StepState.INTERRUPTED) and up in to_run
-            ]
-            if blocked:
-                states[step] = StepState.NOT_EXECUTED
-                instance.step_finished(
-                    run_id, step, StepState.NOT_EXECUTED, reason=f"upstream failed: {', '.join(sorted(set(blocked)))}"
-                )
-                emit(("step_not_executed", step, {"upstream": blocked}))
+            decision = gate(deps[step], states.__getitem__, lambda up, out: (up, out) in available)
+            if decision.gate is not Gate.READY:  # upstream steps ran before: never WAIT in job order
+                assert decision.state is not None, decision
+                states[step] = decision.state
+                instance.step_finished(run_id, step, decision.state, reason=decision.reason)
+                kind = "step_not_executed" if decision.gate is Gate.BLOCKED else "step_skipped"
+                emit((kind, step, {"reason": decision.reason}))
                 continue
-            missing = [f"{up}.{out}" for up, out in deps[step].values() if (up, out) not in available]
-            if missing:
-                states[step] = StepState.SKIPPED
-                instance.step_finished(
-                    run_id, step, StepState.SKIPPED, reason=f"input not produced: {', '.join(missing)}"
-                )
-                emit(("step_skipped", step, {"missing": missing}))
-                continue
+            states[step] = StepState.RUNNING
             instance.step_started(run_id, step)
             emit(("step_start", step, {}))
             t0 = time.perf_counter()
             try:
                 _run_step(job, step, run_id, run_config, instance, available, outs_def[step])
             except (KeyboardInterrupt, RunCanceled):
-                states[step] = StepState.INTERRUPTED
-                instance.step_finished(run_id, step, StepState.INTERRUPTED, error="interrupted: run canceled")
+                states[step] = on_cancel(states[step])
+                instance.step_finished(run_id, step, states[step], error="interrupted: run canceled")
                 emit(("step_interrupted", step, {}))
                 canceled = True
                 continue
             except (Exception, SystemExit) as exc:  # an op calling sys.exit() fails its step, not the run
-                states[step] = StepState.FAILURE
+                states[step] = StepState.FAILED
                 err = "".join(traceback.format_exception(exc)).strip()
                 errors[step] = err
                 first_exc = first_exc or exc
-                instance.step_finished(run_id, step, StepState.FAILURE, error=err)
+                instance.step_finished(run_id, step, StepState.FAILED, error=err)
                 emit(
                     (
                         "step_failure",
@@ -264,23 +248,14 @@ def execute_job(
                     )
                 )
                 continue
-            states[step] = StepState.SUCCESS
-            executed.append(step)
-            instance.step_finished(run_id, step, StepState.SUCCESS)
+            states[step] = StepState.SUCCEEDED
+            instance.step_finished(run_id, step, StepState.SUCCEEDED)
             emit(("step_success", step, {"duration": time.perf_counter() - t0}))
 
-    if canceled:
-        status = RunStatus.CANCELED
-    elif any(st is StepState.FAILURE for st in states.values()):
-        status = RunStatus.FAILURE
-    else:
-        status = RunStatus.SUCCESS
+    status = run_outcome(states.values(), canceled).public()
     instance.run_finished(run_id, status)
     emit(("run_end", "", {"run_id": run_id, "status": status.value}))
-    # An interrupted step counts as executed (its body ran), as Dagster lists it among the steps run.
-    executed_all = [
-        s for s in graph.steps if states[s] in (StepState.SUCCESS, StepState.FAILURE, StepState.INTERRUPTED)
-    ]
+    executed_all = [s for s in graph.steps if states[s].ran]
     result = ExecuteJobResult(
         run_id=run_id,
         status=status,
@@ -292,7 +267,7 @@ def execute_job(
         errors=errors,
     )
     if raise_on_error and first_exc is not None:
-        failed = next(s for s in graph.steps if states[s] is StepState.FAILURE)
+        failed = next(s for s in graph.steps if states[s] is StepState.FAILED)
         raise StepExecutionError(f"step {failed} of run {run_id} failed: {first_exc}") from first_exc
     return result
 

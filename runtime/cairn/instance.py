@@ -26,7 +26,8 @@ from typing import Any
 from cairn.errors import CairnError, RunNotFoundError
 from cairn.io import FilesystemIOManager, IOManager, StoredOutput
 from cairn.planner import OutputRef, RunView
-from cairn.status import RunStatus, StepState, StepStatus
+from cairn.runstate import RunPhase, StepState
+from cairn.status import RunStatus, StepStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -111,7 +112,7 @@ class StepRecord:
 
     @property
     def interrupted(self) -> bool:
-        return self.state.interrupted
+        return self.state is StepState.INTERRUPTED or self.state is StepState.RUNNING
 
 
 @dataclass
@@ -135,7 +136,7 @@ class RunRecord:
     def view(self) -> RunView:
         return RunView(
             run_id=self.run_id,
-            status=self.status,
+            status=RunPhase.of(self.status),
             root_run_id=self.root_run_id,
             steps={s: r.state for s, r in self.steps.items()},
             outputs=self.outputs,
@@ -243,7 +244,7 @@ class Instance:
     def step_started(self, run_id: str, step: str) -> None:
         self._conn.execute(
             "UPDATE steps SET state=?, started=? WHERE run_id=? AND step=?",
-            (StepState.STARTED.value, time.time(), run_id, step),
+            (StepState.RUNNING.value, time.time(), run_id, step),
         )
 
     def step_finished(
@@ -296,7 +297,7 @@ class Instance:
             (run_id,),
         ):
             st = StepState(state)
-            if lost and st is StepState.STARTED:
+            if lost and st is StepState.RUNNING:
                 st = StepState.INTERRUPTED
             steps[s] = StepRecord(s, st, reason, src, started, finished, error)
         outputs: dict[tuple[str, str], OutputRef] = {}

@@ -17,8 +17,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cairn.errors import MissingOutputsError, ReexecutionError
+from cairn.runstate import RunPhase, StepState, from_failure_reason, stays_skipped
 from cairn.selection import Graph, resolve_selection
-from cairn.status import RunStatus, StepState
 
 
 class Mode(enum.Enum):
@@ -54,7 +54,7 @@ class RunView:
     """What the planner needs of the parent run."""
 
     run_id: str
-    status: RunStatus
+    status: RunPhase
     root_run_id: str
     steps: Mapping[str, StepState]
     outputs: Mapping[tuple[str, str], OutputRef]  # the run's output index
@@ -87,9 +87,6 @@ class Plan:
 def initial_plan(job: JobGraph) -> Plan:
     """A first run executes every step."""
     return Plan(tuple((s, "initial") for s in job.steps), {}, {}, {}, ())
-
-
-_PRODUCED = frozenset({StepState.SUCCESS, StepState.REUSED})
 
 
 def plan(job: JobGraph, parent: RunView, request: Request, known_runs: Collection[str] | None = None) -> Plan:
@@ -141,7 +138,7 @@ def plan(job: JobGraph, parent: RunView, request: Request, known_runs: Collectio
                     reused[(up, out)] = ref
                     continue
                 up_state = p_steps.get(up, StepState.NOT_EXECUTED)
-                if up_state in _PRODUCED and not job.outputs.get(up, {}).get(out, True):
+                if up_state.produced_outputs and not job.outputs.get(up, {}).get(out, True):
                     skip_why = f"optional output {up}.{out} was not produced"
                     break
                 raise ReexecutionError(
@@ -161,7 +158,7 @@ def plan(job: JobGraph, parent: RunView, request: Request, known_runs: Collectio
         if s in reasons:
             continue
         state = p_steps.get(s, StepState.NOT_EXECUTED)
-        if state is StepState.SKIPPED:
+        if stays_skipped(state):
             skipped[s] = "skipped in the parent run"
             continue
         source = None
@@ -172,7 +169,7 @@ def plan(job: JobGraph, parent: RunView, request: Request, known_runs: Collectio
                 break
         if source is not None:
             reused_steps[s] = source
-        elif state is StepState.SUCCESS or state is StepState.REUSED:  # ran, produced no (optional) output
+        elif state.produced_outputs:  # ran, produced no (optional) output
             reused_steps[s] = parent.run_id
         else:
             not_executed.append(s)
@@ -207,18 +204,14 @@ def _from_failure(job: JobGraph, parent: RunView) -> dict[str, str]:
     get_state = parent.steps.get
     get_deps = job.deps.get
     get_seed = seed_of.get
-    failure, started, interrupted = StepState.FAILURE, StepState.STARTED, StepState.INTERRUPTED
-    skipped, not_executed, pending = StepState.SKIPPED, StepState.NOT_EXECUTED, StepState.PENDING
+    not_executed = StepState.NOT_EXECUTED
     for s in job.steps:
         state = get_state(s, not_executed)
-        if state is skipped:
+        if stays_skipped(state):
             continue
-        if state is failure:
-            reasons[s] = "failed"
-            seed_of[s] = s
-            continue
-        if state is started or state is interrupted:
-            reasons[s] = "interrupted"
+        why = from_failure_reason(state)
+        if why == "failed" or why == "interrupted":
+            reasons[s] = why
             seed_of[s] = s
             continue
         seed = None
@@ -231,8 +224,8 @@ def _from_failure(job: JobGraph, parent: RunView) -> dict[str, str]:
         if seed is not None:
             reasons[s] = f"downstream-of:{seed}"
             seed_of[s] = seed
-        elif state is not_executed or state is pending:
-            reasons[s] = "not-executed"
+        elif why is not None:  # never started: not-executed
+            reasons[s] = why
             seed_of[s] = s
     if not reasons:
         raise ReexecutionError("No steps needed to be retried in the failed run.")

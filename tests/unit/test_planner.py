@@ -6,15 +6,15 @@ import pytest
 
 from cairn.errors import MissingOutputsError, ReexecutionError, StepSelectionError
 from cairn.planner import JobGraph, Mode, OutputRef, Plan, Request, RunView, plan, plan_checked
-from cairn.status import RunStatus, StepState
+from cairn.runstate import RunPhase, StepState
 
 S, F, N, INT, K, X, R, P = (
-    StepState.SUCCESS,
-    StepState.FAILURE,
+    StepState.SUCCEEDED,
+    StepState.FAILED,
     StepState.NOT_EXECUTED,
     StepState.INTERRUPTED,
     StepState.SKIPPED,
-    StepState.STARTED,
+    StepState.RUNNING,
     StepState.REUSED,
     StepState.PENDING,
 )
@@ -34,7 +34,7 @@ JOB = JobGraph(
 
 def parent(
     states: dict[str, StepState],
-    status: RunStatus = RunStatus.FAILURE,
+    status: RunPhase = RunPhase.FAILED,
     produced: str = "",
     run_id: str = "p",
     maybe: bool = False,
@@ -59,32 +59,32 @@ def run_of(p: Plan) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("states", "status", "request_", "to_run", "reused_from"),
     [
-        (ALL_OK, RunStatus.SUCCESS, Request(Mode.ALL), [(s, "all") for s in "abcdeg"], set()),
-        (ALL_OK, RunStatus.SUCCESS, Request(Mode.SELECTED, ("b",)), [("b", "selected")], {"a"}),
+        (ALL_OK, RunPhase.SUCCEEDED, Request(Mode.ALL), [(s, "all") for s in "abcdeg"], set()),
+        (ALL_OK, RunPhase.SUCCEEDED, Request(Mode.SELECTED, ("b",)), [("b", "selected")], {"a"}),
         (
             ALL_OK,
-            RunStatus.SUCCESS,
+            RunPhase.SUCCEEDED,
             Request(Mode.SELECTED, ("b*",)),
             [("b", "selected"), ("d", "selected")],
             {"a", "c"},
         ),
         (
             ALL_OK,
-            RunStatus.SUCCESS,
+            RunPhase.SUCCEEDED,
             Request(Mode.SELECTED, ("+d",)),
             [("b", "selected"), ("c", "selected"), ("d", "selected")],
             {"a"},
         ),
         (
             ALL_OK,
-            RunStatus.SUCCESS,
+            RunPhase.SUCCEEDED,
             Request(Mode.FROM_SELECTED, ("b",)),
             [("b", "selected"), ("d", "downstream-of:b")],
             {"a", "c"},
         ),
         (
             ALL_OK,
-            RunStatus.SUCCESS,
+            RunPhase.SUCCEEDED,
             Request(Mode.FROM_SELECTED, ("a",)),
             [
                 ("a", "selected"),
@@ -97,14 +97,14 @@ def run_of(p: Plan) -> list[tuple[str, str]]:
         ),
         (
             B_FAILED,
-            RunStatus.FAILURE,
+            RunPhase.FAILED,
             Request(Mode.FROM_FAILURE),
             [("b", "failed"), ("d", "downstream-of:b")],
             {"a", "c"},
         ),
         (
             {**B_FAILED, "b": X},
-            RunStatus.FAILURE,
+            RunPhase.FAILED,
             Request(Mode.FROM_FAILURE),
             [("b", "interrupted"), ("d", "downstream-of:b")],
             {"a", "c"},
@@ -112,7 +112,7 @@ def run_of(p: Plan) -> list[tuple[str, str]]:
         # A canceled run: b interrupted, c never started.
         (
             {"a": S, "b": INT, "c": P, "d": N, "e": S, "g": N},
-            RunStatus.CANCELED,
+            RunPhase.CANCELED,
             Request(Mode.FROM_FAILURE),
             [("b", "interrupted"), ("c", "not-executed"), ("d", "downstream-of:b"), ("g", "downstream-of:c")],
             {"a"},
@@ -120,7 +120,7 @@ def run_of(p: Plan) -> list[tuple[str, str]]:
         # A chain parent whose steps were reused from its own parent: they count as produced.
         (
             {"a": R, "b": F, "c": R, "d": N, "e": R, "g": K},
-            RunStatus.FAILURE,
+            RunPhase.FAILED,
             Request(Mode.FROM_FAILURE),
             [("b", "failed"), ("d", "downstream-of:b")],
             {"a", "c"},
@@ -129,7 +129,7 @@ def run_of(p: Plan) -> list[tuple[str, str]]:
 )
 def test_plans(
     states: dict[str, StepState],
-    status: RunStatus,
+    status: RunPhase,
     request_: Request,
     to_run: list[tuple[str, str]],
     reused_from: set[str],
@@ -147,13 +147,13 @@ def test_skipped_steps_stay_skipped_from_failure() -> None:
 
 
 def test_a_consumer_of_an_optional_output_that_was_not_produced_is_skipped() -> None:
-    p = plan(JOB, parent(ALL_OK, RunStatus.SUCCESS), Request(Mode.SELECTED, ("b", "g")))
+    p = plan(JOB, parent(ALL_OK, RunPhase.SUCCEEDED), Request(Mode.SELECTED, ("b", "g")))
     assert run_of(p) == [("b", "selected")]
     assert p.skipped == {"g": "optional output c.maybe was not produced"}
 
 
 def test_an_optional_output_that_was_produced_is_reused() -> None:
-    p = plan(JOB, parent({**ALL_OK, "g": S}, RunStatus.SUCCESS, maybe=True), Request(Mode.SELECTED, ("g",)))
+    p = plan(JOB, parent({**ALL_OK, "g": S}, RunPhase.SUCCEEDED, maybe=True), Request(Mode.SELECTED, ("g",)))
     assert run_of(p) == [("g", "selected")]
     assert p.reused[("c", "maybe")] == OutputRef("p", "local/p/c/maybe")
 
@@ -165,7 +165,7 @@ def test_outputs_come_from_the_run_that_produced_them() -> None:
         ("b", "result"): OutputRef("child", "local/child/b/result"),
         ("c", "result"): OutputRef("root", "local/root/c/result"),
     }
-    child = RunView("child", RunStatus.SUCCESS, "root", {"a": R, "b": S, "c": R, "d": S, "e": R, "g": K}, index)
+    child = RunView("child", RunPhase.SUCCEEDED, "root", {"a": R, "b": S, "c": R, "d": S, "e": R, "g": K}, index)
     p = plan(JOB, child, Request(Mode.SELECTED, ("d",)), known_runs={"root", "child"})
     assert p.reused == {("b", "result"): index[("b", "result")], ("c", "result"): index[("c", "result")]}
     p2 = plan(JOB, child, Request(Mode.SELECTED, ("b",)), known_runs={"root", "child"})
@@ -177,43 +177,43 @@ def test_outputs_come_from_the_run_that_produced_them() -> None:
     [
         (
             ALL_OK,
-            RunStatus.SUCCESS,
+            RunPhase.SUCCEEDED,
             Request(Mode.FROM_FAILURE),
             ReexecutionError,
             "Cannot reexecute from failure a run that is not failed or canceled",
         ),
         (
             {"a": S, "b": S, "c": S, "d": S, "e": S, "g": K},
-            RunStatus.FAILURE,
+            RunPhase.FAILED,
             Request(Mode.FROM_FAILURE),
             ReexecutionError,
             "No steps needed to be retried in the failed run.",
         ),
         (
             ALL_OK,
-            RunStatus.SUCCESS,
+            RunPhase.SUCCEEDED,
             Request(Mode.SELECTED, ("nope", "zz*")),
             StepSelectionError,
             "Step selection refers to unknown step(s): nope, zz",
         ),
         (
             ALL_OK,
-            RunStatus.SUCCESS,
+            RunPhase.SUCCEEDED,
             Request(Mode.SELECTED, ("b**",)),
             StepSelectionError,
             "No qualified steps to execute found for step_selection=['b**']",
         ),
         (
             B_FAILED,
-            RunStatus.FAILURE,
+            RunPhase.FAILED,
             Request(Mode.SELECTED, ("d",)),
             ReexecutionError,
             "Cannot execute step 'd': its input 'x' reads output 'result' of step 'b', which run p did not produce "
-            "(step b is FAILURE). Select 'b' too, e.g. step_selection=['b*'], or re-execute from failure",
+            "(step b is Failed). Select 'b' too, e.g. step_selection=['b*'], or re-execute from failure",
         ),
         (
             ALL_OK,
-            RunStatus.SUCCESS,
+            RunPhase.SUCCEEDED,
             Request(Mode.SELECTED, ("g",)),
             ReexecutionError,
             "Nothing to execute: every selected step is skipped (g: optional output c.maybe was not produced)",
@@ -221,7 +221,7 @@ def test_outputs_come_from_the_run_that_produced_them() -> None:
     ],
 )
 def test_errors(
-    states: dict[str, StepState], status: RunStatus, request_: Request, error: type[Exception], message: str
+    states: dict[str, StepState], status: RunPhase, request_: Request, error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error) as err:
         plan(JOB, parent(states, status), request_)
@@ -230,7 +230,7 @@ def test_errors(
 
 def test_a_missing_ancestor_is_named() -> None:
     index = {("a", "result"): OutputRef("root", "local/root/a/result")}
-    child = RunView("child", RunStatus.FAILURE, "root", {"a": R, "b": F, "c": N, "d": N, "e": N, "g": N}, index)
+    child = RunView("child", RunPhase.FAILED, "root", {"a": R, "b": F, "c": N, "d": N, "e": N, "g": N}, index)
     with pytest.raises(ReexecutionError) as err:
         plan(JOB, child, Request(Mode.SELECTED, ("b",)), known_runs={"child"})
     assert "stored by run root at local/root/a/result, but run root is no longer in the run store" in str(err.value)

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from cairn.runstate import RunPhase
 from cairn_operator import handlers, kube
-from cairn_operator.reconcile import RunPhase, run_conditions, rx_conditions
+from cairn_operator.reconcile import run_conditions, rx_conditions
 from cairn_operator.resources import owner_reference, without_gitops
 from tests.unit.operator.test_step_accounts import JOB, FakeRun
 

@@ -8,7 +8,7 @@ import pytest
 
 from cairn.errors import ReexecutionError, StepSelectionError
 from cairn.planner import Mode, Request
-from cairn.status import RunStatus, StepState
+from cairn.runstate import RunPhase, StepState
 from cairn_operator.graph import build
 from cairn_operator.models import JobSpec
 from cairn_operator.replan import child_execution, parent_view, plan_child
@@ -70,15 +70,16 @@ def test_a_grandchild_reads_from_the_run_that_produced_the_output() -> None:
 @pytest.mark.parametrize(
     ("step", "state"),
     [
-        ({"phase": "Canceled", "podName": "p"}, StepState.INTERRUPTED),
-        ({"phase": "Failed", "reason": "Interrupted"}, StepState.INTERRUPTED),
-        ({"phase": "Failed"}, StepState.FAILURE),
-        ({"phase": "Canceled"}, StepState.NOT_EXECUTED),
+        ({"phase": "Interrupted", "podName": "p"}, StepState.INTERRUPTED),
+        ({"phase": "Failed"}, StepState.FAILED),
+        ({"phase": "Canceled"}, StepState.CANCELED),
         ({"phase": "Skipped"}, StepState.SKIPPED),
         ({"phase": "Reused"}, StepState.REUSED),
+        ({"phase": "Retrying"}, StepState.RETRYING),
+        ({}, StepState.PENDING),
     ],
 )
-def test_step_states(step: dict[str, Any], state: StepState) -> None:
+def test_step_phases_are_the_runtimes_states(step: dict[str, Any], state: StepState) -> None:
     assert parent_view("r", {"phase": "Canceled", "steps": {"s": step}}, "r").steps["s"] is state
 
 
@@ -87,7 +88,7 @@ def test_the_runtime_planners_errors_hold_on_the_cluster() -> None:
         "phase": "Succeeded",
         "steps": {s: {"phase": "Succeeded", "outputs": out(f"k/{s}")} for s in ("start", "unreliable", "end")},
     }
-    assert parent_view("r", ok, "r").status is RunStatus.SUCCESS
+    assert parent_view("r", ok, "r").status is RunPhase.SUCCEEDED
     with pytest.raises(ReexecutionError, match=r"^Cannot reexecute from failure a run that is not failed or canceled$"):
         plan_child(GRAPH, "r", ok, "r", Request(Mode.FROM_FAILURE))
     with pytest.raises(StepSelectionError, match=r"^Step selection refers to unknown step\(s\): nope$"):
