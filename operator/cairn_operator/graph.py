@@ -7,7 +7,9 @@ message that says what to change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cairn.planner import JobGraph
 from cairn_operator.models import JobSpec, OpSpec
@@ -82,3 +84,18 @@ def build(spec: JobSpec) -> OpGraph:
             done.add(n)
         remaining = [n for n in remaining if n not in done]
     return OpGraph(tuple(order), ops, deps)
+
+
+def unknown_steps(graph: OpGraph, config: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None) -> str | None:
+    """A message naming config and override entries for steps the Job does not have, or None."""
+    ops = set(graph.order)
+    wrong_config = sorted(set((config or {}).get("ops") or {}) - ops)
+    wrong_overrides = sorted(set(overrides or {}) - ops)
+    parts = []
+    if wrong_config:
+        parts.append(f"config.ops names unknown step(s): {', '.join(wrong_config)}")
+    if wrong_overrides:
+        parts.append(f"overrides name unknown step(s): {', '.join(wrong_overrides)}")
+    if not parts:
+        return None
+    return f"{'; '.join(parts)} (the Job's steps: {', '.join(graph.order)}); fix or remove them"

@@ -1,7 +1,10 @@
-"""kopf handlers: thin. Each Run is reconciled every second until it finishes (level-triggered: the
-same cycle after a create, a restart or a missed event gives the same result). Decisions are made by
-`cairn_operator.reconcile.reconcile`; this module gathers what it needs, carries out its actions and
-writes the status once per cycle.
+"""kopf handlers: thin. Each live Run is reconciled on every watch event of itself and its pods (and
+every second as the safety net); each live Reexecution on every watch event of itself, its parent and
+its child (and every CAIRN_RX_RESYNC seconds as the safety net). Level-triggered: the same cycle after a
+create, a restart or a missed event gives the same result. Decisions are made by the pure
+`reconcile.reconcile` (Runs, on the runtime's `cairn.runstate` rules) and `rxdecide.decide`
+(Reexecutions); this module gathers what they need, carries out their actions and writes the status
+once per cycle, only when it changed.
 
 Persist, then destroy: a cycle writes the Run's status before it deletes anything, and a pod is only
 deleted once its result is in the status the cycle OBSERVED (`reconcile.collectable`). What follows a
@@ -24,7 +27,6 @@ import contextlib
 import contextvars
 import copy
 import datetime as dt
-import hashlib
 import os
 import sys
 import threading
@@ -35,11 +37,10 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from cairn.errors import CairnError, MissingOutputsError
-from cairn.planner import Mode, Plan, Request, plan_checked
+from cairn.planner import Request, RunView, plan_checked
 from cairn.runstate import RunPhase, StepState
 from cairn_operator import kube
-from cairn_operator.graph import InvalidJob, OpGraph, build
+from cairn_operator.graph import InvalidJob, OpGraph, build, unknown_steps
 from cairn_operator.models import GROUP, VERSION, JobSpec, ReexecutionSpec, RunSpec
 from cairn_operator.reconcile import (
     CreatePod,
@@ -51,10 +52,8 @@ from cairn_operator.reconcile import (
     collectable,
     reconcile,
     run_conditions,
-    rx_conditions,
     ts,
 )
-from cairn_operator.replan import child_execution, parent_view
 from cairn_operator.resources import (
     LABEL_JOB,
     LABEL_PARENT,
@@ -62,23 +61,34 @@ from cairn_operator.resources import (
     LABEL_ROOT,
     LABEL_RUN,
     LABEL_RX,
+    LABEL_STEP,
     STEP_SERVICE_ACCOUNT,
     add_locations,
     needs_locations,
-    owner_reference,
     run_key,
     service_accounts_to_ensure,
     step_inputs,
     step_output_locations,
     step_pod,
     step_service_account,
-    without_gitops,
+)
+from cairn_operator.rxdecide import (
+    FINISHED,
+    PROTECT,
+    CreateChild,
+    Decision,
+    Located,
+    PlanFn,
+    ProtectParent,
+    RxObserved,
+    child_name,
+    decide,
+    rx_active,
 )
 
 MAX_PODS = int(os.environ.get("CAIRN_MAX_PODS", "100"))
 #: The ServiceAccount step pods run as when their podTemplate names none; made in each namespace on use.
 STEP_ACCOUNT = os.environ.get("CAIRN_STEP_SERVICE_ACCOUNT") or STEP_SERVICE_ACCOUNT
-FINISHED = {p.value for p in RunPhase if p.finished}
 #: The fault-injection test hook (see the module docstring).
 FAULTS = frozenset(f.strip() for f in os.environ.get("CAIRN_FAULT", "").split(",") if f.strip())
 FAULT_NAMESPACE = os.environ.get("CAIRN_FAULT_NAMESPACE") or None
@@ -124,8 +134,9 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def invalid(status: Mapping[str, Any], message: str, generation: int) -> dict[str, Any]:
-    """The status of a Run whose Job graph is invalid: Failed, Stalled with reason InvalidJob (terminal)."""
+def invalid(status: Mapping[str, Any], message: str, generation: int, reason: str = "InvalidJob") -> dict[str, Any]:
+    """The status of a Run that cannot run as written (its Job graph, config or overrides): Failed,
+    Stalled with `reason` (terminal)."""
     now = ts(dt.datetime.now(dt.UTC))
     return {
         **status,
@@ -133,7 +144,7 @@ def invalid(status: Mapping[str, Any], message: str, generation: int) -> dict[st
         "message": message,
         "observedGeneration": generation,
         "finishedAt": now,
-        "conditions": run_conditions(RunPhase.FAILED, "InvalidJob", message, generation, now, status.get("conditions")),
+        "conditions": run_conditions(RunPhase.FAILED, reason, message, generation, now, status.get("conditions")),
     }
 
 
@@ -282,6 +293,27 @@ class Reservation:
         self.hold([])  # nothing created (or held already): every slot back
 
 
+class Backoff:
+    """Per-key growing delays (1, 2, 4 ... up to `cap` seconds) for a refusal that an admin may fix."""
+
+    def __init__(self, cap: float = 60.0) -> None:
+        self.cap = cap
+        self._tries: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def next(self, key: str) -> float:
+        with self._lock:
+            n = self._tries.get(key, 0)
+            self._tries[key] = n + 1
+        return float(min(self.cap, 2**n))
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._tries.pop(key, None)
+
+
+#: Delays between tries of a Run whose pods the API server refuses for a reason an admin can fix.
+REFUSED_BACKOFF = Backoff()
 #: Step pods not finished yet, cluster-wide, kept from the pod watch and the cycles' reservations.
 SLOTS = PodSlots(MAX_PODS)
 #: Reconcile cycles run here: a few threads serve any number of live Runs (whose daemons are coroutines).
@@ -323,12 +355,21 @@ async def pod_changed(
 
 @kopf.on.event(GROUP, VERSION, "runs")
 async def run_changed(
-    type: str | None, name: str | None, namespace: str | None, body: Mapping[str, Any], **_: Any
+    type: str | None,
+    name: str | None,
+    namespace: str | None,
+    body: Mapping[str, Any],
+    **kw: Any,
 ) -> None:
-    """A Run changed: wake its daemon. A child Run gone (deleted mid-run, say) and any event of a
-    protected parent (deleted since, or seen again at a start) re-check the parent's protection."""
+    """A Run changed: wake its daemon, the Reexecutions waiting for it as their parent and the one that
+    made it (a child's phase is its Reexecution's). A child Run gone (deleted mid-run, say) and any
+    event of a protected parent (deleted since, or seen again at a start) re-check the parent's protection."""
     _wake(namespace, name)
     meta = body.get("metadata") or {}
+    index: kopf.Index[Any, str] = kw["rx_by_parent"]
+    waiting = set(index.get((namespace or "", name or ""), ()))
+    maker = (meta.get("labels") or {}).get(LABEL_RX)
+    await wake_reexecutions(namespace or "", waiting | ({maker} if maker else set()))
     parent = (meta.get("labels") or {}).get(LABEL_PARENT)
     checks: list[tuple[str, str | None]] = []
     if type == "DELETED" and parent:
@@ -430,6 +471,11 @@ def sync_run(body: Mapping[str, Any]) -> float:
         )
         kube.patch_run_status(namespace, name, merge_patch(status, invalid(status, message, generation)))
         return RESYNC
+    wrong = unknown_steps(graph, run_spec.config, run_spec.overrides) if status.get("jobSnapshot") is None else None
+    if wrong:  # checked once, before the Run starts (a child's come from its Reexecution, checked there)
+        kopf.event(kopf.Body(body), type="Warning", reason="UnknownSteps", message=wrong)  # type: ignore[arg-type]
+        kube.patch_run_status(namespace, name, merge_patch(status, invalid(status, wrong, generation, "UnknownSteps")))
+        return RESYNC
     if status.get("jobSnapshot") is None:
         status["jobSnapshot"] = snapshot
         # A root Run labels itself as its lineage's root: `kubectl get crun -l cairn.dev/root-run=X` lists all.
@@ -495,11 +541,16 @@ def _sync(
     keys = [f"{namespace}/{c['metadata']['name']}" for c in creates]
     slots.hold(keys)
 
+    refusals: dict[str, kube.Refused] = {}  # step -> the API server's refusal of its pod
+
     def create(pod: dict[str, Any]) -> None:
         key = f"{namespace}/{pod['metadata']['name']}"
         try:
             if not kube.create_pod(pod):
                 SLOTS.release(key)  # it existed: the watch counts it
+        except kube.Refused as exc:
+            SLOTS.release(key)
+            refusals[pod["metadata"]["labels"][LABEL_STEP]] = exc
         except BaseException:
             SLOTS.release(key)
             raise
@@ -515,24 +566,46 @@ def _sync(
             create(creates[0])
         elif creates:
             list(CREATORS.map(create, creates))
+        waiting = [e for e in refusals.values() if not e.permanent]
+        if waiting:
+            raise waiting[0]
     except kube.Refused as exc:
-        # RBAC or admission said no: shown in the Run's status and, once per distinct refusal, as a
-        # Warning Event; this cycle's decisions are dropped and every next cycle tries again.
+        # RBAC, admission or a quota said no (what an admin can fix: a missing ServiceAccount, PodSecurity):
+        # shown in the Run's status and, once per distinct refusal, as a Warning Event; this cycle's
+        # decisions are dropped and the next cycle tries again after a growing delay (said in the message).
         if "service account" in str(exc):  # "error looking up service account": deleted since it was made
             ACCOUNTS_READY.discard((namespace, STEP_ACCOUNT))
+        delay = REFUSED_BACKOFF.next(f"{namespace}/{name}")
         old = dict(body.get("status") or {})
-        if old.get("message") != str(exc):
-            kube.patch_run_status(namespace, name, merge_patch(old, refused(old, str(exc), generation)))
+        message = f"{exc} (tried again after a growing delay, up to {REFUSED_BACKOFF.cap:.0f}s, and after each change)"
+        if old.get("message") != message:
+            kube.patch_run_status(namespace, name, merge_patch(old, refused(old, message, generation)))
             kopf.event(
                 kopf.Body(body),  # type: ignore[arg-type]
                 type="Warning",
                 reason="FailedCreate",
                 message=str(exc),
             )
-        raise
+        return delay
+    REFUSED_BACKOFF.reset(f"{namespace}/{name}")
+    for step, refusal in refusals.items():  # the pod itself is invalid: the same spec is refused every time
+        st = steps[step]
+        msg = f"{refusal}: fix the Job's op (or the Run's overrides), then re-execute"
+        st.update(phase=StepState.FAILED.value, message=msg, finishedAt=ts(dt.datetime.now(dt.UTC)))
+        st.pop("podName", None)
+        result.actions = [
+            a
+            for a in result.actions
+            if not (isinstance(a, Event) and a.reason == "StepStarted" and f"step {step} " in a.message)
+        ]
+        result.actions.append(Event("PodRefused", f"step {step}: {msg}", "Warning"))
+    log_problems = []
     for action in result.actions:
         if isinstance(action, SaveLog):
-            save_log(namespace, name, uid, job_spec, action, steps)
+            problem = save_log(namespace, name, uid, job_spec, action, steps)
+            said = ((body.get("status") or {}).get("steps") or {}).get(action.step, {}).get("logError")
+            if problem and problem != said:
+                log_problems.append(Event("LogSaveFailed", f"step {action.step}: {problem}", "Warning"))
     if needs_locations(steps):
         add_locations(step_output_locations(steps), output_bucket(namespace, job_spec), job_spec.storage.prefix)
     # Persist, then destroy: the status first; deletions only after it is written (and podGC only
@@ -546,7 +619,7 @@ def _sync(
         if isinstance(action, DeletePod):
             fault("exit-before:pod-delete", namespace)
             kube.delete_pod(namespace, action.name)
-    for action in result.actions:
+    for action in [*result.actions, *log_problems]:
         if isinstance(action, Event):
             kopf.event(
                 kopf.Body(body),  # type: ignore[arg-type]
@@ -631,30 +704,33 @@ def storage_bucket(spec: JobSpec, secret: Mapping[str, str]) -> str | None:
     return spec.storage.bucket or secret.get("CAIRN_S3_BUCKET") or None
 
 
-def save_log(namespace: str, run: str, uid: str, spec: JobSpec, action: SaveLog, steps: dict[str, Any]) -> None:
-    """Copy a finished pod's log to <prefix>/<ns>/<run>/<step>/logs/attempt-N.log and record the key."""
+def save_log(namespace: str, run: str, uid: str, spec: JobSpec, action: SaveLog, steps: dict[str, Any]) -> str | None:
+    """Copy a finished pod's log to <prefix>/<ns>/<run>/<step>/logs/attempt-N.log and record the key.
+
+    Storage never blocks the Run's status: when the copy fails (S3 unreachable, a key refused), the step's
+    `logError` says so and the log's key stays unrecorded, so the next cycle tries again (and podGC keeps
+    the pod, whose log is the only copy, meanwhile). Returns that message, or None when the log was saved."""
     key = f"{namespace}/{run_key(run, uid)}/{action.step}/logs/attempt-{action.attempt}.log"
-    try:
-        data = kube.pod_log(namespace, action.pod)
-    except Exception as exc:
-        if getattr(exc, "status", None) != 404:
-            raise
-        key = f"unavailable: pod {action.pod} was gone before its log was saved"
-    else:
-        storage(namespace, spec).store(key, data, "bytes")
     st = steps.setdefault(action.step, {})
+    try:
+        try:
+            data = kube.pod_log(namespace, action.pod)
+        except Exception as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+            key = f"unavailable: pod {action.pod} was gone before its log was saved"
+        else:
+            storage(namespace, spec).store(key, data, "bytes")
+    except Exception as exc:
+        why = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        st["logError"] = (
+            f"attempt {action.attempt}: its log could not be saved to storage ({type(exc).__name__}: {why}); "
+            "tried again every cycle, the pod is kept until it is saved"
+        )
+        return str(st["logError"])
+    st.pop("logError", None)
     st["logs"] = {**(st.get("logs") or {}), str(action.attempt): key}
-
-
-PROTECT = "cairn.dev/children"
-
-
-def protect_parent(namespace: str, parent: Mapping[str, Any]) -> None:
-    """A finalizer on the parent while a child reads its outputs: deleting it waits for the child."""
-    meta = parent["metadata"]
-    finalizers = list(meta.get("finalizers") or [])
-    if PROTECT not in finalizers:
-        kube.set_run_finalizers(namespace, meta["name"], [*finalizers, PROTECT], meta["resourceVersion"])
+    return None
 
 
 #: Conflicts (409) in a row before a release of a parent's protection gives up, saying so.
@@ -666,26 +742,16 @@ class ReleaseConflict(Exception):
 
 
 def live_children(namespace: str, parent: str, leaving: str | None = None) -> list[str]:
-    """What may still read the parent's outputs: its child Runs not finished, not being deleted, not
-    `leaving` (the child finishing or gone just now), and its Reexecutions still to make their child
-    (between protecting the parent and creating the child, the child is not there yet)."""
-    runs = [
+    """What may still read the parent's outputs: its child Runs not finished, not being deleted and not
+    `leaving` (the child finishing or gone just now). A Reexecution protects its parent only once its
+    child exists (`rxdecide`), so one that has not made its child (or failed to) never holds it."""
+    return sorted(
         k["metadata"]["name"]
         for k in kube.list_runs(namespace, f"{LABEL_PARENT}={parent}")
         if (k.get("status") or {}).get("phase") not in FINISHED
         and not k["metadata"].get("deletionTimestamp")
         and k["metadata"]["name"] != leaving
-    ]
-    making = [
-        f"reexecution/{r['metadata']['name']}"
-        for r in kube.list_reexecutions(namespace, "")
-        if (r.get("spec") or {}).get("parentRun") == parent
-        and not (r.get("spec") or {}).get("dryRun")
-        and (r.get("status") or {}).get("phase") not in RX_DONE
-        and not (r.get("status") or {}).get("childRun")
-        and not r["metadata"].get("deletionTimestamp")
-    ]
-    return sorted(runs + making)
+    )
 
 
 def release_parent(namespace: str, parent: str, leaving: str | None = None) -> None:
@@ -742,174 +808,142 @@ def retry_failed_run(namespace: str, name: str, meta: Mapping[str, Any], spec: R
 
 
 # ----- Reexecution ------------------------------------------------------------------------------------
-RX_DONE = {"Succeeded", "Failed", "Invalid"}
-MODES = {
-    "All": Mode.ALL,
-    "Selected": Mode.SELECTED,
-    "FromSelected": Mode.FROM_SELECTED,
-    "FromFailure": Mode.FROM_FAILURE,
-}
+#: Seconds between checks of a live Reexecution when no watch event comes (the level-triggered safety net;
+#: events of the Reexecution, its parent and its child wake it at once), and the retry delay after a
+#: transient API error.
+RX_RESYNC = float(os.environ.get("CAIRN_RX_RESYNC", "15"))
+_RX_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_RX_LOCKS_LOCK = threading.Lock()
 
 
-def rx_active(status: Mapping[str, Any], spec: Mapping[str, Any], **_: Any) -> bool:
-    phase = (status or {}).get("phase")
-    return phase not in RX_DONE and not (phase == "Planned" and (spec or {}).get("dryRun"))
+@kopf.index(GROUP, VERSION, "reexecutions")
+def rx_by_parent(namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any) -> dict[Any, str]:
+    """(namespace, parent Run) -> the Reexecutions naming it: a parent's watch events wake them."""
+    return {(namespace or "", (spec or {}).get("parentRun") or ""): name}
 
 
-def child_name(rx: ReexecutionSpec, rx_uid: str) -> str:
-    """The child Run's name: fixed for a Reexecution, so no retry, restart or second replica ever makes
-    a second child. At most 63 characters (it is also a label value)."""
-    if rx.runName:
-        return rx.runName
-    digest = hashlib.sha256(rx_uid.encode()).hexdigest()[:5]
-    return f"{rx.parentRun[: 63 - 9].rstrip('-')}-rx-{digest}"
+async def wake_reexecutions(namespace: str, names: set[str]) -> None:
+    loop = asyncio.get_running_loop()
+    for name in sorted(names):
+        context = contextvars.copy_context()
+        await loop.run_in_executor(CYCLES, context.run, rx_cycle, namespace, name)
 
 
-def rx_status(
-    status: Mapping[str, Any], phase: str, message: str, generation: int, reason: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    """A Reexecution's next status: `status` with the phase, message and conditions (reason: the phase
-    unless given); condition times kept while their status stays."""
-    now = ts(dt.datetime.now(dt.UTC))
-    return {
-        **status,
-        "phase": phase,
-        "message": message,
-        "observedGeneration": generation,
-        "conditions": rx_conditions(phase, reason or phase, message, generation, now, status.get("conditions")),
-        **extra,
-    }
+@kopf.on.event(GROUP, VERSION, "reexecutions")
+async def rx_changed(
+    type: str | None, name: str | None, namespace: str | None, body: Mapping[str, Any], **_: Any
+) -> None:
+    """A Reexecution was applied or changed (its own status writes included: the decision then repeats
+    and writes nothing)."""
+    if type != "DELETED" and name and rx_active(body.get("status"), body.get("spec")):
+        await wake_reexecutions(namespace or "", {name})
 
 
-def plan_status(p: Plan, execution: Any, bucket: str | None = None, prefix: str = "") -> dict[str, Any]:
-    reused = [
-        {"step": step, "output": o, "sourceRun": r.sourceRun, "key": ref.key, "etag": ref.etag}
-        for step, r in execution.reused.items()
-        for o, ref in r.outputs.items()
-    ]
-    add_locations(reused, bucket, prefix)
-    return {"steps": [{"name": s, "reason": r} for s, r in p.to_run], "reused": reused, "skipped": dict(p.skipped)}
+@kopf.timer(GROUP, VERSION, "reexecutions", interval=RX_RESYNC, when=lambda status, spec, **_: rx_active(status, spec))
+def rx_resync(namespace: str | None, name: str, **_: Any) -> None:
+    rx_cycle(namespace or "", name)
 
 
-@kopf.timer(GROUP, VERSION, "reexecutions", interval=1.0, when=rx_active)
-def rx_timer(**kw: Any) -> None:
-    patch = kw["patch"]
-    meta = kw["meta"]
-    namespace, name, uid = kw["namespace"], kw["name"], kw["uid"]
-    generation = int(meta.get("generation") or 1)
-    status = copy.deepcopy(dict(kw["status"] or {}))
-
-    def write(phase: str, message: str, reason: str | None = None, **extra: Any) -> None:
-        """Patch the status, when it changed."""
-        change = merge_patch(status, rx_status(status, phase, message, generation, reason, **extra))
-        if change:
-            patch.status.update(change)
-
-    try:
-        rx = ReexecutionSpec.model_validate(dict(kw["spec"]))
-    except ValidationError as exc:
-        write("Invalid", str(exc))
-        return
-    child = child_name(rx, uid)
-    existing = kube.get_run(namespace, child)
-    if existing is not None:  # created already (maybe by a cycle whose status write was lost): follow it
-        phase = (existing.get("status") or {}).get("phase") or "Pending"
-        new = {"Succeeded": "Succeeded", "Failed": "Failed", "Canceled": "Failed"}.get(phase, "Running")
-        write(new, f"child Run {child} is {phase}", phase, childRun=child)
-        return
-    if status.get("childRun") == child:  # it was made, and is gone: deleted (by a user, say)
-        write("Failed", f"child Run {child} was deleted", "ChildRunDeleted")
-        return
-    if "/" in rx.parentRun:
-        write(
-            "Invalid",
-            f"spec.parentRun {rx.parentRun!r} names another namespace: a "
-            "Reexecution may only name a Run in its own namespace",
-        )
-        return
-    parent = kube.get_run(namespace, rx.parentRun)
-    if parent is None:  # applied before its parent (e.g. by a GitOps tool): it waits, said once
-        msg = (
-            f"waiting for the parent Run {rx.parentRun!r}: not found in namespace {namespace}; the "
-            "re-execution goes on when it is created (or fix spec.parentRun)"
-        )
-        if status.get("message") != msg:
-            kopf.event(kw["body"], type="Warning", reason="ParentNotFound", message=msg)
-        write("Pending", msg, "ParentNotFound")
-        return
-    pstatus = parent.get("status") or {}
-    if pstatus.get("phase") not in FINISHED:
-        write(
-            "Pending",
-            f"waiting for the parent Run {rx.parentRun} to finish (it is {pstatus.get('phase') or 'Pending'})",
-            "WaitingForParent",
-        )
-        return
-    if rx.concurrencyPolicy == "Forbid":
-        siblings = kube.list_runs(namespace, f"{LABEL_PARENT}={rx.parentRun}")
-        live = [r["metadata"]["name"] for r in siblings if (r.get("status") or {}).get("phase") not in FINISHED]
-        if live:
-            msg = f"concurrencyPolicy Forbid: waiting for {', '.join(sorted(live))} (another child of the parent)"
-            write("Pending", msg, "ConcurrencyPolicy")
+def rx_cycle(namespace: str, name: str) -> None:
+    """One decision of a Reexecution (`rxdecide.decide`) on what is observed now, carried out: the child
+    created, then the parent protected, then the status written once (only if it changed), then Events.
+    One at a time per Reexecution. A refusal by the API server fails it with the server's message; a
+    transient error (5xx, a lost connection) is said in its status, and the next check tries again."""
+    with _RX_LOCKS_LOCK:
+        lock = _RX_LOCKS.setdefault((namespace, name), threading.Lock())
+    with lock:
+        body = kube.get_reexecution(namespace, name)
+        if body is None or not rx_active(body.get("status"), body.get("spec")):
             return
-    snapshot = pstatus.get("jobSnapshot") or {}
-    root = (parent["metadata"].get("labels") or {}).get(LABEL_ROOT) or rx.parentRun
+        meta = body["metadata"]
+        spec = dict(body.get("spec") or {})
+        status = copy.deepcopy(dict(body.get("status") or {}))
+        generation = int(meta.get("generation") or 1)
+        obs = observe_rx(namespace, meta, spec, status, generation)
+        decision = decide(obs, located_plan(namespace))
+        try:
+            apply_rx(namespace, decision)
+        except kube.Refused as exc:  # permanent: the request itself is wrong (admission, quota, RBAC)
+            msg = f"{exc}: fix what it names, then apply a new Reexecution"
+            decision = Decision(
+                "Failed", msg, "ChildCreateRefused", actions=[Event("ChildCreateRefused", msg, "Warning")]
+            )
+        except Exception as exc:  # transient (5xx, a lost connection): said, and the next check tries again
+            why = f"{type(exc).__name__}: {str(exc)[:300]}"
+            msg = f"could not create the child Run: {why}; retrying within {RX_RESYNC:.0f}s"
+            said = status.get("message") == msg
+            decision = Decision("Pending", msg, "Retrying", actions=[] if said else [Event("Retrying", msg, "Warning")])
+        change = merge_patch(status, decision.status(status, generation, dt.datetime.now(dt.UTC)))
+        if change:
+            kube.patch_reexecution_status(namespace, name, change)
+        for action in decision.actions:
+            if isinstance(action, Event):
+                kopf.event(
+                    kopf.Body(body),  # type: ignore[arg-type]
+                    type=action.type,
+                    reason=action.reason,
+                    message=action.message,
+                )
+
+
+def observe_rx(
+    namespace: str, meta: Mapping[str, Any], spec: Mapping[str, Any], status: Mapping[str, Any], generation: int
+) -> RxObserved:
+    """What a Reexecution's decision needs: its parent, its child (by the child's fixed name) and, with
+    concurrencyPolicy Forbid, the parent's other live children."""
+    parent_name = str(spec.get("parentRun") or "")
     try:
-        job_spec = JobSpec.model_validate(snapshot)
-        graph = build(job_spec)
+        child = child_name(ReexecutionSpec.model_validate(dict(spec)), meta["uid"])
+    except ValidationError:
+        child = ""
+    parent = kube.get_run(namespace, parent_name) if parent_name and "/" not in parent_name else None
+    siblings: list[str] = []
+    if spec.get("concurrencyPolicy") == "Forbid" and parent is not None:
+        siblings = [
+            r["metadata"]["name"]
+            for r in kube.list_runs(namespace, f"{LABEL_PARENT}={parent_name}")
+            if (r.get("status") or {}).get("phase") not in FINISHED and r["metadata"]["name"] != child
+        ]
+    return RxObserved(
+        namespace=namespace,
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=generation,
+        spec=spec,
+        status=status,
+        parent=parent,
+        child=kube.get_run(namespace, child) if child else None,
+        live_siblings=tuple(siblings),
+    )
+
+
+def located_plan(namespace: str) -> PlanFn:
+    """The planner with the parent's storage: every output a plan reuses must exist there."""
+
+    def run(job_spec: JobSpec, view: RunView, request: Request, rerun_missing: bool) -> Located:
         io = storage(namespace, job_spec)
         p = plan_checked(
-            graph.job_graph(),
-            parent_view(rx.parentRun, pstatus, root),
-            Request(MODES[rx.mode], tuple(rx.stepSelection)),
+            build(job_spec).job_graph(),
+            view,
+            request,
             exists=io.exists,
-            rerun_missing=rx.missingOutputs == "Rerun",
+            rerun_missing=rerun_missing,
             describe=io.describe,
         )
-    except MissingOutputsError as exc:
-        write("Failed", str(exc), "MissingOutputs")
-        return
-    except (CairnError, InvalidJob, ValidationError) as exc:
-        write("Invalid", str(exc))
-        return
-    execution = child_execution(p, rx.parentRun, root, snapshot, pstatus)
-    planned = plan_status(p, execution, io.bucket, io.prefix)
-    if rx.dryRun:
-        write("Planned", f"dry run: {len(p.to_run)} step(s) would run", plan=planned)
-        return
-    pspec = parent.get("spec") or {}
-    overrides = {
-        **(pspec.get("overrides") or {}),
-        **{k: v.model_dump(exclude_none=True) for k, v in (rx.overrides or {}).items()},
-    }
-    body: dict[str, Any] = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Run",
-        "metadata": {
-            "name": child,
-            "namespace": namespace,
-            # Never a GitOps tool's tracking labels: the child is the operator's, owned by the Reexecution.
-            "labels": {**without_gitops(rx.labels), LABEL_PARENT: rx.parentRun, LABEL_ROOT: root, LABEL_RX: name},
-            "annotations": {"cairn.dev/reexecution-mode": rx.mode},
-            "ownerReferences": [owner_reference("Reexecution", name, uid)],
-        },
-        "spec": {
-            "jobRef": pspec.get("jobRef"),
-            "config": rx.config if rx.config is not None else pspec.get("config"),
-            "overrides": overrides or None,
-            "maxParallel": pspec.get("maxParallel"),
-            "podGC": pspec.get("podGC"),
-            "retryPolicy": pspec.get("retryPolicy"),
-            "execution": execution.model_dump(exclude_none=True),
-        },
-    }
-    body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
-    protect_parent(namespace, parent)
-    kube.create_run(body)
-    kopf.event(
-        kw["body"],
-        type="Normal",
-        reason="ChildRunCreated",
-        message=f"created Run {child}: {len(p.to_run)} step(s) to execute, {len(execution.reused)} reused",
-    )
-    write("Running", f"child Run {child} created", childRun=child, plan=planned)
+        return Located(p, io.bucket, io.prefix)
+
+    return run
+
+
+def apply_rx(namespace: str, decision: Decision) -> None:
+    """Create the child, then protect the parent (a finalizer only once its child exists). A protection
+    that fails (the parent changed: 409) is added by the next decision, which sees the child."""
+    for action in decision.actions:
+        if isinstance(action, CreateChild):
+            kube.create_run(action.body)  # False: it exists (made by a cycle whose status write was lost)
+        elif isinstance(action, ProtectParent):
+            try:
+                kube.set_run_finalizers(namespace, action.name, list(action.finalizers), action.resource_version)
+            except Exception as exc:
+                if getattr(exc, "status", None) not in (404, 409):
+                    raise

@@ -37,6 +37,13 @@ class Refused(Exception):
             message = json.loads(exc.body).get("message") or message
         super().__init__(f"{what} refused by the API server ({exc.status} {exc.reason}): {message}")
 
+    @property
+    def permanent(self) -> bool:
+        """422 Invalid: the object itself is wrong (an invalid quantity, env name, label, volume), so the
+        same request is refused every time. Others (403 RBAC, PodSecurity, a quota; 404 a namespace or
+        ServiceAccount) may be fixed by an admin: worth trying again."""
+        return self.status == 422
+
 
 def _refusal(exc: Any) -> bool:
     """A 4xx but 409 (exists) and 429 (throttled): the API server's answer, not a passing failure (5xx,
@@ -95,6 +102,8 @@ def _create(plural: str, body: dict[str, Any]) -> bool:
     except ApiException as exc:
         if exc.status == 409:
             return False
+        if _refusal(exc):
+            raise Refused(f"creating {body.get('kind', plural)} {body['metadata']['name']}", exc) from exc
         raise
     return True
 
@@ -105,6 +114,10 @@ def list_runs(namespace: str, selector: str) -> list[dict[str, Any]]:
 
 def create_run(body: dict[str, Any]) -> bool:
     return _create("runs", body)
+
+
+def get_reexecution(namespace: str, name: str) -> dict[str, Any] | None:
+    return _get("reexecutions", namespace, name)
 
 
 def list_reexecutions(namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -136,6 +149,16 @@ def patch_run_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
     if patch:
         client.CustomObjectsApi(_api()).patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, "runs", name, {"status": patch}
+        )
+
+
+def patch_reexecution_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
+    """A JSON merge patch of the Reexecution's status subresource (None values delete keys)."""
+    from kubernetes import client
+
+    if patch:
+        client.CustomObjectsApi(_api()).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "reexecutions", name, {"status": patch}
         )
 
 

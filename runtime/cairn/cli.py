@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def _dev_build(args: argparse.Namespace) -> int:
@@ -72,13 +73,66 @@ def _dev_image_export(args: argparse.Namespace) -> int:
     return 0
 
 
+OPERATOR_DESCRIPTION = """\
+Run the Cairn operator here, against the current kubeconfig ($KUBECONFIG): this execs
+`python -m cairn_operator` with the options below (the operator is its own program; the runtime never
+imports it). Anything after `--` is passed to it as it is, e.g. `cairn operator -- --liveness URL`.
+"""
+
+
+def operator_argv(args: argparse.Namespace, python: str = sys.executable) -> list[str]:
+    """The command line of `python -m cairn_operator` for `cairn operator` with these options."""
+    argv = [python, "-m", "cairn_operator"]
+    if args.liveness is not None:
+        argv += ["--liveness", args.liveness]
+    for ns in args.namespace:
+        argv += ["--namespace", ns]
+    if args.all_namespaces:
+        argv.append("--all-namespaces")
+    if args.verbose:
+        argv.append("--verbose")
+    extra = list(args.args)
+    return argv + (extra[1:] if extra[:1] == ["--"] else extra)
+
+
 def _operator(args: argparse.Namespace) -> int:
     """A convenience wrapper: the operator is its own program (the runtime never imports it)."""
     import os
 
-    extra = args.args[1:] if args.args[:1] == ["--"] else args.args
-    os.execv(sys.executable, [sys.executable, "-m", "cairn_operator", *extra])
+    argv = operator_argv(args)
+    os.execv(argv[0], argv)
     return 0  # pragma: no cover - execv does not return
+
+
+def _add_operator(sub: Any) -> None:
+    op = sub.add_parser(
+        "operator",
+        help="run the Kubernetes operator here (python -m cairn_operator ...)",
+        description=OPERATOR_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    op.add_argument(
+        "--liveness",
+        metavar="URL",
+        default=None,
+        help="serve the liveness endpoint at URL (operator's default: http://127.0.0.1:8080/healthz; "
+        "in a pod http://0.0.0.0:8080/healthz; '' turns it off)",
+    )
+    scope = op.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch only namespace NS (repeatable; default: all namespaces)",
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
+    op.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    op.add_argument(
+        "args", nargs=argparse.REMAINDER, help="after `--`: more options of python -m cairn_operator, passed as is"
+    )
+    op.set_defaults(func=_operator)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,9 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_k8s(sub)
 
-    op = sub.add_parser("operator", help="run the Kubernetes operator here (python -m cairn_operator ...)")
-    op.add_argument("args", nargs=argparse.REMAINDER, help="options of python -m cairn_operator")
-    op.set_defaults(func=_operator)
+    _add_operator(sub)
 
     dev = sub.add_parser("dev", help="a real local control plane without Docker")
     dsub = dev.add_subparsers(dest="dev_command", required=True)

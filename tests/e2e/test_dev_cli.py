@@ -88,7 +88,7 @@ def test_up_use_and_down_leave_nothing_running(cluster_dir: Path) -> None:
     assert json.loads((d / "state.json").read_text())["procs"] == state1["procs"]
 
     status = cairn("dev", "status", "--dir", str(d))
-    assert "kube-apiserver" in status.stdout and "NOT RUNNING" not in status.stdout
+    assert "kube-apiserver" in status.stdout and "DOWN" not in status.stdout
     assert "no isolation" in status.stdout
     env = cairn("dev", "env", "--dir", str(d)).stdout
     for var in ("KUBECONFIG", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CAIRN_S3_BUCKET"):
@@ -127,7 +127,7 @@ def test_up_refuses_a_taken_port_and_starts_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "c" / "state.json").exists()
 
 
-def test_a_crashed_component_makes_a_stale_dir_that_down_cleans(cluster_dir: Path) -> None:
+def test_a_crashed_component_is_restarted_by_up_and_down_cleans(cluster_dir: Path) -> None:
     d = cluster_dir
     cairn("dev", "up", "--dir", str(d), "--no-node")
     procs = recorded_processes(d)
@@ -137,9 +137,13 @@ def test_a_crashed_component_makes_a_stale_dir_that_down_cleans(cluster_dir: Pat
     while etcd.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     status = cairn("dev", "status", "--dir", str(d), check=False)
-    assert status.returncode == 1 and "NOT RUNNING" in status.stdout
-    res = cairn("dev", "up", "--dir", str(d), check=False)
-    assert res.returncode == 2 and "stale cluster" in res.stderr and "cairn dev down" in res.stderr
+    assert status.returncode == 1 and "etcd                DOWN" in status.stdout
+    assert f"run `cairn dev up --dir {d}` to start them again" in status.stdout
+    res = cairn("dev", "up", "--dir", str(d))
+    restarted = next(p for p in recorded_processes(d) if p.name == "etcd")
+    assert f"restarted etcd (pid {restarted.pid})" in res.stderr and restarted.alive()
+    assert cairn("dev", "status", "--dir", str(d)).returncode == 0
+    procs = recorded_processes(d)
     cairn("dev", "down", "--dir", str(d))
     assert [p.name for p in procs if p.alive()] == []
     assert not d.exists()

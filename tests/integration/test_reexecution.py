@@ -97,18 +97,24 @@ def test_dry_run_plans_without_a_child(kube: Any, ns: str, failed_parent: dict[s
 
 
 @pytest.mark.parametrize(
-    ("spec", "message"),
+    ("spec", "message", "reason"),
     [
-        ({"mode": "Selected", "stepSelection": ["nope"]}, "Step selection refers to unknown step(s): nope"),
+        ({"mode": "Selected", "stepSelection": ["nope"]}, "Step selection refers to unknown step(s): nope", "Invalid"),
         (
             {"mode": "Selected", "stepSelection": ["un*reliable"]},
             "No qualified steps to execute found for step_selection=['un*reliable']",
+            "Invalid",
         ),
-        ({"parentRun": "other-ns/unreliable-fails"}, "names another namespace"),
+        ({"runName": "unreliable-fails"}, "is the parent Run's name", "Invalid"),
+        (
+            {"config": {"ops": {"typo": {"config": {}}}}, "overrides": {"ghost": {"image": "x"}}},
+            "config.ops names unknown step(s): typo; overrides name unknown step(s): ghost",
+            "UnknownSteps",
+        ),
     ],
 )
 def test_invalid_requests_say_what_is_wrong(
-    kube: Any, ns: str, failed_parent: dict[str, Any], spec: dict[str, Any], message: str
+    kube: Any, ns: str, failed_parent: dict[str, Any], spec: dict[str, Any], message: str, reason: str
 ) -> None:
     doc = rx("bad", "unreliable-fails")
     doc["spec"].update(spec)
@@ -116,7 +122,21 @@ def test_invalid_requests_say_what_is_wrong(
     bad = rx_phase(kube, ns, "bad", "Invalid", "Failed", timeout=30)
     assert bad["status"]["phase"] == "Invalid" and message in bad["status"]["message"]
     stalled = {c["type"]: c for c in bad["status"]["conditions"]}["Stalled"]
-    assert (stalled["status"], stalled["reason"], stalled["message"]) == ("True", "Invalid", bad["status"]["message"])
+    assert (stalled["status"], stalled["reason"], stalled["message"]) == ("True", reason, bad["status"]["message"])
+    runs = co(kube).list_namespaced_custom_object(G, V, ns, "runs")["items"]
+    assert [r["metadata"]["name"] for r in runs] == ["unreliable-fails"]  # no child made
+
+
+def test_a_run_name_taken_by_another_run_is_refused_not_adopted(
+    kube: Any, ns: str, failed_parent: dict[str, Any]
+) -> None:
+    create_rx(kube, ns, rx("first", "unreliable-fails", mode="All", runName="taken"))
+    rx_phase(kube, ns, "first", "Running", "Succeeded", "Failed", timeout=60)
+    create_rx(kube, ns, rx("second", "unreliable-fails", mode="All", runName="taken"))
+    bad = rx_phase(kube, ns, "second", "Invalid", "Failed", timeout=30)
+    assert bad["status"]["phase"] == "Invalid" and "not this Reexecution's child" in bad["status"]["message"]
+    assert {c["type"]: c for c in bad["status"]["conditions"]}["Stalled"]["reason"] == "RunNameTaken"
+    assert "childRun" not in bad["status"]
 
 
 def test_a_reexecution_applied_before_its_parent_waits_then_makes_its_child(

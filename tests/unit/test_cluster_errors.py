@@ -83,7 +83,7 @@ def test_status_and_env_of_a_stale_or_missing_cluster(tmp_path: Path) -> None:
         Cluster(tmp_path / "none").env_text()
     _stale(tmp_path / "c")
     text, healthy = Cluster(tmp_path / "c").status()
-    assert not healthy and "NOT RUNNING" in text
+    assert not healthy and "etcd                DOWN  pid 999999" in text
 
 
 def test_down_cleans_a_stale_dir_and_keeps_foreign_files(tmp_path: Path) -> None:

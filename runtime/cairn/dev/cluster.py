@@ -7,12 +7,18 @@ ports. The node is either the stand-in `cairn-local` (`--node=local`, pods as ho
 :mod:`cairn.dev.ctrnode`). `up` waits until each is ready, and records every process and every path it created
 in DIR/state.json. `down` stops exactly those processes (TERM, wait, KILL) and removes exactly those
 paths. A failure half-way through `up` stops what it had started before it reports the error.
+
+`up` on a cluster that exists starts again whatever component is down, with the command line, ports,
+data (etcd's, S3's) and certificates recorded, and says what it restarted; the pure `restart_plan`
+decides which, and refuses what cannot work in place (containerd, whose mount namespace ended with it).
+`status` lists every component with its state, pid and ports.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
@@ -24,7 +30,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +60,43 @@ STOP_ORDER = (
     "seaweedfs",
     "etcd",
 )
+#: Start order: what a component needs comes before it.
+START_ORDER = tuple(reversed(STOP_ORDER))
+CONTROL_PLANE = ("etcd", "seaweedfs", "kube-apiserver", "controller-manager", "scheduler")
+CONTAINERD_NODE = ("portbridge", "containerd", "kubelet")
+#: The ports (keys of `State.ports`) each component listens on, on the host's 127.0.0.1. The kubelet of
+#: the containerd node listens on the node's address inside its network namespace instead.
+COMPONENT_PORTS: dict[str, tuple[str, ...]] = {
+    "etcd": ("etcd", "etcd_peer"),
+    "seaweedfs": (
+        "s3",
+        "s3_grpc",
+        "weed_master",
+        "weed_master_grpc",
+        "weed_volume",
+        "weed_volume_grpc",
+        "weed_filer",
+        "weed_filer_grpc",
+    ),
+    "kube-apiserver": ("apiserver",),
+    "controller-manager": ("controller_manager",),
+    "scheduler": ("scheduler",),
+    "node": ("kubelet",),
+    "kubelet": ("kubelet",),
+}
+HOST_PORT_COMPONENTS = ("etcd", "seaweedfs", "kube-apiserver", "controller-manager", "scheduler", "node")
+#: How long a port of a component that just died may stay taken before `up` refuses it.
+PORT_GRACE = 5.0
+#: What each port is, for messages.
+PORT_ROLES = {
+    "etcd": "etcd client URL",
+    "etcd_peer": "etcd peer URL",
+    "apiserver": "kube-apiserver --secure-port, named in every kubeconfig",
+    "controller_manager": "kube-controller-manager --secure-port",
+    "scheduler": "kube-scheduler --secure-port",
+    "kubelet": "the node's kubelet API (logs)",
+    "s3": "S3 endpoint, named in DIR/env and Secret cairn-s3",
+}
 #: What `up` creates inside DIR (and only these are removed by `down`).
 CREATED_PATHS = (
     "pki",
@@ -108,6 +151,72 @@ class State:
             phase=str(data.get("phase", "starting")),
             node=dict(data.get("node", {})),
         )
+
+
+def components(state: State) -> list[str]:
+    """Every component of this cluster, in start order: those `up` started (or was to start)."""
+    expected = list(CONTROL_PLANE)
+    kind = state.node.get("kind")
+    if kind == "containerd":
+        expected += CONTAINERD_NODE
+    elif kind == "local" or "node" in state.procs:
+        expected.append("node")
+    known = [c for c in START_ORDER if c in expected or c in state.procs]
+    return known + sorted(set(state.procs) - set(known))
+
+
+@dataclass(frozen=True)
+class RestartPlan:
+    """What `up` does on a cluster that exists: `restart` these, in this order; `blocked`: components that
+    are down and cannot be started again in place, each with why (then `up` starts nothing)."""
+
+    down: tuple[str, ...] = ()
+    restart: tuple[str, ...] = ()
+    blocked: tuple[tuple[str, str], ...] = ()
+
+
+def restart_plan(state: State, alive: Mapping[str, bool], netns_present: bool = True) -> RestartPlan:
+    """Which components to start again, given which of them still run (`alive`, by name; missing = down).
+
+    Every down component is started again with its recorded command line, ports, data and certificates,
+    in start order, except where that cannot work: a component whose ports state.json does not record,
+    one never started (the cluster did not finish starting), containerd (its mount namespace, where the
+    kubelet and the containers live, ended with it), and the containerd node's kubelet and relay when
+    containerd or the node's network namespace are gone.
+    """
+    down = [c for c in components(state) if not alive.get(c, False)]
+    restart: list[str] = []
+    blocked: list[tuple[str, str]] = []
+    for name in down:
+        missing = [p for p in COMPONENT_PORTS.get(name, ()) if p not in state.ports]
+        if name not in state.procs:
+            blocked.append((name, "`up` did not finish"))
+        elif name not in START_ORDER:
+            blocked.append((name, "cairn dev does not know this component"))
+        elif missing:
+            blocked.append((name, f"state.json records no {', '.join(missing)} port for it"))
+        elif name == "containerd":
+            blocked.append((name, "its mount namespace, where the kubelet and the containers live, ended with it"))
+        elif name in CONTAINERD_NODE and not netns_present:
+            blocked.append((name, "the node's network namespace is gone"))
+        elif name == "kubelet" and "containerd" in down:
+            blocked.append((name, "it runs in containerd's mount namespace, which is gone"))
+        else:
+            restart.append(name)
+    return RestartPlan(down=tuple(down), restart=tuple(restart), blocked=tuple(blocked))
+
+
+def _describe(state: State, plan: RestartPlan) -> str:
+    """What is down and why it cannot be started again in place, grouped by reason."""
+    gone = [n for n in plan.down if n in state.procs]
+    never = [n for n in plan.down if n not in state.procs]
+    parts = [f"its processes {', '.join(gone)} are gone"] if gone else []
+    parts += [f"{', '.join(never)} never started"] if never else []
+    reasons: dict[str, list[str]] = {}
+    for name, reason in plan.blocked:
+        reasons.setdefault(reason, []).append(name)
+    why = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in reasons.items())
+    return f"{' and '.join(parts)}, and cannot all be started again in place: {why}"
 
 
 @dataclass(frozen=True)
@@ -264,15 +373,7 @@ class Cluster:
         with self._locked():
             state = self.load_state()
             if state is not None:
-                dead = [n for n, r in state.procs.items() if not r.alive()]
-                if state.phase == "up" and not dead:
-                    say(f"cairn dev: already up in {self.root}")
-                    return state
-                what = f"its processes {', '.join(sorted(dead))} are gone" if dead else "it never finished starting"
-                raise DevError(
-                    f"{self.root} holds a stale cluster ({what}, after a crash or a reboot); "
-                    f"run `cairn dev down --dir {self.root}` to clean it up, then `cairn dev up` again"
-                )
+                return self._up_again(state, opts, say)
             foreign = sorted(p.name for p in self.root.iterdir() if p.name != LOCK_FILE)
             if foreign:
                 raise DevError(
@@ -294,6 +395,138 @@ class Cluster:
             state.phase = "up"
             self._save(state)
             return state
+
+    def _recover_hint(self, state: State) -> str:
+        flag = " --node=containerd" if state.node.get("kind") == "containerd" else ""
+        flag = " --no-node" if not state.node and "node" not in state.procs else flag
+        return (
+            f"`cairn dev down --dir {self.root} && cairn dev up --dir {self.root}{flag}` "
+            "(a new cluster: etcd's data and the certificates are not kept)"
+        )
+
+    def _up_again(self, state: State, opts: UpOptions, say: Any) -> State:
+        """`up` on a cluster that exists: start whatever component is down, with the ports, data and
+        certificates it had; change nothing when all run."""
+        if state.phase != "up":
+            raise DevError(
+                f"{self.root} holds a stale cluster (it never finished starting: `cairn dev up` was interrupted); "
+                f"run `cairn dev down --dir {self.root}` to clean it up, then `cairn dev up` again"
+            )
+        asked = (("--apiserver-port", "apiserver", opts.apiserver_port), ("--s3-port", "s3", opts.s3_port))
+        for flag, key, wanted in asked:
+            if wanted and state.ports.get(key) != wanted:
+                raise DevError(
+                    f"the cluster in {self.root} uses port {state.ports.get(key)} where {flag} asks for {wanted} "
+                    "(its kubeconfig, certificates and env name it); omit the flag, or start a new cluster with "
+                    f"`cairn dev down --dir {self.root}` first"
+                )
+        kind = state.node.get("kind", "none")
+        if opts.node_kind == "containerd" and kind != "containerd":
+            raise DevError(
+                f"the cluster in {self.root} has node kind {kind}, not containerd; run "
+                f"`cairn dev down --dir {self.root}` first to start one with --node=containerd"
+            )
+        plan = restart_plan(state, {n: r.alive() for n, r in state.procs.items()}, self._netns_present(state))
+        if plan.blocked:
+            raise DevError(
+                f"{self.root} holds a stale cluster ({_describe(state, plan)}); nothing was started. "
+                f"Recover with {self._recover_hint(state)}"
+            )
+        if not plan.restart:
+            say(f"cairn dev: already up in {self.root} (all {len(state.procs)} components run; nothing changed)")
+            return state
+        self._check_ports(state, plan.restart)
+        down = ", ".join(plan.restart)
+        say(f"cairn dev: {down} down in {self.root}; starting again (etcd's data and the certificates are kept)")
+        for name in plan.restart:
+            old = state.procs[name]
+            log = Path(old.log)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as f:
+                f.write(f"\n--- cairn dev up: {name} (pid {old.pid}) was not running; starting it again ---\n")
+            rec = procs.start(name, old.argv, log, cwd=Path(old.cwd) if old.cwd else None)
+            state.procs[name] = rec
+            self._save(state)
+            try:
+                self._wait_ready(name, state, rec, opts.timeout)
+            except DevError as exc:
+                raise DevError(
+                    f"restarting {name} failed: {exc}\nthe other components are left as they are; fix the cause "
+                    f"and run `cairn dev up --dir {self.root}` again, or start over with {self._recover_hint(state)}"
+                ) from exc
+            say(f"cairn dev: restarted {name} (pid {rec.pid})")
+        return state
+
+    def _netns_present(self, state: State) -> bool:
+        return state.node.get("kind") != "containerd" or ctrnode.netns_exists(ctrnode.names_for(self.root))
+
+    def _check_ports(self, state: State, names: tuple[str, ...]) -> None:
+        """The ports of the components about to start again are free (they must stay the recorded ones).
+
+        A process that was just killed may hold its sockets a moment longer (its other threads are still
+        exiting): a taken port is checked again for up to `PORT_GRACE` seconds before it is refused.
+        """
+        deadline = time.monotonic() + PORT_GRACE
+        for name in names:
+            if name not in HOST_PORT_COMPONENTS:
+                continue
+            for key in COMPONENT_PORTS.get(name, ()):
+                port = state.ports[key]
+                while procs.port_in_use(port, reuse_addr=True) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                if procs.port_in_use(port, reuse_addr=True):
+                    role = PORT_ROLES.get(key, f"{key} port")
+                    raise DevError(
+                        f"cannot restart {name}: its port {port} on 127.0.0.1 ({role}) is taken by another "
+                        f"process, and it must stay the same (the kubeconfigs, certificates and env name the "
+                        f"ports); find the process with `ss -ltnp 'sport = :{port}'` and stop it, then run "
+                        f"`cairn dev up --dir {self.root}` again, or start over with {self._recover_hint(state)}; "
+                        "nothing was started"
+                    )
+
+    def _wait_ready(self, name: str, state: State, rec: procs.ProcRecord, timeout: float) -> None:
+        """Wait until the component `name` (just started as `rec`) serves, as `up` does."""
+        ports = state.ports
+        if name == "etcd":
+
+            def etcd_ready() -> bool:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ports['etcd']}/health", timeout=2) as r:
+                    return bool(json.loads(r.read()).get("health") == "true")
+
+            procs.wait_until("etcd /health", etcd_ready, rec, timeout)
+        elif name == "seaweedfs":
+            self._wait_s3(state, rec, timeout)
+        elif name == "kube-apiserver":
+            admin_ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+            admin_ctx.load_cert_chain(str(self.pki.client_cert(pki.ADMIN)), str(self.pki.client_key(pki.ADMIN)))
+            url = f"https://127.0.0.1:{ports['apiserver']}/readyz"
+            procs.wait_until("kube-apiserver /readyz", lambda: _https_ok(url, admin_ctx), rec, timeout)
+        elif name in ("controller-manager", "scheduler"):
+            url = f"https://127.0.0.1:{ports[name.replace('-', '_')]}/healthz"
+            what = f"kube-{name} /healthz"
+            procs.wait_until(what, lambda: _https_ok(url, _insecure()), rec, timeout)
+        elif name == "node":
+            self._wait_node_fresh(NODE_NAME, rec, timeout)
+        elif name == "kubelet":
+            self._wait_node_fresh(ctrnode.NODE_NAME, rec, timeout)
+        else:  # the relay: it has no health endpoint; it must at least stay up
+            time.sleep(0.5)
+            if not rec.alive():
+                raise DevError(f"{name} exited at start; last lines of {rec.log}:\n{procs.tail(rec.log)}")
+
+    def _wait_node_fresh(self, name: str, rec: procs.ProcRecord, timeout: float) -> None:
+        """Wait until the node is Ready and its Lease was renewed after `rec` started (not an old Ready)."""
+        from kubernetes import client
+
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        api = self.api()
+
+        def fresh() -> bool:
+            lease = client.CoordinationV1Api(api).read_namespaced_lease(name, "kube-node-lease")
+            renewed = lease.spec.renew_time
+            return bool(renewed is not None and renewed >= since and self._node_ready(name))
+
+        procs.wait_until(f"node {name} to be Ready again", fresh, rec, timeout)
 
     def _start_all(self, state: State, layout: k8sbuild.BuildLayout, opts: UpOptions, say: Any) -> None:
         t0 = time.monotonic()
@@ -400,12 +633,7 @@ class Cluster:
             ],
         )
         weed = self._start_seaweedfs(state, launch, bindir)
-
-        def etcd_ready() -> bool:
-            with urllib.request.urlopen(f"http://127.0.0.1:{ports['etcd']}/health", timeout=2) as r:
-                return bool(json.loads(r.read()).get("health") == "true")
-
-        procs.wait_until("etcd /health", etcd_ready, etcd, opts.timeout)
+        self._wait_ready("etcd", state, etcd, opts.timeout)
         say(f"  etcd ready on :{ports['etcd']} ({time.monotonic() - t0:.1f}s)")
 
         apiserver = launch(
@@ -452,14 +680,7 @@ class Cluster:
                 "InternalIP",
             ],
         )
-        admin_ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
-        admin_ctx.load_cert_chain(str(self.pki.client_cert(pki.ADMIN)), str(self.pki.client_key(pki.ADMIN)))
-        procs.wait_until(
-            "kube-apiserver /readyz",
-            lambda: _https_ok(f"{server}/readyz", admin_ctx),
-            apiserver,
-            opts.timeout,
-        )
+        self._wait_ready("kube-apiserver", state, apiserver, opts.timeout)
         say(f"  kube-apiserver ready on :{ports['apiserver']} ({time.monotonic() - t0:.1f}s)")
 
         common = ["--bind-address", "127.0.0.1", "--leader-elect=false"]
@@ -513,19 +734,8 @@ class Cluster:
         say(f"  SeaweedFS S3 ready on :{ports['s3']}, bucket {state.s3['bucket']} ({time.monotonic() - t0:.1f}s)")
         self._write_env(state)
 
-        insecure = _insecure()
-        procs.wait_until(
-            "kube-controller-manager /healthz",
-            lambda: _https_ok(f"https://127.0.0.1:{ports['controller_manager']}/healthz", insecure),
-            cm,
-            opts.timeout,
-        )
-        procs.wait_until(
-            "kube-scheduler /healthz",
-            lambda: _https_ok(f"https://127.0.0.1:{ports['scheduler']}/healthz", insecure),
-            sched,
-            opts.timeout,
-        )
+        self._wait_ready("controller-manager", state, cm, opts.timeout)
+        self._wait_ready("scheduler", state, sched, opts.timeout)
         say(f"  kube-controller-manager and kube-scheduler ready ({time.monotonic() - t0:.1f}s)")
         self._create_s3_secret(state, opts.timeout)
         procs.wait_until("ServiceAccount default/default (pods need it)", self._default_sa_exists, cm, opts.timeout)
@@ -854,18 +1064,21 @@ class Cluster:
 
     # ----- status ----------------------------------------------------------------------------------
     def status(self) -> tuple[str, bool]:
+        """Every component with its state, pid and ports; healthy when all run. What to do when not."""
         state = self.load_state()
         if state is None:
             return f"no cairn dev cluster in {self.root} (start one with `cairn dev up`)", False
         lines = [f"cairn dev cluster in {self.root} (Kubernetes {state.k8s_version}, {state.phase})"]
-        healthy = state.phase == "up"
-        for name in reversed(STOP_ORDER):
+        alive = {n: r.alive() for n, r in state.procs.items()}
+        for name in components(state):
             rec = state.procs.get(name)
             if rec is None:
+                lines.append(f"  {name:<19} {'DOWN':<5} {'(never started)':<13}")
                 continue
-            alive = rec.alive()
-            healthy = healthy and alive
-            lines.append(f"  {name:<20} pid {rec.pid:<8} {'running' if alive else 'NOT RUNNING'}   log {rec.log}")
+            where = self._listens_on(state, name)
+            lines.append(f"  {name:<19} {'up' if alive[name] else 'DOWN':<5} pid {rec.pid:<9} {where}   log {rec.log}")
+        plan = restart_plan(state, alive, self._netns_present(state))
+        healthy = state.phase == "up" and not plan.down
         if "apiserver" in state.ports:
             lines.append(f"  API server https://127.0.0.1:{state.ports['apiserver']}   kubeconfig {self.kubeconfig}")
         if "s3" in state.ports:
@@ -877,7 +1090,32 @@ class Cluster:
             pods = self._node_pods()
             lines.append(f"  node {NODE_NAME}: {len(pods)} pod process(es) running")
             lines.append(f"  NOTE: {NO_ISOLATION}")
+        if state.phase != "up":
+            lines.append(
+                f"cairn dev: `up` never finished here; run `cairn dev down --dir {self.root}`, then `cairn dev up`"
+            )
+        elif plan.blocked:
+            lines.append(f"cairn dev: {_describe(state, plan)}; recover with {self._recover_hint(state)}")
+        elif plan.restart:
+            lines.append(
+                f"cairn dev: down: {', '.join(plan.restart)}; run `cairn dev up --dir {self.root}` to start "
+                "them again (etcd's data and the certificates are kept)"
+            )
         return "\n".join(lines), healthy
+
+    def _listens_on(self, state: State, name: str) -> str:
+        """Where a component listens, from state.json."""
+        if name == "containerd":
+            return f"socket {ctrnode.names_for(self.root).sockets / 'containerd.sock'}"
+        if name == "portbridge":
+            node_ip = state.node.get("node_ip", "?")
+            relayed = ", ".join(str(state.ports[k]) for k in ("apiserver", "s3") if k in state.ports)
+            return f"relays {node_ip}:{{{relayed}}} -> 127.0.0.1"
+        host = state.node.get("node_ip", "?") if name == "kubelet" else "127.0.0.1"
+        keys = [k for k in COMPONENT_PORTS.get(name, ()) if k in state.ports]
+        if len(keys) > 1:  # say which is which: etcd's client and peer ports, SeaweedFS's eight
+            return f"{host}:" + ",".join(f"{state.ports[k]}({k})" for k in keys)
+        return f"{host}:{state.ports[keys[0]]}" if keys else "no port"
 
     def _containerd_node_summary(self, state: State) -> str:
         """Ready or not, and what runs on it (from the API server and from containerd)."""
@@ -891,8 +1129,16 @@ class Cluster:
         except Exception as exc:
             said = f"not readable from the API server ({type(exc).__name__})"
         sock = ctrnode.names_for(self.root).sockets / "containerd.sock"
-        res = subprocess.run(ctrnode.ctr(sock, "containers", "ls", "-q"), capture_output=True, text=True, check=False)
-        count = len(res.stdout.split()) if res.returncode == 0 else "?"
+        running = state.procs.get("containerd")
+        try:
+            if running is None or not running.alive() or not sock.exists():
+                raise FileNotFoundError(sock)  # containerd is down: do not wait for ctr to time out
+            res = subprocess.run(
+                ctrnode.ctr(sock, "containers", "ls", "-q"), capture_output=True, text=True, check=False, timeout=10
+            )
+            count: int | str = len(res.stdout.split()) if res.returncode == 0 else "?"
+        except (OSError, subprocess.TimeoutExpired):
+            count = "?"
         return f"{said}; {count} container(s) in containerd; cgroups /{state.node.get('cgroup', '?')}"
 
     def _node_pods(self) -> list[procs.ProcRecord]:

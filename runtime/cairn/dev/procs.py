@@ -36,9 +36,15 @@ def free_port(taken: set[int] | None = None) -> int:
     raise DevError("could not find a free TCP port on 127.0.0.1")
 
 
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    """True when something already listens on host:port."""
+def port_in_use(port: int, host: str = "127.0.0.1", reuse_addr: bool = False) -> bool:
+    """True when something already listens on host:port.
+
+    With `reuse_addr`, bind as the servers do (SO_REUSEADDR): connections that a process which just died
+    left in TIME_WAIT do not count, only a socket that is bound or listening there now.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        if reuse_addr:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
@@ -74,6 +80,8 @@ class ProcRecord:
     start_time: int
     argv: list[str]
     log: str
+    #: Its working directory, when not the one of `cairn dev up` (so a restart runs it the same way).
+    cwd: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +94,7 @@ class ProcRecord:
             start_time=int(data["start_time"]),
             argv=[str(a) for a in data["argv"]],
             log=str(data["log"]),
+            cwd=str(data["cwd"]) if data.get("cwd") else None,
         )
 
     def alive(self) -> bool:
@@ -128,7 +137,14 @@ def start(
     started = proc_start_time(proc.pid)
     if started is None:  # it ended already; still record it so the caller reports its log
         started = -1
-    return ProcRecord(name=name, pid=proc.pid, start_time=started, argv=list(argv), log=str(log))
+    return ProcRecord(
+        name=name,
+        pid=proc.pid,
+        start_time=started,
+        argv=list(argv),
+        log=str(log),
+        cwd=str(cwd) if cwd is not None else None,
+    )
 
 
 def stop(

@@ -105,6 +105,25 @@ def test_invalid_is_terminal_and_stalled() -> None:
 
 
 @pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"config": {"ops": {"a": {"config": {}}, "zz": {"config": {}}}}}, "config.ops names unknown step(s): zz"),
+        ({"overrides": {"ghost": {"image": "x"}}}, "overrides name unknown step(s): ghost"),
+    ],
+)
+def test_config_and_overrides_for_steps_the_job_lacks_are_refused(
+    monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any], message: str
+) -> None:
+    run = FakeRun(monkeypatch, refusals=0)
+    run.cycle(**spec)
+    assert run.status["phase"] == "Failed" and run.pods == [] and "jobSnapshot" not in run.status
+    assert run.status["message"].startswith(message) and "(the Job's steps: a, b)" in run.status["message"]
+    conds = {c["type"]: c for c in run.status["conditions"]}
+    assert (conds["Stalled"]["status"], conds["Stalled"]["reason"]) == ("True", "UnknownSteps")
+    assert run.events == [("Warning", "UnknownSteps", run.status["message"])]
+
+
+@pytest.mark.parametrize(
     ("job", "secret", "reason", "pieces"),
     [
         (None, True, "JobNotFound", ["waiting for Job 'j'", "namespace ns"]),

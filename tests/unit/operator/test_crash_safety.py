@@ -14,6 +14,7 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from cairn_operator import handlers, kube
+from cairn_operator.rxdecide import PROTECT
 
 
 def test_the_pod_limit_holds_across_threads() -> None:
@@ -127,7 +128,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return state
 
 
-P = handlers.PROTECT
+P = PROTECT
 
 
 @pytest.mark.parametrize(
@@ -151,20 +152,20 @@ def test_a_parent_is_released_once_no_live_child_remains(
 
 
 @pytest.mark.parametrize(
-    ("rx_status", "released"),
+    "rx_status",
     [
-        ({}, False),  # about to make its child (the parent just protected): it waits
-        ({"phase": "Running", "childRun": "c"}, True),  # its child was made, and is gone
-        ({"phase": "Failed"}, True),
+        {},  # never made its child (its create failed, say): it does not hold the parent
+        {"phase": "Running", "childRun": "c"},  # its child was made, and is gone
+        {"phase": "Failed"},
     ],
 )
-def test_a_reexecution_still_making_its_child_keeps_the_parent(
-    world: dict[str, Any], rx_status: dict[str, Any], released: bool
+def test_a_reexecution_without_a_live_child_never_holds_the_parent(
+    world: dict[str, Any], rx_status: dict[str, Any]
 ) -> None:
     world["runs"]["p"] = run("p", [P], "Failed")
     world["rxs"] = [{"metadata": {"name": "rx"}, "spec": {"parentRun": "p"}, "status": rx_status}]
     handlers.release_parent("ns", "p")
-    assert world["writes"] == ([("p", [])] if released else [])
+    assert world["writes"] == [("p", [])]
 
 
 def test_a_child_being_deleted_is_not_live(world: dict[str, Any]) -> None:

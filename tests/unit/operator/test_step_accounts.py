@@ -132,24 +132,23 @@ class FakeRun:
 
         merge(self.status, patch)
 
-    def cycle(self) -> None:
-        handlers.sync_run(
+    def cycle(self, **spec: Any) -> float:
+        return handlers.sync_run(
             {
                 "metadata": {"name": "r", "namespace": "ns", "uid": "u-1", "generation": 1},
-                "spec": {"jobRef": {"name": "j"}},
+                "spec": {"jobRef": {"name": "j"}, **spec},
                 "status": json.loads(json.dumps(self.status)),
             }
         )
 
 
-def test_a_refused_pod_is_shown_once_and_retried_every_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_pod_is_shown_once_and_retried_after_a_growing_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "REFUSED_BACKOFF", handlers.Backoff(cap=60))
     run = FakeRun(monkeypatch, refusals=3)
-    for _ in range(3):
-        with pytest.raises(kube.Refused):  # the daemon logs it and runs the next cycle
-            run.cycle()
+    assert [run.cycle() for _ in range(3)] == [1.0, 2.0, 4.0]  # the daemon's next cycle, unless a change wakes it
     assert run.tries == 3 and run.pods == []
     message = run.status["message"]
-    assert message.startswith("creating pod r-a-1-") and message.endswith("is forbidden: violates PodSecurity")
+    assert message.startswith("creating pod r-a-1-") and "is forbidden: violates PodSecurity (tried again" in message
     assert run.status["phase"] == "Pending" and "steps" not in run.status and "jobSnapshot" not in run.status
     assert {c["type"]: (c["status"], c["reason"]) for c in run.status["conditions"]} == {
         "Ready": ("False", "FailedCreate"),
@@ -157,7 +156,7 @@ def test_a_refused_pod_is_shown_once_and_retried_every_cycle(monkeypatch: pytest
         "Stalled": ("False", "FailedCreate"),
         "Succeeded": ("Unknown", "FailedCreate"),
     }
-    assert run.events == [("Warning", "FailedCreate", message)]  # once, not per cycle
+    assert run.events == [("Warning", "FailedCreate", message.split(" (tried again")[0])]  # once, not per cycle
     run.cycle()  # allowed now
     assert [p["metadata"]["labels"]["cairn.dev/step"] for p in run.pods] == ["a"]
     assert run.status["phase"] == "Running" and "message" not in run.status
@@ -175,7 +174,30 @@ def test_a_refused_service_account_stops_the_pods(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(kube, "ensure_service_account", refuse)
     for _ in range(2):
-        with pytest.raises(kube.Refused):
-            run.cycle()
+        run.cycle()
     assert calls == ["ns", "ns"] and run.tries == 0  # no pod is tried without its ServiceAccount
     assert "cannot create resource" in run.status["message"] and len(run.events) == 1
+
+
+def test_an_invalid_pod_fails_its_step_at_once_with_the_servers_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """422: the pod itself is invalid (say an env var name the schema let through): the same request
+    would be refused for ever, so the step fails with the API server's words and the Run ends."""
+    run = FakeRun(monkeypatch, refusals=0)
+    tries: list[str] = []
+
+    def invalid(body: dict[str, Any]) -> bool:
+        tries.append(body["metadata"]["name"])
+        exc = ApiException(status=422, reason="Unprocessable Entity")
+        exc.body = json.dumps({"message": 'Pod "p" is invalid: spec.containers[0].env[0].name: Invalid value: "1BAD"'})
+        raise kube.Refused(f"creating pod {body['metadata']['name']}", exc)
+
+    monkeypatch.setattr(kube, "create_pod", invalid)
+    run.cycle()
+    a = run.status["steps"]["a"]
+    assert a["phase"] == "Failed" and "422 Unprocessable Entity" in a["message"] and '"1BAD"' in a["message"]
+    assert "podName" not in a
+    assert [e[1] for e in run.events] == ["PodRefused"]
+    run.cycle()
+    assert run.status["phase"] == "Failed" and run.status["steps"]["b"]["phase"] == "NotExecuted"
+    assert len(tries) == 1  # never tried again
+    assert {c["type"]: c["status"] for c in run.status["conditions"]}["Stalled"] == "True"

@@ -1,0 +1,306 @@
+"""A Reexecution's decisions as a pure function: `decide(observed, plan) -> Decision`.
+
+`observed` is what the handler read: the Reexecution, its parent Run and the Run named as its child
+(each None when absent), and the parent's other live children when `concurrencyPolicy: Forbid`. The
+decision is the Reexecution's next phase (with reason, message and extra status fields) and the actions
+to carry out: create the child Run, protect the parent (a finalizer, added only once the child exists),
+post an Event. Planning reads storage (the outputs to reuse must exist), so the handler passes it in as
+`plan`; everything else is decided here, with no I/O, and the same observation always gives the same
+decision: the handler may run it on every watch event of the Reexecution, of its parent and of its
+child, after a restart or a missed event, and nothing is done twice (the child's name is fixed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from cairn.errors import CairnError, MissingOutputsError
+from cairn.planner import Mode, Plan, Request, RunView
+from cairn.runstate import RunPhase
+from cairn_operator.graph import InvalidJob, build, unknown_steps
+from cairn_operator.models import GROUP, VERSION, Execution, JobSpec, ReexecutionSpec
+from cairn_operator.reconcile import Event, rx_conditions, ts
+from cairn_operator.replan import child_execution, parent_view
+from cairn_operator.resources import (
+    LABEL_PARENT,
+    LABEL_ROOT,
+    LABEL_RX,
+    add_locations,
+    owner_reference,
+    without_gitops,
+)
+
+#: The finalizer on a parent Run while a child reads its outputs.
+PROTECT = "cairn.dev/children"
+#: Phases after which a Reexecution does nothing more (a dry run's Planned is one too).
+RX_DONE = frozenset({"Succeeded", "Failed", "Invalid"})
+MODES = {
+    "All": Mode.ALL,
+    "Selected": Mode.SELECTED,
+    "FromSelected": Mode.FROM_SELECTED,
+    "FromFailure": Mode.FROM_FAILURE,
+}
+FINISHED = frozenset(p.value for p in RunPhase if p.finished)
+
+
+def rx_active(status: Mapping[str, Any] | None, spec: Mapping[str, Any] | None) -> bool:
+    phase = (status or {}).get("phase")
+    return phase not in RX_DONE and not (phase == "Planned" and (spec or {}).get("dryRun"))
+
+
+def child_name(rx: ReexecutionSpec, rx_uid: str) -> str:
+    """The child Run's name: fixed for a Reexecution, so no retry, restart or second replica ever makes
+    a second child. At most 63 characters (it is also a label value)."""
+    if rx.runName:
+        return rx.runName
+    digest = hashlib.sha256(rx_uid.encode()).hexdigest()[:5]
+    return f"{rx.parentRun[: 63 - 9].rstrip('-')}-rx-{digest}"
+
+
+@dataclass(frozen=True)
+class RxObserved:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    parent: Mapping[str, Any] | None  # the parent Run, None if it does not exist
+    child: Mapping[str, Any] | None  # the Run with the child's name, None if it does not exist
+    live_siblings: Sequence[str] = ()  # the parent's other unfinished children (concurrencyPolicy Forbid)
+
+
+@dataclass(frozen=True)
+class Located:
+    """A plan and where the parent's storage is (to name each reused output's full location)."""
+
+    plan: Plan
+    bucket: str | None
+    prefix: str
+
+
+#: (Job snapshot, parent view, request, rerun missing outputs) -> the checked plan; raises the planner's errors.
+PlanFn = Callable[[JobSpec, RunView, Request, bool], Located]
+
+
+@dataclass(frozen=True)
+class CreateChild:
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProtectParent:
+    """Add PROTECT to the parent's finalizers (optimistically, at the resourceVersion read)."""
+
+    name: str
+    finalizers: tuple[str, ...]
+    resource_version: str
+
+
+RxAction = CreateChild | ProtectParent | Event
+
+
+@dataclass
+class Decision:
+    phase: str
+    message: str
+    reason: str | None = None  # the conditions' reason; the phase when None
+    extra: dict[str, Any] = field(default_factory=dict)  # childRun, plan
+    actions: list[RxAction] = field(default_factory=list)
+
+    def status(self, old: Mapping[str, Any], generation: int, now: dt.datetime) -> dict[str, Any]:
+        """The Reexecution's next status; condition times kept while their status stays."""
+        return rx_status(old, self.phase, self.message, generation, now, self.reason, **self.extra)
+
+
+def rx_status(
+    status: Mapping[str, Any],
+    phase: str,
+    message: str,
+    generation: int,
+    now: dt.datetime,
+    reason: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        **status,
+        "phase": phase,
+        "message": message,
+        "observedGeneration": generation,
+        "conditions": rx_conditions(phase, reason or phase, message, generation, ts(now), status.get("conditions")),
+        **extra,
+    }
+
+
+def ours(child: Mapping[str, Any], name: str, uid: str) -> bool:
+    """Is this Run the child of the Reexecution `name` (uid)? Its owner reference says so (or, for a child
+    made before owner references, the cairn.dev/reexecution label)."""
+    meta = child.get("metadata") or {}
+    refs = meta.get("ownerReferences") or []
+    if refs:
+        return any(r.get("uid") == uid for r in refs)
+    return (meta.get("labels") or {}).get(LABEL_RX) == name
+
+
+def decide(obs: RxObserved, plan: PlanFn) -> Decision:
+    """The next phase and actions of a Reexecution."""
+    try:
+        rx = ReexecutionSpec.model_validate(dict(obs.spec))
+    except ValidationError as exc:
+        return Decision("Invalid", str(exc))
+    child = child_name(rx, obs.uid)
+    if rx.runName and rx.runName == rx.parentRun:
+        return Decision("Invalid", f"spec.runName {rx.runName!r} is the parent Run's name: name the child differently")
+    if obs.child is not None:
+        return _follow(obs, rx, child, obs.child)
+    if obs.status.get("childRun") == child:  # it was made, and is gone: deleted (by a user, say)
+        return Decision("Failed", f"child Run {child} was deleted", "ChildRunDeleted")
+    if "/" in rx.parentRun:
+        return Decision(
+            "Invalid",
+            f"spec.parentRun {rx.parentRun!r} names another namespace: a Reexecution may only name a Run in "
+            "its own namespace",
+        )
+    parent = obs.parent
+    if parent is None:  # applied before its parent (e.g. by a GitOps tool): it waits, said once
+        msg = (
+            f"waiting for the parent Run {rx.parentRun!r}: not found in namespace {obs.namespace}; the "
+            "re-execution goes on when it is created (or fix spec.parentRun)"
+        )
+        said = [] if obs.status.get("message") == msg else [Event("ParentNotFound", msg, "Warning")]
+        return Decision("Pending", msg, "ParentNotFound", actions=list(said))
+    pmeta = parent.get("metadata") or {}
+    if pmeta.get("deletionTimestamp"):
+        return Decision(
+            "Failed",
+            f"the parent Run {rx.parentRun} is being deleted: its outputs cannot be reused; re-create it (or "
+            "re-execute another Run)",
+            "ParentDeleted",
+        )
+    pstatus = parent.get("status") or {}
+    if pstatus.get("phase") not in FINISHED:
+        return Decision(
+            "Pending",
+            f"waiting for the parent Run {rx.parentRun} to finish (it is {pstatus.get('phase') or 'Pending'})",
+            "WaitingForParent",
+        )
+    if rx.concurrencyPolicy == "Forbid" and obs.live_siblings:
+        live = ", ".join(sorted(obs.live_siblings))
+        msg = f"concurrencyPolicy Forbid: waiting for {live} (another child of the parent)"
+        return Decision("Pending", msg, "ConcurrencyPolicy")
+    snapshot = pstatus.get("jobSnapshot") or {}
+    root = (pmeta.get("labels") or {}).get(LABEL_ROOT) or rx.parentRun
+    try:
+        job_spec = JobSpec.model_validate(snapshot)
+        graph = build(job_spec)
+    except (InvalidJob, ValidationError) as exc:
+        return Decision("Invalid", f"the parent Run's Job snapshot: {exc}")
+    wrong = unknown_steps(graph, rx.config, rx.overrides)
+    if wrong:
+        return Decision("Invalid", wrong, "UnknownSteps")
+    try:
+        located = plan(
+            job_spec,
+            parent_view(rx.parentRun, pstatus, root),
+            Request(MODES[rx.mode], tuple(rx.stepSelection)),
+            rx.missingOutputs == "Rerun",
+        )
+    except MissingOutputsError as exc:
+        return Decision("Failed", str(exc), "MissingOutputs")
+    except CairnError as exc:
+        return Decision("Invalid", str(exc))
+    p = located.plan
+    execution = child_execution(p, rx.parentRun, root, snapshot, pstatus)
+    planned = plan_status(p, execution, located.bucket, located.prefix)
+    if rx.dryRun:
+        return Decision("Planned", f"dry run: {len(p.to_run)} step(s) would run", extra={"plan": planned})
+    body = child_body(obs, rx, child, root, parent, execution)
+    created = f"created Run {child}: {len(p.to_run)} step(s) to execute, {len(execution.reused)} reused"
+    return Decision(
+        "Running",
+        f"child Run {child} created",
+        extra={"childRun": child, "plan": planned},
+        actions=[CreateChild(body), *_protect(parent), Event("ChildRunCreated", created)],
+    )
+
+
+def _follow(obs: RxObserved, rx: ReexecutionSpec, child: str, run: Mapping[str, Any]) -> Decision:
+    """The child exists: report its phase; protect the parent while it runs (level-triggered: a protection
+    that failed after the create is added by the next decision)."""
+    if not ours(run, obs.name, obs.uid):
+        return Decision(
+            "Invalid",
+            f"spec.runName {child!r} names an existing Run that is not this Reexecution's child: choose a name "
+            "no Run has (or leave spec.runName out for a generated one)",
+            "RunNameTaken",
+        )
+    phase = (run.get("status") or {}).get("phase") or "Pending"
+    new = {"Succeeded": "Succeeded", "Failed": "Failed", "Canceled": "Failed"}.get(phase, "Running")
+    actions: list[RxAction] = []
+    live = phase not in FINISHED and not (run.get("metadata") or {}).get("deletionTimestamp")
+    if live and obs.parent is not None and not (obs.parent.get("metadata") or {}).get("deletionTimestamp"):
+        actions.extend(_protect(obs.parent))
+    extra: dict[str, Any] = {"childRun": child}
+    return Decision(new, f"child Run {child} is {phase}", phase, extra, actions)
+
+
+def _protect(parent: Mapping[str, Any]) -> list[RxAction]:
+    meta = parent.get("metadata") or {}
+    finalizers = tuple(meta.get("finalizers") or ())
+    if PROTECT in finalizers:
+        return []
+    return [ProtectParent(meta["name"], (*finalizers, PROTECT), meta.get("resourceVersion") or "")]
+
+
+def plan_status(p: Plan, execution: Execution, bucket: str | None = None, prefix: str = "") -> dict[str, Any]:
+    reused = [
+        {"step": step, "output": o, "sourceRun": r.sourceRun, "key": ref.key, "etag": ref.etag}
+        for step, r in execution.reused.items()
+        for o, ref in r.outputs.items()
+    ]
+    add_locations(reused, bucket, prefix)
+    return {"steps": [{"name": s, "reason": r} for s, r in p.to_run], "reused": reused, "skipped": dict(p.skipped)}
+
+
+def child_body(
+    obs: RxObserved,
+    rx: ReexecutionSpec,
+    child: str,
+    root: str,
+    parent: Mapping[str, Any],
+    execution: Execution,
+) -> dict[str, Any]:
+    """The child Run: owned by its Reexecution (pruning the Reexecution removes only it), linked to its
+    parent and root by labels, never carrying a GitOps tool's tracking labels."""
+    pspec = parent.get("spec") or {}
+    overrides = {
+        **(pspec.get("overrides") or {}),
+        **{k: v.model_dump(exclude_none=True) for k, v in (rx.overrides or {}).items()},
+    }
+    spec = {
+        "jobRef": pspec.get("jobRef"),
+        "config": rx.config if rx.config is not None else pspec.get("config"),
+        "overrides": overrides or None,
+        "maxParallel": pspec.get("maxParallel"),
+        "podGC": pspec.get("podGC"),
+        "retryPolicy": pspec.get("retryPolicy"),
+        "execution": execution.model_dump(exclude_none=True),
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Run",
+        "metadata": {
+            "name": child,
+            "namespace": obs.namespace,
+            "labels": {**without_gitops(rx.labels), LABEL_PARENT: rx.parentRun, LABEL_ROOT: root, LABEL_RX: obs.name},
+            "annotations": {"cairn.dev/reexecution-mode": rx.mode},
+            "ownerReferences": [owner_reference("Reexecution", obs.name, obs.uid)],
+        },
+        "spec": {k: v for k, v in spec.items() if v is not None},
+    }

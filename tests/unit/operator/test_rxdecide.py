@@ -1,0 +1,183 @@
+"""A Reexecution's decisions as tables: (Reexecution, parent, child) -> (phase, reason, actions). No cluster."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from cairn.errors import MissingOutputsError
+from cairn.planner import Request, RunView, plan
+from cairn_operator.graph import build
+from cairn_operator.models import JobSpec
+from cairn_operator.reconcile import Event
+from cairn_operator.rxdecide import (
+    PROTECT,
+    CreateChild,
+    Decision,
+    Located,
+    ProtectParent,
+    RxObserved,
+    decide,
+)
+from tests.unit.operator.test_replan import FAILED_ROOT, SNAPSHOT
+
+UID = "uid-rx"
+CHILD = "root-rx-child"
+
+
+def planner(job: JobSpec, view: RunView, request: Request, rerun_missing: bool) -> Located:
+    return Located(plan(build(job).job_graph(), view, request), "bucket", "prefix")
+
+
+def missing(job: JobSpec, view: RunView, request: Request, rerun_missing: bool) -> Located:
+    raise MissingOutputsError("Cannot re-execute run root: 1 output(s) it would reuse are missing", [])
+
+
+def parent(phase: str = "Failed", finalizers: tuple[str, ...] = (), deleting: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "root", "resourceVersion": "7", "finalizers": list(finalizers), "labels": {}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    status = {**FAILED_ROOT, "phase": phase, "jobSnapshot": SNAPSHOT}
+    return {"metadata": meta, "spec": {"jobRef": {"name": "job"}}, "status": status}
+
+
+def child(phase: str | None = "Running", owner: str = UID) -> dict[str, Any]:
+    meta = {"name": CHILD, "ownerReferences": [{"kind": "Reexecution", "name": "rx", "uid": owner}]}
+    return {"metadata": meta, "status": {"phase": phase} if phase else {}}
+
+
+def obs(
+    spec: dict[str, Any] | None = None,
+    status: dict[str, Any] | None = None,
+    parent_: dict[str, Any] | None = None,
+    child_: dict[str, Any] | None = None,
+    siblings: tuple[str, ...] = (),
+) -> RxObserved:
+    return RxObserved(
+        namespace="ns",
+        name="rx",
+        uid=UID,
+        generation=1,
+        spec={"parentRun": "root", "mode": "FromFailure", "runName": CHILD, **(spec or {})},
+        status=status or {},
+        parent=parent_,
+        child=child_,
+        live_siblings=siblings,
+    )
+
+
+def kinds(d: Decision) -> list[str]:
+    return [type(a).__name__ + (f":{a.reason}" if isinstance(a, Event) else "") for a in d.actions]
+
+
+@pytest.mark.parametrize(
+    ("observed", "phase", "reason", "actions", "message"),
+    [
+        (obs({"mode": "Sideways"}), "Invalid", None, [], "mode"),
+        (obs({"runName": "root"}), "Invalid", None, [], "is the parent Run's name"),
+        (obs({"parentRun": "other/root", "runName": None}), "Invalid", None, [], "parentRun"),
+        (obs(), "Pending", "ParentNotFound", ["Event:ParentNotFound"], "waiting for the parent Run 'root'"),
+        (obs(parent_=parent("Running")), "Pending", "WaitingForParent", [], "to finish (it is Running)"),
+        (obs(parent_=parent(deleting=True)), "Failed", "ParentDeleted", [], "is being deleted"),
+        (
+            obs({"concurrencyPolicy": "Forbid"}, parent_=parent(), siblings=("root-rx-a",)),
+            "Pending",
+            "ConcurrencyPolicy",
+            [],
+            "waiting for root-rx-a",
+        ),
+        (
+            obs(parent_=parent()),
+            "Running",
+            None,
+            ["CreateChild", "ProtectParent", "Event:ChildRunCreated"],
+            f"child Run {CHILD} created",
+        ),
+        (obs(parent_=parent(finalizers=(PROTECT,))), "Running", None, ["CreateChild", "Event:ChildRunCreated"], ""),
+        (obs({"dryRun": True}, parent_=parent()), "Planned", None, [], "dry run: 2 step(s) would run"),
+        (
+            obs({"config": {"ops": {"nope": {"config": {}}}}, "overrides": {"ghost": {}}}, parent_=parent()),
+            "Invalid",
+            "UnknownSteps",
+            [],
+            "config.ops names unknown step(s): nope; overrides name unknown step(s): ghost",
+        ),
+        # the child exists: followed, and the parent protected while it runs (once)
+        (obs(parent_=parent(), child_=child()), "Running", "Running", ["ProtectParent"], "is Running"),
+        (obs(parent_=parent(finalizers=(PROTECT,)), child_=child()), "Running", "Running", [], ""),
+        (obs(parent_=parent(), child_=child(None)), "Running", "Pending", ["ProtectParent"], "is Pending"),
+        (obs(parent_=parent(), child_=child("Succeeded")), "Succeeded", "Succeeded", [], ""),
+        (obs(parent_=parent(), child_=child("Canceled")), "Failed", "Canceled", [], ""),
+        (obs(parent_=None, child_=child()), "Running", "Running", [], ""),  # parent gone: nothing to protect
+        # runName names a Run that is not this Reexecution's child (another's, or a user's)
+        (obs(parent_=parent(), child_=child(owner="someone-else")), "Invalid", "RunNameTaken", [], "not this"),
+        (
+            obs({"runName": None}, {"phase": "Running", "childRun": "root-rx-4a3b1"}, parent()),
+            "Running",
+            None,
+            ["CreateChild", "ProtectParent", "Event:ChildRunCreated"],
+            "",
+        ),
+        (obs(status={"childRun": CHILD}, parent_=parent()), "Failed", "ChildRunDeleted", [], "was deleted"),
+    ],
+)
+def test_decide(observed: RxObserved, phase: str, reason: str | None, actions: list[str], message: str) -> None:
+    d = decide(observed, planner)
+    assert (d.phase, d.reason, kinds(d)) == (phase, reason, actions), d.message
+    assert message in d.message
+    assert decide(observed, planner) == d  # the same observation, the same decision
+
+
+def test_the_child_is_owned_linked_and_free_of_tracking_labels() -> None:
+    labels = {"app.kubernetes.io/instance": "argo-app", "team": "ml", "kustomize.toolkit.fluxcd.io/name": "x"}
+    d = decide(
+        obs({"labels": labels, "overrides": {"end": {"env": [{"name": "A", "value": "1"}]}}}, parent_=parent()),
+        planner,
+    )
+    create = next(a for a in d.actions if isinstance(a, CreateChild))
+    meta = create.body["metadata"]
+    assert meta["ownerReferences"][0]["uid"] == UID and meta["ownerReferences"][0]["kind"] == "Reexecution"
+    assert meta["labels"] == {
+        "team": "ml",
+        "cairn.dev/parent-run": "root",
+        "cairn.dev/root-run": "root",
+        "cairn.dev/reexecution": "rx",
+    }
+    spec = create.body["spec"]
+    assert [s["name"] for s in spec["execution"]["steps"]] == ["unreliable", "end"]
+    assert spec["execution"]["reused"]["start"]["sourceRun"] == "root"
+    assert spec["overrides"] == {"end": {"env": [{"name": "A", "value": "1"}]}}
+    assert d.extra["plan"]["reused"][0]["uri"] == "s3://bucket/prefix/ns/root/start/result"
+
+
+def test_the_parent_is_protected_after_its_child_is_created_at_the_version_read() -> None:
+    d = decide(obs(parent_=parent(finalizers=("other",))), planner)
+    create, protect = d.actions[0], d.actions[1]
+    assert isinstance(create, CreateChild)
+    assert protect == ProtectParent("root", ("other", PROTECT), "7")
+
+
+def test_missing_outputs_fail_it() -> None:
+    d = decide(obs(parent_=parent()), missing)
+    assert (d.phase, d.reason) == ("Failed", "MissingOutputs") and not d.actions
+
+
+def test_a_wait_said_once() -> None:
+    first = decide(obs(), planner)
+    again = decide(obs(status={"message": first.message}), planner)
+    assert kinds(first) == ["Event:ParentNotFound"] and kinds(again) == []
+
+
+def test_status_keeps_transition_times_and_sets_observed_generation() -> None:
+    t0, t1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2026, 1, 1, 0, 1, tzinfo=dt.UTC)
+    d = decide(obs(parent_=parent("Running")), planner)
+    s0 = d.status({}, 3, t0)
+    s1 = d.status(s0, 3, t1)
+    assert s0 == s1 and s1["observedGeneration"] == 3
+    assert {c["type"]: c["status"] for c in s1["conditions"]} == {
+        "Ready": "False",
+        "Reconciling": "True",
+        "Stalled": "False",
+    }
