@@ -2,7 +2,11 @@
 
 pydantic's JSON schema is turned into a *structural* OpenAPI v3 schema as the API server wants it:
 references inlined, optional fields as plain properties (no `anyOf` with null), free-form maps as
-`x-kubernetes-preserve-unknown-fields`, int-or-string values as `x-kubernetes-int-or-string`.
+`x-kubernetes-preserve-unknown-fields`, int-or-string values as `x-kubernetes-int-or-string` (keeping
+the string's pattern and the integer's minimum, which apply only to their own type). Constrained map
+keys (pydantic's `patternProperties` and `propertyNames`), which a structural schema cannot state, become
+a CEL rule on the map; a model's own rules (`json_schema_extra` in its config) stay on its schema
+wherever it is used.
 """
 
 from __future__ import annotations
@@ -20,6 +24,51 @@ from cairn_operator import models
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 CHART_CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "cairn" / "crds"
 DROP = {"title", "$defs", "discriminator"}
+#: Kept from the variants of an int-or-string: each applies only to values of its own type.
+INT_OR_STRING_KEEP = ("pattern", "maxLength", "minLength", "minimum", "maximum")
+#: Further CEL checks of map keys by their pattern, beyond the pattern and length (`k` is the key).
+KEY_EXTRA = {models.QUALIFIED_NAME: "(!k.contains('/') || k.indexOf('/') <= 253)"}
+#: What keys of a pattern are, in the API server's message.
+KEY_NAMES = {
+    models.QUALIFIED_NAME: "qualified names (an optional DNS-1123 subdomain prefix of at most 253 characters "
+    "and '/', then at most 63 characters [-A-Za-z0-9_.], alphanumeric at both ends)",
+    models.DNS1123_LABEL: "DNS-1123 labels (op names)",
+}
+
+
+def key_rule(pattern: str | None, max_length: int | None) -> dict[str, str]:
+    """The CEL rule checking every key of a map against `pattern` and `max_length`."""
+    checks = []
+    if max_length is not None:
+        checks.append(f"k.size() <= {max_length}")
+    if pattern is not None:
+        if "'" in pattern:
+            raise ValueError(f"key pattern {pattern!r} cannot be quoted in CEL")
+        checks.append(f"k.matches(r'{pattern}')")
+        if pattern in KEY_EXTRA:
+            checks.append(KEY_EXTRA[pattern])
+    if pattern in KEY_NAMES:
+        what = f"be {KEY_NAMES[pattern]}"
+    else:
+        what = f"match {pattern}" if pattern else ""
+        if max_length is not None:
+            what += f"{' and ' if what else ''}be at most {max_length} characters"
+    return {"rule": f"self.all(k, {' && '.join(checks)})", "message": f"keys must {what}"}
+
+
+def _map_keys(schema: dict[str, Any]) -> dict[str, Any]:
+    """A map with constrained keys as a map of its values plus a CEL rule on the keys."""
+    schema = dict(schema)
+    patterns = schema.pop("patternProperties", None) or {}
+    names = schema.pop("propertyNames", None) or {}
+    if len(patterns) > 1:
+        raise ValueError(f"cannot express several key patterns {sorted(patterns)} structurally")
+    pattern = next(iter(patterns), None) or names.get("pattern")
+    if patterns:
+        schema["additionalProperties"] = patterns[pattern]
+    rule = key_rule(pattern, names.get("maxLength"))
+    schema["x-kubernetes-validations"] = [*schema.get("x-kubernetes-validations", []), rule]
+    return schema
 
 
 def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -28,6 +77,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         target = defs[schema["$ref"].split("/")[-1]]
         merged = {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
         return structural(merged, defs)
+    if "patternProperties" in schema or "propertyNames" in schema:
+        return structural(_map_keys(schema), defs)
     if "anyOf" in schema:
         variants = [v for v in schema["anyOf"] if v.get("type") != "null"]
         rest = {k: v for k, v in schema.items() if k != "anyOf"}
@@ -35,7 +86,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             return structural({**variants[0], **rest}, defs)
         types = {v.get("type") for v in variants}
         if types == {"string", "integer"}:
-            return {"x-kubernetes-int-or-string": True, **_keep(rest)}
+            kept = {k: v for variant in variants for k, v in variant.items() if k in INT_OR_STRING_KEEP}
+            return {"x-kubernetes-int-or-string": True, **kept, **_keep(rest)}
         raise ValueError(f"cannot express anyOf {variants} structurally")
     out: dict[str, Any] = {}
     for key, value in schema.items():
@@ -72,7 +124,7 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _keep(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k in ("description",)}
+    return {k: v for k, v in d.items() if k in ("description", "x-kubernetes-validations")}
 
 
 def model_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -89,6 +141,7 @@ def crd(
     columns: list[dict[str, Any]],
     spec_rules: list[dict[str, str]] | None = None,
     description: str = "",
+    root_rules: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     spec_schema = model_schema(spec)
     if spec_rules:
@@ -99,19 +152,20 @@ def crd(
         props["status"] = model_schema(status)
         version["subresources"] = {"status": {}}
     version["additionalPrinterColumns"] = columns
-    version["schema"] = {
-        "openAPIV3Schema": {
-            "type": "object",
-            "description": description,
-            "required": ["spec"],
-            "properties": {
-                "apiVersion": {"type": "string"},
-                "kind": {"type": "string"},
-                "metadata": {"type": "object"},
-                **props,
-            },
-        }
+    root: dict[str, Any] = {
+        "type": "object",
+        "description": description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            **props,
+        },
     }
+    if root_rules:
+        root["x-kubernetes-validations"] = root_rules
+    version["schema"] = {"openAPIV3Schema": root}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -145,6 +199,7 @@ def all_crds() -> dict[str, dict[str, Any]]:
             [{"name": "Image", "type": "string", "jsonPath": ".spec.image"}, AGE],
             models.JOB_RULES,
             "A Cairn pipeline: ops, their wiring, images and storage.",
+            models.NAME_RULES,
         ),
         "cairn.dev_runs.yaml": crd(
             "Run",
@@ -161,6 +216,7 @@ def all_crds() -> dict[str, dict[str, Any]]:
             ],
             None,
             "One execution of a Job: one pod per op, outputs in S3.",
+            models.NAME_RULES,
         ),
         "cairn.dev_reexecutions.yaml": crd(
             "Reexecution",
@@ -177,6 +233,7 @@ def all_crds() -> dict[str, dict[str, Any]]:
             ],
             None,
             "Re-execute part of a finished Run as a linked child Run; the parent is never modified.",
+            models.NAME_RULES,
         ),
     }
 

@@ -798,7 +798,7 @@ def retry_failed_run(namespace: str, name: str, meta: Mapping[str, Any], spec: R
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Reexecution",
             "metadata": {
-                "name": f"{root[:50].rstrip('-')}-retry-{n}",
+                "name": f"{root[:50].rstrip('-.')}-retry-{n}",
                 "namespace": namespace,
                 "labels": {LABEL_ROOT: root, LABEL_RETRY: str(n), LABEL_PARENT: name},
             },

@@ -3,7 +3,10 @@
 Pod names are deterministic (run, step, attempt and a short hash of the Run's uid, at most 63
 characters), so creating a pod twice meets 409 and adopts the first one. Every pod carries an owner
 reference to its Run and the labels `cairn.dev/run`, `cairn.dev/step`, `cairn.dev/job`,
-`cairn.dev/attempt`. S3 credentials reach pods only as `secretKeyRef` env entries.
+`cairn.dev/attempt`: their values are the names themselves, never truncated (selectors find pods and
+Runs by them), which is valid because the CRDs refuse a Job, Run or Reexecution whose name is longer
+than 63 characters (models.NAME_RULES) and op names are DNS-1123 labels. S3 credentials reach pods only
+as `secretKeyRef` env entries.
 
 Step pods are hardened by default, so they are admitted in namespaces that enforce the `restricted`
 Pod Security Standard: the step ServiceAccount (unless a podTemplate names another), no API token
@@ -19,6 +22,8 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from pydantic import BaseModel
 
 from cairn.s3io import object_key
 from cairn_operator.graph import OpGraph
@@ -124,6 +129,12 @@ def storage_env(spec: JobSpec) -> list[dict[str, Any]]:
     return env
 
 
+def _dump(items: Iterable[BaseModel]) -> list[dict[str, Any]]:
+    """Typed podTemplate entries (tolerations, volumes, mounts) as the core API's dicts: unset fields left
+    out, set but empty ones kept (`emptyDir: {}`)."""
+    return [i.model_dump(exclude_none=True) for i in items]
+
+
 def _merge_template(pod_spec: dict[str, Any], meta: dict[str, Any], container: dict[str, Any], *templates: Any) -> None:
     for t in templates:
         if t is None:
@@ -131,13 +142,13 @@ def _merge_template(pod_spec: dict[str, Any], meta: dict[str, Any], container: d
         if t.nodeSelector:
             pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), **t.nodeSelector}
         if t.tolerations:
-            pod_spec["tolerations"] = [*pod_spec.get("tolerations", []), *t.tolerations]
+            pod_spec["tolerations"] = [*pod_spec.get("tolerations", []), *_dump(t.tolerations)]
         if t.serviceAccountName:
             pod_spec["serviceAccountName"] = t.serviceAccountName
         if t.volumes:
-            pod_spec["volumes"] = [*pod_spec.get("volumes", []), *t.volumes]
+            pod_spec["volumes"] = [*pod_spec.get("volumes", []), *_dump(t.volumes)]
         if t.volumeMounts:
-            container["volumeMounts"] = [*container.get("volumeMounts", []), *t.volumeMounts]
+            container["volumeMounts"] = [*container.get("volumeMounts", []), *_dump(t.volumeMounts)]
         if t.priorityClassName:
             pod_spec["priorityClassName"] = t.priorityClassName
         if t.labels:

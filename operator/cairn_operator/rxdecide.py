@@ -60,7 +60,7 @@ def child_name(rx: ReexecutionSpec, rx_uid: str) -> str:
     if rx.runName:
         return rx.runName
     digest = hashlib.sha256(rx_uid.encode()).hexdigest()[:5]
-    return f"{rx.parentRun[: 63 - 9].rstrip('-')}-rx-{digest}"
+    return f"{rx.parentRun[: 63 - 9].rstrip('-.')}-rx-{digest}"
 
 
 @dataclass(frozen=True)

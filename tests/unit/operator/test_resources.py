@@ -311,3 +311,67 @@ def test_the_step_service_account_and_where_it_is_needed() -> None:
     ]
     assert service_accounts_to_ensure(pods, "cairn-step") == {("a", "cairn-step"), ("c", "cairn-step")}
     assert service_accounts_to_ensure([], "cairn-step") == set()
+
+
+def test_typed_template_entries_become_the_core_apis_dicts() -> None:
+    """Tolerations, volumes, mounts and env valueFrom are models now: the pod gets them as the core
+    API's dicts, unset fields left out and set-but-empty ones kept (`emptyDir: {}`)."""
+    job_template = {
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}],
+        "volumes": [
+            {"name": "scratch", "emptyDir": {}},
+            {"name": "cfg", "configMap": {"name": "settings", "items": [{"key": "a.json", "path": "conf/a.json"}]}},
+        ],
+    }
+    op_template = {
+        "tolerations": [{"operator": "Exists"}],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data", "readOnly": True}}],
+        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}, {"name": "cfg", "mountPath": "/etc/app"}],
+    }
+    pod = pod_of(job_template, op_template)
+    spec = pod["spec"]
+    assert spec["tolerations"] == [
+        {"key": "gpu", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+        {"operator": "Exists"},
+    ]
+    assert spec["volumes"] == [
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "cfg", "configMap": {"name": "settings", "items": [{"key": "a.json", "path": "conf/a.json"}]}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "data", "readOnly": True}},
+    ]
+    assert spec["containers"][0]["volumeMounts"] == [
+        {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "cfg", "mountPath": "/etc/app"},
+    ]
+
+
+def test_env_value_from_and_quantities_reach_the_container_unchanged() -> None:
+    spec = JobSpec.model_validate(
+        {
+            "image": "img:1",
+            "python": {"job": "pkg.mod:job"},
+            "storage": {"secretRef": {"name": "cairn-s3"}},
+            "ops": [
+                {
+                    "name": "a",
+                    "env": [{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "resources": {"requests": {"cpu": "500m", "memory": 1048576}, "limits": {"memory": "1Gi"}},
+                }
+            ],
+        }
+    )
+    pod = step_pod(
+        run="r",
+        run_uid="u",
+        namespace="ns",
+        job_name="j",
+        spec=spec,
+        graph=build(spec),
+        step="a",
+        attempt=1,
+        inputs={},
+        config=None,
+    )
+    c = pod["spec"]["containers"][0]
+    assert {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
+    assert c["resources"] == {"requests": {"cpu": "500m", "memory": 1048576}, "limits": {"memory": "1Gi"}}
