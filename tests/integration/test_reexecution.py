@@ -497,3 +497,90 @@ def test_a_child_deleted_mid_run_releases_its_parent(
         )
 
     eventually(parent_gone, timeout=30, what="the parent to be deletable")
+
+
+def test_the_parent_can_always_be_deleted_after_refused_creates_deleted_children_and_restarts(
+    cairn_operator: Any, kube: Any, core: Any, ns: str, failed_parent: dict[str, Any]
+) -> None:
+    """Finalizers: the parent's protection is added only once a child exists, dropped when no live child
+    needs it, and re-checked every time: a create the API server refuses (an admission policy here), a
+    child deleted mid-run and operator restarts between them never leave the parent undeletable."""
+    from kubernetes import client
+
+    adm = client.AdmissionregistrationV1Api(kube)
+    policy, binding = f"no-blocked-runs-{ns}", f"no-blocked-runs-{ns}"
+    adm.create_validating_admission_policy(
+        {
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [G],
+                            "apiVersions": [V],
+                            "operations": ["CREATE"],
+                            "resources": ["runs"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "!object.metadata.name.startsWith('blocked')",
+                        "message": "runs named blocked* are not allowed here",
+                    }
+                ],
+            },
+        }
+    )
+    adm.create_validating_admission_policy_binding(
+        {
+            "metadata": {"name": binding},
+            "spec": {
+                "policyName": policy,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}},
+            },
+        }
+    )
+    try:
+
+        def finalizers() -> list[str]:
+            return list(get_run(kube, ns, "unreliable-fails")["metadata"].get("finalizers") or [])
+
+        def enforced() -> bool:  # the policy takes a moment to be enforced: probe it with a dry run
+            probe = {"apiVersion": f"{G}/{V}", "kind": "Run", "metadata": {"name": "blocked-probe"}, "spec": {}}
+            probe["spec"] = {"jobRef": {"name": "unreliable"}}
+            try:
+                co(kube).create_namespaced_custom_object(G, V, ns, "runs", probe, dry_run="All")
+            except client.exceptions.ApiException as exc:
+                return "not allowed here" in str(exc.body)
+            return False
+
+        eventually(enforced, timeout=60, interval=0.5, what="the admission policy to be enforced")
+        create_rx(kube, ns, rx("try", "unreliable-fails", mode="All", runName="blocked-run"))
+        bad = rx_phase(kube, ns, "try", "Failed", "Running", "Succeeded", timeout=60)
+        assert bad["status"]["phase"] == "Failed", bad["status"]
+        assert bad["status"]["conditions"][2]["reason"] == "ChildCreateRefused"
+        assert "runs named blocked* are not allowed here" in bad["status"]["message"]
+        assert "cairn.dev/children" not in finalizers()  # never added: no child exists
+        cairn_operator.restart()
+        create_rx(kube, ns, rx("kid", "unreliable-fails", mode="All", runName="kid-run"))
+        eventually(lambda: "cairn.dev/children" in finalizers(), timeout=60, what="the parent protected by its child")
+        cairn_operator.restart()
+        co(kube).delete_namespaced_custom_object(G, V, ns, "runs", "kid-run")  # running or just done
+        eventually(lambda: "cairn.dev/children" not in finalizers(), timeout=60, what="the protection released")
+        co(kube).delete_namespaced_custom_object(G, V, ns, "runs", "unreliable-fails")
+        eventually(
+            lambda: (
+                not any(
+                    r["metadata"]["name"] == "unreliable-fails"
+                    for r in co(kube).list_namespaced_custom_object(G, V, ns, "runs")["items"]
+                )
+            ),
+            timeout=30,
+            what="the parent to be deleted",
+        )
+    finally:
+        adm.delete_validating_admission_policy_binding(binding)
+        adm.delete_validating_admission_policy(policy)
