@@ -308,6 +308,12 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
             gone = "the step's pod was deleted while it ran (or its node lost it)"
             _attempt_failed(graph, s, st, gone, None, now, events, interrupted=True)
             continue
+        if pod.deleting and pod.phase in ("Pending", "Running") and not run.cancel:
+            # Deleted from outside while it runs: evicted from a node that stopped answering (it may never
+            # confirm the deletion), drained, or deleted by hand. The attempt is over: retried per policy.
+            why = f"the step's pod {pod.name} was deleted or evicted while it ran (its node may be lost)"
+            _attempt_failed(graph, s, st, why, None, now, events, interrupted=True)
+            continue
         st["podName"] = pod.name
         if pod.started and not st.get("startedAt"):
             st["startedAt"] = pod.started

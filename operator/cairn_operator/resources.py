@@ -258,7 +258,30 @@ def step_pod(
     if op.timeoutSeconds:
         pod_spec["activeDeadlineSeconds"] = op.timeoutSeconds
     _merge_template(pod_spec, meta, container, spec.podTemplate, op.podTemplate)
+    pod_spec["tolerations"] = with_node_lost_tolerations(pod_spec.get("tolerations") or [])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
+
+
+#: Seconds a step pod stays bound to a node that stopped answering (NotReady or unreachable) before it
+#: is evicted, and its step retried per its retries (an Interrupted attempt). Kubernetes' default is 300;
+#: a podTemplate toleration for either key sets it per Job or op.
+NODE_LOST_SECONDS = 60
+NODE_LOST_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def with_node_lost_tolerations(tolerations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`tolerations` plus NoExecute tolerations of a lost node for NODE_LOST_SECONDS, for each key the
+    podTemplate does not tolerate itself (by that key, or by a toleration of every taint)."""
+
+    def tolerated(key: str) -> bool:
+        return any(t.get("key") == key or (not t.get("key") and t.get("operator") == "Exists") for t in tolerations)
+
+    extra = [
+        {"key": k, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": NODE_LOST_SECONDS}
+        for k in NODE_LOST_KEYS
+        if not tolerated(k)
+    ]
+    return [*tolerations, *extra]
 
 
 def step_service_account(namespace: str, name: str) -> dict[str, Any]:

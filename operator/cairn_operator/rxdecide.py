@@ -215,6 +215,14 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
         return Decision("Failed", str(exc), "MissingOutputs")
     except CairnError as exc:
         return Decision("Invalid", str(exc))
+    except Exception as exc:  # the parent's storage cannot be read (unreachable, credentials refused)
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        msg = (
+            f"cannot read the parent's storage to check the outputs to reuse ({type(exc).__name__}: {why}); "
+            "tried again on the next check: fix the Job's storage or its Secret"
+        )
+        said = [] if obs.status.get("message") == msg else [Event("StorageUnavailable", msg, "Warning")]
+        return Decision("Pending", msg, "StorageUnavailable", actions=list(said))
     p = located.plan
     execution = child_execution(p, rx.parentRun, root, snapshot, pstatus)
     planned = plan_status(p, execution, located.bucket, located.prefix)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,7 +25,8 @@ def _instance(args: argparse.Namespace) -> Instance:
     return Instance.local(args.home)
 
 
-def _load_config(path: Path | None) -> dict[str, Any] | None:
+def load_run_config(path: Path | None) -> dict[str, Any] | None:
+    """A run config file (YAML or JSON), a mapping such as {ops: {op: {config: ...}}}; None without one."""
     if path is None:
         return None
     try:
@@ -33,6 +36,40 @@ def _load_config(path: Path | None) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise CairnError(f"run config {path} must be a mapping like {{ops: {{op_name: {{config: ...}}}}}}")
     return data
+
+
+#: The core API's rule for env var names (no `=`, not starting with a digit); the same locally.
+ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+#: A step name as `--env` and `--image` take it: no `:`, `=` or whitespace.
+STEP_NAME = re.compile(r"^[^\s:=]+$")
+ENV_FORM = "--env takes STEP:NAME=VALUE, e.g. --env unreliable:CAIRN_UNRELIABLE=pass"
+
+
+def parse_step_env(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    """`--env STEP:NAME=VALUE` values as {step: {NAME: VALUE}}, in the order given. VALUE may be empty and
+    may hold `:` and `=`; a later value of the same step and NAME wins."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        step, colon, assignment = item.partition(":")
+        name, eq, value = assignment.partition("=")
+        if not colon or not eq or not STEP_NAME.match(step) or not name:
+            raise CairnError(f"{ENV_FORM} (got {item!r})")
+        if not ENV_NAME.match(name):
+            raise CairnError(
+                f"--env {item!r}: {name!r} is not an environment variable name (letters, digits, '_', '-', '.'; "
+                "not starting with a digit); " + ENV_FORM
+            )
+        out.setdefault(step, {})[name] = value
+    return out
+
+
+def same_steps(parent: RunRecord) -> list[str]:
+    """Dagster's "Same steps": the steps whose op ran in `parent` (succeeded, failed or interrupted), in
+    job order; reused, skipped and not-executed steps are not among them."""
+    ran = [step for step, rec in parent.steps.items() if rec.state.ran]
+    if not ran:
+        raise CairnError(f"run {parent.run_id} executed no step: --same-steps has nothing to re-execute")
+    return ran
 
 
 def _tags(pairs: list[str]) -> dict[str, str]:
@@ -84,30 +121,48 @@ def _finish(result: ExecuteJobResult) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     result = execute_job(
-        job, instance=_instance(args), run_config=_load_config(args.config), tags=_tags(args.tag), on_event=Progress()
+        job,
+        instance=_instance(args),
+        run_config=load_run_config(args.config),
+        tags=_tags(args.tag),
+        on_event=Progress(),
     )
     return _finish(result)
 
 
+IMAGE_LOCAL = (
+    "--image has no meaning in-process: `cairn reexecute` runs every step in this process, not in a container "
+    "image; change an image with `cairn k8s reexecute RUN --image STEP=IMAGE`"
+)
+
+
 def cmd_reexecute(args: argparse.Namespace) -> int:
+    if args.image:
+        raise CairnError(IMAGE_LOCAL)
+    env = parse_step_env(args.env)
+    run_config = load_run_config(args.config)
     instance = _instance(args)
     parent = instance.get_run(args.run_id)
     ref = args.job or parent.job_ref
     if not ref:
         raise CairnError(f"run {args.run_id} does not record where its job is defined; pass --job module:attr")
     job = load_job(ref)
+    rerun = args.rerun_missing
     if args.from_failure:
-        options = ReexecutionOptions.from_failure(args.run_id, instance, rerun_missing=args.rerun_missing)
+        options = ReexecutionOptions.from_failure(args.run_id, instance, rerun_missing=rerun)
+        options.step_env = env
+    elif args.same_steps:
+        options = ReexecutionOptions(args.run_id, same_steps(parent), Mode.SELECTED, rerun, step_env=env)
     elif args.select:
-        options = ReexecutionOptions(args.run_id, args.select, Mode.SELECTED, args.rerun_missing)
+        options = ReexecutionOptions(args.run_id, args.select, Mode.SELECTED, rerun, step_env=env)
     elif args.from_selected:
-        options = ReexecutionOptions(args.run_id, args.from_selected, Mode.FROM_SELECTED, args.rerun_missing)
+        options = ReexecutionOptions(args.run_id, args.from_selected, Mode.FROM_SELECTED, rerun, step_env=env)
     else:
-        options = ReexecutionOptions(args.run_id, (), Mode.ALL, args.rerun_missing)
+        options = ReexecutionOptions(args.run_id, (), Mode.ALL, rerun, step_env=env)
     result = execute_job(
         job,
         instance=instance,
-        run_config=_load_config(args.config),
+        run_config=run_config,
         reexecution_options=options,
         tags=_tags(args.tag),
         on_event=Progress(),
@@ -233,10 +288,27 @@ def add_commands(sub: Any, home_help: str) -> None:
     how.add_argument("--from-failure", action="store_true", help="failed, interrupted, not-started steps + downstream")
     how.add_argument("--select", nargs="+", metavar="CLAUSE", help="step selection clauses, e.g. 'unreliable*'")
     how.add_argument("--from-selected", nargs="+", metavar="STEP", help="these steps and everything downstream")
+    how.add_argument(
+        "--same-steps", action="store_true", help="the steps the parent run executed (Dagster's Same steps)"
+    )
     how.add_argument("--all", action="store_true", help="every step (the default)")
+    x.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="STEP:NAME=VALUE",
+        help="set NAME=VALUE in the environment while STEP's op runs (repeatable)",
+    )
+    x.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="STEP=IMAGE",
+        help="refused here (steps run in this process): see cairn k8s reexecute",
+    )
     x.add_argument("--rerun-missing", action="store_true", help="re-run producers of outputs gone from storage")
     x.add_argument("--job", help="the job reference, when the parent run does not record it")
-    x.add_argument("--config", type=Path, help="run config file (default: the parent run's)")
+    x.add_argument("--config", type=Path, metavar="FILE", help="run config file (default: the parent run's)")
     x.add_argument("--tag", action="append", default=[], help="key=value tag (repeatable)")
     common(x)
     x.set_defaults(func=cmd_reexecute)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import signal
 import threading
 import time
@@ -49,12 +50,16 @@ class ReexecutionOptions:
     `step_selection` clauses choose the steps (Dagster's grammar: ``["unreliable*"]``); without it every
     step runs. `from_failure` re-runs failed, interrupted and never-started steps and their downstream.
     `rerun_missing=True` re-runs the producers of reused outputs that are gone from storage.
+    `step_env` sets environment variables per step (``{"unreliable": {"CAIRN_UNRELIABLE": "pass"}}``):
+    in `os.environ` while that step's op runs, restored after it (the in-process counterpart of a
+    Reexecution's `overrides[step].env`; not recorded in the run, so not inherited by its children).
     """
 
     parent_run_id: str
     step_selection: Sequence[str] = ()
     mode: Mode | None = None
     rerun_missing: bool = False
+    step_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.step_selection, str):
@@ -131,6 +136,21 @@ def _cancel_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _environ(env: Mapping[str, str]) -> Iterator[None]:
+    """`env` set in `os.environ` for the block; each variable's earlier value (or absence) restored after."""
+    before = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def execute_job(
     job: JobDefinition,
     instance: Instance | None = None,
@@ -165,6 +185,11 @@ def execute_job(
             known_runs=instance.run_ids(),
             describe=io.describe,
         )
+        unknown = sorted(set(reexecution_options.step_env) - set(graph.steps))
+        if unknown:
+            raise ReexecutionError(
+                f"step_env names unknown step(s): {', '.join(unknown)}; the job's steps are {', '.join(graph.steps)}"
+            )
         if run_config is None:
             run_config = parent.run_config
         assert reexecution_options.mode is not None
@@ -176,6 +201,7 @@ def execute_job(
     run_config = dict(run_config or {})
     job.validate_run_config(run_config)
 
+    step_env = reexecution_options.step_env if reexecution_options is not None else {}
     run_id = str(uuid.uuid4())
     to_run = dict(the_plan.to_run)
     planned = None if parent is None else to_run
@@ -198,7 +224,9 @@ def execute_job(
     )
     emit(("run_start", "", {"run_id": run_id, "steps": list(to_run), "parent": parent.run_id if parent else None}))
 
-    available: dict[tuple[str, str], OutputRef] = dict(the_plan.inherited)
+    # What this run's steps may read: the parent's index, but never an output of a step this run re-runs
+    # (a re-run step that does not emit an optional output it emitted before must not leave the old one).
+    available: dict[tuple[str, str], OutputRef] = {k: v for k, v in the_plan.inherited.items() if k[0] not in to_run}
     states: dict[str, StepState] = {s: st for s, st, _, _ in rows}
     errors: dict[str, str] = {}
     first_exc: BaseException | None = None
@@ -227,7 +255,8 @@ def execute_job(
             emit(("step_start", step, {}))
             t0 = time.perf_counter()
             try:
-                _run_step(job, step, run_id, run_config, instance, available, outs_def[step])
+                with _environ(step_env.get(step) or {}):
+                    _run_step(job, step, run_id, run_config, instance, available, outs_def[step])
             except (KeyboardInterrupt, RunCanceled):
                 states[step] = on_cancel(states[step])
                 instance.step_finished(run_id, step, states[step], error="interrupted: run canceled")
@@ -248,6 +277,9 @@ def execute_job(
                     )
                 )
                 continue
+            for out in outs_def[step]:  # an optional output an ancestor emitted and this run did not: gone
+                if (step, out) in the_plan.inherited and (step, out) not in available:
+                    instance.forget_output(run_id, step, out)
             states[step] = StepState.SUCCEEDED
             instance.step_finished(run_id, step, StepState.SUCCEEDED)
             emit(("step_success", step, {"duration": time.perf_counter() - t0}))

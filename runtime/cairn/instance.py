@@ -268,6 +268,10 @@ class Instance:
             (run_id, step, output, run_id, stored.key, stored.size, stored.sha256, fmt),
         )
 
+    def forget_output(self, run_id: str, step: str, output: str) -> None:
+        """Drop an inherited entry of the run's output index: the step ran again without producing it."""
+        self._conn.execute("DELETE FROM outputs WHERE run_id=? AND step=? AND output=?", (run_id, step, output))
+
     def run_finished(self, run_id: str, status: RunStatus) -> None:
         self._conn.execute("UPDATE runs SET status=?, updated=? WHERE run_id=?", (status.value, time.time(), run_id))
 

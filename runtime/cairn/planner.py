@@ -118,14 +118,13 @@ def plan(job: JobGraph, parent: RunView, request: Request, known_runs: Collectio
         reason = reasons.get(s)
         if reason is None:
             continue
-        skip_why = None
-        step_deps = deps.get(s)
-        if step_deps:
+        step_deps = deps.get(s) or {}
+        # First settle whether the step is skipped, over all its inputs (so neither what it would reuse
+        # nor an error depends on the order its inputs are declared in); only a step that runs reuses.
+        skip_why = _skip_reason(job, parent, step_deps, reasons, skipped)
+        if skip_why is None:
             for inp, (up, out) in step_deps.items():
                 if up in reasons:
-                    if up in skipped:
-                        skip_why = f"upstream step {up} is skipped"
-                        break
                     continue
                 ref = p_outputs.get((up, out))
                 if ref is not None:
@@ -138,9 +137,6 @@ def plan(job: JobGraph, parent: RunView, request: Request, known_runs: Collectio
                     reused[(up, out)] = ref
                     continue
                 up_state = p_steps.get(up, StepState.NOT_EXECUTED)
-                if up_state.produced_outputs and not job.outputs.get(up, {}).get(out, True):
-                    skip_why = f"optional output {up}.{out} was not produced"
-                    break
                 raise ReexecutionError(
                     f"Cannot execute step {s!r}: its input {inp!r} reads output {out!r} of step {up!r}, which run "
                     f"{parent.run_id} did not produce (step {up} is {up_state.value}). Select {up!r} too, e.g. "
@@ -178,6 +174,30 @@ def plan(job: JobGraph, parent: RunView, request: Request, known_runs: Collectio
             f"Nothing to execute: every selected step is skipped ({', '.join(f'{k}: {v}' for k, v in skipped.items())})"
         )
     return Plan(tuple(to_run), reused, reused_steps, skipped, tuple(not_executed), dict(p_outputs))
+
+
+def _skip_reason(
+    job: JobGraph,
+    parent: RunView,
+    step_deps: Mapping[str, tuple[str, str]],
+    reasons: Mapping[str, str],
+    skipped: Mapping[str, str],
+) -> str | None:
+    """Why a step to run stays skipped, or None: an upstream skipped in this plan, or not re-run and
+    skipped in the parent, or not re-run and done without the optional output the step reads."""
+    for up, out in step_deps.values():
+        if up in reasons:
+            if up in skipped:
+                return f"upstream step {up} is skipped"
+            continue
+        if (up, out) in parent.outputs:
+            continue
+        up_state = parent.steps.get(up, StepState.NOT_EXECUTED)
+        if stays_skipped(up_state):
+            return f"upstream step {up} is skipped"
+        if up_state.produced_outputs and not job.outputs.get(up, {}).get(out, True):
+            return f"optional output {up}.{out} was not produced"
+    return None
 
 
 def _add_downstream(graph: Graph, seeds: Sequence[str], reasons: dict[str, str]) -> None:

@@ -109,9 +109,10 @@ def slow(num: int) -> int:
     """Signals that it started (a file appears), then waits to be interrupted."""
     _called("slow")
     marker = os.environ.get("CAIRN_TEST_STARTED")
+    again = bool(marker) and Path(str(marker)).exists()  # a later attempt: with CAIRN_TEST_ONCE=1, fast
     if marker:
         Path(marker).write_text(str(os.getpid()))
-    if os.environ.get("CAIRN_TEST_FAST") == "1":
+    if os.environ.get("CAIRN_TEST_FAST") == "1" or (again and os.environ.get("CAIRN_TEST_ONCE") == "1"):
         return num
     deadline = time.monotonic() + float(os.environ.get("CAIRN_TEST_SLEEP", "60"))
     while time.monotonic() < deadline:

@@ -275,6 +275,25 @@ def test_optional_outputs_skip_their_consumers_and_skips_stay_skipped(
     assert retry.plan.skipped == {"use_b": "skipped in the parent run", "after_b": "skipped in the parent run"}
 
 
+def test_a_rerun_step_that_no_longer_emits_an_optional_output_leaves_no_stale_one(
+    instance: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent emitted split.b; the child re-runs split without it: use_b is skipped in the child (it
+    must not read the parent's old b), and the child's output index no longer lists split.b."""
+    monkeypatch.setenv("CAIRN_TEST_FAIL", "0")
+    first = execute_job(jobs.branches, instance=instance)
+    assert first.success and ("split", "b") in instance.get_run(first.run_id).outputs
+    child = execute_job(
+        jobs.branches,
+        instance=instance,
+        run_config={"ops": {"split": {"config": {"emit_b": False}}}},
+        reexecution_options=ReexecutionOptions(first.run_id, ["split*"]),
+    )
+    assert child.step_statuses["use_b"] is SKIP and child.step_statuses["after_b"] is SKIP
+    index = instance.get_run(child.run_id).outputs
+    assert ("split", "b") not in index and index[("split", "a")].run_id == child.run_id
+
+
 def test_multiple_outputs_and_formats(instance: Instance) -> None:
     r = execute_job(jobs.branches, instance=instance)
     assert r.success and (r.output_for_node("split", "a"), r.output_for_node("split", "b")) == (1, 2)

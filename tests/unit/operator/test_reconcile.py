@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -190,6 +191,24 @@ def test_a_deleted_pod_is_an_interrupted_attempt() -> None:
     assert res.status["steps"]["start"]["message"].startswith("the step's pod was deleted while it ran")
     assert res.status["phase"] == "Failed" and res.status["failedSteps"] == 1
     assert res.status["message"] == "step(s) failed: start"
+
+
+@pytest.mark.parametrize(("retries", "phase", "new_pods"), [(0, "Interrupted", []), (1, "Running", [("start", 2)])])
+def test_a_pod_deleted_or_evicted_while_it_runs_ends_its_attempt(
+    retries: int, phase: str, new_pods: list[tuple[str, int]]
+) -> None:
+    """Evicted from a lost node, the pod may stay Terminating for ever (no kubelet confirms): its
+    attempt is over as soon as the deletion is seen, and the step retried per its retries."""
+    spec = job(start={"retries": {"limit": retries, "backoff": {"durationSeconds": 0}}})
+    s1 = cycle(spec, {}, []).status
+    evicted = dataclasses.replace(pod("start", "Running"), deleting=True)
+    res = cycle(spec, s1, [evicted])
+    st = res.status["steps"]["start"]
+    assert st["phase"] == phase and "was deleted or evicted while it ran" in st["message"]
+    assert creates(res) == new_pods
+    # a cancel deletes running pods itself: that is not an interruption to retry
+    canceled = cycle(spec, s1, [evicted], cancel=True)
+    assert canceled.status["steps"]["start"]["phase"] == "Interrupted" and creates(canceled) == []
 
 
 def test_a_deleted_pod_with_retries_left_is_retried() -> None:

@@ -105,7 +105,12 @@ def test_a_python_step_pod() -> None:
     ]
     assert spec["restartPolicy"] == "Never" and spec["activeDeadlineSeconds"] == 60
     assert spec["nodeSelector"] == {"pool": "cpu"} and spec["serviceAccountName"] == "trainer"
-    assert spec["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
+    assert spec["tolerations"] == [
+        {"key": "gpu", "operator": "Exists"},
+        # a step on a node that stops answering is evicted after a minute and retried per its retries
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+    ]
     c = spec["containers"][0]
     assert c["image"] == "img:1" and c["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert c["command"] == [
@@ -330,7 +335,7 @@ def test_typed_template_entries_become_the_core_apis_dicts() -> None:
     }
     pod = pod_of(job_template, op_template)
     spec = pod["spec"]
-    assert spec["tolerations"] == [
+    assert spec["tolerations"] == [  # a toleration of every taint: no node-lost eviction is added
         {"key": "gpu", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
         {"operator": "Exists"},
     ]
@@ -375,3 +380,23 @@ def test_env_value_from_and_quantities_reach_the_container_unchanged() -> None:
     c = pod["spec"]["containers"][0]
     assert {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in c["env"]
     assert c["resources"] == {"requests": {"cpu": "500m", "memory": 1048576}, "limits": {"memory": "1Gi"}}
+
+
+@pytest.mark.parametrize(
+    ("given", "added"),
+    [
+        ([], ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"]),
+        ([{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}], ["node.kubernetes.io/not-ready"]),
+        ([{"operator": "Exists"}], []),
+        ([{"key": "gpu", "operator": "Exists"}], ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"]),
+    ],
+)
+def test_node_lost_tolerations_are_added_unless_the_template_says(
+    given: list[dict[str, Any]], added: list[str]
+) -> None:
+    from cairn_operator.resources import with_node_lost_tolerations
+
+    out = with_node_lost_tolerations(given)
+    assert out[: len(given)] == given
+    assert [t["key"] for t in out[len(given) :]] == added
+    assert all(t["tolerationSeconds"] == 60 and t["effect"] == "NoExecute" for t in out[len(given) :])

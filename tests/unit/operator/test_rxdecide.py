@@ -164,6 +164,17 @@ def test_missing_outputs_fail_it() -> None:
     assert (d.phase, d.reason) == ("Failed", "MissingOutputs") and not d.actions
 
 
+def test_storage_that_cannot_be_read_is_said_and_waited_on() -> None:
+    def forbidden(job: JobSpec, view: RunView, request: Request, rerun_missing: bool) -> Located:
+        raise PermissionError("An error occurred (403) when calling the HeadObject operation: Forbidden")
+
+    d = decide(obs(parent_=parent()), forbidden)
+    assert (d.phase, d.reason, kinds(d)) == ("Pending", "StorageUnavailable", ["Event:StorageUnavailable"])
+    assert "HeadObject operation: Forbidden" in d.message
+    again = decide(obs(status={"message": d.message}, parent_=parent()), forbidden)
+    assert kinds(again) == []  # said once
+
+
 def test_a_wait_said_once() -> None:
     first = decide(obs(), planner)
     again = decide(obs(status={"message": first.message}), planner)
