@@ -86,8 +86,9 @@ def build(spec: JobSpec) -> OpGraph:
     return OpGraph(tuple(order), ops, deps)
 
 
-def unknown_steps(graph: OpGraph, config: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None) -> str | None:
-    """A message naming config and override entries for steps the Job does not have, or None."""
+def unknown_steps(graph: OpGraph, config: Any, overrides: Mapping[str, Any] | None) -> str | None:
+    """A message naming `config` and `overrides` entries for steps the Job does not have, or None (call
+    `config_shape_problem` first: this reads `config` as well shaped)."""
     ops = set(graph.order)
     wrong_config = sorted(set((config or {}).get("ops") or {}) - ops)
     wrong_overrides = sorted(set(overrides or {}) - ops)
@@ -99,3 +100,21 @@ def unknown_steps(graph: OpGraph, config: Mapping[str, Any] | None, overrides: M
     if not parts:
         return None
     return f"{'; '.join(parts)} (the Job's steps: {', '.join(graph.order)}); fix or remove them"
+
+
+def config_shape_problem(config: Any) -> str | None:
+    """What is wrong with the shape of a run config, or None: it is `{ops: {<step>: {config: <any>}}}`."""
+    if config is None:
+        return None
+    example = "write it as config: {ops: {<step>: {config: {...}}}}"
+    if not isinstance(config, Mapping):
+        return f"config must be a mapping, not {type(config).__name__}: {example}"
+    ops = config.get("ops")
+    if ops is None:
+        return None
+    if not isinstance(ops, Mapping):
+        return f"config.ops must map each step to its config, not be a {type(ops).__name__}: {example}"
+    for step, entry in ops.items():
+        if entry is not None and not isinstance(entry, Mapping):
+            return f"config.ops.{step} must be a mapping with a `config` key, not a {type(entry).__name__}: {example}"
+    return None

@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from cairn.planner import Request, RunView, plan_checked
 from cairn.runstate import RunPhase, StepState
 from cairn_operator import kube
-from cairn_operator.graph import InvalidJob, OpGraph, build, unknown_steps
+from cairn_operator.graph import InvalidJob, OpGraph, build, config_shape_problem, unknown_steps
 from cairn_operator.models import GROUP, VERSION, JobSpec, ReexecutionSpec, RunSpec
 from cairn_operator.reconcile import (
     CreatePod,
@@ -220,7 +220,7 @@ WAKERS: dict[tuple[str, str], asyncio.Event] = {}
 RESYNC = 1.0  # seconds between reconciles when nothing happens (the level-triggered safety net)
 #: Seconds between checks of a Run waiting for its Job or Secret (a Job's watch event wakes it sooner).
 WAIT_RESYNC = float(os.environ.get("CAIRN_WAIT_RESYNC", "5"))
-#: (namespace, Job name) -> the Runs waiting for that Job to be created.
+#: (namespace, Job name) -> the Runs waiting for that Job to be created (or, refused, to be fixed).
 WAITING_FOR_JOB: dict[tuple[str, str], set[str]] = {}
 
 
@@ -471,11 +471,18 @@ def sync_run(body: Mapping[str, Any]) -> float:
         )
         kube.patch_run_status(namespace, name, merge_patch(status, invalid(status, message, generation)))
         return RESYNC
-    wrong = unknown_steps(graph, run_spec.config, run_spec.overrides) if status.get("jobSnapshot") is None else None
-    if wrong:  # checked once, before the Run starts (a child's come from its Reexecution, checked there)
-        kopf.event(kopf.Body(body), type="Warning", reason="UnknownSteps", message=wrong)  # type: ignore[arg-type]
-        kube.patch_run_status(namespace, name, merge_patch(status, invalid(status, wrong, generation, "UnknownSteps")))
-        return RESYNC
+    if status.get("jobSnapshot") is None:  # checked once, before the Run starts
+        shape = config_shape_problem(run_spec.config)
+        wrong = (
+            ("InvalidConfig", shape)
+            if shape
+            else ("UnknownSteps", unknown_steps(graph, run_spec.config, run_spec.overrides))
+        )
+        if wrong[1]:
+            reason, message = wrong[0], str(wrong[1])
+            kopf.event(kopf.Body(body), type="Warning", reason=reason, message=message)  # type: ignore[arg-type]
+            kube.patch_run_status(namespace, name, merge_patch(status, invalid(status, message, generation, reason)))
+            return RESYNC
     if status.get("jobSnapshot") is None:
         status["jobSnapshot"] = snapshot
         # A root Run labels itself as its lineage's root: `kubectl get crun -l cairn.dev/root-run=X` lists all.
@@ -531,7 +538,7 @@ def _sync(
             step=a.step,
             attempt=a.attempt,
             inputs=step_inputs(graph, a.step, steps),
-            config=((run_spec.config or {}).get("ops") or {}).get(a.step, {}).get("config"),
+            config=(((run_spec.config or {}).get("ops") or {}).get(a.step) or {}).get("config"),
             override=(run_spec.overrides or {}).get(a.step),
             service_account=STEP_ACCOUNT,
         )
@@ -576,6 +583,8 @@ def _sync(
         if "service account" in str(exc):  # "error looking up service account": deleted since it was made
             ACCOUNTS_READY.discard((namespace, STEP_ACCOUNT))
         delay = REFUSED_BACKOFF.next(f"{namespace}/{name}")
+        if (body.get("status") or {}).get("jobSnapshot") is None:  # not started: an edit of its Job wakes it
+            WAITING_FOR_JOB.setdefault((namespace, run_spec.jobRef.name), set()).add(name)
         old = dict(body.get("status") or {})
         message = f"{exc} (tried again after a growing delay, up to {REFUSED_BACKOFF.cap:.0f}s, and after each change)"
         if old.get("message") != message:

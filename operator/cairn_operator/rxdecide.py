@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from cairn.errors import CairnError, MissingOutputsError
 from cairn.planner import Mode, Plan, Request, RunView
 from cairn.runstate import RunPhase
-from cairn_operator.graph import InvalidJob, build, unknown_steps
+from cairn_operator.graph import InvalidJob, build, config_shape_problem, unknown_steps
 from cairn_operator.models import GROUP, VERSION, Execution, JobSpec, ReexecutionSpec
 from cairn_operator.reconcile import Event, rx_conditions, ts
 from cairn_operator.replan import child_execution, parent_view
@@ -194,6 +194,14 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
         live = ", ".join(sorted(obs.live_siblings))
         msg = f"concurrencyPolicy Forbid: waiting for {live} (another child of the parent)"
         return Decision("Pending", msg, "ConcurrencyPolicy")
+    if not pstatus.get("jobSnapshot"):  # it failed before it started (InvalidJob, UnknownSteps...)
+        why = pstatus.get("message") or "no reason given"
+        return Decision(
+            "Invalid",
+            f"the parent Run {rx.parentRun} never started (it has no Job snapshot: {why}): there is nothing to "
+            "re-execute; fix what it says and apply a new Run",
+            "ParentNeverStarted",
+        )
     snapshot = pstatus.get("jobSnapshot") or {}
     root = (pmeta.get("labels") or {}).get(LABEL_ROOT) or rx.parentRun
     try:
@@ -201,6 +209,9 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
         graph = build(job_spec)
     except (InvalidJob, ValidationError) as exc:
         return Decision("Invalid", f"the parent Run's Job snapshot: {exc}")
+    shape = config_shape_problem(rx.config)
+    if shape:
+        return Decision("Invalid", shape, "InvalidConfig")
     wrong = unknown_steps(graph, rx.config, rx.overrides)
     if wrong:
         return Decision("Invalid", wrong, "UnknownSteps")

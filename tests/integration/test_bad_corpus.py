@@ -3,7 +3,8 @@
 A `refused` case is created as `kubectl apply` creates it (fieldValidation=Strict) and must be refused
 with the API server's message containing the expected text; nothing is left behind. An outcome case is
 applied with the operator running (after its setup manifests) and must reach the expected phase, with a
-condition whose reason and message are the expected ones.
+condition whose reason and message are the expected ones (and, when the case says so, its steps' messages
+and an Event's reason). A case marked `xfail` in cases.yaml is an operator bug: it must fail (strict).
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ G, V = "cairn.dev", "v1alpha1"
 ROOT = Path(__file__).resolve().parents[2]
 CASES = load_cases()
 REFUSED = [pytest.param(c, id=c.id) for c in CASES if c.refused is not None]
-OUTCOMES = [pytest.param(c, id=c.id) for c in CASES if c.refused is None] or [
-    pytest.param(None, id="none", marks=pytest.mark.skip(reason="tests/bad/cases.yaml has no outcome case yet"))
-]
+OUTCOMES = [
+    pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.xfail)] if c.xfail else [])
+    for c in CASES
+    if c.refused is None
+] or [pytest.param(None, id="none", marks=pytest.mark.skip(reason="tests/bad/cases.yaml has no outcome case yet"))]
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +116,23 @@ def matches(obj: dict[str, Any], expect: dict[str, Any]) -> bool:
     ]
     if ("reason" in expect or "condition" in expect) and not conditions:
         return False
+    steps = status.get("steps") or {}
+    if any(
+        text not in str((steps.get(step) or {}).get("message") or "") for step, text in expect.get("steps", {}).items()
+    ):
+        return False
     if "message" in expect:
         texts = [str(c.get("message") or "") for c in conditions] + [str(status.get("message") or "")]
         return any(expect["message"] in t for t in texts)
     return True
+
+
+def has_event(kube: Any, namespace: str, name: str, reason: str | None) -> bool:
+    """Whether an Event about the object `name` has this reason (None: no Event expected)."""
+    if reason is None:
+        return True
+    events = client.CoreV1Api(kube).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return any(e.reason == reason for e in events.items)
 
 
 def wait_until(kube: Any, namespace: str, plural: str, name: str, expect: dict[str, Any], timeout: float) -> None:
@@ -125,10 +141,14 @@ def wait_until(kube: Any, namespace: str, plural: str, name: str, expect: dict[s
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
         last = get(kube, namespace, plural, name)
-        if matches(last, expect):
+        if matches(last, expect) and has_event(kube, namespace, name, expect.get("event")):
             return
         time.sleep(0.5)
-    pytest.fail(f"{plural}/{name}: expected {expect} within {timeout}s, last status {last.get('status')!r}")
+    events = client.CoreV1Api(kube).list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    said = sorted({str(e.reason) for e in events.items})
+    pytest.fail(
+        f"{plural}/{name}: expected {expect} within {timeout}s, last status {last.get('status')!r}, Events {said}"
+    )
 
 
 @pytest.mark.parametrize("case", OUTCOMES)

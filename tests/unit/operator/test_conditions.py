@@ -207,3 +207,21 @@ def test_a_child_run_is_controlled_by_its_reexecution() -> None:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"ops": ["start"]}, "config.ops must map each step to its config, not be a list"),
+        ({"ops": {"a": 5}}, "config.ops.a must be a mapping with a `config` key, not a int"),
+    ],
+)
+def test_a_config_of_the_wrong_shape_fails_the_run_once_with_what_to_write(
+    monkeypatch: pytest.MonkeyPatch, config: Any, message: str
+) -> None:
+    run = FakeRun(monkeypatch, refusals=0)
+    run.cycle(config=config)  # then finished: the next cycles only settle it (finish_up)
+    assert run.status["phase"] == "Failed" and run.pods == []
+    assert run.status["message"].startswith(message) and "config: {ops: {<step>: {config:" in run.status["message"]
+    assert {c["type"]: c["reason"] for c in run.status["conditions"]}["Stalled"] == "InvalidConfig"
+    assert [e[1] for e in run.events] == ["InvalidConfig"]

@@ -104,6 +104,20 @@ def kinds(d: Decision) -> list[str]:
             [],
             "config.ops names unknown step(s): nope; overrides name unknown step(s): ghost",
         ),
+        (
+            obs({"config": {"ops": {"end": 3}}}, parent_=parent()),
+            "Invalid",
+            "InvalidConfig",
+            [],
+            "config.ops.end must be a mapping with a `config` key",
+        ),
+        (
+            obs(parent_={**parent(), "status": {"phase": "Failed", "message": "ops a, b form a cycle"}}),
+            "Invalid",
+            "ParentNeverStarted",
+            [],
+            "never started (it has no Job snapshot: ops a, b form a cycle)",
+        ),
         # the child exists: followed, and the parent protected while it runs (once)
         (obs(parent_=parent(), child_=child()), "Running", "Running", ["ProtectParent"], "is Running"),
         (obs(parent_=parent(finalizers=(PROTECT,)), child_=child()), "Running", "Running", [], ""),
