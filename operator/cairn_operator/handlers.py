@@ -627,7 +627,7 @@ def _sync(
     for action in result.actions:
         if isinstance(action, DeletePod):
             fault("exit-before:pod-delete", namespace)
-            kube.delete_pod(namespace, action.name)
+            kube.delete_pod(namespace, action.name, force=action.force)
     for action in [*result.actions, *log_problems]:
         if isinstance(action, Event):
             kopf.event(

@@ -219,7 +219,40 @@ def _obs(pod: dict[str, Any]) -> PodObs:
         waiting_message=waiting.get("message"),
         image=((spec.get("containers") or [{}])[0]).get("image") or cs.get("image"),
         node=spec.get("nodeName"),
+        node_lost_since=_node_lost_since(status, cs),
+        node_lost_grace=_node_lost_grace(spec.get("tolerations") or []),
     )
+
+
+#: The taints a node gets when it stops answering.
+NODE_LOST_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def _node_lost_since(status: dict[str, Any], cs: dict[str, Any]) -> str | None:
+    """When the node controller marked a running pod not ready (its node stopped answering): Ready False
+    without a reason, while the container is still running as far as the API knows. A kubelet that
+    reports its own container not ready gives a reason (ContainersNotReady)."""
+    if status.get("phase") != "Running" or not (cs.get("state") or {}).get("running"):
+        return None
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Ready" and c.get("status") == "False" and not c.get("reason"):
+            since: str | None = c.get("lastTransitionTime")
+            return since
+    return None
+
+
+def _node_lost_grace(tolerations: list[dict[str, Any]]) -> float | None:
+    """Seconds the pod tolerates a lost node: the shortest NoExecute toleration of a node-lost taint
+    (None when one tolerates it for ever, or none applies: then the cluster's own eviction decides)."""
+    secs: list[float] = []
+    for t in tolerations:
+        matches = t.get("key") in NODE_LOST_TAINTS or (not t.get("key") and t.get("operator") == "Exists")
+        if not matches or t.get("effect") not in (None, "", "NoExecute"):
+            continue
+        if t.get("tolerationSeconds") is None:
+            return None
+        secs.append(float(t["tolerationSeconds"]))
+    return min(secs) if secs else None
 
 
 def list_step_pods(namespace: str, run: str, steps: list[str] | None = None) -> list[PodObs]:
@@ -273,11 +306,12 @@ def ensure_service_account(body: dict[str, Any]) -> bool:
     return True
 
 
-def delete_pod(namespace: str, name: str) -> None:
+def delete_pod(namespace: str, name: str, force: bool = False) -> None:
+    """Delete a pod; `force`: with grace period 0 (its node is lost: no kubelet will confirm)."""
     from kubernetes.client.rest import ApiException
 
     try:
-        _core().delete_namespaced_pod(name, namespace)
+        _core().delete_namespaced_pod(name, namespace, grace_period_seconds=0 if force else None)
     except ApiException as exc:
         if exc.status != 404:
             raise

@@ -41,6 +41,11 @@ class PodObs:
     waiting_message: str | None = None
     image: str | None = None  # the first container's image
     node: str | None = None  # spec.nodeName
+    #: When the node controller marked the running pod not ready because its node stopped answering
+    #: (Ready False with no reason of the kubelet's, its container still running), else None.
+    node_lost_since: str | None = None
+    #: Seconds the pod tolerates a lost node (its NoExecute tolerations of not-ready/unreachable); None: for ever.
+    node_lost_grace: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class CreatePod:
 class DeletePod:
     name: str
     why: str
+    force: bool = False  # grace period 0: its node is lost, no kubelet will confirm a graceful delete
 
 
 @dataclass(frozen=True)
@@ -307,6 +313,24 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
         if pod is None or pod.attempt != attempt:
             gone = "the step's pod was deleted while it ran (or its node lost it)"
             _attempt_failed(graph, s, st, gone, None, now, events, interrupted=True)
+            continue
+        lost = parse_ts(pod.node_lost_since)
+        if (
+            lost is not None
+            and pod.node_lost_grace is not None
+            and not pod.deleting
+            and pod.phase == "Running"
+            and (now - lost).total_seconds() >= pod.node_lost_grace
+            and not run.cancel
+        ):
+            # Its node stopped answering and Kubernetes does not evict (a single-node zone never does):
+            # the attempt is over, its pod is force-deleted after the status says so, the step retried.
+            why = (
+                f"the node {pod.node or '?'} of the step's pod {pod.name} stopped answering at {pod.node_lost_since} "
+                f"(the pod tolerates a lost node {pod.node_lost_grace:.0f}s)"
+            )
+            _attempt_failed(graph, s, st, why, None, now, events, interrupted=True)
+            events.append(DeletePod(pod.name, "its node is lost", force=True))
             continue
         if pod.deleting and pod.phase in ("Pending", "Running") and not run.cancel:
             # Deleted from outside while it runs: evicted from a node that stopped answering (it may never

@@ -20,6 +20,7 @@ from cairn_operator.reconcile import (
     RunInput,
     collectable,
     reconcile,
+    ts,
 )
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -209,6 +210,31 @@ def test_a_pod_deleted_or_evicted_while_it_runs_ends_its_attempt(
     # a cancel deletes running pods itself: that is not an interruption to retry
     canceled = cycle(spec, s1, [evicted], cancel=True)
     assert canceled.status["steps"]["start"]["phase"] == "Interrupted" and creates(canceled) == []
+
+
+@pytest.mark.parametrize(
+    ("lost_for", "grace", "phase", "deleted"),
+    [
+        (61, 60.0, "Interrupted", [("r-start-1", True)]),  # lost longer than tolerated: over, force-deleted
+        (30, 60.0, "Running", []),  # still tolerated
+        (3600, None, "Running", []),  # the pod tolerates a lost node for ever
+        (None, 60.0, "Running", []),  # its node answers
+    ],
+)
+def test_a_pod_on_a_node_that_stopped_answering(
+    lost_for: int | None, grace: float | None, phase: str, deleted: list[tuple[str, bool]]
+) -> None:
+    """A single-node zone never evicts (the node controller's full disruption mode): the operator ends
+    the attempt itself once the pod's own tolerations of a lost node have run out."""
+    s1 = cycle(job(), {}, []).status
+    since = None if lost_for is None else ts(T0 - dt.timedelta(seconds=lost_for))
+    running = dataclasses.replace(pod("start", "Running"), node="n1", node_lost_since=since, node_lost_grace=grace)
+    res = cycle(job(), s1, [running])
+    st = res.status["steps"]["start"]
+    assert st["phase"] == phase
+    assert [(a.name, a.force) for a in res.actions if isinstance(a, DeletePod)] == deleted
+    if deleted:
+        assert "the node n1 of the step's pod r-start-1 stopped answering" in st["message"]
 
 
 def test_a_deleted_pod_with_retries_left_is_retried() -> None:
@@ -597,3 +623,45 @@ def test_two_stuck_steps_are_both_named() -> None:
     res = cycle(job(), s2, pods)
     assert warnings(res) == ["ImagePullFailed", "ImagePullFailed"]
     assert res.status["message"].startswith("step left cannot start (also stuck: right): ImagePullFailed: ")
+
+
+def _pod_doc(ready: dict[str, Any], tolerations: list[dict[str, Any]], running: bool = True) -> dict[str, Any]:
+    state = {"running": {"startedAt": "2026-01-01T00:00:00Z"}} if running else {"waiting": {"reason": "X"}}
+    return {
+        "metadata": {"name": "p", "labels": {"cairn.dev/step": "s", "cairn.dev/attempt": "1"}},
+        "spec": {"nodeName": "n1", "tolerations": tolerations, "containers": [{"image": "i"}]},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", **ready}],
+            "containerStatuses": [{"state": state}],
+        },
+    }
+
+
+LOST = {"status": "False", "lastTransitionTime": "2026-01-01T00:00:05Z"}
+TOL = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}]
+
+
+@pytest.mark.parametrize(
+    ("doc", "since", "grace"),
+    [
+        (_pod_doc(LOST, TOL), "2026-01-01T00:00:05Z", 60.0),
+        (_pod_doc({**LOST, "reason": "ContainersNotReady"}, TOL), None, 60.0),  # the kubelet's own word
+        (_pod_doc({"status": "True"}, TOL), None, 60.0),
+        (_pod_doc(LOST, TOL, running=False), None, 60.0),
+        (_pod_doc(LOST, [{"operator": "Exists"}]), "2026-01-01T00:00:05Z", None),  # tolerates it for ever
+        (
+            _pod_doc(
+                LOST, [*TOL, {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute", "tolerationSeconds": 9}]
+            ),
+            "2026-01-01T00:00:05Z",
+            9.0,
+        ),
+        (_pod_doc(LOST, []), "2026-01-01T00:00:05Z", None),
+    ],
+)
+def test_a_lost_node_is_read_from_the_pod(doc: dict[str, Any], since: str | None, grace: float | None) -> None:
+    from cairn_operator import kube
+
+    obs = kube._obs(doc)
+    assert (obs.node_lost_since, obs.node_lost_grace, obs.node) == (since, grace, "n1")
