@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_operator(sub)
 
+    from cairn.ui import add_command as add_ui
+
+    add_ui(sub)
+
     dev = sub.add_parser("dev", help="a real local control plane without Docker")
     dsub = dev.add_subparsers(dest="dev_command", required=True)
 

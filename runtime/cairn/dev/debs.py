@@ -19,6 +19,9 @@ from cairn.dev.errors import DevError
 IMAGE_BUILD = ("buildah", "debootstrap", "uidmap", "gcc", "libc6-dev")
 #: What runs a real node: the container runtime, the CNI plugins, and the tools the node setup uses.
 NODE = ("containerd", "runc", "containernetworking-plugins", "iptables", "iproute2", "util-linux")
+#: What the browser tests of `cairn ui` drive: Debian's headless Chromium and its WebDriver (nothing
+#: downloads a browser at run time; Selenium is pointed at /usr/bin/chromedriver).
+BROWSER = ("chromium", "chromium-driver", "fonts-dejavu-core")
 
 _updated = False
 

@@ -1,0 +1,263 @@
+"""The ASGI app of `cairn ui`: a JSON API under /api, server-sent events, and the static pages.
+
+Security: every state change (POST) must come from the UI's own pages: a cross-site request
+(`Sec-Fetch-Site` other than same-origin/none, or an `Origin` that is not this server) is refused, and
+the request must carry the CSRF token of this server process in the `X-Cairn-CSRF` header, equal to
+the `cairn_csrf` cookie the page got (double submit), with a JSON body (no HTML form can send one
+cross-site without a preflight). Requests for another Host than the ones served are refused (DNS
+rebinding). Refusals of the API server keep their status and message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hmac
+import json
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cairn.ui.layout import layout
+from cairn.ui.sources import ReexecRequest, Source, UIError
+
+STATIC = Path(__file__).parent / "static"
+CSRF_COOKIE, CSRF_HEADER = "cairn_csrf", "x-cairn-csrf"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+HEARTBEAT = 15.0
+
+
+class Hub:
+    """Fans change events out to every open event stream; `publish` may be called from any thread."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.queues: set[asyncio.Queue[dict[str, Any] | None]] = set()
+
+    def publish(self, event: dict[str, Any]) -> None:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is shutting down
+            loop.call_soon_threadsafe(self._put, event)
+
+    def _put(self, event: dict[str, Any] | None) -> None:
+        for q in list(self.queues):
+            if q.full():  # a slow page: it gets one resync instead of a backlog
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    while True:
+                        q.get_nowait()
+                q.put_nowait({"kind": "all", "type": "RESYNC", "name": None})
+            else:
+                q.put_nowait(event)
+
+    def close(self) -> None:
+        self._put(None)
+
+
+@functools.lru_cache(maxsize=64)
+def _layout_json(graph: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, Any]:
+    return layout(dict(graph)).to_json()
+
+
+def graph_layout(graph: dict[str, list[str]]) -> dict[str, Any]:
+    """The layout of a run's step graph (cached: runs of one job share it)."""
+    return _layout_json(tuple((s, tuple(ups)) for s, ups in graph.items()))
+
+
+class CSRFMiddleware:
+    """Refuses a state change that is cross-site or lacks this server's token (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = self.refusal(headers)
+        if refusal is not None:
+            status, message = refusal
+            await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def refusal(self, headers: dict[str, str]) -> tuple[int, str] | None:
+        site = headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            return 403, f"cross-site request refused (Sec-Fetch-Site: {site})"
+        origin = headers.get("origin")
+        if origin is not None and (origin == "null" or urlsplit(origin).netloc != headers.get("host")):
+            return 403, f"cross-origin request refused (Origin: {origin})"
+        cookies = {}
+        for part in headers.get("cookie", "").split(";"):
+            k, _, v = part.strip().partition("=")
+            cookies[k] = v
+        sent, cookie = headers.get(CSRF_HEADER, ""), cookies.get(CSRF_COOKIE, "")
+        if not sent or not hmac.compare_digest(sent, cookie) or not hmac.compare_digest(sent, self.token):
+            return 403, "missing or wrong CSRF token: reload the page"
+        if headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return 415, "a state change needs a JSON body (Content-Type: application/json)"
+        return None
+
+
+def _error(exc: UIError) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    return await run_in_threadpool(fn, *args)
+
+
+def create_app(source: Source, token: str | None = None, allowed_hosts: Sequence[str] | None = None) -> Starlette:
+    """The app over `source`. `allowed_hosts` None accepts any Host header (tests)."""
+    token = token or secrets.token_urlsafe(32)
+    hub = Hub()
+
+    async def index(request: Request) -> Response:
+        resp = FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+        resp.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="strict", path="/")
+        return resp
+
+    async def info(request: Request) -> Response:
+        return JSONResponse({**(await _call(source.info)), "kind": source.kind})
+
+    async def runs(request: Request) -> Response:
+        items = await _call(source.list_runs)
+        q = request.query_params
+        for key in ("job", "phase", "root"):
+            if q.get(key):
+                items = [r for r in items if r.get(key) == q[key] or (key == "root" and r["name"] == q[key])]
+        return JSONResponse({"items": items})
+
+    async def run(request: Request) -> Response:
+        detail = await _call(source.get_run, request.path_params["name"])
+        detail["layout"] = await _call(graph_layout, detail["graph"])
+        return JSONResponse(detail)
+
+    async def lineage(request: Request) -> Response:
+        return JSONResponse(await _call(source.lineage, request.path_params["name"]))
+
+    async def logs(request: Request) -> Response:
+        raw = request.query_params.get("attempt")
+        if raw is not None and not raw.isdigit():
+            raise UIError(400, "attempt must be a number")
+        p = request.path_params
+        return JSONResponse(await _call(source.step_log, p["name"], p["step"], int(raw) if raw else None))
+
+    async def body_of(request: Request) -> Any:
+        try:
+            return await request.json()
+        except ValueError as exc:
+            raise UIError(400, f"the request body is not JSON: {exc}") from exc
+
+    async def preview(request: Request) -> Response:
+        req = ReexecRequest.parse(await body_of(request))
+        return JSONResponse(await _call(source.preview, request.path_params["name"], req))
+
+    async def reexecute(request: Request) -> Response:
+        req = ReexecRequest.parse(await body_of(request))
+        result = await _call(source.reexecute, request.path_params["name"], req)
+        return JSONResponse(result, status_code=201)
+
+    async def bulk(request: Request) -> Response:
+        body = await body_of(request)
+        names = body.get("runs") if isinstance(body, dict) else None
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise UIError(400, "runs must be a non-empty list of run names")
+        req = ReexecRequest("FromFailure")
+        results: dict[str, Any] = {}
+        for name in names:
+            try:
+                results[name] = {"ok": True, **(await _call(source.reexecute, name, req))}
+            except UIError as exc:
+                results[name] = {"ok": False, "status": exc.status, "error": exc.message}
+        return JSONResponse({"results": results})
+
+    async def reexecution(request: Request) -> Response:
+        return JSONResponse(await _call(source.get_reexecution, request.path_params["name"]))
+
+    async def events(request: Request) -> Response:
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=200)
+        hub.queues.add(q)
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield "retry: 2000\n\n"
+                while True:
+                    try:
+                        first = await asyncio.wait_for(q.get(), HEARTBEAT)
+                    except TimeoutError:
+                        yield ": ping\n\n"
+                        continue
+                    if first is None:
+                        return
+                    batch = [first]
+                    await asyncio.sleep(0.05)  # coalesce a burst of watch events into one message
+                    while not q.empty() and len(batch) < 100:
+                        nxt = q.get_nowait()
+                        if nxt is None:
+                            return
+                        batch.append(nxt)
+                    yield f"data: {json.dumps(batch)}\n\n"
+            finally:
+                hub.queues.discard(q)
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )
+
+    async def ui_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, UIError)
+        return _error(exc)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        hub.loop = asyncio.get_running_loop()
+        await run_in_threadpool(source.start, hub.publish)
+        try:
+            yield
+        finally:
+            hub.close()
+            await run_in_threadpool(source.stop)
+
+    middleware = [Middleware(CSRFMiddleware, token=token)]
+    if allowed_hosts is not None:
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/info", info),
+            Route("/api/runs", runs),
+            Route("/api/runs/{name}", run),
+            Route("/api/runs/{name}/lineage", lineage),
+            Route("/api/runs/{name}/steps/{step}/logs", logs),
+            Route("/api/runs/{name}/preview", preview, methods=["POST"]),
+            Route("/api/runs/{name}/reexecute", reexecute, methods=["POST"]),
+            Route("/api/bulk/from-failure", bulk, methods=["POST"]),
+            Route("/api/reexecutions/{name}", reexecution),
+            Route("/api/events", events),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        middleware=middleware,
+        exception_handlers={UIError: ui_error},
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    app.state.token = token
+    return app

@@ -1,0 +1,151 @@
+"""What the UI reads and does, independent of where runs live: the `Source` protocol, the re-execution
+request the pages send, and the one JSON shape of a run that both sources produce.
+
+Two sources implement it: `cairn.ui.kube.KubeSource` (Jobs, Runs and Reexecutions on a cluster, kept
+in memory from one watch per kind) and `cairn.ui.local.LocalSource` (the in-process run store).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+#: Re-execution modes of the UI. SameSteps is Selected with the steps the parent executed.
+MODES = ("All", "SameSteps", "Selected", "FromSelected", "FromFailure")
+#: Reasons the planner gives a step it runs (`cairn.planner`).
+PLAN_REASONS = ("selected", "failed", "interrupted", "not-executed", "all", "missing-output")
+
+Publish = Callable[[dict[str, Any]], None]
+
+
+class UIError(Exception):
+    """A refusal to show to the user as it is, with the HTTP status it maps to."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ReexecRequest:
+    """A re-execution as the page asks for it."""
+
+    mode: str
+    selection: tuple[str, ...] = ()
+    env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # step -> name -> value
+    image: Mapping[str, str] = field(default_factory=dict)  # step -> image
+    config: Mapping[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, body: Any) -> ReexecRequest:
+        """From the JSON body of a preview or re-execute request; UIError(400) says what is wrong."""
+        if not isinstance(body, dict):
+            raise UIError(400, "the request body must be a JSON object")
+        mode = body.get("mode")
+        if mode not in MODES:
+            raise UIError(400, f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        selection = body.get("selection") or []
+        if isinstance(selection, str):
+            selection = [s for s in selection.replace(",", " ").split() if s]
+        if not isinstance(selection, list) or not all(isinstance(s, str) and s for s in selection):
+            raise UIError(400, "selection must be a list of step selection clauses like 'op', 'op*', '+op'")
+        if mode in ("Selected", "FromSelected") and not selection:
+            raise UIError(400, f"mode {mode} needs at least one selected step")
+        env = body.get("env") or {}
+        if not isinstance(env, dict) or not all(
+            isinstance(s, str)
+            and isinstance(kv, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in kv.items())
+            for s, kv in env.items()
+        ):
+            raise UIError(400, "env must map a step to {NAME: value}")
+        image = body.get("image") or {}
+        if not isinstance(image, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in image.items()
+        ):
+            raise UIError(400, "image must map a step to an image name")
+        config = body.get("config")
+        if config is not None and not isinstance(config, dict):
+            raise UIError(400, "config must be a mapping like {ops: {op: {config: ...}}}")
+        return cls(mode, tuple(selection), env, image, config)
+
+    def unknown_steps(self, steps: list[str]) -> list[str]:
+        known = set(steps)
+        return sorted({s for s in [*self.env, *self.image] if s not in known})
+
+
+def iso_to_epoch(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def progress(phases: list[str], terminal: Callable[[str], bool]) -> str:
+    return f"{sum(1 for p in phases if terminal(p))}/{len(phases)}"
+
+
+def duration(started: float | None, finished: float | None, now: float) -> float | None:
+    if started is None:
+        return None
+    return max(0.0, (finished if finished is not None else now) - started)
+
+
+def upstream_of_ops(ops: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """A Job spec's ops as step -> upstream steps (an input names `op` or `op.output`)."""
+    graph: dict[str, list[str]] = {}
+    for op in ops:
+        ups = [str(src).split(".", 1)[0] for src in (op.get("inputs") or {}).values()]
+        graph[op["name"]] = list(dict.fromkeys(ups))
+    return graph
+
+
+def lineage_tree(runs: list[dict[str, Any]], root: str) -> dict[str, Any] | None:
+    """Run summaries (with name, parent, steps subset) as a tree from `root`, children by creation."""
+    by_parent: dict[str | None, list[dict[str, Any]]] = {}
+    by_name = {r["name"]: r for r in runs}
+    for r in sorted(runs, key=lambda r: r.get("created") or 0):
+        by_parent.setdefault(r.get("parent"), []).append(r)
+
+    def node(r: dict[str, Any], depth: int) -> dict[str, Any]:
+        kids = [] if depth > 100 else by_parent.get(r["name"], [])
+        return {
+            "name": r["name"],
+            "phase": r["phase"],
+            "mode": r.get("mode"),
+            "stepSubset": r.get("stepSubset"),
+            "children": [node(k, depth + 1) for k in kids],
+        }
+
+    return node(by_name[root], 0) if root in by_name else None
+
+
+class Source(Protocol):
+    """Where runs come from; each method raises UIError for what the user should see."""
+
+    kind: str
+
+    def start(self, publish: Publish) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+    def list_runs(self) -> list[dict[str, Any]]: ...
+
+    def get_run(self, name: str) -> dict[str, Any]: ...
+
+    def lineage(self, name: str) -> dict[str, Any]: ...
+
+    def step_log(self, name: str, step: str, attempt: int | None) -> dict[str, Any]: ...
+
+    def preview(self, name: str, req: ReexecRequest) -> dict[str, Any]: ...
+
+    def reexecute(self, name: str, req: ReexecRequest) -> dict[str, Any]: ...
+
+    def get_reexecution(self, name: str) -> dict[str, Any]: ...
