@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, overload
 
 from cairn.errors import ConfigError, DefinitionError
@@ -365,9 +367,24 @@ def job(
             f()
         finally:
             _Builder.current = previous
-        return JobDefinition(job_name, builder.nodes, executor_def, tags, description or inspect.getdoc(f))
+        jd = JobDefinition(job_name, builder.nodes, executor_def, tags, description or inspect.getdoc(f))
+        jd.module_ref = _where_defined(f)
+        return jd
 
     return wrap(fn) if fn is not None else wrap
+
+
+def _where_defined(f: Callable[..., Any]) -> str | None:
+    """`module:attr` (or `/path/file.py:attr` for a script run as __main__) of a job declared at module
+    level, so runs record where their job is and can be re-executed (and drawn by `cairn ui --local`)
+    without naming it again; None for a job declared inside a function."""
+    if "<locals>" in getattr(f, "__qualname__", "<locals>"):
+        return None
+    module = getattr(f, "__module__", None)
+    if module == "__main__":
+        path = getattr(sys.modules.get("__main__"), "__file__", None)
+        return f"{Path(path).resolve()}:{f.__name__}" if path else None
+    return f"{module}:{f.__name__}" if module else None
 
 
 def reconstructable(target: JobDefinition) -> JobDefinition:

@@ -406,3 +406,14 @@ def test_a_run_whose_process_died_reads_as_failure_with_the_step_interrupted(ins
     finally:
         del os.environ["CAIRN_TEST_FAST"]
     assert resumed.success and dict(resumed.plan.to_run) == {"die": "interrupted", "end": "downstream-of:die"}
+
+
+def test_a_run_records_where_its_job_is_defined(instance: Instance) -> None:
+    """A job declared at module level is found again by reference: the CLI and `cairn ui --local` can
+    re-execute (and draw) its runs without being told where the job is."""
+    r = execute_job(jobs.unreliable_job, instance=instance, run_config={})
+    ref = instance.get_run(r.run_id).job_ref
+    assert ref == "tests.local.jobs:unreliable_job"
+    from cairn.loader import load_job
+
+    assert load_job(ref).name == jobs.unreliable_job.name
