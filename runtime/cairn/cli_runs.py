@@ -153,6 +153,8 @@ def cmd_reexecute(args: argparse.Namespace) -> int:
         options.step_env = env
     elif args.same_steps:
         options = ReexecutionOptions(args.run_id, same_steps(parent), Mode.SELECTED, rerun, step_env=env)
+    elif args.stale:
+        options = ReexecutionOptions(args.run_id, (), Mode.STALE, rerun, step_env=env)
     elif args.select:
         options = ReexecutionOptions(args.run_id, args.select, Mode.SELECTED, rerun, step_env=env)
     elif args.from_selected:
@@ -290,6 +292,12 @@ def add_commands(sub: Any, home_help: str) -> None:
     how.add_argument("--from-selected", nargs="+", metavar="STEP", help="these steps and everything downstream")
     how.add_argument(
         "--same-steps", action="store_true", help="the steps the parent run executed (Dagster's Same steps)"
+    )
+    how.add_argument(
+        "--stale",
+        action="store_true",
+        help="the steps whose code version or config changed since they produced the parent's outputs, "
+        "what they feed, and what the parent never produced; the rest is reused",
     )
     how.add_argument("--all", action="store_true", help="every step (the default)")
     x.add_argument(

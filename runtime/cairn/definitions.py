@@ -8,7 +8,10 @@ output it reads. Each node is one step of a run.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import inspect
+import json
 import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -140,9 +143,11 @@ class OpDefinition:
         config_schema: Any = None,
         ins: Mapping[str, In] | None = None,
         description: str | None = None,
+        code_version: str | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
+        self.explicit_code_version = code_version
         if isinstance(out, Out):
             out = {"result": out}
         self.outs: dict[str, Out] = dict(out) if out else {"result": Out()}
@@ -165,6 +170,20 @@ class OpDefinition:
     def __repr__(self) -> str:
         return f"<op {self.name}>"
 
+    @functools.cached_property
+    def code_version(self) -> str:
+        """The op's code version: `code_version=` when given, else a hash of its source (`src:` + 12 hex
+        digits; of its bytecode when the source cannot be read). Re-executing with `Stale` re-runs the
+        steps whose version (or config) differs from the one that produced the parent's outputs."""
+        if self.explicit_code_version:
+            return self.explicit_code_version
+        try:
+            text = inspect.getsource(self.fn).encode()
+        except (OSError, TypeError):
+            code = getattr(self.fn, "__code__", None)
+            text = code.co_code + repr(code.co_consts).encode() if code is not None else self.name.encode()
+        return "src:" + hashlib.sha256(text).hexdigest()[:12]
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = _Builder.current
         if builder is None:  # direct invocation, e.g. in a unit test of the op
@@ -185,6 +204,7 @@ def op(
     config_schema: Any = None,
     ins: Mapping[str, In] | None = None,
     description: str | None = None,
+    code_version: str | None = None,
 ) -> Callable[[Callable[..., Any]], OpDefinition]: ...
 
 
@@ -196,11 +216,21 @@ def op(
     config_schema: Any = None,
     ins: Mapping[str, In] | None = None,
     description: str | None = None,
+    code_version: str | None = None,
 ) -> OpDefinition | Callable[[Callable[..., Any]], OpDefinition]:
-    """Declare an op, bare (``@op``) or with options (``@op(name=..., out={...}, config_schema=...)``)."""
+    """Declare an op, bare (``@op``) or with options (``@op(name=..., out={...}, config_schema=...,
+    code_version="v2")``)."""
 
     def wrap(f: Callable[..., Any]) -> OpDefinition:
-        return OpDefinition(f, name=name, out=out, config_schema=config_schema, ins=ins, description=description)
+        return OpDefinition(
+            f,
+            name=name,
+            out=out,
+            config_schema=config_schema,
+            ins=ins,
+            description=description,
+            code_version=code_version,
+        )
 
     return wrap(fn) if fn is not None else wrap
 
@@ -294,6 +324,15 @@ class JobDefinition:
 
     def __repr__(self) -> str:
         return f"<job {self.name}: {', '.join(self.nodes)}>"
+
+    def step_versions(self, run_config: Mapping[str, Any] | None) -> dict[str, str]:
+        """Each step's version in a run with `run_config`: its op's code version and a hash of its config
+        (``src:1a2b3c4d5e6f+cfg:9f8e7d6c``); what `Stale` re-execution compares."""
+        out = {}
+        for step, node in self.nodes.items():
+            cfg = json.dumps(self.op_config(run_config or {}, step), sort_keys=True, default=str)
+            out[step] = f"{node.op.code_version}+cfg:{hashlib.sha256(cfg.encode()).hexdigest()[:8]}"
+        return out
 
     @property
     def step_keys(self) -> list[str]:

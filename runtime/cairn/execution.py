@@ -8,6 +8,7 @@ run CANCELED with its running step interrupted; both can be re-executed from fai
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -68,6 +69,12 @@ class ReexecutionOptions:
             self.mode = Mode.SELECTED if self.step_selection else Mode.ALL
         if isinstance(self.mode, str):
             self.mode = Mode(self.mode)
+
+    @classmethod
+    def stale(cls, run_id: str, rerun_missing: bool = False) -> ReexecutionOptions:
+        """Re-run the steps whose code version or config differs from the one that produced run `run_id`'s
+        outputs (and what is downstream of them, and what it never produced); reuse the rest in place."""
+        return cls(parent_run_id=run_id, mode=Mode.STALE, rerun_missing=rerun_missing)
 
     @classmethod
     def from_failure(cls, run_id: str, instance: Instance, rerun_missing: bool = False) -> ReexecutionOptions:
@@ -176,10 +183,12 @@ def execute_job(
             )
         if parent.status is RunStatus.STARTED:
             raise ReexecutionError(f"Run {parent.run_id} is still running; wait for it to finish")
+        if run_config is None:
+            run_config = parent.run_config
         the_plan = plan_checked(
             graph,
             parent.view(),
-            reexecution_options.request(),
+            dataclasses.replace(reexecution_options.request(), current=job.step_versions(run_config)),
             exists=io.exists,
             rerun_missing=reexecution_options.rerun_missing,
             known_runs=instance.run_ids(),
@@ -190,8 +199,6 @@ def execute_job(
             raise ReexecutionError(
                 f"step_env names unknown step(s): {', '.join(unknown)}; the job's steps are {', '.join(graph.steps)}"
             )
-        if run_config is None:
-            run_config = parent.run_config
         assert reexecution_options.mode is not None
         run_tags.update(
             {TAG_PARENT: parent.run_id, TAG_ROOT: parent.root_run_id, TAG_MODE: reexecution_options.mode.value}
@@ -205,10 +212,13 @@ def execute_job(
     run_id = str(uuid.uuid4())
     to_run = dict(the_plan.to_run)
     planned = None if parent is None else to_run
-    rows: list[tuple[str, StepState, str | None, str | None]] = []
+    versions = job.step_versions(run_config)
+    rows: list[tuple[str, StepState, str | None, str | None, str | None]] = []
     for s in graph.steps:
         init = initial_state(s, planned, the_plan.reused_steps, the_plan.skipped)
-        rows.append((s, init.state, to_run.get(s, init.reason), init.source_run))
+        # a step not executed keeps the version that produced what it reuses (its parent's record)
+        kept = None if s in to_run or parent is None or s not in parent.steps else parent.steps[s].version
+        rows.append((s, init.state, to_run.get(s, init.reason), init.source_run, kept))
     instance.create_run(
         run_id,
         job.name,
@@ -227,7 +237,7 @@ def execute_job(
     # What this run's steps may read: the parent's index, but never an output of a step this run re-runs
     # (a re-run step that does not emit an optional output it emitted before must not leave the old one).
     available: dict[tuple[str, str], OutputRef] = {k: v for k, v in the_plan.inherited.items() if k[0] not in to_run}
-    states: dict[str, StepState] = {s: st for s, st, _, _ in rows}
+    states: dict[str, StepState] = {row[0]: row[1] for row in rows}
     errors: dict[str, str] = {}
     first_exc: BaseException | None = None
     canceled = False
@@ -281,7 +291,7 @@ def execute_job(
                 if (step, out) in the_plan.inherited and (step, out) not in available:
                     instance.forget_output(run_id, step, out)
             states[step] = StepState.SUCCEEDED
-            instance.step_finished(run_id, step, StepState.SUCCEEDED)
+            instance.step_finished(run_id, step, StepState.SUCCEEDED, version=versions[step])
             emit(("step_success", step, {"duration": time.perf_counter() - t0}))
 
     status = run_outcome(states.values(), canceled).public()

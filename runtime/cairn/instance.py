@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS steps (
     started REAL,
     finished REAL,
     error TEXT,
+    version TEXT,
     PRIMARY KEY (run_id, step)
 );
 CREATE TABLE IF NOT EXISTS outputs (
@@ -105,6 +106,7 @@ class StepRecord:
     finished: float | None = None
     error: str | None = None
     outputs: dict[str, StoredOutput] = field(default_factory=dict)
+    version: str | None = None  # the code and config version that produced its outputs (in its lineage)
 
     @property
     def status(self) -> StepStatus:
@@ -140,6 +142,7 @@ class RunRecord:
             root_run_id=self.root_run_id,
             steps={s: r.state for s, r in self.steps.items()},
             outputs=self.outputs,
+            versions={s: r.version for s, r in self.steps.items() if r.version},
         )
 
     @property
@@ -160,6 +163,9 @@ class Instance:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
+        # Stores made before steps had a version: add the column (its rows read as "unrecorded").
+        if "version" not in {row[1] for row in self._conn.execute("PRAGMA table_info(steps)")}:
+            self._conn.execute("ALTER TABLE steps ADD COLUMN version TEXT")
         self.host = socket.gethostname()
 
     @classmethod
@@ -201,7 +207,8 @@ class Instance:
         root_run_id: str,
         tags: Mapping[str, str],
         run_config: Mapping[str, Any],
-        steps: Sequence[tuple[str, StepState, str | None, str | None]],  # step, state, reason, source run
+        steps: Sequence[tuple[str, StepState, str | None, str | None, str | None]],  # step, state, reason,
+        # source run, version (of a step not executed: the one that produced what it reuses)
         inherited: Mapping[tuple[str, str], OutputRef],
         inherited_formats: Mapping[tuple[str, str], str],
         job_ref: str | None = None,
@@ -230,8 +237,8 @@ class Instance:
                 ),
             )
             c.executemany(
-                "INSERT INTO steps (run_id, step, seq, state, reason, source_run_id) VALUES (?,?,?,?,?,?)",
-                [(run_id, s, i, st.value, reason, src) for i, (s, st, reason, src) in enumerate(steps)],
+                "INSERT INTO steps (run_id, step, seq, state, reason, source_run_id, version) VALUES (?,?,?,?,?,?,?)",
+                [(run_id, s, i, st.value, reason, src, v) for i, (s, st, reason, src, v) in enumerate(steps)],
             )
             c.executemany(
                 "INSERT INTO outputs (run_id, step, output, source_run_id, key, format) VALUES (?,?,?,?,?,?)",
@@ -248,8 +255,16 @@ class Instance:
         )
 
     def step_finished(
-        self, run_id: str, step: str, state: StepState, error: str | None = None, reason: str | None = None
+        self,
+        run_id: str,
+        step: str,
+        state: StepState,
+        error: str | None = None,
+        reason: str | None = None,
+        version: str | None = None,
     ) -> None:
+        if version is not None:
+            self._conn.execute("UPDATE steps SET version=? WHERE run_id=? AND step=?", (version, run_id, step))
         if reason is None:
             self._conn.execute(
                 "UPDATE steps SET state=?, finished=?, error=? WHERE run_id=? AND step=?",
@@ -295,15 +310,15 @@ class Instance:
         status = RunStatus(row[2])
         lost = status is RunStatus.STARTED and row[11] == self.host and not _alive(row[12], row[13])
         steps: dict[str, StepRecord] = {}
-        for s, state, reason, src, started, finished, error in self._conn.execute(
-            "SELECT step, state, reason, source_run_id, started, finished, error FROM steps WHERE run_id=? "
+        for s, state, reason, src, started, finished, error, version in self._conn.execute(
+            "SELECT step, state, reason, source_run_id, started, finished, error, version FROM steps WHERE run_id=? "
             "ORDER BY seq",
             (run_id,),
         ):
             st = StepState(state)
             if lost and st is StepState.RUNNING:
                 st = StepState.INTERRUPTED
-            steps[s] = StepRecord(s, st, reason, src, started, finished, error)
+            steps[s] = StepRecord(s, st, reason, src, started, finished, error, version=version)
         outputs: dict[tuple[str, str], OutputRef] = {}
         formats: dict[tuple[str, str], str] = {}
         for s, o, src, key, size, sha, fmt in self._conn.execute(

@@ -11,6 +11,7 @@ so looking an output up in the parent's index finds the nearest ancestor that pr
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -26,6 +27,7 @@ class Mode(enum.Enum):
     SELECTED = "selected"
     FROM_SELECTED = "from_selected"
     FROM_FAILURE = "from_failure"
+    STALE = "stale"
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class RunView:
     root_run_id: str
     steps: Mapping[str, StepState]
     outputs: Mapping[tuple[str, str], OutputRef]  # the run's output index
+    #: step -> the version (code and config) that produced the step's outputs in this run's lineage
+    versions: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Request:
     mode: Mode
     selection: tuple[str, ...] = ()
     force: frozenset[str] = frozenset()  # producers of missing outputs, added with reason missing-output
+    current: Mapping[str, str] = field(default_factory=dict)  # Stale: each step's version now
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class Plan:
     skipped: Mapping[str, str]  # step -> why it stays skipped
     not_executed: tuple[str, ...]
     inherited: Mapping[tuple[str, str], OutputRef] = field(default_factory=dict)  # the parent's index
+    #: Stale: step -> (the version that produced the parent's outputs, the version now)
+    versions: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     @property
     def steps_to_run(self) -> list[str]:
@@ -102,6 +109,8 @@ def plan(job: JobGraph, parent: RunView, request: Request, known_runs: Collectio
         reasons = dict.fromkeys(chosen, "selected")
         if request.mode is Mode.FROM_SELECTED:
             _add_downstream(graph, chosen, reasons)
+    elif request.mode is Mode.STALE:
+        reasons = _stale(job, parent, request.current)
     else:
         reasons = _from_failure(job, parent)
     for s in request.force:
@@ -173,7 +182,10 @@ def plan(job: JobGraph, parent: RunView, request: Request, known_runs: Collectio
         raise ReexecutionError(
             f"Nothing to execute: every selected step is skipped ({', '.join(f'{k}: {v}' for k, v in skipped.items())})"
         )
-    return Plan(tuple(to_run), reused, reused_steps, skipped, tuple(not_executed), dict(p_outputs))
+    versions = (
+        {s: (parent.versions.get(s), request.current.get(s)) for s in steps} if request.mode is Mode.STALE else {}
+    )
+    return Plan(tuple(to_run), reused, reused_steps, skipped, tuple(not_executed), dict(p_outputs), versions)
 
 
 def _skip_reason(
@@ -252,6 +264,34 @@ def _from_failure(job: JobGraph, parent: RunView) -> dict[str, str]:
     return reasons
 
 
+def _stale(job: JobGraph, parent: RunView, current: Mapping[str, str]) -> dict[str, str]:
+    """Stale: the steps whose version (code or config) differs from the one that produced the parent's
+    outputs ("stale: OLD -> NEW"), the steps of the parent that produced nothing (failed, interrupted, never
+    run: as from failure) and everything downstream of either; what is up to date is reused in place."""
+    if not current:
+        raise ReexecutionError("A stale re-execution needs each step's current version (Request.current)")
+    reasons: dict[str, str] = {}
+    seed_of: dict[str, str] = {}
+    for s in job.steps:
+        state = parent.steps.get(s, StepState.NOT_EXECUTED)
+        old, new = parent.versions.get(s), current.get(s)
+        seed = next((seed_of[up] for up, _ in (job.deps.get(s) or {}).values() if up in seed_of), None)
+        if state.produced_outputs and old != new:
+            reasons[s] = f"stale: {old or 'unrecorded'} -> {new}"
+            seed_of[s] = s
+        elif seed is not None:
+            reasons[s] = f"downstream-of:{seed}"
+            seed_of[s] = seed
+        elif not state.produced_outputs and not stays_skipped(state):
+            reasons[s] = from_failure_reason(state) or "not-executed"
+            seed_of[s] = s
+    if not reasons:
+        raise ReexecutionError(
+            f"Nothing is stale: every step of run {parent.run_id} was produced by the code and config it has now"
+        )
+    return reasons
+
+
 def missing_outputs(p: Plan, exists: Callable[[str], bool]) -> list[tuple[str, str, str]]:
     """Reused outputs that are gone from storage: (step, output, key)."""
     return [(step, out, ref.key) for (step, out), ref in sorted(p.reused.items()) if not exists(ref.key)]
@@ -269,7 +309,7 @@ def plan_checked(
     """`plan`, then verify every reused output exists; re-run their producers or refuse."""
     force = set(request.force)
     while True:
-        p = plan(job, parent, Request(request.mode, request.selection, frozenset(force)), known_runs)
+        p = plan(job, parent, dataclasses.replace(request, force=frozenset(force)), known_runs)
         missing = missing_outputs(p, exists)
         if not missing:
             return p

@@ -17,6 +17,7 @@ import pytest
 from cairn import (
     ConfigError,
     DefinitionError,
+    Field,
     Instance,
     MissingOutputsError,
     ReexecutionError,
@@ -417,3 +418,56 @@ def test_a_run_records_where_its_job_is_defined(instance: Instance) -> None:
     from cairn.loader import load_job
 
     assert load_job(ref).name == jobs.unreliable_job.name
+
+
+def _versioned_job(double_version: str) -> Any:
+    """The same job (name, ops) twice over: `double` at code version `double_version`."""
+
+    @op(code_version="v1")
+    def load() -> int:
+        return 20
+
+    @op(code_version=double_version, config_schema={"factor": Field(int, default_value=2)})
+    def double(context: Any, n: int) -> int:
+        factor: int = context.op_config["factor"]
+        return n * factor + (1 if double_version == "v2" else 0)
+
+    @op(code_version="v1")
+    def report(n: int) -> str:
+        return f"n={n}"
+
+    @job(name="versioned")
+    def versioned() -> None:
+        report(double(load()))
+
+    return versioned
+
+
+def test_stale_reexecution_reruns_what_changed_and_reuses_the_rest(instance: Instance) -> None:
+    first = execute_job(_versioned_job("v1"), instance=instance)
+    assert first.success and first.output_for_node("report") == "n=40"
+    recorded = {s: r.version for s, r in instance.get_run(first.run_id).steps.items()}
+    assert recorded["double"] is not None and recorded["double"].startswith("v1+cfg:")
+    # nothing changed: nothing to do, said
+    with pytest.raises(ReexecutionError, match="Nothing is stale"):
+        execute_job(_versioned_job("v1"), instance=instance, reexecution_options=ReexecutionOptions.stale(first.run_id))
+    # double's code changed: it and report re-run, load is reused in place
+    code = execute_job(
+        _versioned_job("v2"), instance=instance, reexecution_options=ReexecutionOptions.stale(first.run_id)
+    )
+    assert code.success and code.executed_steps == ["double", "report"]
+    assert code.step_statuses["load"] is StepStatus.REUSED and code.output_for_node("report") == "n=41"
+    old, new = code.plan.versions["double"]
+    assert old is not None and new is not None and old.startswith("v1+") and new.startswith("v2+")
+    assert dict(code.plan.to_run)["double"] == f"stale: {old} -> {new}"
+    # a child of that child with the same code: nothing stale (load's version came down from the root)
+    with pytest.raises(ReexecutionError, match="Nothing is stale"):
+        execute_job(_versioned_job("v2"), instance=instance, reexecution_options=ReexecutionOptions.stale(code.run_id))
+    # a config change of double is a change too
+    cfg = execute_job(
+        _versioned_job("v2"),
+        instance=instance,
+        run_config={"ops": {"double": {"config": {"factor": 3}}}},
+        reexecution_options=ReexecutionOptions.stale(code.run_id),
+    )
+    assert cfg.executed_steps == ["double", "report"] and cfg.output_for_node("report") == "n=61"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from cairn.errors import MissingOutputsError, ReexecutionError, StepSelectionError
@@ -264,3 +266,52 @@ def test_a_10000_step_plan_is_correct() -> None:
         len(p.to_run) == 5000 and p.to_run[0] == ("s5000", "failed") and p.to_run[1] == ("s5001", "downstream-of:s5000")
     )
     assert set(p.reused) == {("s4999", "result")}
+
+
+V1 = {s: "v1" for s in "abcdeg"}
+
+
+@pytest.mark.parametrize(
+    ("states", "recorded", "now", "to_run"),
+    [
+        # b's code (or config) changed: b and what reads it re-run, the rest is reused in place
+        (ALL_OK, V1, {**V1, "b": "v2"}, [("b", "stale: v1 -> v2"), ("d", "downstream-of:b")]),
+        (
+            ALL_OK,
+            V1,
+            {**V1, "a": "v2"},
+            [
+                ("a", "stale: v1 -> v2"),
+                ("b", "downstream-of:a"),
+                ("c", "downstream-of:a"),
+                ("d", "downstream-of:a"),
+                ("g", "downstream-of:a"),
+            ],
+        ),
+        (ALL_OK, V1, {**V1, "e": "v2"}, [("e", "stale: v1 -> v2")]),
+        # a version never recorded (a run made before versions) counts as changed
+        (
+            ALL_OK,
+            {k: v for k, v in V1.items() if k != "c"},
+            V1,
+            [("c", "stale: unrecorded -> v1"), ("d", "downstream-of:c"), ("g", "downstream-of:c")],
+        ),
+        # what the parent never produced runs too (as from failure); a skipped step stays skipped
+        (B_FAILED, V1, V1, [("b", "failed"), ("d", "downstream-of:b")]),
+        (B_FAILED, V1, {**V1, "e": "v3"}, [("b", "failed"), ("d", "downstream-of:b"), ("e", "stale: v1 -> v3")]),
+    ],
+)
+def test_stale(
+    states: dict[str, StepState], recorded: dict[str, str], now: dict[str, str], to_run: list[tuple[str, str]]
+) -> None:
+    view = dataclasses.replace(parent(states, RunPhase.SUCCEEDED), versions=recorded)
+    p = plan(JOB, view, Request(Mode.STALE, current=now))
+    assert run_of(p) == to_run
+    assert set(p.reused_steps) == {s for s in "abcde" if s not in dict(to_run) and states[s].produced_outputs}
+    assert p.versions["b"] == (recorded.get("b"), now["b"])  # the plan shows each step's old and new version
+
+
+def test_nothing_stale_is_said() -> None:
+    view = dataclasses.replace(parent(ALL_OK, RunPhase.SUCCEEDED), versions=V1)
+    with pytest.raises(ReexecutionError, match="Nothing is stale: every step of run p was produced by the code"):
+        plan(JOB, view, Request(Mode.STALE, current=V1))
