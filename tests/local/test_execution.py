@@ -471,3 +471,23 @@ def test_stale_reexecution_reruns_what_changed_and_reuses_the_rest(instance: Ins
         reexecution_options=ReexecutionOptions.stale(code.run_id),
     )
     assert cfg.executed_steps == ["double", "report"] and cfg.output_for_node("report") == "n=61"
+
+
+def test_a_store_from_before_versions_is_read_and_its_steps_count_as_unrecorded(tmp_path: Path) -> None:
+    home = tmp_path / "old"
+    old = Instance(home)
+    first = execute_job(_versioned_job("v1"), instance=old)
+    old._conn.execute("ALTER TABLE steps DROP COLUMN version")  # as cairn 0.1 wrote it
+    old._conn.execute("UPDATE steps SET state='SUCCESS' WHERE run_id=?", (first.run_id,))  # its state names too
+    old.close()
+    again = Instance(home)
+    run = again.get_run(first.run_id)
+    assert {s: (r.state.value, r.version) for s, r in run.steps.items()} == {
+        "load": ("Succeeded", None),
+        "double": ("Succeeded", None),
+        "report": ("Succeeded", None),
+    }
+    stale = execute_job(
+        _versioned_job("v1"), instance=again, reexecution_options=ReexecutionOptions.stale(first.run_id)
+    )
+    assert stale.success and dict(stale.plan.to_run)["load"].startswith("stale: unrecorded -> v1+cfg:")
