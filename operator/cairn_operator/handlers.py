@@ -71,6 +71,7 @@ from cairn_operator.resources import (
     step_output_locations,
     step_pod,
     step_service_account,
+    step_versions,
 )
 from cairn_operator.rxdecide import (
     FINISHED,
@@ -523,6 +524,7 @@ def _sync(
         pod_gc=(run_spec.podGC.strategy if run_spec.podGC else "Never"),
         slots=slots.granted,
         execution=run_spec.execution,
+        versions=step_versions(job_spec, run_spec.config, run_spec.overrides),
     )
     result = reconcile(run, graph, pods, dt.datetime.now(dt.UTC))
     steps = result.status.get("steps") or {}
@@ -913,7 +915,12 @@ def observe_rx(
             for r in kube.list_runs(namespace, f"{LABEL_PARENT}={parent_name}")
             if (r.get("status") or {}).get("phase") not in FINISHED and r["metadata"]["name"] != child
         ]
+    job = None
+    if spec.get("mode") == "Stale" and parent is not None:  # compared with the Job as it is now
+        job_name = ((parent.get("spec") or {}).get("jobRef") or {}).get("name")
+        job = kube.get_job(namespace, job_name) if job_name else None
     return RxObserved(
+        job=job,
         namespace=namespace,
         name=meta["name"],
         uid=meta["uid"],

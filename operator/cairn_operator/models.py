@@ -520,6 +520,14 @@ class OpSpec(Model):
         default_factory=list, max_length=MAX_ITEMS, description="Outputs the op may omit."
     )
     image: str | None = Field(None, description="Image; default: the Job's.")
+    codeVersion: str | None = Field(
+        None,
+        max_length=128,
+        pattern=r"^[-+.:_/=@A-Za-z0-9]+$",
+        description="The op's code version (`cairn manifest` writes the op's code_version, or a hash of its "
+        "source). A Stale re-execution re-runs the ops whose version (this, the image, the command, the "
+        "config) differs from the one that produced the parent's outputs.",
+    )
     command: list[str] | None = Field(
         None,
         description="Command form: any program, run through `python -m cairn.step exec --`. Without it, "
@@ -598,11 +606,15 @@ class OutputRefModel(Model):
 class ReusedStep(Model):
     sourceRun: str = Field(description="The run that produced these outputs.")
     outputs: dict[str, OutputRefModel] = Field(default_factory=dict)
+    version: str | None = Field(None, description="The step version that produced them (for Stale re-execution).")
 
 
 class PlannedStep(Model):
     name: str
-    reason: str = Field(description="selected, failed, interrupted, not-executed, downstream-of:X, missing-output, all")
+    reason: str = Field(
+        description="selected, failed, interrupted, not-executed, downstream-of:X, missing-output, all, "
+        "stale: OLD -> NEW"
+    )
 
 
 class Execution(Model):
@@ -688,6 +700,9 @@ class StepStatusModel(Model):
     nextAttemptAt: str | None = None
     outputs: dict[str, OutputStatus] | None = None
     logs: dict[str, str] | None = Field(None, description="attempt -> storage key of that attempt's log.")
+    version: str | None = Field(
+        None, description="The step version (code, image, command, config) that produced its outputs."
+    )
     logError: str | None = Field(
         None, description="Why the last attempt's log could not be saved to storage yet (tried again every cycle)."
     )
@@ -719,7 +734,7 @@ class ReexecutionSpec(Model):
     """A request to re-execute part of a finished Run as a new, linked child Run."""
 
     parentRun: ObjectName = Field(description="A Run in the same namespace.")
-    mode: Literal["All", "Selected", "FromSelected", "FromFailure"] = "FromFailure"
+    mode: Literal["All", "Selected", "FromSelected", "FromFailure", "Stale"] = "FromFailure"
     stepSelection: list[str] = Field(default_factory=list, description="Clauses: op, *op, op*, +op, op+ ...")
     config: dict[str, Any] | None = Field(
         None,
@@ -740,12 +755,20 @@ class ReexecutionSpec(Model):
     labels: dict[QualifiedName, LabelValue] | None = labels_field("Extra labels of the child Run.")
 
 
+class StepVersions(Model):
+    old: str | None = None
+    new: str | None = None
+
+
 class PlanStatus(Model):
     steps: list[PlannedStep] | None = None
     reused: list[dict[str, Any]] | None = Field(
         None, json_schema_extra={"items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
     )
     skipped: dict[str, str] | None = None
+    versions: dict[str, StepVersions] | None = Field(
+        None, description="Stale: per step, the version that produced the parent's outputs and the version now."
+    )
 
 
 class ReexecutionStatusModel(Model):

@@ -93,6 +93,7 @@ class RunInput:
     slots: int = 1_000_000  # operator-wide limit left for new pods
     execution: Execution | None = None  # a child Run's plan: what it executes, reuses, skips
     uid: str = ""
+    versions: Mapping[str, str] = field(default_factory=dict)  # step -> its version in this Run (recorded)
 
     def pod_name(self, step: str, attempt: int) -> str:
         return pod_name(self.name, self.uid, step, attempt)
@@ -357,6 +358,8 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
                     events,
                 )
                 continue
+            if run.versions.get(s):
+                st["version"] = run.versions[s]
             st.update(
                 phase=StepState.SUCCEEDED.value,
                 finishedAt=pod.finished or now_s,
@@ -447,6 +450,8 @@ def initial_step(step: str, execution: Execution | None) -> dict[str, Any]:
     if init.source_run is not None and execution is not None:
         st["sourceRun"] = init.source_run
         st["outputs"] = {o: {"key": ref.key, "etag": ref.etag} for o, ref in execution.reused[step].outputs.items()}
+        if execution.reused[step].version:
+            st["version"] = execution.reused[step].version
     return st
 
 

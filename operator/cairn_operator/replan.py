@@ -31,6 +31,7 @@ def parent_view(run_name: str, run_status: Mapping[str, Any], root: str) -> RunV
         status=RunPhase(run_status.get("phase") or RunPhase.PENDING.value),
         root_run_id=root,
         steps={name: StepState(st.get("phase") or StepState.PENDING.value) for name, st in steps.items()},
+        versions={name: st["version"] for name, st in steps.items() if st.get("version")},
         outputs=outputs,
     )
 
@@ -52,6 +53,7 @@ def child_execution(
         reused[step] = {
             "sourceRun": source,
             "outputs": {o: {"key": loc["key"], "etag": loc.get("etag")} for o, loc in outs.items()},
+            "version": (parent_steps.get(step) or {}).get("version"),
         }
     return Execution.model_validate(
         {

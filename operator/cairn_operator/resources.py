@@ -343,3 +343,31 @@ def add_locations(outputs: Iterable[dict[str, Any]], bucket: str | None, prefix:
 def step_output_locations(steps_status: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The output locations (dicts, to be changed in place) recorded in a Run's `status.steps`."""
     return [loc for st in steps_status.values() for loc in ((st or {}).get("outputs") or {}).values()]
+
+
+def _digest(value: Any, n: int) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def step_versions(
+    spec: JobSpec, config: Mapping[str, Any] | None, overrides: Mapping[str, StepOverride] | None
+) -> dict[str, str]:
+    """Each op's version in a Run: its code (the op's `codeVersion`; else a hash of a command op's command
+    and args, or the Python entrypoint), its image as referenced (pin it by digest, `image@sha256:...`,
+    for a moved tag to count) and a hash of its config: `CODE+img:IMAGE+cfg:HASH`. A Run records the
+    version of each step that succeeded; a Stale re-execution compares them with the Job as it is now."""
+    out = {}
+    entries = (config or {}).get("ops") or {}
+    for op in spec.ops:
+        override = (overrides or {}).get(op.name)
+        image = (override.image if override and override.image else None) or op.image or spec.image or ""
+        if op.codeVersion:
+            code = op.codeVersion
+        elif op.command:
+            code = "cmd:" + _digest([op.command, op.args or []], 12)
+        else:
+            code = "py:" + (spec.python.job if spec.python else "")
+        entry = entries.get(op.name) if isinstance(entries, Mapping) else None
+        op_config = entry.get("config") if isinstance(entry, Mapping) else None
+        out[op.name] = f"{code}+img:{image}+cfg:{_digest(op_config, 8)}"
+    return out

@@ -24,7 +24,7 @@ from cairn.errors import CairnError, MissingOutputsError
 from cairn.planner import Mode, Plan, Request, RunView
 from cairn.runstate import RunPhase
 from cairn_operator.graph import InvalidJob, build, config_shape_problem, unknown_steps
-from cairn_operator.models import GROUP, VERSION, Execution, JobSpec, ReexecutionSpec
+from cairn_operator.models import GROUP, VERSION, Execution, JobSpec, ReexecutionSpec, StepOverride
 from cairn_operator.reconcile import Event, rx_conditions, ts
 from cairn_operator.replan import child_execution, parent_view
 from cairn_operator.resources import (
@@ -33,6 +33,7 @@ from cairn_operator.resources import (
     LABEL_RX,
     add_locations,
     owner_reference,
+    step_versions,
     without_gitops,
 )
 
@@ -45,6 +46,7 @@ MODES = {
     "Selected": Mode.SELECTED,
     "FromSelected": Mode.FROM_SELECTED,
     "FromFailure": Mode.FROM_FAILURE,
+    "Stale": Mode.STALE,
 }
 FINISHED = frozenset(p.value for p in RunPhase if p.finished)
 
@@ -74,6 +76,7 @@ class RxObserved:
     parent: Mapping[str, Any] | None  # the parent Run, None if it does not exist
     child: Mapping[str, Any] | None  # the Run with the child's name, None if it does not exist
     live_siblings: Sequence[str] = ()  # the parent's other unfinished children (concurrencyPolicy Forbid)
+    job: Mapping[str, Any] | None = None  # mode Stale: the parent's Job as it is now (None: not found)
 
 
 @dataclass(frozen=True)
@@ -204,22 +207,36 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
         )
     snapshot = pstatus.get("jobSnapshot") or {}
     root = (pmeta.get("labels") or {}).get(LABEL_ROOT) or rx.parentRun
+    whose = "the parent Run's Job snapshot"
+    if rx.mode == "Stale":  # compared with the Job as it is now: the child runs today's Job
+        job_name = ((parent.get("spec") or {}).get("jobRef") or {}).get("name") or "?"
+        if obs.job is None:
+            msg = (
+                f"waiting for Job {job_name!r}: a Stale re-execution compares the parent's steps with the Job as "
+                f"it is now, and it is not found in namespace {obs.namespace}"
+            )
+            said = [] if obs.status.get("message") == msg else [Event("JobNotFound", msg, "Warning")]
+            return Decision("Pending", msg, "JobNotFound", actions=list(said))
+        snapshot, whose = dict(obs.job.get("spec") or {}), f"Job {job_name}"
     try:
         job_spec = JobSpec.model_validate(snapshot)
         graph = build(job_spec)
     except (InvalidJob, ValidationError) as exc:
-        return Decision("Invalid", f"the parent Run's Job snapshot: {exc}")
+        return Decision("Invalid", f"{whose}: {exc}")
     shape = config_shape_problem(rx.config)
     if shape:
         return Decision("Invalid", shape, "InvalidConfig")
     wrong = unknown_steps(graph, rx.config, rx.overrides)
     if wrong:
         return Decision("Invalid", wrong, "UnknownSteps")
+    current = (
+        step_versions(job_spec, _child_config(rx, parent), _child_overrides(rx, parent)) if rx.mode == "Stale" else {}
+    )
     try:
         located = plan(
             job_spec,
             parent_view(rx.parentRun, pstatus, root),
-            Request(MODES[rx.mode], tuple(rx.stepSelection)),
+            Request(MODES[rx.mode], tuple(rx.stepSelection), current=current),
             rx.missingOutputs == "Rerun",
         )
     except MissingOutputsError as exc:
@@ -277,6 +294,17 @@ def _protect(parent: Mapping[str, Any]) -> list[RxAction]:
     return [ProtectParent(meta["name"], (*finalizers, PROTECT), meta.get("resourceVersion") or "")]
 
 
+def _child_config(rx: ReexecutionSpec, parent: Mapping[str, Any]) -> Any:
+    """The child's config: the Reexecution's, else the parent's."""
+    return rx.config if rx.config is not None else (parent.get("spec") or {}).get("config")
+
+
+def _child_overrides(rx: ReexecutionSpec, parent: Mapping[str, Any]) -> dict[str, StepOverride]:
+    """The child's overrides: the parent's, with the Reexecution's on top (per step)."""
+    merged = {k: StepOverride.model_validate(v) for k, v in ((parent.get("spec") or {}).get("overrides") or {}).items()}
+    return {**merged, **(rx.overrides or {})}
+
+
 def plan_status(p: Plan, execution: Execution, bucket: str | None = None, prefix: str = "") -> dict[str, Any]:
     reused = [
         {"step": step, "output": o, "sourceRun": r.sourceRun, "key": ref.key, "etag": ref.etag}
@@ -284,7 +312,14 @@ def plan_status(p: Plan, execution: Execution, bucket: str | None = None, prefix
         for o, ref in r.outputs.items()
     ]
     add_locations(reused, bucket, prefix)
-    return {"steps": [{"name": s, "reason": r} for s, r in p.to_run], "reused": reused, "skipped": dict(p.skipped)}
+    out: dict[str, Any] = {
+        "steps": [{"name": s, "reason": r} for s, r in p.to_run],
+        "reused": reused,
+        "skipped": dict(p.skipped),
+    }
+    if p.versions:
+        out["versions"] = {s: {"old": old, "new": new} for s, (old, new) in p.versions.items()}
+    return out
 
 
 def child_body(
@@ -298,13 +333,10 @@ def child_body(
     """The child Run: owned by its Reexecution (pruning the Reexecution removes only it), linked to its
     parent and root by labels, never carrying a GitOps tool's tracking labels."""
     pspec = parent.get("spec") or {}
-    overrides = {
-        **(pspec.get("overrides") or {}),
-        **{k: v.model_dump(exclude_none=True) for k, v in (rx.overrides or {}).items()},
-    }
+    overrides = {k: v.model_dump(exclude_none=True) for k, v in _child_overrides(rx, parent).items()}
     spec = {
         "jobRef": pspec.get("jobRef"),
-        "config": rx.config if rx.config is not None else pspec.get("config"),
+        "config": _child_config(rx, parent),
         "overrides": overrides or None,
         "maxParallel": pspec.get("maxParallel"),
         "podGC": pspec.get("podGC"),

@@ -66,7 +66,7 @@ FAILED_RUN = ("Failed", "Canceled")
 LIVE_RX = (None, "Pending", "Running")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 IMAGE_FORM = "--image takes STEP=IMAGE, e.g. --image unreliable=localhost/cairn-step:0.2.0"
-MODE_FLAGS = ("--all", "--from-failure", "--select", "--from-selected", "--same-steps")
+MODE_FLAGS = ("--all", "--from-failure", "--select", "--from-selected", "--same-steps", "--stale")
 
 
 def parse_step_images(items: Sequence[str]) -> dict[str, str]:
@@ -146,7 +146,7 @@ def check_reexecute_args(args: argparse.Namespace) -> None:
 
 
 def _modes(args: argparse.Namespace) -> tuple[bool, ...]:
-    return (args.all, args.from_failure, bool(args.select), bool(args.from_selected), args.same_steps)
+    return (args.all, args.from_failure, bool(args.select), bool(args.from_selected), args.same_steps, args.stale)
 
 
 def reexecution_manifest(args: argparse.Namespace, parent: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -161,6 +161,8 @@ def reexecution_manifest(args: argparse.Namespace, parent: Mapping[str, Any] | N
         mode, selection = "Selected", same_steps(parent)
     elif args.from_failure or args.all_failed:
         mode, selection = "FromFailure", []
+    elif args.stale:
+        mode, selection = "Stale", []
     elif args.select:
         mode, selection = "Selected", list(args.select)
     elif args.from_selected:
@@ -405,6 +407,12 @@ def add_commands(sub: Any) -> None:
     how.add_argument("--select", nargs="+", metavar="CLAUSE")
     how.add_argument("--from-selected", nargs="+", metavar="NAME")
     how.add_argument("--same-steps", action="store_true", help="the steps the parent executed (Dagster's Same steps)")
+    how.add_argument(
+        "--stale",
+        action="store_true",
+        help="the steps whose version (codeVersion, command, image, config) differs in the Job as it is now, "
+        "their downstream and what the parent never produced; the child runs today's Job",
+    )
     rx.add_argument(
         "--env", action="append", default=[], metavar="STEP:NAME=VALUE", help="env var of STEP's pods (repeatable)"
     )

@@ -26,7 +26,7 @@ def job_manifest(
         raise ValueError(f"op names {dupes} map to the same Kubernetes name; rename one of them")
     ops: list[dict[str, Any]] = []
     for n, node in job.nodes.items():
-        op: dict[str, Any] = {"name": names[n]}
+        op: dict[str, Any] = {"name": names[n], "codeVersion": node.op.code_version}
         if node.inputs:
             op["inputs"] = {
                 inp: names[h.node] if h.output == "result" else f"{names[h.node]}.{h.output}"

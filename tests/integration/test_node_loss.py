@@ -73,11 +73,14 @@ def test_a_step_on_a_lost_node_is_interrupted_retried_and_runs_when_the_node_is_
                 f"{[(c.type, c.status, c.reason) for c in node.status.conditions]}, taints {node.spec.taints}; "
                 f"pods {[(p.metadata.name, p.status.phase, p.metadata.deletion_timestamp) for p in pods]}"
             ) from None
-        assert "stopped answering" in slow()["message"]
+        # the operator gave up on the node itself, or the cluster evicted the pod first (when the node
+        # controller taints the node NoExecute, which it does not in a single-node zone): both end it
+        lost = ("stopped answering", "was deleted or evicted while it ran")
+        assert any(w in slow()["message"] for w in lost), slow()["message"]
 
         def retrying_said() -> bool:  # kopf posts Events from a queue: a moment later
             events = core.list_namespaced_event(ns, field_selector="involvedObject.name=lost").items
-            return any(e.reason == "StepRetrying" and "stopped answering" in e.message for e in events)
+            return any(e.reason == "StepRetrying" and any(w in e.message for w in lost) for e in events)
 
         eventually(retrying_said, timeout=30, what="the StepRetrying Event")
     finally:

@@ -584,3 +584,35 @@ def test_the_parent_can_always_be_deleted_after_refused_creates_deleted_children
     finally:
         adm.delete_validating_admission_policy_binding(binding)
         adm.delete_validating_admission_policy(policy)
+
+
+def test_stale_reexecutes_what_changed_in_the_job_and_reuses_the_rest(cairn_operator: Any, kube: Any, ns: str) -> None:
+    apply(kube, ns, sample("job-unreliable.yaml"))
+    apply(kube, ns, sample("run-unreliable-succeeds.yaml"))
+    parent = wait_phase(kube, ns, "unreliable-succeeds", "Succeeded", "Failed")
+    assert parent["status"]["phase"] == "Succeeded", parent["status"]
+    recorded = {s: st.get("version") for s, st in parent["status"]["steps"].items()}
+    assert all(recorded.values()), recorded  # every succeeded step says which version produced it
+    # nothing changed since: nothing is stale, said
+    create_rx(kube, ns, rx("same", "unreliable-succeeds", mode="Stale"))
+    same = rx_phase(kube, ns, "same", "Invalid", "Running", "Failed", timeout=60)
+    assert same["status"]["phase"] == "Invalid" and "Nothing is stale" in same["status"]["message"]
+    # a new release of the `unreliable` op: it and what reads it re-run, `start` is reused in place
+    job = co(kube).get_namespaced_custom_object(G, V, ns, "jobs", "unreliable")
+    ops = job["spec"]["ops"]
+    next(o for o in ops if o["name"] == "unreliable")["codeVersion"] = "v2"
+    co(kube).patch_namespaced_custom_object(G, V, ns, "jobs", "unreliable", {"spec": {"ops": ops}})
+    create_rx(kube, ns, rx("release", "unreliable-succeeds", mode="Stale"))
+    done = rx_phase(kube, ns, "release", "Succeeded", "Failed", "Invalid", timeout=120)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    plan = done["status"]["plan"]
+    assert [(s["name"], s["reason"].split(" ")[0]) for s in plan["steps"]] == [
+        ("unreliable", "stale:"),
+        ("end", "downstream-of:unreliable"),
+    ]
+    assert plan["versions"]["unreliable"]["old"] == recorded["unreliable"]
+    assert plan["versions"]["unreliable"]["new"].startswith("v2+img:")
+    child = get_run(kube, ns, done["status"]["childRun"])
+    assert child["status"]["steps"]["start"]["phase"] == "Reused"
+    assert child["status"]["steps"]["start"]["version"] == recorded["start"]
+    assert child["status"]["steps"]["unreliable"]["version"].startswith("v2+img:")

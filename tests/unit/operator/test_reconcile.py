@@ -665,3 +665,31 @@ def test_a_lost_node_is_read_from_the_pod(doc: dict[str, Any], since: str | None
 
     obs = kube._obs(doc)
     assert (obs.node_lost_since, obs.node_lost_grace, obs.node) == (since, grace, "n1")
+
+
+def test_a_succeeded_step_records_the_version_that_produced_it() -> None:
+    """What a Stale re-execution compares: the version (code, image, config) of each step that succeeded;
+    a failed step records none."""
+    versions = {"start": "v1+img:img+cfg:00", "left": "v9+img:img+cfg:00"}
+    s1 = cycle(job(), {}, [], versions=versions).status
+    res = cycle(job(), s1, [pod("start", "Succeeded", msg=ok_msg(), code=0)], versions=versions)
+    assert res.status["steps"]["start"]["version"] == "v1+img:img+cfg:00"
+    failed = cycle(job(), s1, [pod("start", "Failed", msg=fail_msg("boom"), code=1)], versions=versions)
+    assert "version" not in failed.status["steps"]["start"]
+
+
+def test_step_versions_change_with_code_image_and_config() -> None:
+    from cairn_operator.resources import step_versions
+
+    base = job().model_copy(deep=True)
+    v0 = step_versions(base, None, None)
+    assert v0["start"].startswith("py:m:j+img:img+cfg:")
+    coded = JobSpec.model_validate(
+        {**base.model_dump(exclude_none=True), "ops": [{"name": "start", "codeVersion": "v2"}]}
+    )
+    assert step_versions(coded, None, None)["start"].startswith("v2+img:img+cfg:")
+    from cairn_operator.models import StepOverride
+
+    assert step_versions(base, None, {"start": StepOverride(image="img:2")})["start"] != v0["start"]
+    assert step_versions(base, {"ops": {"start": {"config": {"x": 1}}}}, None)["start"] != v0["start"]
+    assert step_versions(base, {"ops": {"left": {"config": {"x": 1}}}}, None)["start"] == v0["start"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -206,3 +208,60 @@ def test_status_keeps_transition_times_and_sets_observed_generation() -> None:
         "Reconciling": "True",
         "Stalled": "False",
     }
+
+
+def _stale_parent() -> dict[str, Any]:
+    from cairn_operator.resources import step_versions
+
+    p = parent()
+    versions = step_versions(JobSpec.model_validate(SNAPSHOT), None, None)
+    p["status"]["steps"]["start"]["version"] = versions["start"]
+    return p
+
+
+def _job_now(**start: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = copy.deepcopy(SNAPSHOT)
+    spec["ops"][0].update(start)
+    return {"metadata": {"name": "job"}, "spec": spec}
+
+
+@pytest.mark.parametrize(
+    ("job_now", "to_run"),
+    [
+        # nothing changed: what the parent produced is reused, what it did not runs (as from failure)
+        (_job_now(), [("unreliable", "failed"), ("end", "downstream-of:unreliable")]),
+        # start's code version changed: it re-runs, and everything downstream of it
+        (
+            _job_now(codeVersion="v2"),
+            [("start", "stale"), ("unreliable", "downstream-of:start"), ("end", "downstream-of:start")],
+        ),
+        # so does a new image of it
+        (
+            _job_now(image="i:2"),
+            [("start", "stale"), ("unreliable", "downstream-of:start"), ("end", "downstream-of:start")],
+        ),
+    ],
+)
+def test_stale_compares_the_parents_steps_with_the_job_as_it_is_now(
+    job_now: dict[str, Any], to_run: list[tuple[str, str]]
+) -> None:
+    observed = dataclasses.replace(obs({"mode": "Stale"}, parent_=_stale_parent()), job=job_now)
+    d = decide(observed, planner)
+    assert d.phase == "Running", d.message
+    steps = [
+        (s["name"], "stale" if s["reason"].startswith("stale: ") else s["reason"]) for s in d.extra["plan"]["steps"]
+    ]
+    assert steps == to_run
+    create = next(a for a in d.actions if isinstance(a, CreateChild))
+    assert create.body["spec"]["execution"]["jobSnapshot"] == job_now["spec"]  # the child runs today's Job
+    versions = d.extra["plan"]["versions"]["start"]
+    assert versions["old"] == _stale_parent()["status"]["steps"]["start"]["version"]
+    assert (versions["old"] == versions["new"]) is (to_run[0][0] != "start")
+    if "start" not in dict(to_run):
+        assert create.body["spec"]["execution"]["reused"]["start"]["version"] == versions["old"]
+
+
+def test_stale_waits_for_the_job() -> None:
+    d = decide(obs({"mode": "Stale"}, parent_=_stale_parent()), planner)
+    assert (d.phase, d.reason, kinds(d)) == ("Pending", "JobNotFound", ["Event:JobNotFound"])
+    assert "compares the parent's steps with the Job as it is now" in d.message
