@@ -188,3 +188,54 @@ def test_refusals_and_bulk_from_failure_on_a_local_instance(browser: Any, tmp_pa
         browser.save_screenshot(str(tmp_path / "bulk.png"))
         listed = {r.get_attribute("data-run") for r in browser.find_elements(By.CSS_SELECTOR, "tr[data-run]")}
         assert len(listed) == 4 and set(runs) <= listed
+
+
+def test_the_log_of_a_running_step_appears_live_in_the_page(
+    browser: Any, cairn_operator: Any, kube: Any, dev_cluster: Any, ns: str, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.integration.test_operator import run_of
+    from tests.integration.test_ui_api import ticker_job
+
+    apply(kube, ns, ticker_job(ticks=8))
+    apply(kube, ns, run_of("ticker", "tick"))
+    args = ["--kubeconfig", str(dev_cluster.kubeconfig), "--namespace", ns]
+    with ui_server(args, tmp_path / "ui.log") as ui:
+        browser.get(f"{ui.url}/#/runs/tick")
+        wait(browser, "the ticker step", lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-step="ticker"]'), tmp_path)
+        running = 'g.node.Running[data-step="ticker"]'
+        wait(browser, "the ticker step to run", lambda d: d.find_elements(By.CSS_SELECTOR, running), tmp_path)
+        browser.find_element(By.CSS_SELECTOR, 'tr[data-step="ticker"]').click()
+
+        def log() -> str:
+            return str(browser.find_element(By.ID, "log").text)
+
+        # Lines appear while the step still runs (the page shows them before the last one is written).
+        wait(browser, "a first live line", lambda d: "tick 2" in log() and "tick 8" not in log(), tmp_path, 60)
+        assert browser.find_element(By.ID, "log-source").text.startswith("live from pod tick-ticker-")
+        assert browser.find_elements(By.CSS_SELECTOR, running)
+        browser.save_screenshot(str(tmp_path / "live-log.png"))
+        wait(browser, "the last line", lambda d: "tick 8" in log(), tmp_path, 60)
+        # The step ends: the page shows the log read at once (from the pod, then from storage).
+        wait(
+            browser,
+            "the step to end",
+            lambda d: d.find_elements(By.CSS_SELECTOR, 'g.node.Succeeded[data-step="ticker"]'),
+            tmp_path,
+        )
+        wait(
+            browser,
+            "the saved log",
+            lambda d: d.find_element(By.ID, "log-source").text.startswith(("from pod", "from storage")),
+            tmp_path,
+            30,
+        )
+        ticks = [f"tick {i}" for i in range(1, 9)]
+        wait(
+            browser,
+            "the whole log",
+            lambda d: [x for x in log().splitlines() if x.startswith("tick ")] == ticks,
+            tmp_path,
+            30,
+        )

@@ -2,7 +2,7 @@
 kubeconfig, and the test drives its JSON API as the page does (CSRF cookie and header): open the failed
 seed run, preview From selected on `unreliable` (a dry-run Reexecution planned by the operator),
 re-execute with an env override, follow the child to Succeeded with `start` reused, read logs, and get
-the change events pushed by the server's watches."""
+the change events pushed by the server's watches; follow a running step's log live."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import yaml
 
 from cairn.dev import procs
 from tests.helpers import eventually
-from tests.integration.test_operator import apply, ns, sample, wait_phase
+from tests.integration.test_operator import G, V, apply, ns, run_of, sample, wait_phase
 
 __all__ = ["ns"]
 
@@ -235,3 +235,75 @@ def client_objects(kube: Any, ns: str, plural: str) -> list[dict[str, Any]]:
         "cairn.dev", "v1alpha1", ns, plural
     )["items"]
     return items
+
+
+def ticker_job(ticks: int) -> dict[str, Any]:
+    """A Job whose `ticker` step prints `tick N` once a second for `ticks` seconds (tests.local.jobs)."""
+    env = [{"name": "PYTHONPATH", "value": str(ROOT)}, {"name": "CAIRN_TEST_TICKS", "value": str(ticks)}]
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Job",
+        "metadata": {"name": "ticker"},
+        "spec": {
+            "image": "x",
+            "python": {"job": "tests.local.jobs:ticker_job"},
+            "storage": {"secretRef": {"name": "cairn-s3"}},
+            "ops": [
+                {"name": "start", "env": env},
+                {"name": "ticker", "inputs": {"num": "start"}, "env": env},
+                {"name": "end", "inputs": {"_num": "ticker"}, "env": env},
+            ],
+        },
+    }
+
+
+def sse_events(response: httpx.Response) -> Iterator[tuple[str, Any, float]]:
+    """The events of a server-sent-events answer as (event, data, when received)."""
+    event = "message"
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            yield event, json.loads(line[6:]), time.monotonic()
+            event = "message"
+
+
+def test_the_log_of_a_running_step_is_followed_live(
+    dev_cluster: Any, kube: Any, ns: str, cairn_operator: Any, tmp_path: Path
+) -> None:
+    apply(kube, ns, ticker_job(ticks=8))
+    apply(kube, ns, run_of("ticker", "tick"))
+    args = ["--kubeconfig", str(dev_cluster.kubeconfig), "--namespace", ns]
+    with ui_server(args, tmp_path / "ui.log") as ui:
+
+        def ticker_running() -> dict[str, Any] | None:
+            step = {s["name"]: s for s in ui.get("/api/runs/tick")["steps"]}["ticker"]
+            return step if step["phase"] == "Running" and step.get("podName") else None
+
+        step = eventually(ticker_running, timeout=90, interval=0.2, what="the ticker step to run")
+        url = f"{ui.url}/api/runs/tick/steps/ticker/logs/stream?attempt={step['attempt']}"
+        got: list[tuple[str, Any, float]] = []
+        deadline = time.monotonic() + 20
+        while not got:
+            with httpx.stream("GET", url, timeout=httpx.Timeout(10, read=30)) as r:
+                if r.status_code == 404 and time.monotonic() < deadline:  # the container has no log yet
+                    time.sleep(0.2)
+                    continue
+                assert r.status_code == 200, r.read()
+                assert r.headers["content-type"].startswith("text/event-stream")
+                for ev in sse_events(r):
+                    got.append(ev)
+                    if ev[0] in ("end", "error"):
+                        break
+        assert got[0][:2] == ("open", {"source": f"pod {step['podName']}", "note": None})
+        assert got[-1][:2] == ("end", {"source": f"pod {step['podName']}"}), got[-1]
+        ticks = [(line, at) for event, data, at in got if event == "log" for line in data if line.startswith("tick ")]
+        assert [t for t, _ in ticks] == [f"tick {i}" for i in range(1, 9)]
+        # Live: the lines came as they were written (about a second apart), not all at the end.
+        assert ticks[-1][1] - ticks[0][1] > 2, ticks
+        run = wait_phase(kube, ns, "tick", "Succeeded", "Failed")
+        assert run["status"]["phase"] == "Succeeded", run["status"]
+        after = ui.client.get(url)  # the step has ended: no live log, the page reads the saved one
+        assert after.status_code == 409, after.text
+        saved = ui.get("/api/runs/tick/steps/ticker/logs")["text"]  # from the pod, or from storage
+        assert [line for line in saved.splitlines() if line.startswith("tick ")] == [f"tick {i}" for i in range(1, 9)]

@@ -163,3 +163,17 @@ def flaky(num: int) -> int:
 @job
 def flaky_job() -> None:
     end(flaky(start()))
+
+
+@op
+def ticker(num: int) -> int:
+    """Prints `tick N` once a second, flushed, for $CAIRN_TEST_TICKS seconds (default 5): a live log."""
+    for i in range(int(os.environ.get("CAIRN_TEST_TICKS", "5"))):
+        print(f"tick {i + 1}", flush=True)
+        time.sleep(1)
+    return num
+
+
+@job
+def ticker_job() -> None:
+    end(ticker(start()))

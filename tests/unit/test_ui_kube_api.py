@@ -183,18 +183,77 @@ class FakeSecret:
         self.data = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
 
 
+class FakeFollow:
+    """A followed pod log as urllib3 returns it with _preload_content=False: `read1` gives the next chunk,
+    blocking while none is there (unless `ends`, then b"" after the last); `shutdown`/`close` unblock it
+    as a shut-down socket does (the read raises)."""
+
+    def __init__(self, chunks: list[bytes], ends: bool = True) -> None:
+        self.chunks: queue.Queue[bytes] = queue.Queue()
+        for c in chunks:
+            self.chunks.put(c)
+        if ends:
+            self.chunks.put(b"")
+        self.closed = threading.Event()
+        self.reading = threading.Event()  # a read is blocked waiting for more
+
+    def push(self, chunk: bytes) -> None:
+        self.chunks.put(chunk)
+
+    def read1(self, amt: int) -> bytes:
+        while not self.closed.is_set():
+            try:
+                chunk = self.chunks.get(timeout=0.02)
+            except queue.Empty:
+                self.reading.set()
+                continue
+            self.reading.clear()
+            return chunk
+        raise OSError("read on a shut-down connection")
+
+    def shutdown(self) -> None:
+        self.closed.set()
+
+    def close(self) -> None:
+        self.closed.set()
+
+    def release_conn(self) -> None:
+        pass
+
+
+class FakeResponse:
+    """An unparsed answer (`_preload_content=False`): the body as bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 class FakeCore:
     def __init__(self) -> None:
         self.pods = {"unreliable-fails-unreliable-1": "Traceback...\nException: blah\n"}
+        self.follows: dict[str, FakeFollow] = {}
+        self.follow_calls: list[tuple[str, dict[str, Any]]] = []
+        self.refuse_log: ApiException | None = None
+        self.refuse_secret: ApiException | None = None
         self.secret_reads = 0
 
-    def read_namespaced_pod_log(self, name: str, ns: str, **_: Any) -> str:
+    def read_namespaced_pod_log(self, name: str, ns: str, **kw: Any) -> Any:
+        if self.refuse_log is not None:
+            raise self.refuse_log
+        if kw.get("follow"):
+            self.follow_calls.append((name, kw))
+            if name not in self.follows:
+                raise api_error(404, f'pods "{name}" not found')
+            return self.follows[name]
         if name not in self.pods:
             raise api_error(404, f'pods "{name}" not found')
-        return self.pods[name]
+        assert kw.get("_preload_content") is False  # the client's decoding would return repr(bytes)
+        return FakeResponse(self.pods[name].encode())
 
     def read_namespaced_secret(self, name: str, ns: str) -> FakeSecret:
         self.secret_reads += 1
+        if self.refuse_secret is not None:
+            raise self.refuse_secret
         return FakeSecret(
             {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "CAIRN_S3_BUCKET": "cairn"}
         )

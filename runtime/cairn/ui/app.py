@@ -11,16 +11,19 @@ rebinding). Refusals of the API server keep their status and message.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import functools
 import hmac
 import json
 import secrets
+import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -32,12 +35,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cairn.ui.layout import layout
-from cairn.ui.sources import ReexecRequest, Source, UIError
+from cairn.ui.sources import LineMasker, LogFollow, ReexecRequest, Source, UIError, mask
 
 STATIC = Path(__file__).parent / "static"
 CSRF_COOKIE, CSRF_HEADER = "cairn_csrf", "x-cairn-csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 HEARTBEAT = 15.0
+MAX_LOG_STREAMS = 32  # followed logs open at once (one upstream connection and one thread each)
+LOG_CHUNKS_QUEUED = 64  # chunks read ahead of a slow page before the upstream read waits
+SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
 class Hub:
@@ -66,6 +72,112 @@ class Hub:
 
     def close(self) -> None:
         self._put(None)
+
+
+def sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+class LogStreamResponse(Response):
+    """Server-sent events of one followed log (see docs/ui.md, API): `open` {source, note}, `log` [lines]
+    (each line masked), then `end` {source} when the log ends, or `error` {status, error}.
+
+    One thread reads the upstream (`follow.chunks`, blocking) and hands chunks to the event loop, at
+    most LOG_CHUNKS_QUEUED ahead; the upstream is closed when the log ends, when sending fails, or as
+    soon as the client disconnects (a task waits for `http.disconnect`), and `on_close` runs once."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, follow: LogFollow, on_close: Any = None) -> None:
+        self.status_code, self.background = 200, None
+        self.init_headers(SSE_HEADERS)  # no body attribute: no Content-Length (the body is a stream)
+        self.follow = follow
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        credits = threading.Semaphore(LOG_CHUNKS_QUEUED)
+        stop = threading.Event()
+
+        def post(item: tuple[str, Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens any more
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def pump() -> None:
+            try:
+                for chunk in self.follow.chunks():
+                    while not credits.acquire(timeout=0.5):
+                        if stop.is_set():
+                            return
+                    if stop.is_set():
+                        return
+                    post(("data", chunk))
+                post(("end", None))
+            except Exception as exc:
+                post(("error", exc))
+
+        reader = threading.Thread(target=pump, name="cairn-ui-log-follow", daemon=True)
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            reader.start()
+            async with anyio.create_task_group() as tg:
+
+                async def until_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(until_disconnect)
+                await self._events(send, queue, credits)
+                tg.cancel_scope.cancel()
+        except OSError:  # the client went away while we were sending
+            pass
+        finally:
+            stop.set()
+            self.follow.close()
+            if self.on_close is not None:
+                self.on_close()
+
+    async def _events(self, send: Send, queue: asyncio.Queue[tuple[str, Any]], credits: threading.Semaphore) -> None:
+        follow = self.follow
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        lines = LineMasker(follow.secrets)
+
+        async def emit(data: bytes, more: bool = True) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": more})
+
+        await emit(b"retry: 2000\n\n" + sse("open", {"source": follow.source, "note": follow.note}))
+        while True:
+            try:
+                kind, item = await asyncio.wait_for(queue.get(), HEARTBEAT)
+            except TimeoutError:
+                await emit(b": ping\n\n")
+                continue
+            out: list[str] = []
+            while kind == "data":  # a burst of chunks becomes one message
+                credits.release()
+                out += lines.feed(decoder.decode(item))
+                if queue.empty() or len(out) > 1000:
+                    break
+                kind, item = queue.get_nowait()
+            if kind != "data":
+                out += lines.feed(decoder.decode(b"", final=True)) + lines.flush()
+            if out:
+                await emit(sse("log", out))
+            if kind == "end":
+                await emit(sse("end", {"source": follow.source}), more=False)
+                return
+            if kind == "error":
+                status, message = _upstream_error(item)
+                await emit(sse("error", {"status": status, "error": mask(message, follow.secrets)}), more=False)
+                return
+
+
+def _upstream_error(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, UIError):
+        return exc.status, exc.message
+    return 502, f"the log broke off: {type(exc).__name__}: {exc}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -135,7 +247,7 @@ def create_app(source: Source, token: str | None = None, allowed_hosts: Sequence
         return resp
 
     async def info(request: Request) -> Response:
-        return JSONResponse({**(await _call(source.info)), "kind": source.kind})
+        return JSONResponse({**(await _call(source.info)), "kind": source.kind, "liveLogs": source.live_logs})
 
     async def runs(request: Request) -> Response:
         items = await _call(source.list_runs)
@@ -159,6 +271,23 @@ def create_app(source: Source, token: str | None = None, allowed_hosts: Sequence
             raise UIError(400, "attempt must be a number")
         p = request.path_params
         return JSONResponse(await _call(source.step_log, p["name"], p["step"], int(raw) if raw else None))
+
+    log_streams: set[object] = set()  # one token per followed log, from before its upstream is opened
+
+    async def log_stream(request: Request) -> Response:
+        raw = request.query_params.get("attempt")
+        if raw is not None and not raw.isdigit():
+            raise UIError(400, "attempt must be a number")
+        if len(log_streams) >= MAX_LOG_STREAMS:
+            raise UIError(503, f"{MAX_LOG_STREAMS} logs are followed already: close some pages")
+        p, slot = request.path_params, object()
+        log_streams.add(slot)
+        try:
+            follow = await _call(source.follow_log, p["name"], p["step"], int(raw) if raw else None)
+        except BaseException:
+            log_streams.discard(slot)
+            raise
+        return LogStreamResponse(follow, on_close=lambda: log_streams.discard(slot))
 
     async def body_of(request: Request) -> Any:
         try:
@@ -218,9 +347,7 @@ def create_app(source: Source, token: str | None = None, allowed_hosts: Sequence
             finally:
                 hub.queues.discard(q)
 
-        return StreamingResponse(
-            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        )
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
 
     async def ui_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, UIError)
@@ -247,6 +374,7 @@ def create_app(source: Source, token: str | None = None, allowed_hosts: Sequence
             Route("/api/runs/{name}", run),
             Route("/api/runs/{name}/lineage", lineage),
             Route("/api/runs/{name}/steps/{step}/logs", logs),
+            Route("/api/runs/{name}/steps/{step}/logs/stream", log_stream),
             Route("/api/runs/{name}/preview", preview, methods=["POST"]),
             Route("/api/runs/{name}/reexecute", reexecute, methods=["POST"]),
             Route("/api/bulk/from-failure", bulk, methods=["POST"]),
@@ -259,5 +387,6 @@ def create_app(source: Source, token: str | None = None, allowed_hosts: Sequence
         lifespan=lifespan,
     )
     app.state.hub = hub
+    app.state.log_streams = log_streams
     app.state.token = token
     return app

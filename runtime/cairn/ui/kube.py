@@ -9,7 +9,9 @@ reaches the page with the server's own message.
 Step logs: while the step's pod exists, from the pod (the kubelet's log endpoint); after it is gone,
 from storage, at the key the Run's status.steps[*].logs names, read with the credentials of the Job's
 storage Secret (read here, used server-side only: no Secret value is ever returned; any value of it
-found in a text sent to a page is masked).
+found in a text sent to a page is masked). A running attempt's log can also be followed as it is
+written (`follow_log`: the pod log with follow=True, one API server connection per open stream,
+closed by `PodLogFollow.close`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from cairn.ui.sources import (
@@ -29,6 +31,7 @@ from cairn.ui.sources import (
     duration,
     iso_to_epoch,
     lineage_tree,
+    mask,
     upstream_of_ops,
 )
 
@@ -38,6 +41,8 @@ LABEL_PARENT, LABEL_ROOT, LABEL_RX = "cairn.dev/parent-run", "cairn.dev/root-run
 ANNOT_MODE = "cairn.dev/reexecution-mode"
 TERMINAL_STEPS = {"Succeeded", "Failed", "Interrupted", "Canceled", "Skipped", "NotExecuted", "Reused"}
 FINISHED = {"Succeeded", "Failed", "Canceled"}
+FOLLOWABLE = ("Running", "Pending")  # step phases whose current attempt's pod log can be followed
+LOG_TAIL = 5000  # lines of a pod log read at once, or before following it
 _UI_MODE = {"All": "All", "Selected": "Selected", "FromSelected": "FromSelected", "FromFailure": "FromFailure"}
 
 
@@ -79,6 +84,7 @@ class KubeSource:
     """One namespace of a cluster, through the caller's kubeconfig."""
 
     kind = "kubernetes"
+    live_logs = True
 
     def __init__(
         self,
@@ -363,14 +369,26 @@ class KubeSource:
         pod = ss.get("podName")
         if pod and want == current and ss.get("phase") in ("Running", "Pending", "Retrying", "Failed", "Succeeded"):
             try:
-                text = self.core.read_namespaced_pod_log(pod, self.namespace, tail_lines=5000)
-                return {"source": f"pod {pod}", "attempt": want, "text": text}
+                # Unparsed: the client's own decoding turns the bytes into their repr ("b'...\\n...'").
+                resp = self.core.read_namespaced_pod_log(
+                    pod, self.namespace, tail_lines=LOG_TAIL, _preload_content=False
+                )
+                raw = getattr(resp, "data", resp)
+                text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
             except Exception as exc:
                 status, message = api_message(exc)
                 if status == 403:
                     raise UIError(403, message) from exc
                 if status not in (404, 400):
                     raise UIError(status, message) from exc
+            else:
+                secrets, note = self._secrets_of(run)
+                return {
+                    "source": f"pod {pod}",
+                    "attempt": want,
+                    "text": mask(text, secrets),
+                    **({"note": note} if note else {}),
+                }
         key = (ss.get("logs") or {}).get(str(want))
         if not key:
             why = ss.get("logError") or "no log saved to storage for this attempt yet"
@@ -378,6 +396,20 @@ class KubeSource:
         if key.startswith("unavailable:"):
             return {"source": "none", "attempt": want, "text": "", "message": key}
         storage = (st.get("jobSnapshot") or {}).get("storage") or {}
+        creds = self._creds(run)
+        endpoint = storage.get("endpoint") or creds.get("AWS_ENDPOINT_URL") or None
+        bucket = storage.get("bucket") or creds.get("CAIRN_S3_BUCKET") or ""
+        prefix = storage.get("prefix") or "cairn"
+        try:
+            text = self._storage_read(endpoint, bucket, prefix, creds, key).decode(errors="replace")
+        except Exception as exc:
+            raise UIError(502, _mask(f"cannot read log {key} from storage: {exc}", creds)) from exc
+        return {"source": f"storage {key}", "attempt": want, "text": _mask(text, creds)}
+
+    def _creds(self, run: dict[str, Any]) -> dict[str, str]:
+        """The storage Secret of a Run (status.jobSnapshot.storage.secretRef), decoded; server-side only."""
+        name = run["metadata"]["name"]
+        storage = ((run.get("status") or {}).get("jobSnapshot") or {}).get("storage") or {}
         secret_name = (storage.get("secretRef") or {}).get("name")
         if not secret_name:
             raise UIError(422, f"Run {name} names no storage Secret (status.jobSnapshot.storage.secretRef)")
@@ -387,15 +419,48 @@ class KubeSource:
             status, message = api_message(exc)
             raise UIError(status, f"cannot read the storage Secret {secret_name}: {message}") from exc
         data = getattr(secret, "data", None) or (secret.get("data") if isinstance(secret, dict) else None) or {}
-        creds = {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
-        endpoint = storage.get("endpoint") or creds.get("AWS_ENDPOINT_URL") or None
-        bucket = storage.get("bucket") or creds.get("CAIRN_S3_BUCKET") or ""
-        prefix = storage.get("prefix") or "cairn"
+        return {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+
+    def _secrets_of(self, run: dict[str, Any]) -> tuple[list[str], str | None]:
+        """The values to mask in a pod's log (the credentials of the Run's storage Secret). No Secret value
+        is ever shown: when the Secret cannot be read, the log is not shown either (403, saying why and
+        what to do), though the identity may read it with kubectl."""
         try:
-            text = self._storage_read(endpoint, bucket, prefix, creds, key).decode(errors="replace")
+            return secret_values(self._creds(run)), None
+        except UIError as exc:
+            if exc.status == 422:  # no storage Secret: nothing to mask
+                return [], None
+            raise UIError(
+                403,
+                f"this log is not shown: {exc.message}, so credentials in it could not be masked; grant this "
+                "identity `get` on that Secret, or read the log with kubectl logs",
+            ) from exc
+
+    def follow_log(self, name: str, step: str, attempt: int | None) -> PodLogFollow:
+        """Follow the log of the running attempt of `step` (the pod log with follow=True, as the caller):
+        its last LOG_TAIL lines, then each line as it is written, until the container ends."""
+        run = self._run_obj(name)
+        ss = ((run.get("status") or {}).get("steps") or {}).get(step)
+        if ss is None:
+            raise UIError(404, f"Run {name} has no step {step!r} (yet)")
+        current, phase = int(ss.get("attempt") or 1), ss.get("phase") or "Pending"
+        want, pod = attempt or current, ss.get("podName")
+        if want != current or phase not in FOLLOWABLE or not pod:
+            why = f"the step is {phase}, attempt {current}"
+            raise UIError(409, f"attempt {want} of step {step} is not running ({why}): read its saved log")
+        secrets, note = self._secrets_of(run)
+        try:
+            resp = self.core.read_namespaced_pod_log(
+                pod,
+                self.namespace,
+                follow=True,
+                tail_lines=LOG_TAIL,
+                _preload_content=False,
+                _request_timeout=(10, None),  # connect timeout only: a follow is idle while the step is
+            )
         except Exception as exc:
-            raise UIError(502, _mask(f"cannot read log {key} from storage: {exc}", creds)) from exc
-        return {"source": f"storage {key}", "attempt": want, "text": _mask(text, creds)}
+            raise UIError(*api_message(exc)) from exc
+        return PodLogFollow(resp, f"pod {pod}", secrets, note)
 
     # ----- re-execution ---------------------------------------------------------------------------
     def manifest(self, name: str, req: ReexecRequest, dry_run: bool = False) -> dict[str, Any]:
@@ -511,9 +576,55 @@ class KubeSource:
 PUBLIC_KEYS = frozenset({"AWS_ENDPOINT_URL", "CAIRN_S3_BUCKET", "AWS_REGION"})
 
 
+def secret_values(creds: dict[str, str]) -> list[str]:
+    """The credentials of a storage Secret (any key but PUBLIC_KEYS, at least 4 characters), longest first."""
+    return sorted((v for k, v in creds.items() if k not in PUBLIC_KEYS and len(v) >= 4), key=len, reverse=True)
+
+
 def _mask(text: str, creds: dict[str, str]) -> str:
     """`text` with every credential of the Secret (any key but PUBLIC_KEYS) replaced by ***."""
-    for key, value in creds.items():
-        if key not in PUBLIC_KEYS and len(value) >= 4 and value in text:
-            text = text.replace(value, "***")
-    return text
+    return mask(text, secret_values(creds))
+
+
+class PodLogFollow:
+    """A followed pod log: the API server's streamed (chunked) answer, read as bytes arrive."""
+
+    def __init__(self, resp: Any, source: str, secrets: Sequence[str], note: str | None = None) -> None:
+        self.resp = resp
+        self.source = source
+        self.secrets: Sequence[str] = list(secrets)
+        self.note: str | None = note
+        self._closed = threading.Event()
+
+    def chunks(self) -> Iterator[bytes]:
+        read1 = getattr(self.resp, "read1", None)
+        try:
+            if read1 is not None:  # returns as soon as some bytes are there (chunked or not)
+                while not self._closed.is_set():
+                    data = read1(65536)
+                    if not data:
+                        return
+                    yield data
+            else:
+                for data in self.resp.stream(65536):
+                    if self._closed.is_set():
+                        return
+                    yield data
+        except Exception as exc:
+            if self._closed.is_set():  # closed under our feet: the end, not an error
+                return
+            status, message = api_message(exc)
+            raise UIError(status, f"the log of {self.source} broke off: {message or exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection to the API server; unblocks a read in another thread."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        for method in ("shutdown", "close", "release_conn"):  # shutdown: wakes a blocked recv
+            fn = getattr(self.resp, method, None)
+            if fn is not None:
+                try:
+                    fn()
+                except Exception:  # best effort: the connection may be gone already
+                    continue

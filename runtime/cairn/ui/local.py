@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cairn.definitions import JobDefinition
 from cairn.errors import CairnError, RunNotFoundError
@@ -38,6 +38,10 @@ _MODES = {
 }
 _UI_MODE = {m.value: n for n, m in _MODES.items() if n != "SameSteps"}
 _env_lock = threading.Lock()
+NO_STEP_LOG = (
+    "no live log on a local instance: in-process steps write no log of their own (their output goes to the "
+    "process that runs them); a failed step's error is shown when it ends"
+)
 
 
 def _planned(rec: Any) -> bool:
@@ -65,6 +69,7 @@ class LocalSource:
     """Runs of one local instance directory."""
 
     kind = "local"
+    live_logs = False  # in-process steps write no log of their own (see NO_STEP_LOG)
 
     def __init__(self, home: Path, job_refs: Mapping[str, str] | None = None) -> None:
         self.home = Path(home)
@@ -237,6 +242,10 @@ class LocalSource:
             + (f" (outputs reused from run {rec.source_run_id})" if rec.source_run_id else "")
         )
         return {"source": "run store", "attempt": 1, "text": text}
+
+    def follow_log(self, name: str, step: str, attempt: int | None) -> NoReturn:
+        self._run(name)
+        raise UIError(501, NO_STEP_LOG)
 
     # ----- re-execution ---------------------------------------------------------------------------
     def _request(self, r: RunRecord, req: ReexecRequest) -> ReexecutionOptions:

@@ -8,7 +8,7 @@ in memory from one watch per kind) and `cairn.ui.local.LocalSource` (the in-proc
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -125,10 +125,68 @@ def lineage_tree(runs: list[dict[str, Any]], root: str) -> dict[str, Any] | None
     return node(by_name[root], 0) if root in by_name else None
 
 
+class LogFollow(Protocol):
+    """The log of a running attempt as it is written (one upstream connection): `chunks` blocks for the
+    next bytes and ends when the log ends; `close` may be called from another thread and unblocks it."""
+
+    source: str  # where the log comes from, e.g. "pod NAME"
+    secrets: Sequence[str]  # values to replace by *** in every line sent to a page
+    note: str | None  # something the page should say about this log (e.g. masking not possible)
+
+    def chunks(self) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+def mask(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every value of `secrets` replaced by ***."""
+    for value in secrets:
+        if value and value in text:
+            text = text.replace(value, "***")
+    return text
+
+
+class LineMasker:
+    """Cuts a stream of text into lines and masks each line whole, so that a secret split across two
+    chunks is still masked. A line longer than `max_line` characters is cut (never inside a secret)."""
+
+    def __init__(self, secrets: Sequence[str], max_line: int = 16384) -> None:
+        self.secrets = [s for s in secrets if s]
+        self.keep = max((len(s) for s in self.secrets), default=1) - 1  # a secret may start in the tail
+        self.max_line = max(max_line, self.keep + 1)
+        self.buf = ""
+
+    def feed(self, text: str) -> list[str]:
+        self.buf += text
+        *complete, self.buf = self.buf.split("\n")
+        out = [mask(line, self.secrets) for line in complete]
+        while len(self.buf) > self.max_line + self.keep:  # the kept tail may hold the start of a secret
+            cut = self._cut(self.max_line)
+            out.append(mask(self.buf[:cut], self.secrets))
+            self.buf = self.buf[cut:]
+        return out
+
+    def flush(self) -> list[str]:
+        rest, self.buf = self.buf, ""
+        return [mask(rest, self.secrets)] if rest else []
+
+    def _cut(self, cut: int) -> int:
+        """The largest cut <= `cut` that splits no occurrence of a secret in the buffer."""
+        moved = True
+        while moved:
+            moved = False
+            for s in self.secrets:
+                i = self.buf.find(s, max(0, cut - len(s) + 1))
+                if 0 <= i < cut < i + len(s):
+                    cut, moved = i, True
+        return cut if cut > 0 else len(self.buf)
+
+
 class Source(Protocol):
     """Where runs come from; each method raises UIError for what the user should see."""
 
     kind: str
+    live_logs: bool  # whether `follow_log` can follow a running step's log
 
     def start(self, publish: Publish) -> None: ...
 
@@ -143,6 +201,8 @@ class Source(Protocol):
     def lineage(self, name: str) -> dict[str, Any]: ...
 
     def step_log(self, name: str, step: str, attempt: int | None) -> dict[str, Any]: ...
+
+    def follow_log(self, name: str, step: str, attempt: int | None) -> LogFollow: ...
 
     def preview(self, name: str, req: ReexecRequest) -> dict[str, Any]: ...
 

@@ -78,6 +78,7 @@ function parseRoute() {
 async function route() {
   showError("");
   state.route = parseRoute();
+  if (state.route.page !== "run" || !state.run || state.run.name !== state.route.name) closeLogStream();
   if (state.route.page === "run" && (!state.run || state.run.name !== state.route.name)) {
     state.selected = new Set(); state.step = null; state.run = null;
   }
@@ -262,30 +263,128 @@ async function renderStepDetail(reloadLog) {
   $("#step-card").hidden = false;
   const box = $("#step-detail");
   const prevAttempt = $("#attempt") ? $("#attempt").value : "";
-  const live = s.phase === "Running" || s.phase === "Retrying";
+  const pre = logPre();
   box.replaceChildren(
     h("h2", {}, `Step ${s.name} `, badge(s.phase)),
     s.message ? h("div", { class: "note mono" }, s.message) : "",
     h("div", { class: "toolbar" }, "Attempt ",
-      h("select", { id: "attempt", onchange: () => loadLog() }, (s.attempts.length ? s.attempts : [1]).slice().reverse().map((a) => h("option", { value: a, selected: String(a) === prevAttempt }, a))),
-      h("button", { class: "secondary", onclick: () => loadLog() }, "Reload log"), h("span", { id: "log-source", class: "muted" })),
-    h("pre", { class: "log", id: "log" }, "…"),
+      h("select", { id: "attempt", onchange: () => renderStepDetail(true) }, (s.attempts.length ? s.attempts : [1]).slice().reverse().map((a) => h("option", { value: a, selected: String(a) === prevAttempt }, a))),
+      h("button", { class: "secondary", onclick: () => { closeLogStream(); renderStepDetail(true); } }, "Reload log"),
+      h("span", { id: "log-source", class: "muted" }, state.logSource || "")),
+    pre,
     h("h2", {}, "Outputs"),
     s.outputs.length ? h("table", {}, h("tr", {}, ["Output", "Location", "Size", "sha256 / etag", "From run"].map((c) => h("th", {}, c))),
       s.outputs.map((o) => h("tr", {}, h("td", {}, o.name), h("td", { class: "mono" }, o.uri || o.key || ""), h("td", {}, o.size ?? ""),
         h("td", { class: "mono" }, (o.sha256 || o.etag || "").slice(0, 16)), h("td", {}, runLink(o.sourceRun))))) : h("p", { class: "muted" }, "None."));
-  if (reloadLog || live) await loadLog();
-  else $("#log").textContent = state.logText || "";
+  // The log of the running attempt is followed (server-sent events) while it runs; otherwise it is read at once.
+  const attempt = Number($("#attempt").value);
+  const running = s.phase === "Running" && attempt === s.attempt;
+  const key = `${state.run.name}/${s.name}/${attempt}`;
+  if (running && state.info && state.info.liveLogs) {
+    const ls = logStream;
+    if (!ls || ls.key !== key || (ls.ended && ls.retryAt && Date.now() > ls.retryAt)) openLogStream(key, s.name, attempt);
+    return;
+  }
+  const wasFollowed = logStream !== null;  // it ended or another step is selected: show the saved log
+  closeLogStream();
+  if (reloadLog || wasFollowed || state.logMissing || s.phase === "Running" || s.phase === "Retrying") await loadLog();
+  if (running && state.info && !state.info.liveLogs) setLogSource(`${state.logSource || ""} — no live log on a local instance: in-process steps write no per-step log`);
 }
 
 async function loadLog() {
   const a = $("#attempt") ? $("#attempt").value : "";
+  const pre = logPre();
   try {
     const r = await api(`/api/runs/${encodeURIComponent(state.run.name)}/steps/${encodeURIComponent(state.step)}/logs${a ? `?attempt=${a}` : ""}`);
-    state.logText = r.text || (r.message ? `(${r.message})` : "(empty)");
-    $("#log").textContent = state.logText;
-    $("#log-source").textContent = r.source ? `from ${r.source}` : "";
-  } catch (e) { state.logText = ""; $("#log").textContent = `(${e.message})`; }
+    if (logStream) return;  // a live log was opened meanwhile
+    state.logMissing = r.source === "none";  // not saved yet: read again on the run's next change
+    pre.textContent = r.text || (r.message ? `(${r.message})` : "(empty)");
+    setLogSource((r.source ? `from ${r.source}` : "") + (r.note ? ` — ${r.note}` : ""));
+  } catch (e) { if (!logStream) { pre.textContent = `(${e.status ? `${e.status}: ` : ""}${e.message})`; setLogSource(""); } }
+}
+
+// ----- a live log: GET .../logs/stream, read with fetch (a refusal keeps its status and message) --
+const LOG_MAX_LINES = 5000;  // lines kept in the page; older ones are dropped
+let logStream = null;  // {key, ctrl, ended, retryAt, dropped}
+
+function logPre() {  // one <pre> kept across re-renders: its lines and scroll position survive a refresh
+  if (!state.logPre) state.logPre = h("pre", { class: "log", id: "log" }, "…");
+  return state.logPre;
+}
+
+function setLogSource(text) {
+  state.logSource = text;
+  const el = $("#log-source");
+  if (el) el.textContent = text;
+}
+
+function closeLogStream() {
+  if (logStream) { logStream.ctrl.abort(); logStream = null; }
+}
+
+async function openLogStream(key, step, attempt) {
+  closeLogStream();
+  const ls = logStream = { key, ctrl: new AbortController(), ended: false, retryAt: 0, dropped: false };
+  const pre = logPre();
+  pre.textContent = "";
+  setLogSource("connecting to the live log…");
+  const url = `/api/runs/${encodeURIComponent(state.run.name)}/steps/${encodeURIComponent(step)}/logs/stream?attempt=${attempt}`;
+  try {
+    const resp = await fetch(url, { signal: ls.ctrl.signal, headers: { Accept: "text/event-stream" } });
+    if (!resp.ok) {
+      let msg = `${resp.status} ${resp.statusText}`;
+      try { msg = (await resp.json()).error || msg; } catch (_) { /* not JSON */ }
+      if (logStream !== ls) return;
+      pre.textContent = `(${resp.status}: ${msg})`;
+      setLogSource("no live log");
+      ls.ended = true;
+      if ([400, 404, 502, 503].includes(resp.status)) ls.retryAt = Date.now() + 3000;  // not started yet, or gone
+      return;
+    }
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value;
+      let i;
+      while ((i = buf.indexOf("\n\n")) >= 0) { onLogEvent(ls, buf.slice(0, i)); buf = buf.slice(i + 2); }
+    }
+  } catch (e) {
+    if (e.name === "AbortError" || logStream !== ls) return;
+    setLogSource(`live log interrupted: ${e.message}`);
+    ls.retryAt = Date.now() + 3000;
+  }
+  ls.ended = true;
+}
+
+function onLogEvent(ls, frame) {
+  if (logStream !== ls) return;
+  let event = "message", data = "";
+  for (const line of frame.split("\n")) {
+    if (line.startsWith("event: ")) event = line.slice(7);
+    else if (line.startsWith("data: ")) data += line.slice(6);
+  }
+  if (!data) return;  // a comment (keep-alive) or retry
+  const d = JSON.parse(data);
+  if (event === "open") setLogSource(`live from ${d.source}${d.note ? ` — ${d.note}` : ""}`);
+  else if (event === "log") appendLogLines(ls, d);
+  else if (event === "end") { ls.ended = true; setLogSource(`${d.source} ended; the saved log replaces this once the step ends`); }
+  else if (event === "error") { ls.ended = true; ls.retryAt = Date.now() + 3000; setLogSource(`live log stopped (${d.status}: ${d.error})`); }
+}
+
+function appendLogLines(ls, lines) {
+  const pre = logPre();
+  const atBottom = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 24;  // else the user scrolled up: stay
+  const frag = document.createDocumentFragment();
+  for (const line of lines) frag.append(document.createTextNode(line + "\n"));  // one text node per line
+  pre.append(frag);
+  for (let extra = pre.childNodes.length - LOG_MAX_LINES; extra > 0; extra--) pre.firstChild.remove();
+  if (!ls.dropped && pre.childNodes.length >= LOG_MAX_LINES && lines.length) {
+    ls.dropped = true;
+    setLogSource(`${state.logSource} (the last ${LOG_MAX_LINES} lines)`);
+  }
+  if (atBottom) pre.scrollTop = pre.scrollHeight;
 }
 
 function planView(plan) {
