@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,12 +60,26 @@ class HashingWriter:
         return self._hash.hexdigest()
 
 
+@dataclass(frozen=True)
+class FileSource:
+    """A file whose bytes are an output's value (format "bytes"): streamed to storage in chunks, never
+    read into memory whole (a command step's output file of any size)."""
+
+    path: Path
+
+
+CHUNK = 1 << 20
+
+
 def serialize(value: Any, fmt: str, out: Any) -> None:
     """Write value to the file-like `out` in format `fmt`, streaming (never a second copy in memory)."""
     if fmt == "pickle":
         pickle.dump(value, out, protocol=pickle.HIGHEST_PROTOCOL)
     elif fmt == "json":
         out.write(json.dumps(value).encode())
+    elif fmt == "bytes" and isinstance(value, FileSource):
+        with open(value.path, "rb") as f:
+            shutil.copyfileobj(f, out, CHUNK)
     elif fmt == "bytes":
         if not isinstance(value, bytes | bytearray | memoryview):
             raise CairnError(f"an output in format 'bytes' must be bytes, got {type(value).__name__}")
@@ -91,6 +106,10 @@ class IOManager(Protocol):
     def load(self, key: str, fmt: str = "pickle") -> Any: ...
 
     def exists(self, key: str) -> bool: ...
+
+    def load_into(self, key: str, sink: IO[bytes]) -> None:
+        """Copy the stored bytes of `key` to `sink` in chunks (a download of any size, in little memory)."""
+        ...
 
     def describe(self, key: str) -> str:
         """Where a key lives, for error messages (a path or an s3:// URL)."""
@@ -133,3 +152,11 @@ class FilesystemIOManager:
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
+
+    def load_into(self, key: str, sink: IO[bytes]) -> None:
+        try:
+            f = self.path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise CairnError(f"stored output {key} is missing (looked for {self.path(key)})") from exc
+        with f:
+            shutil.copyfileobj(f, sink, CHUNK)

@@ -210,6 +210,22 @@ class S3IOManager:
             with contextlib.suppress(Exception):
                 body.close()
 
+    def load_into(self, key: str, sink: IO[bytes]) -> None:
+        """Stream the object to `sink` in 1 MiB chunks (memory stays flat whatever its size)."""
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+        except Exception as exc:
+            if _error_code(exc) in _MISSING_CODES:
+                raise CairnError(f"stored output {key} is missing (looked for {self.describe(key)})") from exc
+            raise
+        body = resp["Body"]
+        try:
+            for chunk in body.iter_chunks(1 << 20):
+                sink.write(chunk)
+        finally:
+            with contextlib.suppress(Exception):
+                body.close()
+
     def exists(self, key: str) -> bool:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))

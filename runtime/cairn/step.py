@@ -29,7 +29,7 @@ from typing import Any
 
 from cairn.errors import CairnError
 from cairn.execution import outs_format, run_step_body
-from cairn.io import FilesystemIOManager, IOManager, StoredOutput, output_key
+from cairn.io import FileSource, FilesystemIOManager, IOManager, StoredOutput, output_key
 from cairn.loader import load_job
 
 #: Version of the context and result JSON; bump on incompatible changes.
@@ -182,7 +182,8 @@ def exec_command(
     env.update(CAIRN_INPUTS_DIR=str(indir), CAIRN_OUTPUTS_DIR=str(outdir), CAIRN_RUN_ID=run_id, CAIRN_STEP=step)
     for ref, loc in (ctx.get("inputs") or {}).items():
         path = indir / ref
-        path.write_bytes(io.load(loc["key"], "bytes"))
+        with path.open("wb") as f:  # streamed: an input of any size in little memory
+            io.load_into(loc["key"], f)
         for name in loc.get("names") or [ref.split(".")[0]]:
             env[f"CAIRN_INPUT_{env_name(name)}"] = str(path)
     for out in outputs:
@@ -208,7 +209,8 @@ def exec_command(
             for o in outputs:
                 path = outdir / o
                 if path.is_file():
-                    stored = io.store(output_key(run_id, step, o, namespace=namespace), path.read_bytes(), "bytes")
+                    key = output_key(run_id, step, o, namespace=namespace)
+                    stored = io.store(key, FileSource(path), "bytes")  # streamed from the file
                     result["outputs"][o] = {
                         "key": stored.key,
                         "size": stored.size,

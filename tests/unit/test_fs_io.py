@@ -59,3 +59,22 @@ def test_errors_name_what_is_wrong(tmp_path: Path) -> None:
 def test_output_keys() -> None:
     assert output_key("r1", "s", "o") == "local/r1/s/o"
     assert output_key("r1", "s", "o", namespace="team", prefix="/pfx/") == "pfx/team/r1/s/o"
+
+
+def test_a_file_output_is_streamed_in_and_out(tmp_path: Path) -> None:
+    """A command step's output file is stored from the file in chunks and an input is copied out the same
+    way (never whole in memory): same bytes, size and sha256 as the file."""
+    import hashlib
+    import io as _io
+
+    from cairn.io import CHUNK, FileSource, FilesystemIOManager
+
+    data = bytes(range(256)) * (3 * CHUNK // 256 + 7)  # a few chunks and a ragged end
+    src = tmp_path / "out.bin"
+    src.write_bytes(data)
+    io = FilesystemIOManager(tmp_path / "store")
+    stored = io.store("ns/run/step/result", FileSource(src), "bytes")
+    assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    sink = _io.BytesIO()
+    io.load_into("ns/run/step/result", sink)
+    assert sink.getvalue() == data
