@@ -30,7 +30,7 @@ import datetime as dt
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -630,7 +630,13 @@ def _sync(
         if isinstance(action, DeletePod):
             fault("exit-before:pod-delete", namespace)
             kube.delete_pod(namespace, action.name, force=action.force)
-    for action in [*result.actions, *log_problems]:
+    post_events(body, [*result.actions, *log_problems])
+    return RESYNC
+
+
+def post_events(body: Mapping[str, Any], actions: Sequence[Any]) -> None:
+    """Post the Event actions of a decision as Events of `body` (kopf's queue, at its posting level)."""
+    for action in actions:
         if isinstance(action, Event):
             kopf.event(
                 kopf.Body(body),  # type: ignore[arg-type]
@@ -638,7 +644,6 @@ def _sync(
                 reason=action.reason,
                 message=action.message,
             )
-    return RESYNC
 
 
 def finish_up(body: Mapping[str, Any]) -> None:
@@ -887,14 +892,7 @@ def rx_cycle(namespace: str, name: str) -> None:
         change = merge_patch(status, decision.status(status, generation, dt.datetime.now(dt.UTC)))
         if change:
             kube.patch_reexecution_status(namespace, name, change)
-        for action in decision.actions:
-            if isinstance(action, Event):
-                kopf.event(
-                    kopf.Body(body),  # type: ignore[arg-type]
-                    type=action.type,
-                    reason=action.reason,
-                    message=action.message,
-                )
+        post_events(body, decision.actions)
 
 
 def observe_rx(

@@ -196,14 +196,17 @@ class S3IOManager:
             raise
         return StoredOutput(key=key, size=hashing.size, sha256=hashing.sha256, etag=writer.etag)
 
-    def load(self, key: str, fmt: str = "pickle") -> Any:
+    def _body(self, key: str) -> Any:
+        """The object's streaming body; a missing object is a CairnError naming where it was looked for."""
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+            return self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))["Body"]
         except Exception as exc:
             if _error_code(exc) in _MISSING_CODES:
                 raise CairnError(f"stored output {key} is missing (looked for {self.describe(key)})") from exc
             raise
-        body = resp["Body"]
+
+    def load(self, key: str, fmt: str = "pickle") -> Any:
+        body = self._body(key)
         try:
             return deserialize(body, fmt)
         finally:
@@ -212,13 +215,7 @@ class S3IOManager:
 
     def load_into(self, key: str, sink: IO[bytes]) -> None:
         """Stream the object to `sink` in 1 MiB chunks (memory stays flat whatever its size)."""
-        try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
-        except Exception as exc:
-            if _error_code(exc) in _MISSING_CODES:
-                raise CairnError(f"stored output {key} is missing (looked for {self.describe(key)})") from exc
-            raise
-        body = resp["Body"]
+        body = self._body(key)
         try:
             for chunk in body.iter_chunks(1 << 20):
                 sink.write(chunk)
