@@ -6,6 +6,8 @@ Measures, and prints next to the targets:
 2. pod creation rate for a 500-step fan-out (the 499 fan pods are created as fast as the operator can;
    they target no node, so only creation is measured);
 3. the operator's peak RSS (VmHWM) with 100 live Runs.
+With --fan 1000 it is issue 12's 1,000-way fan-out: the creation rate, and the size of the Run object
+once every step has a status (per-step detail is what grows it).
 
 Run: .venv/bin/python bench/operator_handoff.py [--chain 100] [--fan 500] [--runs 100]
 Needs the Kubernetes binaries (`cairn dev build`). Everything it starts is stopped at the end.
@@ -14,6 +16,7 @@ Needs the Kubernetes binaries (`cairn dev build`). Everything it starts is stopp
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -241,7 +244,13 @@ def fan_out(kube: Any, co: Any, n: int) -> None:
         flush=True,
     )
     co.patch_namespaced_custom_object(G, V, "default", "runs", "fan-1", {"spec": {"cancel": True}})
-    wait_phase(co, "fan-1", ("Canceled",), timeout=300)
+    done = wait_phase(co, "fan-1", ("Canceled",), timeout=300)
+    size = len(json.dumps(done, separators=(",", ":")).encode())
+    print(
+        f"   the Run object with {n} steps: {size / 1024:.0f} KiB ({size / n:.0f} bytes per step)   target < 1 MiB "
+        f"(the API server refuses about 1.5 MiB)   {'met' if size < 2**20 else 'NOT met'}",
+        flush=True,
+    )
 
 
 def memory(co: Any, runs: int, pid: int) -> None:
