@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 
@@ -51,6 +51,7 @@ class BenchSource:
     """One synthetic run, served as a real source would."""
 
     kind = "bench"
+    live_logs = False
 
     def __init__(self, n: int) -> None:
         rng = random.Random(2)
@@ -118,6 +119,9 @@ class BenchSource:
 
     def step_log(self, name: str, step: str, attempt: int | None) -> dict[str, Any]:
         return {"source": "bench", "attempt": 1, "text": "hello\n"}
+
+    def follow_log(self, name: str, step: str, attempt: int | None) -> NoReturn:
+        raise UIError(501, "the bench has no logs")
 
     def preview(self, name: str, req: ReexecRequest) -> dict[str, Any]:
         raise UIError(400, "bench")

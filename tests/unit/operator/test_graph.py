@@ -32,7 +32,9 @@ def test_order(ops: tuple[tuple[str, dict[str, str]], ...], order: tuple[str, ..
 
 
 def test_a_long_chain_is_ordered_in_one_pass() -> None:
-    chain = [("s0000", {})] + [(f"s{i:04d}", {"x": f"s{i - 1:04d}"}) for i in range(1, 1000)]
+    chain: list[tuple[str, dict[str, str]]] = [("s0000", {})] + [
+        (f"s{i:04d}", {"x": f"s{i - 1:04d}"}) for i in range(1, 1000)
+    ]
     assert build(spec(*reversed(chain))).order == tuple(n for n, _ in chain)
 
 
