@@ -112,6 +112,17 @@ def unknown_steps(graph: OpGraph, config: Any, overrides: Mapping[str, Any] | No
     return f"{'; '.join(parts)} (the Job's steps: {', '.join(graph.order)}); fix or remove them"
 
 
+def config_problem(graph: OpGraph, config: Any, overrides: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """(reason, message) when a Run's (or Reexecution's) `config` or `overrides` cannot be used with this
+    Job: `InvalidConfig` for a config of the wrong shape, `UnknownSteps` for entries naming steps the Job
+    lacks; None when both are fine."""
+    shape = config_shape_problem(config)
+    if shape:
+        return "InvalidConfig", shape
+    wrong = unknown_steps(graph, config, overrides)
+    return ("UnknownSteps", wrong) if wrong else None
+
+
 def config_shape_problem(config: Any) -> str | None:
     """What is wrong with the shape of a run config, or None: it is `{ops: {<step>: {config: <any>}}}`."""
     if config is None:

@@ -40,7 +40,7 @@ from pydantic import ValidationError
 from cairn.planner import Request, RunView, plan_checked
 from cairn.runstate import RunPhase, StepState
 from cairn_operator import kube
-from cairn_operator.graph import InvalidJob, OpGraph, build, config_shape_problem, unknown_steps
+from cairn_operator.graph import InvalidJob, OpGraph, build, config_problem
 from cairn_operator.models import GROUP, VERSION, JobSpec, ReexecutionSpec, RunSpec
 from cairn_operator.reconcile import (
     CreatePod,
@@ -472,18 +472,12 @@ def sync_run(body: Mapping[str, Any]) -> float:
         )
         kube.patch_run_status(namespace, name, merge_patch(status, invalid(status, message, generation)))
         return RESYNC
-    if status.get("jobSnapshot") is None:  # checked once, before the Run starts
-        shape = config_shape_problem(run_spec.config)
-        wrong = (
-            ("InvalidConfig", shape)
-            if shape
-            else ("UnknownSteps", unknown_steps(graph, run_spec.config, run_spec.overrides))
-        )
-        if wrong[1]:
-            reason, message = wrong[0], str(wrong[1])
-            kopf.event(kopf.Body(body), type="Warning", reason=reason, message=message)  # type: ignore[arg-type]
-            kube.patch_run_status(namespace, name, merge_patch(status, invalid(status, message, generation, reason)))
-            return RESYNC
+    problem = config_problem(graph, run_spec.config, run_spec.overrides) if status.get("jobSnapshot") is None else None
+    if problem:  # checked once, before the Run starts
+        reason, message = problem
+        kopf.event(kopf.Body(body), type="Warning", reason=reason, message=message)  # type: ignore[arg-type]
+        kube.patch_run_status(namespace, name, merge_patch(status, invalid(status, message, generation, reason)))
+        return RESYNC
     if status.get("jobSnapshot") is None:
         status["jobSnapshot"] = snapshot
         # A root Run labels itself as its lineage's root: `kubectl get crun -l cairn.dev/root-run=X` lists all.
@@ -524,7 +518,12 @@ def _sync(
         pod_gc=(run_spec.podGC.strategy if run_spec.podGC else "Never"),
         slots=slots.granted,
         execution=run_spec.execution,
-        versions=step_versions(job_spec, run_spec.config, run_spec.overrides),
+        # read by reconcile only for a step whose pod succeeded: not computed on the other cycles
+        versions=(
+            step_versions(job_spec, run_spec.config, run_spec.overrides)
+            if any(p.phase == "Succeeded" for p in pods)
+            else {}
+        ),
     )
     result = reconcile(run, graph, pods, dt.datetime.now(dt.UTC))
     steps = result.status.get("steps") or {}

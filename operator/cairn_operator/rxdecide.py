@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from cairn.errors import CairnError, MissingOutputsError
 from cairn.planner import Mode, Plan, Request, RunView
 from cairn.runstate import RunPhase
-from cairn_operator.graph import InvalidJob, build, config_shape_problem, unknown_steps
+from cairn_operator.graph import InvalidJob, build, config_problem
 from cairn_operator.models import GROUP, VERSION, Execution, JobSpec, ReexecutionSpec, StepOverride
 from cairn_operator.reconcile import Event, rx_conditions, ts
 from cairn_operator.replan import child_execution, parent_view
@@ -223,12 +223,9 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
         graph = build(job_spec)
     except (InvalidJob, ValidationError) as exc:
         return Decision("Invalid", f"{whose}: {exc}")
-    shape = config_shape_problem(rx.config)
-    if shape:
-        return Decision("Invalid", shape, "InvalidConfig")
-    wrong = unknown_steps(graph, rx.config, rx.overrides)
-    if wrong:
-        return Decision("Invalid", wrong, "UnknownSteps")
+    problem = config_problem(graph, rx.config, rx.overrides)
+    if problem:
+        return Decision("Invalid", problem[1], problem[0])
     current = (
         step_versions(job_spec, _child_config(rx, parent), _child_overrides(rx, parent)) if rx.mode == "Stale" else {}
     )

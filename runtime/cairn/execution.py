@@ -185,10 +185,11 @@ def execute_job(
             raise ReexecutionError(f"Run {parent.run_id} is still running; wait for it to finish")
         if run_config is None:
             run_config = parent.run_config
+        versions = job.step_versions(run_config)  # what Stale compares, and what this run records
         the_plan = plan_checked(
             graph,
             parent.view(),
-            dataclasses.replace(reexecution_options.request(), current=job.step_versions(run_config)),
+            dataclasses.replace(reexecution_options.request(), current=versions),
             exists=io.exists,
             rerun_missing=reexecution_options.rerun_missing,
             known_runs=instance.run_ids(),
@@ -205,6 +206,7 @@ def execute_job(
         )
     else:
         the_plan = initial_plan(graph)
+        versions = job.step_versions(run_config)
     run_config = dict(run_config or {})
     job.validate_run_config(run_config)
 
@@ -212,7 +214,6 @@ def execute_job(
     run_id = str(uuid.uuid4())
     to_run = dict(the_plan.to_run)
     planned = None if parent is None else to_run
-    versions = job.step_versions(run_config)
     rows: list[tuple[str, StepState, str | None, str | None, str | None]] = []
     for s in graph.steps:
         init = initial_state(s, planned, the_plan.reused_steps, the_plan.skipped)
