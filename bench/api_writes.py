@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -40,7 +39,7 @@ from typing import Any
 
 # The handoff bench's helpers (CRD install, pod watch, Run manifest, wait): bench/ is not a package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from operator_handoff import ROOT, G, PodWatch, V, install_crds, pct, run, wait_phase
+from operator_handoff import BenchPlane, G, PodWatch, V, pct, run, wait_phase
 
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
 #: (resource, subresource) rows of the table, with who can write them in this cluster.
@@ -239,41 +238,16 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=20.0, help="seconds of idling measured (default: %(default)s)")
     args = parser.parse_args()
 
-    from kubernetes import client
-
-    from cairn.dev import procs
-    from cairn.dev.cluster import Cluster
-
-    tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-writes-"))
-    cluster = Cluster(tmp / "cluster")
-    cluster.up(say=lambda m: None)
-    operator = None
-    try:
-        kube = cluster.api()
-        install_crds(kube)
-        co = client.CustomObjectsApi(kube)
-        env = {
-            "KUBECONFIG": str(cluster.kubeconfig),
-            "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-        }
-        operator = procs.start(
-            "cairn-operator",
-            [sys.executable, "-m", "cairn_operator", "--liveness", ""],
-            tmp / "operator.log",
-            env=env,
-            cwd=ROOT,
-        )
+    with BenchPlane("cairn-bench-writes-") as plane:
+        kube, co = plane.kube, plane.co
+        plane.start_operator()
         time.sleep(2)
-        print(f"API writes per step transition on a local control plane (python {sys.version.split()[0]}); {tmp}")
+        print(f"API writes per step transition on a local control plane (python {sys.version.split()[0]}); {plane.tmp}")
         results = chain(kube, co, args.steps)
         results += idle(kube, co, args.idle)
         print("\nsummary")
         for label, value, target, ok in results:
             print(f"   {label:<58}{value:>8}   target {target:<8}{verdict(ok)}")
-    finally:
-        if operator is not None:
-            procs.stop(operator, grace=10)
-        cluster.down(say=lambda m: None)
     return 0
 
 

@@ -149,39 +149,13 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=100)
     args = parser.parse_args()
 
-    from kubernetes import client
-
-    from cairn.dev import procs
-    from cairn.dev.cluster import Cluster
-
-    tmp = Path(tempfile.mkdtemp(prefix="cairn-bench-op-"))
-    cluster = Cluster(tmp / "cluster")
-    cluster.up(say=lambda m: None)
-    operator = None
-    try:
-        kube = cluster.api()
-        install_crds(kube)
-        co = client.CustomObjectsApi(kube)
-        env = {
-            "KUBECONFIG": str(cluster.kubeconfig),
-            "CAIRN_MAX_PODS": "5000",
-            "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-        }
-
-        def start_operator() -> procs.ProcRecord:
-            return procs.start(
-                "cairn-operator",
-                [sys.executable, "-m", "cairn_operator", "--liveness", ""],
-                tmp / "operator.log",
-                env=env,
-                cwd=ROOT,
-            )
-
-        operator = start_operator()
+    with BenchPlane("cairn-bench-op-", {"CAIRN_MAX_PODS": "5000"}) as plane:
+        kube, co = plane.kube, plane.co
+        operator = plane.start_operator()
         time.sleep(2)
         print(
             f"Operator benchmarks on a local control plane (python {sys.version.split()[0]}, "
-            f"{__import__('os').cpu_count()} cores); cluster in {tmp}"
+            f"{__import__('os').cpu_count()} cores); cluster in {plane.tmp}"
         )
 
         # 1. Handoff over a chain.
@@ -193,14 +167,65 @@ def main() -> int:
         # 3. Peak RSS with many live Runs.
         if args.runs:
             # A fresh operator, so that the peak measured is that of the live-Runs scenario alone.
-            procs.stop(operator, grace=10)
-            operator = start_operator()
+            plane.stop_operator(operator)
+            operator = plane.start_operator()
             memory(co, args.runs, operator.pid)
-    finally:
-        if operator is not None:
-            procs.stop(operator, grace=10)
-        cluster.down(say=lambda m: None)
     return 0
+
+
+class BenchPlane:
+    """A local control plane for a bench (`cairn dev up` in a temporary directory, the CRDs applied) and
+    the operators it starts; everything is stopped on leaving the `with`, also after an error."""
+
+    def __init__(self, prefix: str, env: dict[str, str] | None = None) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix=prefix))
+        self.extra_env = dict(env or {})
+        self.operators: list[Any] = []
+
+    def __enter__(self) -> BenchPlane:
+        from kubernetes import client
+
+        from cairn.dev.cluster import Cluster
+
+        self.cluster = Cluster(self.tmp / "cluster")
+        self.cluster.up(say=lambda m: None)
+        try:
+            self.kube = self.cluster.api()
+            install_crds(self.kube)
+            self.co = client.CustomObjectsApi(self.kube)
+        except BaseException:
+            self.cluster.down(say=lambda m: None)
+            raise
+        self.env = {
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            **self.extra_env,
+            "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        }
+        return self
+
+    def start_operator(self) -> Any:
+        from cairn.dev import procs
+
+        rec = procs.start(
+            "cairn-operator",
+            [sys.executable, "-m", "cairn_operator", "--liveness", ""],
+            self.tmp / "operator.log",
+            env=self.env,
+            cwd=ROOT,
+        )
+        self.operators.append(rec)
+        return rec
+
+    def stop_operator(self, rec: Any) -> None:
+        from cairn.dev import procs
+
+        procs.stop(rec, grace=10)
+        self.operators.remove(rec)
+
+    def __exit__(self, *_: object) -> None:
+        for rec in list(self.operators):
+            self.stop_operator(rec)
+        self.cluster.down(say=lambda m: None)
 
 
 def handoff(kube: Any, co: Any, n: int) -> None:
