@@ -10,7 +10,7 @@ from typing import Any
 
 from cairn_operator.models import GROUP, VERSION
 from cairn_operator.reconcile import PodObs
-from cairn_operator.resources import LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP
+from cairn_operator.resources import LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, NODE_LOST_KEYS, tolerates
 
 
 @functools.cache
@@ -224,10 +224,6 @@ def _obs(pod: dict[str, Any]) -> PodObs:
     )
 
 
-#: The taints a node gets when it stops answering.
-NODE_LOST_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
-
-
 def _node_lost_since(status: dict[str, Any], cs: dict[str, Any]) -> str | None:
     """When the node controller marked a running pod not ready (its node stopped answering): Ready False
     without a reason, while the container is still running as far as the API knows. A kubelet that
@@ -246,8 +242,7 @@ def _node_lost_grace(tolerations: list[dict[str, Any]]) -> float | None:
     (None when one tolerates it for ever, or none applies: then the cluster's own eviction decides)."""
     secs: list[float] = []
     for t in tolerations:
-        matches = t.get("key") in NODE_LOST_TAINTS or (not t.get("key") and t.get("operator") == "Exists")
-        if not matches or t.get("effect") not in (None, "", "NoExecute"):
+        if not any(tolerates(t, k) for k in NODE_LOST_KEYS) or t.get("effect") not in (None, "", "NoExecute"):
             continue
         if t.get("tolerationSeconds") is None:
             return None

@@ -269,17 +269,19 @@ NODE_LOST_SECONDS = 60
 NODE_LOST_KEYS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 
 
+def tolerates(toleration: Mapping[str, Any], key: str) -> bool:
+    """Whether a toleration matches taints with `key`: by that key, or as a toleration of every taint."""
+    return toleration.get("key") == key or (not toleration.get("key") and toleration.get("operator") == "Exists")
+
+
 def with_node_lost_tolerations(tolerations: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`tolerations` plus NoExecute tolerations of a lost node for NODE_LOST_SECONDS, for each key the
     podTemplate does not tolerate itself (by that key, or by a toleration of every taint)."""
 
-    def tolerated(key: str) -> bool:
-        return any(t.get("key") == key or (not t.get("key") and t.get("operator") == "Exists") for t in tolerations)
-
     extra = [
         {"key": k, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": NODE_LOST_SECONDS}
         for k in NODE_LOST_KEYS
-        if not tolerated(k)
+        if not any(tolerates(t, k) for t in tolerations)
     ]
     return [*tolerations, *extra]
 
