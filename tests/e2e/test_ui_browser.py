@@ -64,15 +64,35 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 def wait(driver: Any, what: str, condition: Any, shots: Path, timeout: float = 120) -> Any:
     """Wait for `condition`; on a timeout, keep a screenshot in `shots` and say what the page says."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # The page re-renders as it polls: an element found a moment ago may be gone; look again.
+    until = WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d) or None)
+        return until.until(lambda d: condition(d) or None)
     except Exception as exc:
         error = driver.find_element("id", "error").text
         with contextlib.suppress(Exception):
             driver.save_screenshot(str(shots / f"failed-{what.replace(' ', '-')}.png"))
         raise AssertionError(f"waiting for {what}: {exc!r}; page error: {error!r}") from exc
+
+
+def tick(box: Any) -> bool:
+    """Tick a checkbox unless it is ticked; True once it is (a re-render may have replaced it: look again)."""
+    if not box.is_selected():
+        box.click()
+    return bool(box.is_selected())
+
+
+def read(driver: Any, selector: str, attribute: str | None = None) -> list[str]:
+    """The text (or `attribute`) of every element matching `selector`, read in one script turn, so a
+    re-render of the page between finding and reading cannot leave a stale element."""
+    script = (
+        "return Array.from(document.querySelectorAll(arguments[0]))"
+        ".map(e => arguments[1] === null ? e.innerText : e.getAttribute(arguments[1]));"
+    )
+    return [str(v) for v in driver.execute_script(script, selector, attribute)]
 
 
 def reexecute_from_selected(driver: Any, ui: UIServer, run: str, shots: Path, fix: str) -> str:
@@ -96,10 +116,11 @@ def reexecute_from_selected(driver: Any, ui: UIServer, run: str, shots: Path, fi
     driver.find_element(By.ID, "env").send_keys(fix)
 
     driver.find_element(By.ID, "preview").click()
-    plan = wait(driver, "the preview's plan", css("#plan-result .reused-row"), shots)
-    assert [r.get_attribute("data-step") for r in plan] == ["start"]
-    planned = driver.find_elements(By.CSS_SELECTOR, "#plan-result .plan-step")
-    assert [(p.get_attribute("data-step"), p.text.split()[-1]) for p in planned] == [
+    wait(driver, "the preview's plan", css("#plan-result .reused-row"), shots)
+    assert read(driver, "#plan-result .reused-row", "data-step") == ["start"]
+    steps, texts = read(driver, "#plan-result .plan-step", "data-step"), read(driver, "#plan-result .plan-step")
+    planned = zip(steps, texts, strict=True)
+    assert [(step, text.split()[-1]) for step, text in planned] == [
         ("unreliable", "selected"),
         ("end", "downstream-of:unreliable"),
     ]
@@ -111,8 +132,7 @@ def reexecute_from_selected(driver: Any, ui: UIServer, run: str, shots: Path, fi
     succeeded = lambda d: d.find_element(By.ID, "run-phase").text == "Succeeded"  # noqa: E731
     wait(driver, "the child to succeed", succeeded, shots, timeout=180)
     wait(driver, "start shown reused", css('g.node.Reused[data-step="start"]'), shots)
-    reused = driver.find_elements(By.CSS_SELECTOR, "#plan .reused-row")
-    assert [r.get_attribute("data-step") for r in reused] == ["start"]
+    assert read(driver, "#plan .reused-row", "data-step") == ["start"]
     assert run in driver.find_element(By.ID, "lineage").text
     assert driver.find_element(By.CSS_SELECTOR, "#mode option[value=FromFailure]").get_attribute("disabled")
     driver.save_screenshot(str(shots / "3-child-succeeded.png"))
@@ -164,30 +184,30 @@ def test_refusals_and_bulk_from_failure_on_a_local_instance(browser: Any, tmp_pa
         browser.find_element(By.TAG_NAME, "summary").click()
         browser.find_element(By.ID, "image").send_keys("unreliable=localhost/mine:1")
         browser.find_element(By.ID, "reexecute").click()
-        error = wait(browser, "the refusal", lambda d: d.find_elements(By.ID, "rx-error"), tmp_path)[0].text
-        assert error == "400: image overrides apply on Kubernetes only: a local run executes in this process"
+        wait(browser, "the refusal", lambda d: d.find_elements(By.ID, "rx-error"), tmp_path)
+        refusal = "400: image overrides apply on Kubernetes only: a local run executes in this process"
+        assert read(browser, "#rx-error") == [refusal]
         browser.save_screenshot(str(tmp_path / "refused.png"))
 
         # Bulk: tick both failed runs, re-execute them from failure, see two children succeed.
         browser.get(f"{ui.url}/#/")
         boxes = wait(browser, "the runs", lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-run] input"), tmp_path)
         assert len(boxes) == 2
-        for box in boxes:
-            box.click()
-        bulk = browser.find_element(By.ID, "bulk")
-        assert bulk.text == "Re-execute from failure (2)"
-        bulk.click()
-        results = wait(
-            browser, "the bulk results", lambda d: d.find_elements(By.CSS_SELECTOR, "#bulk-result li"), tmp_path
-        )
-        assert len(results) == 2 and all("refused" not in r.text for r in results)
+        for run in runs:
+            box = f'tr[data-run="{run}"] input'
+            wait(browser, f"{run} ticked", lambda d, box=box: tick(d.find_element(By.CSS_SELECTOR, box)), tmp_path)
+        assert read(browser, "#bulk") == ["Re-execute from failure (2)"]
+        browser.find_element(By.ID, "bulk").click()
+        wait(browser, "the bulk results", lambda d: d.find_elements(By.CSS_SELECTOR, "#bulk-result li"), tmp_path)
+        results = read(browser, "#bulk-result li")
+        assert len(results) == 2 and all("refused" not in r for r in results), results
         succeeded = "tr[data-run] .badge.Succeeded"
         wait(
             browser, "two children succeeded", lambda d: len(d.find_elements(By.CSS_SELECTOR, succeeded)) == 2, tmp_path
         )
         browser.save_screenshot(str(tmp_path / "bulk.png"))
-        listed = {r.get_attribute("data-run") for r in browser.find_elements(By.CSS_SELECTOR, "tr[data-run]")}
-        assert len(listed) == 4 and set(runs) <= listed
+        listed = set(read(browser, "tr[data-run]", "data-run"))
+        assert len(listed) == 4 and set(runs) <= listed, listed
 
 
 def test_the_log_of_a_running_step_appears_live_in_the_page(
