@@ -2,6 +2,7 @@
 
 A clause is a step name with an optional prefix and suffix: ``*name`` adds all ancestors, ``+name``
 one level of ancestors per ``+``; ``name*`` adds all descendants, ``name+`` one level per ``+``.
+With fan-out, ``op[key]`` names one instance of a mapped op, and ``op[*]`` (or plain ``op``) all of them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from cairn.errors import StepSelectionError
 
-_CLAUSE = re.compile(r"^(\*|\+*)([A-Za-z0-9_.\-\[\]]+)(\*|\+*)$")
+_CLAUSE = re.compile(r"^(\*|\+*)([A-Za-z0-9_.\-]+(?:\[(?:[A-Za-z0-9_]+|\*)\])?)(\*|\+*)$")
 ALL = -1
 
 
@@ -83,15 +84,41 @@ def parse_selection(selection: Sequence[str]) -> list[Clause]:
 def resolve_selection(selection: Sequence[str], graph: Graph) -> list[str]:
     """The selected steps, in the graph's order; errors name unknown steps or malformed clauses."""
     clauses = parse_selection(selection)
-    known = set(graph.steps)
-    unknown = sorted({c.name for c in clauses if c.name not in known})
+    matches = {c.name: _matching(c.name, graph) for c in clauses}
+    unknown = sorted(name for name, found in matches.items() if not found)
     if unknown:
-        raise StepSelectionError(f"Step selection refers to unknown step(s): {', '.join(unknown)}")
+        raise StepSelectionError(
+            f"Step selection refers to unknown step(s): {', '.join(unknown)}{_hint(unknown, graph)}"
+        )
     chosen: set[str] = set()
     for c in clauses:
-        chosen.add(c.name)
+        found = matches[c.name]
+        chosen |= found
         if c.up:
-            chosen |= graph.walk([c.name], c.up, "up")
+            chosen |= graph.walk(found, c.up, "up")
         if c.down:
-            chosen |= graph.walk([c.name], c.down, "down")
+            chosen |= graph.walk(found, c.down, "down")
     return [s for s in graph.steps if s in chosen]
+
+
+def _matching(name: str, graph: Graph) -> set[str]:
+    """The steps a clause's name selects: the step itself; for a mapped op (``op`` or ``op[*]``) all its
+    instances (or its placeholder while its keys are unknown)."""
+    if name in graph.upstream:
+        return {name}
+    op = name[: -len("[*]")] if name.endswith("[*]") else name
+    if "[" in op:
+        return set()
+    return {s for s in graph.steps if s.startswith(op + "[") and s.endswith("]")}
+
+
+def _hint(unknown: Sequence[str], graph: Graph) -> str:
+    """For an unknown instance ``op[key]`` of a mapped op: the keys it has."""
+    hints = []
+    for name in unknown:
+        op, _, key = name.partition("[")
+        instances = [s[len(op) + 1 : -1] for s in sorted(_matching(op, graph))]
+        if key and instances:
+            shown = ", ".join(instances[:10]) + (f" and {len(instances) - 10} more" if len(instances) > 10 else "")
+            hints.append(f"{op} has keys {shown}")
+    return f" ({'; '.join(hints)})" if hints else ""
