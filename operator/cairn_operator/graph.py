@@ -7,10 +7,12 @@ message that says what to change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from cairn.dynamic import check_graph, node_of, split_step
+from cairn.errors import DefinitionError
 from cairn.planner import JobGraph
 from cairn_operator.models import JobSpec, OpSpec
 
@@ -21,9 +23,16 @@ class InvalidJob(ValueError):
 
 @dataclass(frozen=True)
 class OpGraph:
+    """A Job's ops in order with their wiring; with fan-out, `concrete(keys)` is the graph of a Run's steps
+    (each mapped op once per key, `op[key]`; `op[*]` while its keys are unknown), whose `ops` maps each
+    step to its op's spec."""
+
     order: tuple[str, ...]  # topological, stable in the Job's op order
     ops: dict[str, OpSpec]
     deps: dict[str, dict[str, tuple[str, str]]]  # op -> input -> (upstream op, output)
+    mapped: dict[str, tuple[str, str]] = field(default_factory=dict)  # op -> (dynamic op, output) it maps over
+    collects: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # op -> input -> (mapped op, out)
+    fans_out: bool = False
 
     def downstream(self, op: str) -> list[str]:
         return [o for o in self.order if any(up == op for up, _ in self.deps[o].values())]
@@ -34,7 +43,24 @@ class OpGraph:
             steps=self.order,
             deps=self.deps,
             outputs={n: {o: o not in op.optionalOutputs for o in op.outputs} for n, op in self.ops.items()},
+            dynamic={n: tuple(op.dynamicOutputs) for n, op in self.ops.items() if op.dynamicOutputs},
+            mapped=self.mapped,
+            collects=self.collects,
         )
+
+    def concrete(self, keys: Mapping[tuple[str, str], Sequence[str]]) -> OpGraph:
+        """The steps of a Run that knows `keys` ((dynamic op, output) -> keys): see `cairn.dynamic`."""
+        if not self.fans_out:
+            return self
+        g = self.job_graph().concrete(keys)
+        return OpGraph(g.steps, {s: self.ops[node_of(s)] for s in g.steps}, {s: dict(d) for s, d in g.deps.items()})
+
+
+def run_keys(steps_status: Mapping[str, Any]) -> dict[tuple[str, str], list[str]]:
+    """The mapping keys a Run knows: `status.steps[<dynamic step>].keys` ({output: [keys]})."""
+    return {
+        (step, out): list(ks) for step, st in steps_status.items() for out, ks in ((st or {}).get("keys") or {}).items()
+    }
 
 
 def parse_input(ref: str) -> tuple[str, str]:
@@ -69,15 +95,46 @@ def build(spec: JobSpec) -> OpGraph:
             if up == o.name:
                 raise InvalidJob(f"op {o.name}: input {inp!r} reads its own output; an op cannot depend on itself")
             deps[o.name][inp] = (up, out)
+        unknown_dynamic = sorted(set(o.dynamicOutputs) - set(o.outputs))
+        if unknown_dynamic:
+            raise InvalidJob(f"op {o.name}: dynamicOutputs {unknown_dynamic} are not in its outputs {o.outputs}")
+        for inp, ref in o.collect.items():
+            up, out = parse_input(ref)
+            if up not in ops or out not in ops[up].outputs:
+                raise InvalidJob(
+                    f"op {o.name}: collect input {inp!r} reads {ref!r}, which is not an output of an op of the Job "
+                    f"(its ops: {names}); fix spec.ops[{o.name}].collect.{inp}"
+                )
+            if inp in o.inputs:
+                raise InvalidJob(f"op {o.name}: {inp!r} is both an input and a collect input; rename one")
+    # An op is mapped when an input reads a dynamic output, or an op mapped over one (in the Job's order,
+    # repeated until nothing changes: the order of ops in the spec is free).
+    mapped: dict[str, tuple[str, str]] = {}
+    changed = True
+    while changed:
+        changed = False
+        for o in spec.ops:
+            for up, out in deps[o.name].values():
+                dim = (up, out) if out in ops[up].dynamicOutputs else mapped.get(up)
+                if dim is not None and o.name not in mapped:
+                    mapped[o.name] = dim
+                    changed = True
+    collects = {o.name: {inp: parse_input(ref) for inp, ref in o.collect.items()} for o in spec.ops if o.collect}
+    dynamic = {o.name: tuple(o.dynamicOutputs) for o in spec.ops if o.dynamicOutputs}
+    try:
+        check_graph(list(ops), deps, dynamic, mapped, collects, "the Job")
+    except DefinitionError as exc:
+        raise InvalidJob(str(exc)) from exc
+    all_deps = {n: {**d, **{f"collect:{i}": ref for i, ref in collects.get(n, {}).items()}} for n, d in deps.items()}
     # Level by level (each op after all its upstreams, ties in the Job's op order): an op's level is the
     # length of its longest path from an op without inputs. Kahn's algorithm, linear in ops + inputs.
     index = {o.name: i for i, o in enumerate(spec.ops)}
-    waiting = {n: len({up for up, _ in d.values()}) for n, d in deps.items()}
-    downstream: dict[str, set[str]] = {n: set() for n in deps}
-    for n, d in deps.items():
+    waiting = {n: len({up for up, _ in d.values()}) for n, d in all_deps.items()}
+    downstream: dict[str, set[str]] = {n: set() for n in all_deps}
+    for n, d in all_deps.items():
         for up, _ in d.values():
             downstream[up].add(n)
-    level = dict.fromkeys(deps, 0)
+    level = dict.fromkeys(all_deps, 0)
     ready = [n for n, w in waiting.items() if w == 0]
     while ready:
         n = ready.pop()
@@ -93,7 +150,8 @@ def build(spec: JobSpec) -> OpGraph:
             "remove one of the inputs that closes the loop"
         )
     order = sorted(deps, key=lambda n: (level[n], index[n]))
-    return OpGraph(tuple(order), ops, deps)
+    fans_out = bool(dynamic or mapped or collects)
+    return OpGraph(tuple(order), ops, deps, mapped, collects, fans_out)
 
 
 def unknown_steps(graph: OpGraph, config: Any, overrides: Mapping[str, Any] | None) -> str | None:
@@ -139,3 +197,17 @@ def config_shape_problem(config: Any) -> str | None:
         if entry is not None and not isinstance(entry, Mapping):
             return f"config.ops.{step} must be a mapping with a `config` key, not a {type(entry).__name__}: {example}"
     return None
+
+
+def output_location(step_status: Mapping[str, Any], output: str) -> Mapping[str, Any] | None:
+    """Where a step's output is, per its status: `outputs[output]`; for the value of one mapping key of a
+    dynamic output (``items[k]``), the key index's location with ``[k]`` appended (where the step stored it),
+    once the key is among the step's recorded `keys`."""
+    outputs = step_status.get("outputs") or {}
+    if output in outputs:
+        return dict(outputs[output])
+    name, key = split_step(output)
+    if key is None or name not in outputs or key not in ((step_status.get("keys") or {}).get(name) or ()):
+        return None
+    index = outputs[name]
+    return {"key": f"{index['key']}[{key}]"}

@@ -27,6 +27,7 @@ import contextlib
 import contextvars
 import copy
 import datetime as dt
+import logging
 import os
 import sys
 import threading
@@ -37,10 +38,11 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from cairn.dynamic import node_of
 from cairn.planner import Request, RunView, plan_checked
 from cairn.runstate import RunPhase, StepState
 from cairn_operator import kube
-from cairn_operator.graph import InvalidJob, OpGraph, build, config_problem
+from cairn_operator.graph import InvalidJob, OpGraph, build, config_problem, run_keys
 from cairn_operator.models import GROUP, VERSION, JobSpec, ReexecutionSpec, RunSpec
 from cairn_operator.reconcile import (
     CreatePod,
@@ -50,6 +52,7 @@ from cairn_operator.reconcile import (
     RunInput,
     SaveLog,
     collectable,
+    parse_result,
     reconcile,
     run_conditions,
     ts,
@@ -61,10 +64,10 @@ from cairn_operator.resources import (
     LABEL_ROOT,
     LABEL_RUN,
     LABEL_RX,
-    LABEL_STEP,
     STEP_SERVICE_ACCOUNT,
     add_locations,
     needs_locations,
+    pod_step,
     run_key,
     service_accounts_to_ensure,
     step_inputs,
@@ -93,6 +96,9 @@ STEP_ACCOUNT = os.environ.get("CAIRN_STEP_SERVICE_ACCOUNT") or STEP_SERVICE_ACCO
 #: The fault-injection test hook (see the module docstring).
 FAULTS = frozenset(f.strip() for f in os.environ.get("CAIRN_FAULT", "").split(",") if f.strip())
 FAULT_NAMESPACE = os.environ.get("CAIRN_FAULT_NAMESPACE") or None
+
+
+log = logging.getLogger("cairn.operator")
 
 
 def fault(point: str, namespace: str) -> None:
@@ -486,9 +492,11 @@ def sync_run(body: Mapping[str, Any]) -> float:
     # Only the pods of steps still in flight: a long Run's finished pods need not be read every cycle
     # (all of them when podGC has to see them).
     known = status.get("steps") or {}
-    live = [st for st in graph.order if st not in known or not StepState(known[st]["phase"]).terminal]
+    steps_now = graph.concrete(run_keys(known)).order
+    live = [st for st in steps_now if st not in known or not StepState(known[st]["phase"]).terminal]
     gc = run_spec.podGC is not None and run_spec.podGC.strategy != "Never"
-    pods = kube.list_step_pods(namespace, name, None if gc or len(live) == len(graph.order) else live)
+    live_ops = sorted({node_of(st) for st in live})  # pods are labelled by op (an instance's key is annotated)
+    pods = kube.list_step_pods(namespace, name, None if gc or len(live) == len(steps_now) else live_ops)
     max_parallel = run_spec.maxParallel or job_spec.maxParallel
     # The operator-wide pod slots this cycle may use, taken atomically (other cycles run at once).
     with SLOTS.reserve(min(len(live), max_parallel)) as slots:
@@ -525,8 +533,10 @@ def _sync(
             else {}
         ),
     )
+    run.dynamic_keys = read_dynamic_keys(namespace, job_spec, graph, status.get("steps") or {}, pods)
     result = reconcile(run, graph, pods, dt.datetime.now(dt.UTC))
     steps = result.status.get("steps") or {}
+    graph = result.graph or graph
     # New pods first (they are what the next steps wait for), several at once; then the rest.
     creates = [
         step_pod(
@@ -539,8 +549,8 @@ def _sync(
             step=a.step,
             attempt=a.attempt,
             inputs=step_inputs(graph, a.step, steps),
-            config=(((run_spec.config or {}).get("ops") or {}).get(a.step) or {}).get("config"),
-            override=(run_spec.overrides or {}).get(a.step),
+            config=(((run_spec.config or {}).get("ops") or {}).get(node_of(a.step)) or {}).get("config"),
+            override=(run_spec.overrides or {}).get(node_of(a.step)),
             service_account=STEP_ACCOUNT,
         )
         for a in result.actions
@@ -558,7 +568,7 @@ def _sync(
                 SLOTS.release(key)  # it existed: the watch counts it
         except kube.Refused as exc:
             SLOTS.release(key)
-            refusals[pod["metadata"]["labels"][LABEL_STEP]] = exc
+            refusals[pod_step(pod)] = exc
         except BaseException:
             SLOTS.release(key)
             raise
@@ -700,6 +710,33 @@ def storage(namespace: str, spec: JobSpec) -> Any:
     manager = S3IOManager(bucket=bucket, prefix=spec.storage.prefix, endpoint_url=endpoint, client=client)
     _STORAGE[cache_key] = manager
     return manager
+
+
+def read_dynamic_keys(
+    namespace: str, spec: JobSpec, graph: OpGraph, steps: Mapping[str, Any], pods: Sequence[PodObs]
+) -> dict[str, dict[str, list[str]]]:
+    """The mapping keys of each dynamic step whose pod succeeded and whose keys the status lacks: read from
+    the key index its pod stored (the termination message is too small for a large fan-out). A step
+    whose index cannot be read yet is left out: it stays running, saying so, and the next cycle reads again."""
+    out: dict[str, dict[str, list[str]]] = {}
+    for p in pods:
+        op = graph.ops.get(node_of(p.step))
+        st = steps.get(p.step) or {}
+        if op is None or not op.dynamicOutputs or p.phase != "Succeeded" or st.get("keys"):
+            continue
+        result = parse_result(p.message) or {}
+        outputs = result.get("outputs") or {}
+        try:
+            keys = {
+                o: [str(k) for k in storage(namespace, spec).load(outputs[o]["key"], "json")]
+                for o in op.dynamicOutputs
+                if o in outputs
+            }
+        except Exception as exc:  # storage down: said in the step's message by reconcile, read again next cycle
+            log.warning("cannot read the mapping keys of step %s of %s/%s: %s", p.step, namespace, p.name, exc)
+            continue
+        out[p.step] = keys
+    return out
 
 
 def output_bucket(namespace: str, spec: JobSpec) -> str | None:

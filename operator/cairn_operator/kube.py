@@ -10,7 +10,7 @@ from typing import Any
 
 from cairn_operator.models import GROUP, VERSION
 from cairn_operator.reconcile import PodObs
-from cairn_operator.resources import LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, NODE_LOST_KEYS, tolerates
+from cairn_operator.resources import ANNOTATION_STEP, LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, NODE_LOST_KEYS, tolerates
 
 
 @functools.cache
@@ -206,7 +206,7 @@ def _obs(pod: dict[str, Any]) -> PodObs:
     spec = pod.get("spec") or {}
     return PodObs(
         name=meta["name"],
-        step=meta["labels"][LABEL_STEP],
+        step=(meta.get("annotations") or {}).get(ANNOTATION_STEP) or meta["labels"][LABEL_STEP],
         attempt=int(meta["labels"].get(LABEL_ATTEMPT, "1")),
         phase=status.get("phase", "Pending"),
         exit_code=term.get("exitCode"),

@@ -519,6 +519,18 @@ class OpSpec(Model):
     optionalOutputs: list[OutputName] = Field(
         default_factory=list, max_length=MAX_ITEMS, description="Outputs the op may omit."
     )
+    dynamicOutputs: list[OutputName] = Field(
+        default_factory=list,
+        max_length=MAX_ITEMS,
+        description="Outputs that fan out (Dagster's DynamicOut): one value per mapping key, decided at run time. "
+        "An op whose input reads one (or reads an op mapped over it) is mapped: one pod per key, step `op[key]`.",
+    )
+    collect: dict[InputName, Annotated[str, Field(max_length=127, pattern=INPUT_REF)]] = Field(
+        default_factory=dict,
+        max_length=MAX_ITEMS,
+        description="Input name -> a mapped op (or op.output): the input is the list of all its keys' values "
+        "(Dagster's .collect()), in key order.",
+    )
     image: str | None = Field(None, description="Image; default: the Job's.")
     codeVersion: str | None = Field(
         None,
@@ -607,6 +619,9 @@ class ReusedStep(Model):
     sourceRun: str = Field(description="The run that produced these outputs.")
     outputs: dict[str, OutputRefModel] = Field(default_factory=dict)
     version: str | None = Field(None, description="The step version that produced them (for Stale re-execution).")
+    keys: dict[str, list[str]] | None = Field(
+        None, description="A dynamic step: output -> the mapping keys it emitted (its maps' steps in this Run)."
+    )
 
 
 class PlannedStep(Model):

@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cairn.dynamic import ANY, is_placeholder, node_of, step_key
 from cairn.runstate import Gate, RunPhase, StepState, gate, initial_state, on_cancel, run_outcome
-from cairn_operator.graph import OpGraph
+from cairn_operator.graph import OpGraph, output_location, run_keys
 from cairn_operator.models import Execution, Retries
 from cairn_operator.resources import pod_name
 
@@ -94,6 +95,8 @@ class RunInput:
     execution: Execution | None = None  # a child Run's plan: what it executes, reuses, skips
     uid: str = ""
     versions: Mapping[str, str] = field(default_factory=dict)  # step -> its version in this Run (recorded)
+    #: dynamic step -> {output: mapping keys}, read from storage for a dynamic step whose pod succeeded
+    dynamic_keys: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
 
     def pod_name(self, step: str, attempt: int) -> str:
         return pod_name(self.name, self.uid, step, attempt)
@@ -103,6 +106,7 @@ class RunInput:
 class Result:
     actions: list[Action] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
+    graph: OpGraph | None = None  # the Run's steps as this cycle left them (mapped ops expanded per known key)
 
 
 def ts(t: dt.datetime) -> str:
@@ -279,14 +283,13 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
     """One reconcile cycle of a Run whose Job snapshot is `graph`."""
     now_s = ts(now)
     prev = dict(run.status)
-    res = Result(status=prev)
+    static = graph
+    steps: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (prev.get("steps") or {}).items()}
+    graph = _expand(static, steps, run.execution)
+    res = Result(status=prev, graph=graph)
     if prev.get("phase") and RunPhase(prev["phase"]).finished:
         _gc(run, graph, pods, prev.get("steps") or {}, res)
         return res
-    steps: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (prev.get("steps") or {}).items()}
-    for s in graph.order:
-        if s not in steps:
-            steps[s] = initial_step(s, run.execution)
     for p in pods:  # logs of finished attempts, before any pod is collected
         logs = steps.get(p.step, {}).get("logs") or {}
         if p.phase in ("Succeeded", "Failed") and str(p.attempt) not in logs:
@@ -358,8 +361,15 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
                     events,
                 )
                 continue
-            if run.versions.get(s):
-                st["version"] = run.versions[s]
+            dynamic_outputs = graph.ops[s].dynamicOutputs
+            if dynamic_outputs:
+                keys = run.dynamic_keys.get(s)
+                if keys is None or any(o in (result.get("outputs") or {}) and o not in keys for o in dynamic_outputs):
+                    st["message"] = "reading the mapping keys of its dynamic outputs from storage"
+                    continue  # the handler reads them (its key index) before the next cycle
+                st["keys"] = {o: list(ks) for o, ks in keys.items()}
+            if run.versions.get(node_of(s)):
+                st["version"] = run.versions[node_of(s)]
             st.update(
                 phase=StepState.SUCCEEDED.value,
                 finishedAt=pod.finished or now_s,
@@ -386,6 +396,10 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
             st["finishedAt"] = pod.finished or now_s
             _attempt_failed(graph, s, st, msg, pod.exit_code, now, events)
 
+    # Keys that came in this cycle: each placeholder `op[*]` becomes one step per key.
+    graph = _expand(static, steps, run.execution)
+    res.graph = graph
+
     # 2. Cancel.
     if run.cancel:
         for s in graph.order:
@@ -408,7 +422,7 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
         decision = gate(
             graph.deps[s],
             lambda up: StepState(steps[up]["phase"]),
-            lambda up, out: out in (steps[up].get("outputs") or {}),
+            lambda up, out: output_location(steps[up], out) is not None,
         )
         if decision.state is not None:  # blocked by a failed upstream, or an input not produced
             st.update(phase=decision.state.value, reason=decision.reason)
@@ -431,6 +445,24 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
     return _finish(run, graph, steps, res, now_s, canceled=False, pods=pods)
 
 
+def _expand(static: OpGraph, steps: dict[str, dict[str, Any]], execution: Execution | None) -> OpGraph:
+    """The Run's steps with the mapping keys its status knows; rows added for new steps (an instance
+    takes its placeholder's planned reason) and placeholders whose keys came in removed, in place."""
+    graph = static.concrete(run_keys(steps))
+    if graph is static:
+        for s in graph.order:
+            if s not in steps:
+                steps[s] = initial_step(s, execution)
+        return graph
+    order = set(graph.order)
+    for s in graph.order:
+        if s not in steps:
+            steps[s] = initial_step(s, execution)
+    for s in [s for s in steps if is_placeholder(s) and s not in order]:
+        del steps[s]
+    return graph
+
+
 def initial_step(step: str, execution: Execution | None) -> dict[str, Any]:
     """A step's first status (`cairn.runstate.initial_state`): everything runs in a plain Run; a child Run
     runs only its planned steps, and its reused steps point at the outputs of the runs that produced them
@@ -438,12 +470,11 @@ def initial_step(step: str, execution: Execution | None) -> dict[str, Any]:
     if execution is None:
         init = initial_state(step, None)
     else:
-        init = initial_state(
-            step,
-            {p.name: p.reason for p in execution.steps},
-            {s: r.sourceRun for s, r in execution.reused.items()},
-            execution.skipped,
-        )
+        planned = {p.name: p.reason for p in execution.steps}
+        placeholder = step_key(node_of(step), ANY)
+        if step not in planned and placeholder in planned:  # an instance of a map planned whole
+            planned[step] = planned[placeholder]
+        init = initial_state(step, planned, {s: r.sourceRun for s, r in execution.reused.items()}, execution.skipped)
     st: dict[str, Any] = {"phase": init.state.value, "attempt": 0}
     if init.reason is not None:
         st["reason"] = init.reason
@@ -452,6 +483,8 @@ def initial_step(step: str, execution: Execution | None) -> dict[str, Any]:
         st["outputs"] = {o: {"key": ref.key, "etag": ref.etag} for o, ref in execution.reused[step].outputs.items()}
         if execution.reused[step].version:
             st["version"] = execution.reused[step].version
+        if execution.reused[step].keys:
+            st["keys"] = {o: list(ks) for o, ks in (execution.reused[step].keys or {}).items()}
     return st
 
 

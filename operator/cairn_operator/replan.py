@@ -26,6 +26,8 @@ def parent_view(run_name: str, run_status: Mapping[str, Any], root: str) -> RunV
         source = st.get("sourceRun") or run_name
         for out, loc in (st.get("outputs") or {}).items():
             outputs[(name, out)] = OutputRef(source, loc["key"])
+            for k in (st.get("keys") or {}).get(out) or ():  # each key's value of a dynamic output
+                outputs[(name, f"{out}[{k}]")] = OutputRef(source, f"{loc['key']}[{k}]")
     return RunView(
         run_id=run_name,
         status=RunPhase(run_status.get("phase") or RunPhase.PENDING.value),
@@ -33,6 +35,7 @@ def parent_view(run_name: str, run_status: Mapping[str, Any], root: str) -> RunV
         steps={name: StepState(st.get("phase") or StepState.PENDING.value) for name, st in steps.items()},
         versions={name: st["version"] for name, st in steps.items() if st.get("version")},
         outputs=outputs,
+        keys={(name, out): tuple(ks) for name, st in steps.items() for out, ks in (st.get("keys") or {}).items()},
     )
 
 
@@ -54,6 +57,7 @@ def child_execution(
             "sourceRun": source,
             "outputs": {o: {"key": loc["key"], "etag": loc.get("etag")} for o, loc in outs.items()},
             "version": (parent_steps.get(step) or {}).get("version"),
+            "keys": (parent_steps.get(step) or {}).get("keys"),
         }
     return Execution.model_validate(
         {

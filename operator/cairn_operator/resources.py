@@ -25,8 +25,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from cairn.dynamic import node_of, split_step
 from cairn.s3io import object_key
-from cairn_operator.graph import OpGraph
+from cairn_operator.graph import OpGraph, output_location
 from cairn_operator.models import API_VERSION, JobSpec, OpSpec, StepOverride
 
 LABEL_RUN = "cairn.dev/run"
@@ -37,6 +38,9 @@ LABEL_PARENT = "cairn.dev/parent-run"
 LABEL_ROOT = "cairn.dev/root-run"
 LABEL_RX = "cairn.dev/reexecution"
 LABEL_RETRY = "cairn.dev/retry"
+#: The step of a pod when it is an instance of a mapped op, `op[key]` (not a label value: the
+#: `cairn.dev/step` label holds the op, so `-l cairn.dev/step=op` lists the pods of all its keys).
+ANNOTATION_STEP = "cairn.dev/step-key"
 STEP_PROTOCOL = 1
 #: Labels and annotations by which GitOps tools (Argo CD, Flux) track what they applied: never copied
 #: onto an object the operator makes, or the tool would take it for its own (and prune or diff it).
@@ -183,6 +187,18 @@ def step_pod(
     name = pod_name(run, run_uid, step, attempt)
     rid = run_key(run, run_uid)
     ctx = step_context(namespace, spec, inputs, config)
+    wiring = graph.deps[step]
+    if node_of(step) != step or any("[" in f"{inp}{up}{out}" for inp, (up, out) in wiring.items()):
+        # the concrete wiring: which upstream step and output each input (a per-key value, a collected list) reads
+        ctx["deps"] = {inp: [up, out] for inp, (up, out) in graph.deps[step].items()}
+        collect: dict[str, list[list[str]]] = {}
+        for inp, (up, out) in graph.deps[step].items():
+            collected, key = split_step(inp)
+            if key is not None:  # `scores[a]`: one key's value of the collected input `scores`
+                collect.setdefault(collected, []).append([key, f"{up}.{out}"])
+        if collect:
+            ctx["collect"] = collect
+    dynamic_flags = [f for o in op.dynamicOutputs for f in ("--dynamic-output", o)]
     if op.command:
         command = [
             "python",
@@ -197,6 +213,7 @@ def step_pod(
             ",".join(op.outputs),
             "--optional-outputs",
             ",".join(op.optionalOutputs),
+            *dynamic_flags,
             "--",
             *op.command,
             *(op.args or []),
@@ -241,7 +258,7 @@ def step_pod(
         "namespace": namespace,
         "labels": {
             LABEL_RUN: run,
-            LABEL_STEP: step,
+            LABEL_STEP: node_of(step),
             LABEL_JOB: job_name,
             LABEL_ATTEMPT: str(attempt),
             "app.kubernetes.io/managed-by": "cairn",
@@ -258,6 +275,8 @@ def step_pod(
     if op.timeoutSeconds:
         pod_spec["activeDeadlineSeconds"] = op.timeoutSeconds
     _merge_template(pod_spec, meta, container, spec.podTemplate, op.podTemplate)
+    if node_of(step) != step:
+        meta.setdefault("annotations", {})[ANNOTATION_STEP] = step
     pod_spec["tolerations"] = with_node_lost_tolerations(pod_spec.get("tolerations") or [])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}
 
@@ -305,11 +324,18 @@ def service_accounts_to_ensure(pods: Iterable[Mapping[str, Any]], step_account: 
     }
 
 
+def pod_step(pod: Mapping[str, Any]) -> str:
+    """The step a pod (as made by `step_pod`) runs: its annotated `op[key]`, else its step label."""
+    meta = pod["metadata"]
+    return str((meta.get("annotations") or {}).get(ANNOTATION_STEP) or meta["labels"][LABEL_STEP])
+
+
 def step_inputs(graph: OpGraph, step: str, steps_status: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Where each input of `step` is: the key recorded in the upstream step's status."""
+    """Where each input of `step` is: the key recorded in the upstream step's status (for one key's value
+    of a dynamic output, where its step stored it: see `graph.output_location`)."""
     out: dict[str, dict[str, Any]] = {}
     for name, (up, output) in graph.deps[step].items():
-        loc = ((steps_status.get(up) or {}).get("outputs") or {}).get(output)
+        loc = output_location(steps_status.get(up) or {}, output)
         if loc is not None:
             entry = out.setdefault(f"{up}.{output}", {"key": loc["key"], "names": []})
             entry["names"].append(name)
