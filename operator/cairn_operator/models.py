@@ -750,7 +750,10 @@ class ReexecutionSpec(Model):
 
     parentRun: ObjectName = Field(description="A Run in the same namespace.")
     mode: Literal["All", "Selected", "FromSelected", "FromFailure", "Stale"] = "FromFailure"
-    stepSelection: list[str] = Field(default_factory=list, description="Clauses: op, *op, op*, +op, op+ ...")
+    stepSelection: list[str] = Field(
+        default_factory=list,
+        description="Clauses: op, *op, op*, +op, op+ ...; a mapped op's instance op[key], or all of them op[*].",
+    )
     config: dict[str, Any] | None = Field(
         None,
         description="Per-op config for the child; default: the parent's.",

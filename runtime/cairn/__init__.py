@@ -4,9 +4,12 @@ The authoring and execution API has Dagster's names, so that porting a job is ch
 
     from cairn import In, Out, Output, execute_job, in_process_executor, job, op, reconstructable
     from cairn import DagsterInstance, ReexecutionOptions
+    from cairn import DynamicOut, DynamicOutput   # fan-out: split().map(process).collect()
 """
 
 from cairn.definitions import (
+    DynamicOut,
+    DynamicOutput,
     ExecutorDefinition,
     Field,
     In,
@@ -44,6 +47,8 @@ __all__ = [
     "ConfigError",
     "DagsterInstance",
     "DefinitionError",
+    "DynamicOut",
+    "DynamicOutput",
     "ExecuteJobResult",
     "ExecutorDefinition",
     "Field",

@@ -102,10 +102,23 @@ class Progress:
             "step_skipped": lambda: f"  skip  {step}  ({d['reason']})",
             "step_not_executed": lambda: f"  --    {step}  ({d['reason']})",
             "step_interrupted": lambda: f"  INT   {step}  interrupted",
+            "step_keys": lambda: f"  keys  {step}.{d['output']}: {_keys(d['keys'])}",
+            "keys_changed": lambda: (
+                f"  keys  {step}.{d['output']} changed since the parent run: added {_keys(d['added'])}; "
+                f"removed {_keys(d['removed'])} (its maps run over the new keys only)"
+            ),
             "run_end": lambda: f"run {d['run_id']}: {d['status']}",
         }.get(kind)
         if line is not None:
             print(line(), file=self.out, flush=True)
+
+
+def _keys(keys: Sequence[str], limit: int = 10) -> str:
+    """Mapping keys for a progress line: the first `limit`, then how many more."""
+    if not keys:
+        return "none"
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more + f" ({len(keys)})"
 
 
 def _finish(result: ExecuteJobResult) -> int:
@@ -190,7 +203,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def describe_run(r: RunRecord) -> dict[str, Any]:
-    return {
+    described = {
         "run_id": r.run_id,
         "job": r.job_name,
         "status": r.status.value,
@@ -218,6 +231,9 @@ def describe_run(r: RunRecord) -> dict[str, Any]:
             for s, rec in r.steps.items()
         },
     }
+    if r.keys:  # fan-out: each dynamic output's mapping keys, in emission order
+        described["mapping_keys"] = {f"{s}.{o}": list(ks) for (s, o), ks in r.keys.items()}
+    return described
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -4,6 +4,20 @@
 ops *recording* their calls instead of running, which yields the job's graph: nodes (one per op call,
 aliased ``op_2``, ``op_3`` when an op is used again) and, for each node input, the upstream node and
 output it reads. Each node is one step of a run.
+
+Dynamic fan-out, as Dagster writes it: an op with a `DynamicOut` yields ``DynamicOutput(value,
+mapping_key=...)``; in a job body its call returns a handle whose ``.map(fn)`` runs `fn` once at
+definition time with a per-key value, so every op `fn` calls on it is *mapped* (one step ``op[key]`` per
+key at run time), and whose ``.collect()`` gives a downstream op the list of all keys' values::
+
+    @job
+    def fanout():
+        results = split().map(process)          # process[k] for each key k split emits
+        scores = results.map(lambda r: score(r, model()))   # same dimension; model() is broadcast
+        summarize(scores.collect())             # one step, reads [score[k] for k in keys]
+
+One level of fan-out (see `cairn.dynamic`): a mapped op has no dynamic output, reads one dimension, and
+an op outside the map reads a mapped op only through ``.collect()``.
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
+from cairn import dynamic
 from cairn.errors import ConfigError, DefinitionError
 from cairn.io import FORMATS
 
@@ -36,6 +51,25 @@ class Out:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise DefinitionError(f"Out(format={self.format!r}) is not one of {', '.join(FORMATS)}")
+
+
+class DynamicOut(Out):
+    """A dynamic output: the op yields ``DynamicOutput(value, mapping_key=...)`` any number of times (zero
+    included), each key's value stored on its own in `format`; ops mapped over it run once per key."""
+
+    def __init__(self, format: str = "pickle", description: str | None = None) -> None:
+        super().__init__(is_required=True, format=format, description=description)
+
+
+@dataclass(frozen=True)
+class DynamicOutput:
+    """One key's value of a dynamic output: ``yield DynamicOutput(value, mapping_key="shard_1")``.
+
+    Mapping keys are 1 to 100 letters, digits or underscores, unique per output (`cairn.dynamic.check_key`)."""
+
+    value: Any
+    mapping_key: str
+    output_name: str = "result"
 
 
 @dataclass(frozen=True)
@@ -86,7 +120,17 @@ class OpContext:
 
     @property
     def op_name(self) -> str:
-        return self.step
+        """The node's name (``process`` for the step ``process[shard_1]``)."""
+        return dynamic.node_of(self.step)
+
+    @property
+    def mapping_key(self) -> str | None:
+        """The mapping key of a mapped step (``shard_1`` for ``process[shard_1]``), else None."""
+        return dynamic.split_step(self.step)[1]
+
+    def get_mapping_key(self) -> str | None:
+        """Dagster's name for `mapping_key`."""
+        return self.mapping_key
 
 
 def _check_config(op: str, schema: Any, value: Any) -> Any:
@@ -160,6 +204,7 @@ class OpDefinition:
         for p in params:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 raise DefinitionError(f"op {self.name}: *args/**kwargs inputs are not supported ({p})")
+        self.dynamic_outs: tuple[str, ...] = tuple(n for n, o in self.outs.items() if isinstance(o, DynamicOut))
         self.inputs: list[str] = [p.name for p in params]
         self.input_defaults: dict[str, Any] = {p.name: p.default for p in params if p.default is not p.empty}
         self.ins = dict(ins or {})
@@ -235,21 +280,81 @@ def op(
     return wrap(fn) if fn is not None else wrap
 
 
+Dim = tuple[str, str]  # a fan-out dimension: (dynamic node, dynamic output)
+
+
 @dataclass(frozen=True)
 class OutputHandle:
-    """The result of calling an op inside a job body: one output of one node."""
+    """The result of calling an op inside a job body: one output of one node.
+
+    `dim` is set on a value that varies per mapping key: the per-key value `fn` receives in ``.map(fn)``,
+    and the outputs of mapped ops."""
 
     node: str
     output: str
+    dim: Dim | None = None
+
+
+def _map(dim: Dim, value: OutputHandle, fn: Callable[[Any], Any], where: str) -> Any:
+    """Call `fn` with `value` as the job body's fan-out over `dim`: ops it calls on `value` are mapped."""
+    builder = _Builder.current
+    if builder is None:
+        raise DefinitionError(f"{where}.map(...) is only valid inside a @job body")
+    builder.maps.append(dim)
+    try:
+        result = fn(value)
+    finally:
+        builder.maps.pop()
+    return result
+
+
+@dataclass(frozen=True)
+class DynamicOutputHandle(OutputHandle):
+    """A dynamic output in a job body: ``.map(fn)`` fans out over its keys."""
+
+    def map(self, fn: Callable[[Any], Any]) -> Any:
+        """Run `fn` on each key's value (at definition time, once: every op it calls is mapped); returns
+        what `fn` returns (the mapped ops' handles, with ``.map`` and ``.collect``)."""
+        dim = (self.node, self.output)
+        return _map(dim, OutputHandle(self.node, self.output, dim), fn, f"{self.node}.{self.output}")
+
+    def collect(self) -> CollectHandle:
+        raise DefinitionError(
+            f"{self.node}.{self.output}.collect(): collect a mapped op's output, e.g. "
+            f"{self.node}().map(process).collect() (a list of process's values, one per key)"
+        )
+
+
+@dataclass(frozen=True)
+class MappedHandle(OutputHandle):
+    """An output of a mapped op (one value per key): ``.map(fn)`` chains in the same dimension,
+    ``.collect()`` gives the list of all keys' values."""
+
+    def map(self, fn: Callable[[Any], Any]) -> Any:
+        assert self.dim is not None
+        return _map(self.dim, self, fn, f"{self.node}.{self.output}")
+
+    def collect(self) -> CollectHandle:
+        assert self.dim is not None
+        return CollectHandle(self.node, self.output, self.dim)
+
+
+@dataclass(frozen=True)
+class CollectHandle(OutputHandle):
+    """``mapped.collect()``: an input reading it gets a list of the mapped op's values, in key order."""
 
 
 @dataclass
 class Node:
-    """One use of an op in a job: a step."""
+    """One use of an op in a job: a step (a mapped node: one step per mapping key)."""
 
     name: str
     op: OpDefinition
     inputs: dict[str, OutputHandle] = field(default_factory=dict)
+    #: the dimension (dynamic node, output) this node is mapped over, if any
+    mapped: Dim | None = None
+    #: inputs that collect a mapped node's output: input -> that output
+    collects: dict[str, OutputHandle] = field(default_factory=dict)
 
 
 class _Builder:
@@ -259,6 +364,7 @@ class _Builder:
         self.job_name = job_name
         self.nodes: dict[str, Node] = {}
         self.uses: dict[str, int] = {}
+        self.maps: list[Dim] = []  # the fan-outs whose `fn` is running now, innermost last
 
     def add(self, opdef: OpDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         n = self.uses.get(opdef.name, 0) + 1
@@ -296,10 +402,54 @@ class _Builder:
                     f"job {self.job_name}: input {inp!r} of op {opdef.name} must be an op's output, got "
                     f"{type(value).__name__}; constants go in config (config_schema) instead"
                 )
-            node.inputs[inp] = value
+            if isinstance(value, CollectHandle):
+                if value.dim in self.maps:
+                    raise DefinitionError(
+                        f"job {self.job_name}: input {inp!r} of op {opdef.name} collects {value.node} inside the "
+                        f"map over {value.dim[0]}.{value.dim[1]} that {value.node} belongs to; collect outside it"
+                    )
+                node.collects[inp] = OutputHandle(value.node, value.output)
+            else:
+                node.inputs[inp] = value
+        node.mapped = self._dimension(name, opdef, node)
         self.nodes[name] = node
-        handles = tuple(OutputHandle(name, o) for o in opdef.outs)
+        handles = tuple(self._handle(node, o) for o in opdef.outs)
         return handles[0] if len(handles) == 1 else handles
+
+    def _dimension(self, name: str, opdef: OpDefinition, node: Node) -> Dim | None:
+        """The dimension a node is mapped over: that of its per-key inputs, which must be the map being
+        built now; refusals for a second dimension, a mapped read without collect, nested fan-out."""
+        dims = {h.dim: inp for inp, h in node.inputs.items() if h.dim is not None}
+        if len(dims) > 1:
+            listed = " and ".join(f"{d[0]}.{d[1]} (input {inp!r})" for d, inp in dims.items())
+            raise DefinitionError(
+                f"job {self.job_name}: op {opdef.name} reads two fan-out dimensions, {listed}; an op is mapped "
+                f"over one dimension: collect one of them first"
+            )
+        if not dims:
+            return None
+        ((dim, inp),) = dims.items()
+        if not self.maps or self.maps[-1] != dim:
+            h = node.inputs[inp]
+            raise DefinitionError(
+                f"job {self.job_name}: input {inp!r} of op {name} reads mapped op {h.node} (one step per key of "
+                f"{dim[0]}.{dim[1]}) without collecting it; use .collect() (a list of all keys' values), or call "
+                f"{opdef.name} inside .map(...)"
+            )
+        if opdef.dynamic_outs:
+            raise DefinitionError(
+                f"job {self.job_name}: op {name} is mapped over {dim[0]}.{dim[1]} and also has a dynamic output; "
+                f"fan-out is one level deep: collect first, then fan out again"
+            )
+        return dim
+
+    @staticmethod
+    def _handle(node: Node, output: str) -> OutputHandle:
+        if node.mapped is not None:
+            return MappedHandle(node.name, output, node.mapped)
+        if output in node.op.dynamic_outs:
+            return DynamicOutputHandle(node.name, output)
+        return OutputHandle(node.name, output)
 
 
 class JobDefinition:
@@ -321,13 +471,17 @@ class JobDefinition:
         self.module_ref: str | None = None  # module:attr when known (set by reconstructable or the loader)
         if not self.nodes:
             raise DefinitionError(f"job {name} has no ops; call at least one op in its body")
+        dynamic.check_graph(
+            self.step_keys, self.deps(), self.dynamic_outputs(), self.mapped(), self.collects(), f"job {name}"
+        )
 
     def __repr__(self) -> str:
         return f"<job {self.name}: {', '.join(self.nodes)}>"
 
     def step_versions(self, run_config: Mapping[str, Any] | None) -> dict[str, str]:
         """Each step's version in a run with `run_config`: its op's code version and a hash of its config
-        (``src:1a2b3c4d5e6f+cfg:9f8e7d6c``); what `Stale` re-execution compares."""
+        (``src:1a2b3c4d5e6f+cfg:9f8e7d6c``); what `Stale` re-execution compares. Keyed by node: a mapped
+        op's instances ``op[key]`` have their op's version."""
         out = {}
         for step, node in self.nodes.items():
             cfg = json.dumps(self.op_config(run_config or {}, step), sort_keys=True, default=str)
@@ -339,8 +493,28 @@ class JobDefinition:
         return list(self.nodes)  # calls are recorded in dependency order
 
     def deps(self) -> dict[str, dict[str, tuple[str, str]]]:
-        """step -> {input: (upstream step, output)}."""
+        """step -> {input: (upstream step, output)}: the static wiring, without collect inputs."""
         return {n: {i: (h.node, h.output) for i, h in node.inputs.items()} for n, node in self.nodes.items()}
+
+    def dynamic_outputs(self) -> dict[str, tuple[str, ...]]:
+        """node -> its dynamic outputs (nodes with none are left out)."""
+        return {n: node.op.dynamic_outs for n, node in self.nodes.items() if node.op.dynamic_outs}
+
+    def mapped(self) -> dict[str, tuple[str, str]]:
+        """mapped node -> (dynamic node, dynamic output) it is mapped over."""
+        return {n: node.mapped for n, node in self.nodes.items() if node.mapped is not None}
+
+    def collects(self) -> dict[str, dict[str, tuple[str, str]]]:
+        """node -> {input: (mapped node, output)} for its inputs that collect a mapped node."""
+        return {
+            n: {i: (h.node, h.output) for i, h in node.collects.items()}
+            for n, node in self.nodes.items()
+            if node.collects
+        }
+
+    @property
+    def fans_out(self) -> bool:
+        return any(node.op.dynamic_outs or node.mapped for node in self.nodes.values())
 
     def outputs(self) -> dict[str, dict[str, Out]]:
         return {n: dict(node.op.outs) for n, node in self.nodes.items()}
@@ -350,6 +524,8 @@ class JobDefinition:
             yield n, node.op
 
     def op_config(self, run_config: Mapping[str, Any] | None, step: str) -> Any:
+        """A step's validated config: ``ops.<node>.config`` (every instance of a mapped op shares it)."""
+        step = dynamic.node_of(step)
         ops = (run_config or {}).get("ops") or {}
         entry = ops.get(step) or {}
         if not isinstance(entry, Mapping):

@@ -2,8 +2,13 @@
 
 Layout of an instance directory (``$CAIRN_HOME``, else ``./.cairn``)::
 
-    runs.db          runs, steps and each run's output index
+    runs.db          runs, steps, each run's output index and the mapping keys of its dynamic steps
     storage/         outputs, at <namespace>/<run_id>/<step>/<output>
+
+With fan-out (`cairn.dynamic`), a mapped op's steps are its instances ``op[key]`` (a placeholder
+``op[*]`` until the keys are known, replaced by the instances once its dynamic step ran), and table
+``mapping_keys`` holds, per run, the keys each dynamic (step, output) emitted in its lineage: those it
+emitted itself and those of the dynamic steps it reuses (so a child of a child still sees them).
 
 A run only ever writes its own rows: a re-execution creates a new run and never modifies its parent.
 A run whose process died without a word (status STARTED, its process gone from this host) reads back
@@ -71,6 +76,15 @@ CREATE TABLE IF NOT EXISTS outputs (
     format TEXT NOT NULL DEFAULT 'pickle',
     PRIMARY KEY (run_id, step, output)
 );
+-- Added with fan-out: opening an older store creates it (empty: its runs have no dynamic steps).
+CREATE TABLE IF NOT EXISTS mapping_keys (
+    run_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    output TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    source_run_id TEXT NOT NULL,
+    PRIMARY KEY (run_id, step, output)
+);
 """
 
 
@@ -134,6 +148,8 @@ class RunRecord:
     outputs: dict[tuple[str, str], OutputRef]  # the output index
     formats: dict[tuple[str, str], str]
     process_lost: bool = False  # STARTED, but its process is gone: read as FAILURE
+    #: (dynamic step, output) -> the mapping keys it emitted in this run's lineage, in emission order
+    keys: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     def view(self) -> RunView:
         return RunView(
@@ -143,6 +159,7 @@ class RunRecord:
             steps={s: r.state for s, r in self.steps.items()},
             outputs=self.outputs,
             versions={s: r.version for s, r in self.steps.items() if r.version},
+            keys=self.keys,
         )
 
     @property
@@ -213,7 +230,11 @@ class Instance:
         inherited_formats: Mapping[tuple[str, str], str],
         job_ref: str | None = None,
         mode: str | None = None,
+        keys: Mapping[tuple[str, str], Sequence[str]] | None = None,
+        keys_source: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
+        """Create a run's rows. `keys`: the mapping keys it starts with (of the dynamic steps it reuses),
+        `keys_source` the run that emitted each (default: this run)."""
         now = time.time()
         pid = os.getpid()
         with self.tx() as c:
@@ -245,6 +266,13 @@ class Instance:
                 [
                     (run_id, s, o, ref.run_id, ref.key, inherited_formats.get((s, o), "pickle"))
                     for (s, o), ref in inherited.items()
+                ],
+            )
+            c.executemany(
+                "INSERT INTO mapping_keys (run_id, step, output, keys, source_run_id) VALUES (?,?,?,?,?)",
+                [
+                    (run_id, s, o, json.dumps(list(ks)), (keys_source or {}).get((s, o), run_id))
+                    for (s, o), ks in (keys or {}).items()
                 ],
             )
 
@@ -282,6 +310,32 @@ class Instance:
             "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?,?)",
             (run_id, step, output, run_id, stored.key, stored.size, stored.sha256, fmt),
         )
+
+    def record_keys(self, run_id: str, step: str, output: str, keys: Sequence[str]) -> None:
+        """The mapping keys dynamic output `output` of `step` emitted in this run, in emission order."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO mapping_keys (run_id, step, output, keys, source_run_id) VALUES (?,?,?,?,?)",
+            (run_id, step, output, json.dumps(list(keys)), run_id),
+        )
+
+    def replace_steps(
+        self,
+        run_id: str,
+        removed: Sequence[str],
+        added: Sequence[tuple[str, StepState, str | None, str | None, str | None]],
+        order: Sequence[str],
+    ) -> None:
+        """Replace placeholder rows (`removed`, e.g. ``op[*]``) by instance rows (`added`: step, state,
+        reason, source run, version), and renumber the run's steps in `order` (all of its steps)."""
+        with self.tx() as c:
+            c.executemany("DELETE FROM steps WHERE run_id=? AND step=?", [(run_id, s) for s in removed])
+            c.executemany(
+                "INSERT INTO steps (run_id, step, seq, state, reason, source_run_id, version) VALUES (?,?,?,?,?,?,?)",
+                [(run_id, s, -1, st.value, reason, src, v) for s, st, reason, src, v in added],
+            )
+            c.executemany(
+                "UPDATE steps SET seq=? WHERE run_id=? AND step=?", [(i, run_id, s) for i, s in enumerate(order)]
+            )
 
     def forget_output(self, run_id: str, step: str, output: str) -> None:
         """Drop an inherited entry of the run's output index: the step ran again without producing it."""
@@ -328,6 +382,12 @@ class Instance:
             formats[(s, o)] = fmt
             if src == run_id and s in steps:
                 steps[s].outputs[o] = StoredOutput(key, size or 0, sha or "")
+        keys = {
+            (s, o): tuple(json.loads(ks))
+            for s, o, ks in self._conn.execute(
+                "SELECT step, output, keys FROM mapping_keys WHERE run_id=? ORDER BY step, output", (run_id,)
+            )
+        }
         return RunRecord(
             run_id=row[0],
             job_name=row[1],
@@ -344,6 +404,7 @@ class Instance:
             outputs=outputs,
             formats=formats,
             process_lost=lost,
+            keys=keys,
         )
 
     def get_run_group(self, run_id: str) -> list[RunRecord]:

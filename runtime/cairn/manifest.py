@@ -1,6 +1,11 @@
 """`cairn manifest module:job`: the Kubernetes `Job` manifest (cairn.dev/v1alpha1) of a Python job.
 
 Op names become DNS-1123 labels (``op_2`` -> ``op-2``); the step entrypoint maps them back.
+
+Fan-out: an op's dynamic outputs are listed in ``dynamicOutputs``; a mapped op's inputs read the dynamic
+output (``split.items``, or ``split`` for a dynamic ``result``) or a mapped op of the same dimension as
+any input does (the operator maps an op whose input reads either); an input that collects a mapped op
+goes to ``collect: {input: "proc"}`` (``proc.out`` for an output other than ``result``).
 """
 
 from __future__ import annotations
@@ -25,19 +30,24 @@ def job_manifest(
         dupes = sorted(n for n in names if list(names.values()).count(names[n]) > 1)
         raise ValueError(f"op names {dupes} map to the same Kubernetes name; rename one of them")
     ops: list[dict[str, Any]] = []
+
+    def input_ref(node: str, output: str) -> str:
+        return names[node] if output == "result" else f"{names[node]}.{output}"
+
     for n, node in job.nodes.items():
         op: dict[str, Any] = {"name": names[n], "codeVersion": node.op.code_version}
         if node.inputs:
-            op["inputs"] = {
-                inp: names[h.node] if h.output == "result" else f"{names[h.node]}.{h.output}"
-                for inp, h in node.inputs.items()
-            }
+            op["inputs"] = {inp: input_ref(h.node, h.output) for inp, h in node.inputs.items()}
+        if node.collects:
+            op["collect"] = {inp: input_ref(h.node, h.output) for inp, h in node.collects.items()}
         outs = list(node.op.outs)
         if outs != ["result"]:
             op["outputs"] = outs
         optional = [o for o, d in node.op.outs.items() if not d.is_required]
         if optional:
             op["optionalOutputs"] = optional
+        if node.op.dynamic_outs:
+            op["dynamicOutputs"] = list(node.op.dynamic_outs)
         ops.append(op)
     return {
         "apiVersion": "cairn.dev/v1alpha1",

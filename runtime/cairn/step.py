@@ -11,6 +11,25 @@ It loads the inputs, runs the op, stores its outputs, and writes a small JSON re
 termination message path ($CAIRN_TERMINATION_MESSAGE_PATH, else /dev/termination-log):
 ``{"protocol": 1, "status": "SUCCESS" | "FAILURE", "outputs": {name: {key, size, sha256}}, "duration_s",
 "error": {type, message}}``. Exit status: 0 success, 1 the op failed, 2 the invocation is wrong.
+
+Fan-out (`cairn.dynamic`). ``--step op[key]`` runs one instance of a mapped op (the node part may be in
+its DNS form, ``op-2[key]``). The context's optional ``"deps": {input: [upstream step, output]}`` gives
+the step's concrete wiring (``{"n": ["split", "items[k]"]}``, ``{"xs[a]": ["proc[a]", "result"], ...}``
+for a collect input ``xs``, in key order); without it the step's inputs are derived from the job (which
+a collecting step cannot do). ``inputs`` are keyed ``"{upstream step}.{output}"`` with those concrete
+names (``"split.items[k]"``, ``"proc[a].result"``). A dynamic output ``items`` stores each key's value at
+``<index key>[<key>]`` (``output_key(run, step, "items[key]")``) and reports only its key index (the JSON
+list of keys, in emission order) as output ``items``, with ``"dynamic": {"items": {"count": n}}``, so the
+termination message stays small however many keys there are.
+
+The command form (``exec``): each output named by ``--dynamic-output NAME`` (repeatable; it is an output
+whether or not ``--outputs`` lists it) gets ``CAIRN_OUTPUT_<NAME>`` = an (empty) directory: every regular
+file the command writes there is one key (file name = mapping key: 1 to 100 letters, digits or
+underscores), uploaded streamed as ``NAME[<file name>]``, in sorted file-name order, then the key index
+as above. A collect input is given in the context as ``"collect": {input: [[key, "proc[k].out"], ...]}``
+(in key order; each ref also in ``inputs``): the command gets ``CAIRN_INPUT_<INPUT>`` = a directory with
+one file per key, named by its key, and ``CAIRN_INPUT_<INPUT>_KEYS`` = a file listing the keys in order,
+one per line (a directory listing's order is not the keys' order).
 """
 
 from __future__ import annotations
@@ -19,16 +38,18 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cairn import dynamic
 from cairn.errors import CairnError
-from cairn.execution import outs_format, run_step_body
+from cairn.execution import concrete_deps, outs_format, run_step_body
 from cairn.io import FileSource, FilesystemIOManager, IOManager, StoredOutput, output_key
 from cairn.loader import load_job
 
@@ -83,15 +104,49 @@ def read_context(raw: str | None) -> dict[str, Any]:
 
 
 def resolve_step(nodes: Mapping[str, Any], step: str, job_name: str) -> str:
-    """The node a step name means: itself, or the node whose DNS form it is (`op-2` for `op_2`)."""
+    """The step a name means: itself, or with its node part in DNS form (`op-2` for `op_2`); an
+    instance of a mapped op keeps its key (`op-2[shard_1]` -> `op_2[shard_1]`)."""
     from cairn.manifest import dns_name
 
-    if step in nodes:
+    node, key = dynamic.split_step(step)
+    if node in nodes:
         return step
-    matches = [n for n in nodes if dns_name(n) == step]
+    matches = [n for n in nodes if dns_name(n) == node]
     if len(matches) == 1:
-        return matches[0]
+        return matches[0] if key is None else dynamic.step_key(matches[0], key)
     raise InvocationError(f"job {job_name} has no step {step!r}; its steps are {', '.join(nodes)}")
+
+
+def _deps_of(ctx: Mapping[str, Any]) -> dict[str, tuple[str, str]] | None:
+    """The context's concrete wiring of the step: ``deps`` ({input: [up, out]}), else what ``collect``
+    says of collect inputs (None when it has neither: the job's wiring applies)."""
+    raw = ctx.get("deps")
+    if raw is not None:
+        if not isinstance(raw, Mapping) or not all(
+            isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(x, str) for x in v) for v in raw.values()
+        ):
+            raise InvocationError('step context "deps" must map each input to [upstream step, output]')
+        return {inp: (v[0], v[1]) for inp, v in raw.items()}
+    return None
+
+
+def _collect_of(ctx: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """The context's ``collect``: input -> [(key, "up.out")], validated (keys by `dynamic.check_key`)."""
+    raw = ctx.get("collect") or {}
+    if not isinstance(raw, Mapping):
+        raise InvocationError('step context "collect" must map each collect input to [[key, "step.output"], ...]')
+    out: dict[str, list[tuple[str, str]]] = {}
+    for inp, pairs in raw.items():
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in pairs
+        ):
+            raise InvocationError(f'step context "collect.{inp}" must be a list of [key, "step.output"] pairs')
+        seen: set[str] = set()
+        try:
+            out[inp] = [(dynamic.check_key(inp, inp, k, seen), ref) for k, ref in pairs]
+        except CairnError as exc:
+            raise InvocationError(f'step context "collect.{inp}": {exc}') from exc
+    return out
 
 
 def result_message(result: dict[str, Any]) -> str:
@@ -115,32 +170,46 @@ def run(job_ref: str, run_id: str, step: str, ctx: Mapping[str, Any]) -> dict[st
     result: dict[str, Any] = {"protocol": PROTOCOL, "run_id": run_id, "step": step, "outputs": {}}
     job = load_job(job_ref)
     step = resolve_step(job.nodes, step, job.name)
+    result["step"] = step
     io = io_manager_for(ctx.get("storage") or {})
     inputs: Mapping[str, Mapping[str, str]] = ctx.get("inputs") or {}
-    node = job.nodes[step]
-    missing = [f"{h.node}.{h.output}" for h in node.inputs.values() if f"{h.node}.{h.output}" not in inputs]
+    node_name = dynamic.node_of(step)
+    deps = _deps_of(ctx)
+    if deps is None:
+        collect = _collect_of(ctx)
+        keys: dict[tuple[str, str], tuple[str, ...]] = {}
+        for inp, pairs in collect.items():
+            collected = (job.collects().get(node_name) or {}).get(inp)
+            dim = job.nodes[collected[0]].mapped if collected is not None else None
+            if dim is None:
+                raise InvocationError(f'step context "collect" names {inp!r}, which is no collect input of {node_name}')
+            keys[dim] = tuple(k for k, _ in pairs)
+        try:
+            deps = concrete_deps(job, step, keys)
+        except CairnError as exc:
+            raise InvocationError(str(exc)) from exc
+    missing = [f"{up}.{out}" for up, out in deps.values() if f"{up}.{out}" not in inputs]
     if missing:
         raise InvocationError(f"step context has no location for input(s) {', '.join(missing)} of step {step}")
     namespace = str(ctx.get("namespace") or "default")
-    op_config = job.op_config({"ops": {step: {"config": ctx.get("config")}}}, step)  # validated, defaults filled
-    stored: dict[str, StoredOutput] = {}
+    # validated, defaults filled
+    op_config = job.op_config({"ops": {node_name: {"config": ctx.get("config")}}}, node_name)
+    dynamic_outs = job.nodes[node_name].op.dynamic_outs
 
     def load(inp: str, up: str, out: str) -> Any:
         loc = inputs[f"{up}.{out}"]
         return io.load(loc["key"], loc.get("format") or outs_format(job, up, out))
 
     def store(name: str, value: Any, fmt: str) -> None:
-        stored[name] = io.store(output_key(run_id, step, name, namespace=namespace), value, fmt)
-        result["outputs"][name] = {
-            "key": stored[name].key,
-            "size": stored[name].size,
-            "sha256": stored[name].sha256,
-            "etag": stored[name].etag,
-            "format": fmt,
-        }
+        stored = io.store(output_key(run_id, step, name, namespace=namespace), value, fmt)
+        if dynamic.dynamic_output(name)[0] in dynamic_outs and name not in dynamic_outs:
+            return  # one key's value, at <index key>[<key>]: reported through the index only
+        result["outputs"][name] = _reported(stored, fmt)
+        if name in dynamic_outs:
+            result.setdefault("dynamic", {})[name] = {"count": len(value)}
 
     try:
-        run_step_body(job, step, run_id, op_config, load, store)
+        run_step_body(job, step, run_id, op_config, load, store, deps)
         result["status"] = "SUCCESS"
     except Exception as exc:
         result["status"] = "FAILURE"
@@ -152,6 +221,10 @@ def run(job_ref: str, run_id: str, step: str, ctx: Mapping[str, Any]) -> dict[st
         traceback.print_exc()
     result["duration_s"] = round(time.monotonic() - t0, 4)
     return result
+
+
+def _reported(stored: StoredOutput, fmt: str) -> dict[str, Any]:
+    return {"key": stored.key, "size": stored.size, "sha256": stored.sha256, "etag": stored.etag, "format": fmt}
 
 
 def env_name(name: str) -> str:
@@ -166,28 +239,51 @@ def exec_command(
     command: list[str],
     ctx: Mapping[str, Any],
     workdir: Path,
+    dynamic_outputs: Sequence[str] = (),
 ) -> tuple[dict[str, Any], int]:
     """The command form: inputs downloaded to files, the command run with their paths in env vars
-    (CAIRN_INPUT_<NAME>, CAIRN_OUTPUT_<NAME>), the output files it wrote uploaded as raw bytes."""
+    (CAIRN_INPUT_<NAME>, CAIRN_OUTPUT_<NAME>), the output files it wrote uploaded as raw bytes. A
+    dynamic output is a directory of files, one per key; a collect input a directory of files, one per
+    key (see the module docstring)."""
     t0 = time.monotonic()
     if not command:
         raise InvocationError("no command after `--`: python -m cairn.step exec [options] -- CMD ARGS...")
     io = io_manager_for(ctx.get("storage") or {})
     namespace = str(ctx.get("namespace") or "default")
     result: dict[str, Any] = {"protocol": PROTOCOL, "run_id": run_id, "step": step, "outputs": {}}
+    outputs = [*outputs, *(o for o in dynamic_outputs if o not in outputs)]
+    dyn = set(dynamic_outputs)
+    collect = _collect_of(ctx)
+    inputs: Mapping[str, Mapping[str, Any]] = ctx.get("inputs") or {}
+    collected_refs = {ref for pairs in collect.values() for _, ref in pairs}
+    unknown = sorted(collected_refs - set(inputs))
+    if unknown:
+        raise InvocationError(f'step context "collect" reads {", ".join(unknown)}, which "inputs" does not locate')
     indir, outdir = workdir / "inputs", workdir / "outputs"
     indir.mkdir(parents=True, exist_ok=True)
     outdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(CAIRN_INPUTS_DIR=str(indir), CAIRN_OUTPUTS_DIR=str(outdir), CAIRN_RUN_ID=run_id, CAIRN_STEP=step)
-    for ref, loc in (ctx.get("inputs") or {}).items():
+    for ref, loc in inputs.items():
         path = indir / ref
         with path.open("wb") as f:  # streamed: an input of any size in little memory
             io.load_into(loc["key"], f)
-        for name in loc.get("names") or [ref.split(".")[0]]:
+        names = loc.get("names") or ([] if ref in collected_refs else [ref.split(".")[0]])
+        for name in names:
             env[f"CAIRN_INPUT_{env_name(name)}"] = str(path)
+    for inp, pairs in collect.items():
+        folder = indir / "collect" / inp
+        folder.mkdir(parents=True, exist_ok=True)
+        for key, ref in pairs:
+            _link_or_copy(indir / ref, folder / key)
+        index = indir / "collect" / f"{inp}.keys"
+        index.write_text("".join(f"{key}\n" for key, _ in pairs))
+        env[f"CAIRN_INPUT_{env_name(inp)}"] = str(folder)
+        env[f"CAIRN_INPUT_{env_name(inp)}_KEYS"] = str(index)
     for out in outputs:
         env[f"CAIRN_OUTPUT_{env_name(out)}"] = str(outdir / out)
+        if out in dyn:
+            (outdir / out).mkdir(parents=True, exist_ok=True)
     try:
         code = subprocess.call(command, env=env)
     except OSError as exc:
@@ -195,7 +291,11 @@ def exec_command(
     if code != 0:
         result.update(status="FAILURE", error={"type": "CommandFailed", "message": f"{command[0]} exited {code}"})
     else:
-        missing = [o for o in outputs if o not in optional and not (outdir / o).is_file()]
+        missing = [
+            o
+            for o in outputs
+            if o not in optional and not ((outdir / o).is_dir() if o in dyn else (outdir / o).is_file())
+        ]
         if missing:
             result.update(
                 status="FAILURE",
@@ -206,21 +306,51 @@ def exec_command(
                 },
             )
         else:
-            for o in outputs:
-                path = outdir / o
-                if path.is_file():
-                    key = output_key(run_id, step, o, namespace=namespace)
-                    stored = io.store(key, FileSource(path), "bytes")  # streamed from the file
-                    result["outputs"][o] = {
-                        "key": stored.key,
-                        "size": stored.size,
-                        "sha256": stored.sha256,
-                        "etag": stored.etag,
-                        "format": "bytes",
-                    }
-            result["status"] = "SUCCESS"
+            try:
+                keyed = {o: _dynamic_files(step, o, outdir / o) for o in outputs if o in dyn and (outdir / o).is_dir()}
+            except CairnError as exc:
+                result.update(status="FAILURE", error={"type": type(exc).__name__, "message": str(exc)[:2000]})
+            else:
+                for o in outputs:
+                    path = outdir / o
+                    if o in keyed:
+                        for key, file in keyed[o]:  # each key's file, streamed, at <index key>[<key>]
+                            io.store(
+                                output_key(run_id, step, f"{o}[{key}]", namespace=namespace), FileSource(file), "bytes"
+                            )
+                        ks = [key for key, _ in keyed[o]]
+                        stored_index = io.store(output_key(run_id, step, o, namespace=namespace), ks, "json")
+                        result["outputs"][o] = _reported(stored_index, "json")
+                        result.setdefault("dynamic", {})[o] = {"count": len(ks)}
+                    elif path.is_file():
+                        key = output_key(run_id, step, o, namespace=namespace)
+                        stored = io.store(key, FileSource(path), "bytes")  # streamed from the file
+                        result["outputs"][o] = _reported(stored, "bytes")
+                result["status"] = "SUCCESS"
     result["duration_s"] = round(time.monotonic() - t0, 4)
     return result, (code or (1 if result["status"] == "FAILURE" else 0))
+
+
+def _dynamic_files(step: str, output: str, folder: Path) -> list[tuple[str, Path]]:
+    """The keys a command wrote to a dynamic output's directory: (file name, file), in sorted name order;
+    MappingKeyError for a name that is no mapping key, CairnError for anything but a regular file."""
+    out: list[tuple[str, Path]] = []
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not path.is_file():
+            raise CairnError(
+                f"step {step}: dynamic output {output} has {path.name!r}, which is not a regular file; write one "
+                f"file per mapping key to $CAIRN_OUTPUT_{env_name(output)}"
+            )
+        out.append((dynamic.check_key(step, output, path.name), path))
+    return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """`dst` with the bytes of `src`: a hard link (no second copy on disk), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,6 +373,13 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--step", required=True)
     x.add_argument("--outputs", default="result", help="comma-separated output names")
     x.add_argument("--optional-outputs", default="", help="comma-separated outputs the command may omit")
+    x.add_argument(
+        "--dynamic-output",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a dynamic output (repeatable): $CAIRN_OUTPUT_<NAME> is a directory, one file per mapping key",
+    )
     x.add_argument("--context", help="step context JSON, or @path (default: $CAIRN_STEP_CONTEXT)")
     x.add_argument("--termination-path", default=None)
     x.add_argument("--workdir", type=Path, default=None, help="where input and output files go (default: a temp dir)")
@@ -278,7 +415,9 @@ def _main_exec(args: argparse.Namespace, path: Path) -> int:
     optional = [o for o in args.optional_outputs.split(",") if o]
     try:
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cairn-step-"))
-        result, code = exec_command(args.run_id, args.step, outputs, optional, cmd, read_context(args.context), workdir)
+        result, code = exec_command(
+            args.run_id, args.step, outputs, optional, cmd, read_context(args.context), workdir, args.dynamic_output
+        )
     except CairnError as exc:
         print(f"cairn.step: error: {exc}", file=sys.stderr)
         message = {
