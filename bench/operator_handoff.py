@@ -85,7 +85,8 @@ class PodWatch:
             now = time.perf_counter()
             pod = ev["object"]
             name = pod.metadata.name
-            self.steps[name] = pod.metadata.labels.get("cairn.dev/step", "")
+            annotated = (pod.metadata.annotations or {}).get("cairn.dev/step-key")  # a mapped op's op[key]
+            self.steps[name] = annotated or pod.metadata.labels.get("cairn.dev/step", "")
             self.added.setdefault(name, now)
             if pod.status.phase == "Succeeded":
                 self.succeeded.setdefault(name, now)

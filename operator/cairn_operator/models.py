@@ -721,6 +721,9 @@ class StepStatusModel(Model):
     logError: str | None = Field(
         None, description="Why the last attempt's log could not be saved to storage yet (tried again every cycle)."
     )
+    keys: dict[str, list[str]] | None = Field(
+        None, description="A dynamic step: output -> the mapping keys it emitted (a step op[key] per key of its maps)."
+    )
 
 
 class RunStatusModel(Model):
@@ -786,6 +789,11 @@ class PlanStatus(Model):
     skipped: dict[str, str] | None = None
     versions: dict[str, StepVersions] | None = Field(
         None, description="Stale: per step, the version that produced the parent's outputs and the version now."
+    )
+    remapped: dict[str, list[str]] | None = Field(
+        None,
+        description="Dynamic outputs (step.output) whose step runs again, with the keys the parent had: the ops "
+        "mapped over them run whole (op[*]) over the keys emitted now, none of the parent's instances is reused.",
     )
 
 

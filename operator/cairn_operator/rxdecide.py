@@ -316,6 +316,8 @@ def plan_status(p: Plan, execution: Execution, bucket: str | None = None, prefix
     }
     if p.versions:
         out["versions"] = {s: {"old": old, "new": new} for s, (old, new) in p.versions.items()}
+    if p.remapped:  # a dynamic step runs again: its maps run whole over the keys it emits then
+        out["remapped"] = {f"{step}.{output}": list(keys) for (step, output), keys in p.remapped.items()}
     return out
 
 
