@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cairn.dynamic import check_graph, node_of, split_step
+from cairn.dynamic import check_graph, infer_mapped, node_of, split_step
 from cairn.errors import DefinitionError
 from cairn.planner import JobGraph
 from cairn_operator.models import JobSpec, OpSpec
@@ -107,20 +107,9 @@ def build(spec: JobSpec) -> OpGraph:
                 )
             if inp in o.inputs:
                 raise InvalidJob(f"op {o.name}: {inp!r} is both an input and a collect input; rename one")
-    # An op is mapped when an input reads a dynamic output, or an op mapped over one (in the Job's order,
-    # repeated until nothing changes: the order of ops in the spec is free).
-    mapped: dict[str, tuple[str, str]] = {}
-    changed = True
-    while changed:
-        changed = False
-        for o in spec.ops:
-            for up, out in deps[o.name].values():
-                dim = (up, out) if out in ops[up].dynamicOutputs else mapped.get(up)
-                if dim is not None and o.name not in mapped:
-                    mapped[o.name] = dim
-                    changed = True
     collects = {o.name: {inp: parse_input(ref) for inp, ref in o.collect.items()} for o in spec.ops if o.collect}
     dynamic = {o.name: tuple(o.dynamicOutputs) for o in spec.ops if o.dynamicOutputs}
+    mapped = infer_mapped([o.name for o in spec.ops], deps, dynamic)  # reading a dynamic output maps an op
     try:
         check_graph(list(ops), deps, dynamic, mapped, collects, "the Job")
     except DefinitionError as exc:

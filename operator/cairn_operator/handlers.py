@@ -41,6 +41,7 @@ from pydantic import ValidationError
 from cairn.dynamic import node_of
 from cairn.planner import Request, RunView, plan_checked
 from cairn.runstate import RunPhase, StepState
+from cairn.step import ContextTooLarge
 from cairn_operator import kube
 from cairn_operator.graph import InvalidJob, OpGraph, build, config_problem, run_keys
 from cairn_operator.models import GROUP, VERSION, JobSpec, ReexecutionSpec, RunSpec
@@ -538,24 +539,30 @@ def _sync(
     steps = result.status.get("steps") or {}
     graph = result.graph or graph
     # New pods first (they are what the next steps wait for), several at once; then the rest.
-    creates = [
-        step_pod(
-            run=name,
-            run_uid=uid,
-            namespace=namespace,
-            job_name=run_spec.jobRef.name,
-            spec=job_spec,
-            graph=graph,
-            step=a.step,
-            attempt=a.attempt,
-            inputs=step_inputs(graph, a.step, steps),
-            config=(((run_spec.config or {}).get("ops") or {}).get(node_of(a.step)) or {}).get("config"),
-            override=(run_spec.overrides or {}).get(node_of(a.step)),
-            service_account=STEP_ACCOUNT,
-        )
-        for a in result.actions
-        if isinstance(a, CreatePod)
-    ]
+    creates = []
+    unbuildable: dict[str, str] = {}  # step -> why its pod cannot be made (the same every time)
+    for a in result.actions:
+        if not isinstance(a, CreatePod):
+            continue
+        try:
+            creates.append(
+                step_pod(
+                    run=name,
+                    run_uid=uid,
+                    namespace=namespace,
+                    job_name=run_spec.jobRef.name,
+                    spec=job_spec,
+                    graph=graph,
+                    step=a.step,
+                    attempt=a.attempt,
+                    inputs=step_inputs(graph, a.step, steps),
+                    config=(((run_spec.config or {}).get("ops") or {}).get(node_of(a.step)) or {}).get("config"),
+                    override=(run_spec.overrides or {}).get(node_of(a.step)),
+                    service_account=STEP_ACCOUNT,
+                )
+            )
+        except ContextTooLarge as exc:
+            unbuildable[a.step] = str(exc)
     keys = [f"{namespace}/{c['metadata']['name']}" for c in creates]
     slots.hold(keys)
 
@@ -608,9 +615,13 @@ def _sync(
             )
         return delay
     REFUSED_BACKOFF.reset(f"{namespace}/{name}")
-    for step, refusal in refusals.items():  # the pod itself is invalid: the same spec is refused every time
+    invalid_pods = {
+        step: f"{refusal}: fix the Job's op (or the Run's overrides), then re-execute"
+        for step, refusal in refusals.items()
+    }
+    invalid_pods.update(unbuildable)
+    for step, msg in invalid_pods.items():  # the pod itself is invalid: the same spec is refused every time
         st = steps[step]
-        msg = f"{refusal}: fix the Job's op (or the Run's overrides), then re-execute"
         st.update(phase=StepState.FAILED.value, message=msg, finishedAt=ts(dt.datetime.now(dt.UTC)))
         st.pop("podName", None)
         result.actions = [

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from cairn.dynamic import node_of, split_step
 from cairn.s3io import object_key
+from cairn.step import context_env
 from cairn_operator.graph import OpGraph, output_location
 from cairn_operator.models import API_VERSION, JobSpec, OpSpec, StepOverride
 
@@ -239,7 +240,7 @@ def step_pod(
         extra = [e for e in extra if e["name"] not in replaced]
         extra += [e.model_dump(exclude_none=True) for e in override.env]
     env = [
-        {"name": "CAIRN_STEP_CONTEXT", "value": json.dumps(ctx, separators=(",", ":"))},
+        *({"name": k, "value": v} for k, v in context_env(ctx).items()),
         *storage_env(spec),
         *extra,
     ]

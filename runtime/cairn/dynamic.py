@@ -122,6 +122,7 @@ def expand(
             o: dict[str, bool] = {}
             for out, required in node_outs.items():
                 if out in (dynamic.get(node) or ()):
+                    o[out] = True  # the key index: where the step's keys are recorded (also for zero keys)
                     for k in keys_of((node, out)) or ():
                         o[f"{out}[{k}]"] = True
                 else:
@@ -130,6 +131,27 @@ def expand(
             c_deps[step] = d
             c_outputs[step] = o
     return tuple(c_steps), c_deps, c_outputs
+
+
+def infer_mapped(
+    steps: Sequence[str], deps: Mapping[str, Mapping[str, tuple[str, str]]], dynamic: Mapping[str, Sequence[str]]
+) -> dict[str, tuple[str, str]]:
+    """Which ops are mapped, when a graph does not say (a Job resource): an op whose input reads a dynamic
+    output, or reads an op mapped over one, is mapped over that dynamic output (in any op order)."""
+    mapped: dict[str, tuple[str, str]] = {}
+    changed = True
+    while changed:
+        changed = False
+        for op in steps:
+            if op in mapped:
+                continue
+            for up, out in (deps.get(op) or {}).values():
+                dim = (up, out) if out in (dynamic.get(up) or ()) else mapped.get(up)
+                if dim is not None:
+                    mapped[op] = dim
+                    changed = True
+                    break
+    return mapped
 
 
 def check_graph(

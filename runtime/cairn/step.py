@@ -35,6 +35,7 @@ one per line (a directory listing's order is not the keys' order).
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -43,6 +44,7 @@ import subprocess
 import sys
 import time
 import traceback
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,8 +83,42 @@ def io_manager_for(storage: Mapping[str, Any]) -> IOManager:
     raise InvocationError(f"step context storage.kind must be 'fs' or 's3', got {kind!r}")
 
 
+#: The environment variable of a packed (zlib, base64) step context: a collector of a large map has one
+#: location per key, more than one environment string may hold (Linux: 128 KiB) when written out.
+PACKED_CONTEXT_ENV = "CAIRN_STEP_CONTEXT_Z"
+#: Contexts up to this size are passed as they are (readable in `kubectl get pod -o yaml`); larger ones packed.
+PLAIN_CONTEXT_MAX = 16 * 1024
+#: What a packed context may take in the pod's environment (an environment string's limit, with room).
+PACKED_CONTEXT_MAX = 120 * 1024
+
+
+class ContextTooLarge(ValueError):
+    """A step's context does not fit in its pod's environment even packed."""
+
+
+def context_env(ctx: Mapping[str, Any]) -> dict[str, str]:
+    """The environment variable that carries `ctx` to the step: CAIRN_STEP_CONTEXT as JSON, or, when the
+    JSON is large (a collector of a large map), CAIRN_STEP_CONTEXT_Z packed. ContextTooLarge past the limit."""
+    text = json.dumps(ctx, separators=(",", ":"))
+    if len(text) <= PLAIN_CONTEXT_MAX:
+        return {"CAIRN_STEP_CONTEXT": text}
+    packed = base64.b64encode(zlib.compress(text.encode(), 9)).decode()
+    if len(packed) > PACKED_CONTEXT_MAX:
+        raise ContextTooLarge(
+            f"the step's context (its inputs' locations) is {len(text) // 1024} KiB, {len(packed) // 1024} KiB "
+            f"packed, more than a pod's environment holds ({PACKED_CONTEXT_MAX // 1024} KiB): collect fewer keys "
+            f"per step, e.g. split the map in groups and collect each group first"
+        )
+    return {PACKED_CONTEXT_ENV: packed}
+
+
 def read_context(raw: str | None) -> dict[str, Any]:
     raw = raw if raw is not None else os.environ.get("CAIRN_STEP_CONTEXT")
+    if raw is None and os.environ.get(PACKED_CONTEXT_ENV):
+        try:
+            raw = zlib.decompress(base64.b64decode(os.environ[PACKED_CONTEXT_ENV])).decode()
+        except (ValueError, zlib.error) as exc:
+            raise InvocationError(f"{PACKED_CONTEXT_ENV} is not a packed step context: {exc}") from exc
     if raw is None:
         raise InvocationError("no step context: pass --context JSON (or @file), or set CAIRN_STEP_CONTEXT")
     if raw.startswith("@"):

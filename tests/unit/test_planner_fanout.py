@@ -49,6 +49,7 @@ def fan_parent(states: dict[str, StepState], keys: tuple[str, ...] | None = KEYS
         if state is not S:
             continue
         if s == "split":
+            outputs[("split", "items")] = OutputRef(run, f"{run}/split/items")  # the key index
             for k in keys or ():
                 outputs[("split", f"items[{k}]")] = OutputRef(run, f"{run}/split/items[{k}]")
         else:
@@ -82,7 +83,7 @@ def test_the_concrete_graph_wires_instances_and_collects() -> None:
     assert g.deps["train[b]"] == {"shard": ("split", "items[b]"), "cfg": ("config", "result")}
     assert g.deps["score[a]"] == {"model": ("train[a]", "result")}
     assert g.deps["report"] == {"scores[a]": ("score[a]", "result"), "scores[b]": ("score[b]", "result")}
-    assert g.outputs["split"] == {"items[a]": True, "items[b]": True}
+    assert g.outputs["split"] == {"items": True, "items[a]": True, "items[b]": True}
 
 
 @pytest.mark.parametrize(
@@ -114,6 +115,17 @@ def test_a_rerun_dynamic_step_reruns_its_maps_whole() -> None:
     assert p.remapped == {("split", "items"): KEYS}
     assert not any("[" in s for s in p.reused_steps), "no instance of the parent's map is mixed in"
     assert p.keys == {}
+
+
+def test_a_reused_dynamic_step_with_zero_keys_points_at_the_run_that_produced_it() -> None:
+    view = fan_parent(instances() | {"report": S}, keys=(), run="grand")
+    states = {"config": S, "split": StepState.REUSED, "report": F}
+    outputs = {k: v for k, v in view.outputs.items() if k[0] in ("config", "split")}
+    parent = RunView("p", RunPhase.FAILED, "grand", states, outputs, keys={("split", "items"): ()})
+    p = plan(FANOUT, parent, Request(Mode.FROM_FAILURE))
+    assert p.to_run == (("report", "failed"),)
+    assert p.reused_steps == {"config": "grand", "split": "grand"}
+    assert p.keys == {("split", "items"): ()}
 
 
 def test_a_dynamic_step_that_failed_is_rerun_with_placeholders() -> None:
@@ -267,6 +279,7 @@ def simulate(case: Case) -> tuple[RunView, dict[str, set[str]]]:
                 states[inst] = S
                 if inst in case.dynamic:
                     keys[inst] = case.keys[inst]
+                    outputs[(inst, "items")] = OutputRef("p", f"p/{inst}/items")
                     for k in case.keys[inst]:
                         outputs[(inst, f"items[{k}]")] = OutputRef("p", f"p/{inst}/items[{k}]")
                 else:

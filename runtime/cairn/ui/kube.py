@@ -278,8 +278,8 @@ class KubeSource:
         out = self._summary(run, time.time())
         st = run.get("status") or {}
         ops = self._ops(run)
-        graph = upstream_of_ops(ops)
         status_steps = st.get("steps") or {}
+        graph = upstream_of_ops(ops, status_steps)
         order = list(graph) + [s for s in status_steps if s not in graph]
         steps = []
         for s in order:

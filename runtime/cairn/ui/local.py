@@ -199,7 +199,7 @@ class LocalSource:
         out["steps"] = steps
         out["jobRef"] = r.job_ref
         try:
-            graph = job_graph(self._job(r))
+            graph = job_graph(self._job(r)).concrete(r.keys)  # a fan-out run's steps: op[key] per mapping key
             out["graph"] = {s: [u for u, _ in dict.fromkeys(graph.deps.get(s, {}).values())] for s in graph.steps}
         except UIError as exc:
             out["graph"] = {s: [] for s in r.steps}

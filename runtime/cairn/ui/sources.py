@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cairn.dynamic import expand, infer_mapped
+
 #: Re-execution modes of the UI. SameSteps is Selected with the steps the parent executed.
 MODES = ("All", "SameSteps", "Selected", "FromSelected", "FromFailure")
 #: Reasons the planner gives a step it runs (`cairn.planner`).
@@ -96,13 +98,27 @@ def duration(started: float | None, finished: float | None, now: float) -> float
     return max(0.0, (finished if finished is not None else now) - started)
 
 
-def upstream_of_ops(ops: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """A Job spec's ops as step -> upstream steps (an input names `op` or `op.output`)."""
-    graph: dict[str, list[str]] = {}
-    for op in ops:
-        ups = [str(src).split(".", 1)[0] for src in (op.get("inputs") or {}).values()]
-        graph[op["name"]] = list(dict.fromkeys(ups))
-    return graph
+def upstream_of_ops(ops: list[dict[str, Any]], status_steps: Mapping[str, Any] | None = None) -> dict[str, list[str]]:
+    """A Job spec's ops as step -> upstream steps (an input names `op` or `op.output`). With fan-out, the
+    steps of the Run: each mapped op once per key its status knows (`op[key]`; `op[*]` while unknown)."""
+
+    def ref(src: Any) -> tuple[str, str]:
+        op, _, out = str(src).partition(".")
+        return op, out or "result"
+
+    deps = {op["name"]: {inp: ref(src) for inp, src in (op.get("inputs") or {}).items()} for op in ops}
+    dynamic = {op["name"]: tuple(op.get("dynamicOutputs") or ()) for op in ops if op.get("dynamicOutputs")}
+    collects = {op["name"]: {inp: ref(src) for inp, src in op["collect"].items()} for op in ops if op.get("collect")}
+    if dynamic or collects:
+        keys = {
+            (step, out): list(ks)
+            for step, st in (status_steps or {}).items()
+            for out, ks in ((st or {}).get("keys") or {}).items()
+        }
+        outputs = {op["name"]: dict.fromkeys(op.get("outputs") or ["result"], True) for op in ops}
+        mapped = infer_mapped(list(deps), deps, dynamic)
+        _, deps, _ = expand(list(deps), deps, outputs, dynamic, mapped, collects, keys)
+    return {step: list(dict.fromkeys(up for up, _ in d.values())) for step, d in deps.items()}
 
 
 def lineage_tree(runs: list[dict[str, Any]], root: str) -> dict[str, Any] | None:

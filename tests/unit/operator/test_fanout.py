@@ -214,3 +214,37 @@ def test_a_rerun_dynamic_step_fans_out_again_over_its_new_keys() -> None:
     assert created(res) == ["train[b]", "train[c]", "train[d]"]
     assert "train[a]" not in res.status["steps"], "the parent's instance of a key no longer emitted is not mixed in"
     assert res.status["steps"]["train[c]"]["reason"] == "downstream-of:split"
+
+
+def collector_pod(n: int) -> dict[str, Any]:
+    keys = [f"shard_{i}" for i in range(n)]
+    graph = build(spec()).concrete({("split", "shards"): keys})
+    steps = {
+        f"score[{k}]": {"phase": "Succeeded", "outputs": {"result": {"key": f"ns/run-1.0a1b2c3d/score[{k}]/result"}}}
+        for k in keys
+    }
+    return step_pod(
+        run="r", run_uid="u", namespace="ns", job_name="j", spec=spec(), graph=graph, step="report", attempt=1,
+        inputs=step_inputs(graph, "report", steps), config=None,
+    )  # fmt: skip
+
+
+def test_a_large_collectors_context_is_packed_and_reads_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cairn.step import PACKED_CONTEXT_ENV, read_context
+
+    env = {e["name"]: e.get("value") for e in collector_pod(1000)["spec"]["containers"][0]["env"]}
+    assert "CAIRN_STEP_CONTEXT" not in env and len(env[PACKED_CONTEXT_ENV]) < 120 * 1024
+    monkeypatch.delenv("CAIRN_STEP_CONTEXT", raising=False)
+    monkeypatch.setenv(PACKED_CONTEXT_ENV, env[PACKED_CONTEXT_ENV])
+    ctx = read_context(None)
+    assert len(ctx["collect"]["scores"]) == 1000 and ctx["collect"]["scores"][999] == [
+        "shard_999",
+        "score[shard_999].result",
+    ]
+
+
+def test_a_context_too_large_even_packed_is_refused_saying_what_to_do() -> None:
+    from cairn.step import ContextTooLarge
+
+    with pytest.raises(ContextTooLarge, match="collect fewer keys per step"):
+        collector_pod(30000)
