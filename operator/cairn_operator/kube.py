@@ -266,7 +266,10 @@ def create_pod(body: dict[str, Any]) -> bool:
     from kubernetes.client.rest import ApiException
 
     try:
-        _core().create_namespaced_pod(body["metadata"]["namespace"], body)
+        # the created pod is not read back: deserializing it into client models costs more than the call
+        # (its bytes are read, so that the connection goes back to the pool)
+        resp = _core().create_namespaced_pod(body["metadata"]["namespace"], body, _preload_content=False)
+        resp.read()
     except ApiException as exc:
         if exc.status == 409:
             return False
