@@ -139,6 +139,12 @@ def resume(co: Any, kube: Any, n: int, failed: int) -> None:
     cst = (final.get("status") or {}).get("steps") or {}
     reused = sum(1 for st in cst.values() if st.get("phase") == "Reused")
     want = len(bad) + 1
+    size = len(json.dumps(final, separators=(",", ":")).encode())
+    print(
+        f"   the child Run object ({len(cst)} steps, {reused} reused, its plan in spec.execution): {size / 1024:.0f} "
+        f"KiB   target < 1 MiB   {'met' if size < 2**20 else 'NOT met'}",
+        flush=True,
+    )
     print(
         f"   from failure: child {child} {(final.get('status') or {}).get('phase')} "
         f"in {time.perf_counter() - t1:.1f} s; "

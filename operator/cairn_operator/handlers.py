@@ -46,6 +46,7 @@ from cairn_operator import kube
 from cairn_operator.graph import InvalidJob, OpGraph, build, config_problem, run_keys
 from cairn_operator.models import GROUP, VERSION, JobSpec, ReexecutionSpec, RunSpec
 from cairn_operator.reconcile import (
+    LARGE_RUN_STEPS,
     CreatePod,
     DeletePod,
     Event,
@@ -637,7 +638,12 @@ def _sync(
             said = ((body.get("status") or {}).get("steps") or {}).get(action.step, {}).get("logError")
             if problem and problem != said:
                 log_problems.append(Event("LogSaveFailed", f"step {action.step}: {problem}", "Warning"))
-    if needs_locations(steps):
+    if len(steps) > LARGE_RUN_STEPS:  # where outputs are, said once (see LARGE_RUN_STEPS)
+        if not result.status.get("storage"):
+            bucket = output_bucket(namespace, job_spec)
+            if bucket:
+                result.status["storage"] = {"bucket": bucket, "prefix": job_spec.storage.prefix}
+    elif needs_locations(steps):
         add_locations(step_output_locations(steps), output_bucket(namespace, job_spec), job_spec.storage.prefix)
     # Persist, then destroy: the status first; deletions only after it is written (and podGC only
     # deletes pods whose result the status already held when this cycle read it).

@@ -726,6 +726,11 @@ class StepStatusModel(Model):
     )
 
 
+class RunStorageStatus(Model):
+    bucket: str
+    prefix: str = ""
+
+
 class RunStatusModel(Model):
     phase: Literal["Pending", "Running", "Succeeded", "Failed", "Canceled"] | None = None
     observedGeneration: int | None = None
@@ -740,6 +745,11 @@ class RunStatusModel(Model):
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     steps: dict[str, StepStatusModel] | None = None
+    storage: RunStorageStatus | None = Field(
+        None,
+        description="A large Run (more than 500 steps): where its outputs are, once for all of them "
+        "(an output's uri is s3://<bucket>/<prefix>/<key>), instead of a bucket and uri per output.",
+    )
     conditions: list[Condition] | None = CONDITIONS
     settled: bool | None = Field(
         None,

@@ -22,6 +22,14 @@ from cairn_operator.resources import pod_name
 
 #: The JSON protocol of the runtime's step entrypoint (cairn.step.PROTOCOL).
 STEP_PROTOCOL = 1
+#: A Run with more steps than this is *large*: its status keeps per output only what re-execution needs
+#: (key, size, ETag), its storage location once (`status.storage`), so that a 1,000-way map with two
+#: mapped ops stays under 1 MiB (the API server refuses objects of about 1.5 MiB). An output's SHA-256
+#: stays in its pod's termination message while the pod exists.
+LARGE_RUN_STEPS = 500
+#: The most steps a Run may have (a map's keys included): about 430 bytes of status per step, so that the
+#: Run object stays under 1 MiB; a dynamic step emitting more keys fails, saying so.
+MAX_RUN_STEPS = 2100
 
 
 @dataclass(frozen=True)
@@ -301,6 +309,8 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
             by_step[p.step] = p
     events = res.actions
 
+    large = len(graph.order) > LARGE_RUN_STEPS
+
     # 1. Observe the pods of current attempts.
     for s in graph.order:
         st = steps[s]
@@ -367,6 +377,18 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
                 if keys is None or any(o in (result.get("outputs") or {}) and o not in keys for o in dynamic_outputs):
                     st["message"] = "reading the mapping keys of its dynamic outputs from storage"
                     continue  # the handler reads them (its key index) before the next cycle
+                known = {**run_keys(steps), **{(s, o): list(ks) for o, ks in keys.items()}}
+                total = len(static.concrete(known).order)
+                if total > MAX_RUN_STEPS:
+                    why = (
+                        f"TooManySteps: it emitted {sum(len(k) for k in keys.values())} mapping keys, which would make "
+                        f"this Run {total} steps, more than the {MAX_RUN_STEPS} a Run's status holds (the API server "
+                        "refuses objects of about 1.5 MiB): emit fewer keys (e.g. one per group of shards) or split "
+                        "the work over several Runs"
+                    )
+                    st.update(phase=StepState.FAILED.value, finishedAt=pod.finished or now_s, message=why)
+                    events.append(Event("StepFailed", f"step {s}: {why}", "Warning"))
+                    continue
                 st["keys"] = {o: list(ks) for o, ks in keys.items()}
             if run.versions.get(node_of(s)):
                 st["version"] = run.versions[node_of(s)]
@@ -375,7 +397,8 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
                 finishedAt=pod.finished or now_s,
                 exitCode=0,
                 outputs={
-                    k: {"key": v["key"], "size": v.get("size"), "etag": v.get("etag"), "sha256": v.get("sha256")}
+                    k: {"key": v["key"], "size": v.get("size"), "etag": v.get("etag")}
+                    | ({} if large else {"sha256": v.get("sha256")})
                     for k, v in (result.get("outputs") or {}).items()
                 },
             )

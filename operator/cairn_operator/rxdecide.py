@@ -302,13 +302,19 @@ def _child_overrides(rx: ReexecutionSpec, parent: Mapping[str, Any]) -> dict[str
     return {**merged, **(rx.overrides or {})}
 
 
+#: Reused outputs past which a Reexecution's plan lists each by key alone, without bucket and uri (a
+#: 1,000-way map's plan stays well under the API server's object size limit).
+LARGE_PLAN_OUTPUTS = 500
+
+
 def plan_status(p: Plan, execution: Execution, bucket: str | None = None, prefix: str = "") -> dict[str, Any]:
     reused = [
         {"step": step, "output": o, "sourceRun": r.sourceRun, "key": ref.key, "etag": ref.etag}
         for step, r in execution.reused.items()
         for o, ref in r.outputs.items()
     ]
-    add_locations(reused, bucket, prefix)
+    if len(reused) <= LARGE_PLAN_OUTPUTS:  # a large plan says where its outputs are only by key (status size)
+        add_locations(reused, bucket, prefix)
     out: dict[str, Any] = {
         "steps": [{"name": s, "reason": r} for s, r in p.to_run],
         "reused": reused,

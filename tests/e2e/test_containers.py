@@ -152,6 +152,7 @@ def test_the_seed_samples_run_in_containers_and_a_fromfailure_reexecution_fixes_
     # `kubectl wait` on the Run's condition returns when it succeeds.
     kube.kubectl("wait", "--for=condition=Succeeded", "crun/unreliable-succeeds", "-n", NS, "--timeout=300s")
     kube.wait_for("unreliable-fails to fail", lambda: _phase(kube, "unreliable-fails") == "Failed")
+    kube.wait_for("fanout-fails to fail", lambda: _phase(kube, "fanout-fails") == "Failed")  # shard_1 of 5
 
     pods = kube.json("get", "pods", "-n", NS)["items"]
     assert len(pods) >= 5, [p["metadata"]["name"] for p in pods]  # 3 + 2 (end never ran)
@@ -189,6 +190,26 @@ spec:
     assert {p["metadata"]["labels"]["cairn.dev/step"] for p in child_pods} == {"unreliable", "end"}
     assert steps["start"]["phase"] == "Reused", steps["start"]  # read in place from the parent, not run
     assert (steps["unreliable"]["phase"], steps["end"]["phase"]) == ("Succeeded", "Succeeded")
+
+    # The fan-out sample: one container per shard; from failure runs the failed shard and the collector only.
+    fan = kube.json("get", "crun", "fanout-fails", "-n", NS)["status"]["steps"]
+    assert [s for s, st in fan.items() if st["phase"] == "Failed"] == ["process[shard_1]"]
+    fix_fan = fix.replace("fix-unreliable", "fix-fanout").replace("unreliable-fails", "fanout-fails")
+    fix_fan = fix_fan.replace("unreliable:", "process:").replace("CAIRN_UNRELIABLE", "CAIRN_FANOUT_FAIL")
+    kube.kubectl("apply", "-n", NS, "-f", "-", stdin=fix_fan.replace("value: pass", 'value: ""'))
+    out = lambda: kube.kubectl(  # noqa: E731
+        "get", "rx", "fix-fanout", "-n", NS, "-o", "jsonpath={.status.childRun}", check=False
+    ).stdout.strip()
+    fan_child = kube.wait_for("the fan-out Reexecution's child Run", out)
+    kube.kubectl("wait", "--for=condition=Succeeded", f"crun/{fan_child}", "-n", NS, "--timeout=300s")
+    fan_pods = kube.json("get", "pods", "-n", NS, "-l", f"cairn.dev/run={fan_child}")["items"]
+    ran = {
+        (p["metadata"].get("annotations") or {}).get("cairn.dev/step-key", p["metadata"]["labels"]["cairn.dev/step"])
+        for p in fan_pods
+    }
+    assert ran == {"process[shard_1]", "summarize"}, ran
+    reused = kube.json("get", "crun", fan_child, "-n", NS)["status"]["steps"]
+    assert sum(1 for st in reused.values() if st["phase"] == "Reused") == 5  # split and 4 shards, read in place
 
 
 def test_a_memory_limit_is_seen_inside_the_container_and_kubectl_logs_works(installed: Kube) -> None:

@@ -35,5 +35,9 @@ def test_the_samples_run_as_they_are_with_kubectl(cairn_operator: Any, kube: Any
         assert rows["unreliable-fails"][1:4] == ["Failed", "3/3", "1"]
         assert "unreliable" in kubectl(dev_cluster, "get", "cairn")  # the category lists Jobs and Runs
         assert get_run(kube, "default", "unreliable-fails")["status"]["steps"]["unreliable"]["phase"] == "Failed"
+        fan = wait_phase(kube, "default", "fanout-fails", "Succeeded", "Failed", timeout=120)["status"]
+        assert fan["phase"] == "Failed"
+        assert fan["steps"]["split"]["keys"] == {"result": [f"shard_{i}" for i in range(5)]}
+        assert [s for s, st in fan["steps"].items() if st["phase"] == "Failed"] == ["process[shard_1]"]
     finally:
         kubectl(dev_cluster, "delete", "-f", str(ROOT / "crds" / "samples"), "--ignore-not-found")

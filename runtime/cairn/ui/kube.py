@@ -21,9 +21,10 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from cairn.s3io import object_key
 from cairn.ui.sources import (
     Publish,
     ReexecRequest,
@@ -303,7 +304,7 @@ class KubeSource:
                     "outputs": [
                         {
                             "name": o,
-                            **{k: v for k, v in ref.items() if k in ("key", "size", "etag", "sha256", "uri", "bucket")},
+                            **located(ref, st.get("storage")),
                             **({"sourceRun": ss["sourceRun"]} if ss.get("sourceRun") else {}),
                         }
                         for o, ref in (ss.get("outputs") or {}).items()
@@ -628,3 +629,13 @@ class PodLogFollow:
                     fn()
                 except Exception:  # best effort: the connection may be gone already
                     continue
+
+
+def located(ref: Mapping[str, Any], storage: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An output's location as the page shows it; a large Run says its bucket and prefix once
+    (`status.storage`) instead of per output: its uri is made from them."""
+    out = {k: v for k, v in ref.items() if k in ("key", "size", "etag", "sha256", "uri", "bucket")}
+    if "uri" not in out and storage and storage.get("bucket") and ref.get("key"):
+        out["bucket"] = storage["bucket"]
+        out["uri"] = f"s3://{storage['bucket']}/{object_key(str(storage.get('prefix') or ''), str(ref['key']))}"
+    return out

@@ -248,3 +248,23 @@ def test_a_context_too_large_even_packed_is_refused_saying_what_to_do() -> None:
 
     with pytest.raises(ContextTooLarge, match="collect fewer keys per step"):
         collector_pod(30000)
+
+
+def test_a_map_too_large_for_a_runs_status_fails_its_dynamic_step_saying_so() -> None:
+    first = cycle({}, [])
+    pods = [obs("split", "Succeeded", ok("split", "shards"))]
+    res = cycle(first.status, pods, keys={"split": {"shards": [f"k{i}" for i in range(1100)]}})
+    split = res.status["steps"]["split"]
+    assert split["phase"] == "Failed" and "would make this Run 2202 steps, more than the 2100" in split["message"]
+    assert "keys" not in split and res.status["phase"] == "Failed" and created(res) == []
+
+
+def test_a_large_runs_outputs_keep_what_reexecution_needs() -> None:
+    first = cycle({}, [])
+    split = obs("split", "Succeeded", ok("split", "shards"))
+    fanned = cycle(first.status, [split], keys={"split": {"shards": [f"k{i}" for i in range(600)]}}, par=1)
+    msg = json.dumps(
+        {"protocol": 1, "status": "SUCCESS", "outputs": {"result": {"key": "k", "size": 3, "etag": "e", "sha256": "h"}}}
+    )
+    done = cycle(fanned.status, [split, obs("train[k0]", "Succeeded", msg)], par=1)
+    assert done.status["steps"]["train[k0]"]["outputs"] == {"result": {"key": "k", "size": 3, "etag": "e"}}
