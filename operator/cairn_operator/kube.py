@@ -146,10 +146,10 @@ def patch_run_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
     """A JSON merge patch of the Run's status subresource (None values delete keys)."""
     from kubernetes import client
 
-    if patch:
+    if patch:  # the patched Run is not decoded (a large Run's JSON is most of the cost of a small patch)
         client.CustomObjectsApi(_api()).patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, "runs", name, {"status": patch}
-        )
+            GROUP, VERSION, namespace, "runs", name, {"status": patch}, _preload_content=False
+        ).read()
 
 
 def patch_reexecution_status(namespace: str, name: str, patch: dict[str, Any]) -> None:

@@ -281,11 +281,11 @@ def cmd_tree(args: argparse.Namespace) -> int:
 
 
 def cmd_manifest(args: argparse.Namespace) -> int:
-    from cairn.manifest import job_manifest
+    from cairn.manifest import job_manifest, to_yaml
 
     job = load_job(args.job)
     doc = job_manifest(job, args.job, image=args.image, secret=args.secret, name=args.name, prefix=args.prefix)
-    print(yaml.safe_dump(doc, sort_keys=False), end="")
+    print(to_yaml(doc), end="")
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from cairn.cli_runs import STEP_NAME, load_run_config, parse_step_env
 from cairn.errors import CairnError
+from cairn.manifest import to_yaml
 
 G, V = "cairn.dev", "v1alpha1"
 
@@ -252,7 +253,6 @@ def cmd_reexecute(args: argparse.Namespace) -> int:
     --all-failed, one from-failure Reexecution per matching failed Run."""
     import time
 
-    import yaml
 
     check_reexecute_args(args)
     if args.all_failed:
@@ -260,7 +260,7 @@ def cmd_reexecute(args: argparse.Namespace) -> int:
     parent = get_run(args.namespace, args.run) if args.same_steps or args.output != "yaml" else None
     doc = reexecution_manifest(args, parent)
     if args.output == "yaml":
-        print(yaml.safe_dump(doc, sort_keys=False), end="")
+        print(to_yaml(doc), end="")
         return 0
     api = _custom()
     api.create_namespaced_custom_object(G, V, args.namespace, "reexecutions", doc)
@@ -293,7 +293,6 @@ def _reexecute_all_failed(args: argparse.Namespace, timeout: float = 120) -> int
     each Run's plan as the operator made it; with -o yaml, the manifests (skipped Runs as comments)."""
     import time
 
-    import yaml
     from kubernetes.client.rest import ApiException
 
     api = _custom()
@@ -311,7 +310,7 @@ def _reexecute_all_failed(args: argparse.Namespace, timeout: float = 120) -> int
         for run, why in targets:
             if why:
                 print(f"# {run}: skipped: {why}")
-        print(yaml.safe_dump_all(list(docs.values()), sort_keys=False), end="")
+        print(to_yaml(list(docs.values()), many=True), end="")
         return 0
     code = 0
     created: dict[str, str] = {}

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import yaml
+
 from cairn.definitions import JobDefinition
 
 
@@ -60,3 +62,26 @@ def job_manifest(
             "ops": ops,
         },
     }
+
+
+#: Strings that YAML 1.1 (what kubectl reads) takes for booleans: an input named `n` would become `false`.
+_YAML11_BOOL = re.compile(r"^(y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$")
+
+
+class _KubeDumper(yaml.SafeDumper):
+    """Quotes strings that a YAML 1.1 reader would take for booleans."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = '"' if _YAML11_BOOL.match(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_KubeDumper.add_representer(str, _str)
+
+
+def to_yaml(doc: Any, many: bool = False) -> str:
+    """`doc` (or each of `many` docs) as YAML that kubectl reads back as written (see _YAML11_BOOL)."""
+    if many:
+        return yaml.dump_all(doc, Dumper=_KubeDumper, sort_keys=False)
+    return yaml.dump(doc, Dumper=_KubeDumper, sort_keys=False)

@@ -38,6 +38,7 @@ def test_the_samples_run_as_they_are_with_kubectl(cairn_operator: Any, kube: Any
         fan = wait_phase(kube, "default", "fanout-fails", "Succeeded", "Failed", timeout=120)["status"]
         assert fan["phase"] == "Failed"
         assert fan["steps"]["split"]["keys"] == {"result": [f"shard_{i}" for i in range(5)]}
-        assert [s for s, st in fan["steps"].items() if st["phase"] == "Failed"] == ["process[shard_1]"]
+        failed = {s: st.get("message") for s, st in fan["steps"].items() if st["phase"] == "Failed"}
+        assert list(failed) == ["process[shard_1]"], failed
     finally:
         kubectl(dev_cluster, "delete", "-f", str(ROOT / "crds" / "samples"), "--ignore-not-found")

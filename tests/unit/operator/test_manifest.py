@@ -27,3 +27,32 @@ def test_branches_manifest_wiring() -> None:
     assert ops["use-b"]["inputs"] == {"b": "split.b"} and ops["after-b"]["inputs"] == {"x": "use-b"}
     assert doc["metadata"]["name"] == "branches" and doc["spec"]["python"]["job"] == "tests.local.jobs:branches"
     assert dns_name("twice_2") == "twice-2"
+
+
+def test_the_fanout_manifest_reads_back_in_yaml_1_1_as_written() -> None:
+    """kubectl reads YAML 1.1, where a bare `n` is false: an input named n must be quoted."""
+    import re
+
+    import yaml
+
+    from cairn.manifest import to_yaml
+
+    text = to_yaml(job_manifest(load_job("cairn.examples.fanout:fanout"), "cairn.examples.fanout:fanout", image="i"))
+    assert '"n": split' in text
+
+    class Yaml11(yaml.SafeLoader):
+        """PyYAML's loader with YAML 1.1's full boolean set (y/n/on/off ...), as go-yaml reads."""
+
+    Yaml11.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:y|Y|n|N|yes|no|true|false|on|off)$"), list("yYnNtTfFoO")
+    )
+
+    def boolean(loader: yaml.SafeLoader, node: yaml.Node) -> bool:
+        assert isinstance(node, yaml.ScalarNode)
+        return str(loader.construct_scalar(node)).lower() in ("y", "yes", "true", "on")
+
+    Yaml11.add_constructor("tag:yaml.org,2002:bool", boolean)
+    graph = build(JobSpec.model_validate(yaml.load(text, Loader=Yaml11)["spec"]))
+    assert graph.deps["process"] == {"n": ("split", "result")} and graph.mapped == {"process": ("split", "result")}
+    bare = yaml.load(text.replace('"n":', "n:"), Loader=Yaml11)["spec"]["ops"][1]["inputs"]
+    assert bare == {False: "split"}  # what an unquoted manifest would give (this test's reader is YAML 1.1)
