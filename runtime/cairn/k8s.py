@@ -253,7 +253,6 @@ def cmd_reexecute(args: argparse.Namespace) -> int:
     --all-failed, one from-failure Reexecution per matching failed Run."""
     import time
 
-
     check_reexecute_args(args)
     if args.all_failed:
         return _reexecute_all_failed(args)
