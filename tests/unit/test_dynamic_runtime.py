@@ -554,3 +554,37 @@ def test_the_manifest_lists_dynamic_outputs_and_collect_inputs() -> None:
 
 def test_mapping_key_errors_are_definition_errors() -> None:
     assert issubclass(MappingKeyError, DefinitionError)
+
+
+# ----- Stale with fan-out: a changed op re-runs in every key, the rest is reused -----------------------
+def test_stale_reruns_a_changed_mapped_op_in_every_key(instance: Instance) -> None:
+    first = execute_job(fan, instance=instance)
+    assert first.success
+    ran()
+    changed = _same_job_with_score_changed()
+    child = execute_job(changed, instance=instance, reexecution_options=ReexecutionOptions.stale(first.run_id))
+    assert child.success, child.errors
+    assert child.executed_steps == ["score[a]", "score[b]", "score[c]", "summarize"] == ran()
+    old, new = child.plan.versions["score[a]"]
+    assert child.plan.reason("score[a]") == f"stale: {old} -> {new}" and str(new).startswith("v2+cfg:")
+    assert child.plan.reason("summarize") == "downstream-of:score[a]"
+    assert child.step_statuses["proc[b]"] is REUSED and child.step_statuses["split"] is REUSED
+    assert child.output_for_node("summarize") == ["A:100?", "B:100?", "C:100?", 3]
+
+
+def _same_job_with_score_changed() -> Any:
+    """`fan` with `score`'s code changed (an explicit code_version), under the same op and job names."""
+
+    @op(name="score", code_version="v2")
+    def score_changed(context: Any, r: str) -> str:
+        CALLS.append(context.step)
+        return r + "?"
+
+    @job(name="fan")
+    def fan_v2() -> None:
+        items, n = split()
+        m = model()
+        results = items.map(lambda x: proc(x, m))
+        summarize(results.map(score_changed).collect(), n)
+
+    return fan_v2

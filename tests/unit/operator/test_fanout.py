@@ -268,3 +268,32 @@ def test_a_large_runs_outputs_keep_what_reexecution_needs() -> None:
     )
     done = cycle(fanned.status, [split, obs("train[k0]", "Succeeded", msg)], par=1)
     assert done.status["steps"]["train[k0]"]["outputs"] == {"result": {"key": "k", "size": 3, "etag": "e"}}
+
+
+def test_canceling_mid_map_deletes_the_running_instances_and_cancels_the_rest() -> None:
+    from cairn_operator.reconcile import DeletePod
+
+    first = cycle({}, [])
+    split = obs("split", "Succeeded", ok("split", "shards"))
+    fanned = cycle(first.status, [split], keys={"split": {"shards": ["a", "b", "c"]}}, par=2)
+    running = [obs("train[a]", "Running"), obs("train[b]", "Running")]
+    run = RunInput(name="r", uid="u", generation=2, status=fanned.status, max_parallel=2, cancel=True)
+    res = reconcile(run, build(spec()), [split, *running], T0)
+    deleted = sorted(a.name for a in res.actions if isinstance(a, DeletePod))
+    assert deleted == ["p-train[a]", "p-train[b]"] and created(res) == []
+    phases = {s: st["phase"] for s, st in res.status["steps"].items()}
+    assert phases["train[a]"] == phases["train[b]"] == "Interrupted"
+    assert phases["train[c]"] == phases["score[a]"] == phases["report"] == "Canceled"
+    assert res.status["phase"] == "Canceled"
+    # from failure resumes the map: the interrupted and never-run instances, nothing of split re-run
+    p = plan_child(build(spec()), "r", res.status, "r", Request(Mode.FROM_FAILURE))
+    assert dict(p.to_run) == {
+        "train[a]": "interrupted",
+        "train[b]": "interrupted",
+        "train[c]": "not-executed",
+        "score[a]": "downstream-of:train[a]",
+        "score[b]": "downstream-of:train[b]",
+        "score[c]": "downstream-of:train[c]",
+        "report": "downstream-of:train[a]",
+    }
+    assert p.reused_steps == {"split": "r"} and not p.remapped
