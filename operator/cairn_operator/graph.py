@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cairn.dynamic import check_graph, infer_mapped, node_of, split_step
+from cairn.dynamic import check_graph, infer_mapped, node_of, split_step, value_key
 from cairn.errors import DefinitionError
 from cairn.planner import JobGraph
 from cairn_operator.models import JobSpec, OpSpec
@@ -54,13 +54,6 @@ class OpGraph:
             return self
         g = self.job_graph().concrete(keys)
         return OpGraph(g.steps, {s: self.ops[node_of(s)] for s in g.steps}, {s: dict(d) for s, d in g.deps.items()})
-
-
-def run_keys(steps_status: Mapping[str, Any]) -> dict[tuple[str, str], list[str]]:
-    """The mapping keys a Run knows: `status.steps[<dynamic step>].keys` ({output: [keys]})."""
-    return {
-        (step, out): list(ks) for step, st in steps_status.items() for out, ks in ((st or {}).get("keys") or {}).items()
-    }
 
 
 def parse_input(ref: str) -> tuple[str, str]:
@@ -198,5 +191,4 @@ def output_location(step_status: Mapping[str, Any], output: str) -> Mapping[str,
     name, key = split_step(output)
     if key is None or name not in outputs or key not in ((step_status.get("keys") or {}).get(name) or ()):
         return None
-    index = outputs[name]
-    return {"key": f"{index['key']}[{key}]"}
+    return {"key": value_key(outputs[name]["key"], key)}

@@ -38,12 +38,12 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from cairn.dynamic import node_of
+from cairn.dynamic import node_of, status_keys
 from cairn.planner import Request, RunView, plan_checked
 from cairn.runstate import RunPhase, StepState
 from cairn.step import ContextTooLarge
 from cairn_operator import kube
-from cairn_operator.graph import InvalidJob, OpGraph, build, config_problem, run_keys
+from cairn_operator.graph import InvalidJob, OpGraph, build, config_problem
 from cairn_operator.models import GROUP, VERSION, JobSpec, ReexecutionSpec, RunSpec
 from cairn_operator.reconcile import (
     LARGE_RUN_STEPS,
@@ -522,7 +522,7 @@ def sync_run(body: Mapping[str, Any]) -> float:
     # Only the pods of steps still in flight: a long Run's finished pods need not be read every cycle
     # (all of them when podGC has to see them).
     known = status.get("steps") or {}
-    steps_now = graph.concrete(run_keys(known)).order
+    steps_now = graph.concrete(status_keys(known)).order
     live = [st for st in steps_now if st not in known or not StepState(known[st]["phase"]).terminal]
     gc = run_spec.podGC is not None and run_spec.podGC.strategy != "Never"
     live_ops = sorted({node_of(st) for st in live})  # pods are labelled by op (an instance's key is annotated)

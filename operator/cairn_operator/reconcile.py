@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cairn.dynamic import ANY, is_placeholder, node_of, step_key
+from cairn.dynamic import ANY, is_placeholder, node_of, status_keys, step_key
 from cairn.runstate import Gate, RunPhase, StepState, gate, initial_state, on_cancel, run_outcome
-from cairn_operator.graph import OpGraph, output_location, run_keys
+from cairn_operator.graph import OpGraph, output_location
 from cairn_operator.models import Execution, Retries
 from cairn_operator.resources import pod_name
 
@@ -377,7 +377,7 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
                 if keys is None or any(o in (result.get("outputs") or {}) and o not in keys for o in dynamic_outputs):
                     st["message"] = "reading the mapping keys of its dynamic outputs from storage"
                     continue  # the handler reads them (its key index) before the next cycle
-                known = {**run_keys(steps), **{(s, o): list(ks) for o, ks in keys.items()}}
+                known = {**status_keys(steps), **{(s, o): tuple(ks) for o, ks in keys.items()}}
                 total = len(static.concrete(known).order)
                 if total > MAX_RUN_STEPS:
                     why = (
@@ -471,16 +471,11 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
 def _expand(static: OpGraph, steps: dict[str, dict[str, Any]], execution: Execution | None) -> OpGraph:
     """The Run's steps with the mapping keys its status knows; rows added for new steps (an instance
     takes its placeholder's planned reason) and placeholders whose keys came in removed, in place."""
-    graph = static.concrete(run_keys(steps))
-    if graph is static:
-        for s in graph.order:
-            if s not in steps:
-                steps[s] = initial_step(s, execution)
-        return graph
-    order = set(graph.order)
+    graph = static.concrete(status_keys(steps))
     for s in graph.order:
         if s not in steps:
             steps[s] = initial_step(s, execution)
+    order = set(graph.order)
     for s in [s for s in steps if is_placeholder(s) and s not in order]:
         del steps[s]
     return graph

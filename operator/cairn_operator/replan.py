@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cairn.dynamic import status_keys, value_key
 from cairn.planner import OutputRef, Plan, Request, RunView, plan
 from cairn.runstate import RunPhase, StepState
 from cairn_operator.graph import OpGraph
@@ -27,7 +28,7 @@ def parent_view(run_name: str, run_status: Mapping[str, Any], root: str) -> RunV
         for out, loc in (st.get("outputs") or {}).items():
             outputs[(name, out)] = OutputRef(source, loc["key"])
             for k in (st.get("keys") or {}).get(out) or ():  # each key's value of a dynamic output
-                outputs[(name, f"{out}[{k}]")] = OutputRef(source, f"{loc['key']}[{k}]")
+                outputs[(name, f"{out}[{k}]")] = OutputRef(source, value_key(loc["key"], k))
     return RunView(
         run_id=run_name,
         status=RunPhase(run_status.get("phase") or RunPhase.PENDING.value),
@@ -35,7 +36,7 @@ def parent_view(run_name: str, run_status: Mapping[str, Any], root: str) -> RunV
         steps={name: StepState(st.get("phase") or StepState.PENDING.value) for name, st in steps.items()},
         versions={name: st["version"] for name, st in steps.items() if st.get("version")},
         outputs=outputs,
-        keys={(name, out): tuple(ks) for name, st in steps.items() for out, ks in (st.get("keys") or {}).items()},
+        keys=status_keys(steps),
     )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cairn.errors import DefinitionError
 
@@ -74,6 +75,21 @@ def dynamic_output(output: str) -> tuple[str, str | None]:
 
 
 Keys = Mapping[tuple[str, str], Sequence[str]]  # (dynamic step, dynamic output) -> keys, in emission order
+
+
+def value_key(index_key: str, key: str) -> str:
+    """The storage key of one mapping key's value of a dynamic output: its key index's storage key with
+    ``[key]`` appended (what `output_key(run, step, "items[key]")` gives for the index ``items``)."""
+    return f"{index_key}[{key}]"
+
+
+def status_keys(steps_status: Mapping[str, Any]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """The mapping keys a Run's status knows: `status.steps[<dynamic step>].keys` ({output: [keys]})."""
+    return {
+        (step, out): tuple(ks)
+        for step, st in steps_status.items()
+        for out, ks in ((st or {}).get("keys") or {}).items()
+    }
 
 
 def expand(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cairn.dynamic import expand, infer_mapped
+from cairn.dynamic import expand, infer_mapped, status_keys
 
 #: Re-execution modes of the UI. SameSteps is Selected with the steps the parent executed.
 MODES = ("All", "SameSteps", "Selected", "FromSelected", "FromFailure")
@@ -110,11 +110,7 @@ def upstream_of_ops(ops: list[dict[str, Any]], status_steps: Mapping[str, Any] |
     dynamic = {op["name"]: tuple(op.get("dynamicOutputs") or ()) for op in ops if op.get("dynamicOutputs")}
     collects = {op["name"]: {inp: ref(src) for inp, src in op["collect"].items()} for op in ops if op.get("collect")}
     if dynamic or collects:
-        keys = {
-            (step, out): list(ks)
-            for step, st in (status_steps or {}).items()
-            for out, ks in ((st or {}).get("keys") or {}).items()
-        }
+        keys = status_keys(status_steps or {})
         outputs = {op["name"]: dict.fromkeys(op.get("outputs") or ["result"], True) for op in ops}
         mapped = infer_mapped(list(deps), deps, dynamic)
         _, deps, _ = expand(list(deps), deps, outputs, dynamic, mapped, collects, keys)
