@@ -39,7 +39,7 @@ from typing import Any
 
 # The handoff bench's helpers (CRD install, pod watch, Run manifest, wait): bench/ is not a package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from operator_handoff import BenchPlane, G, PodWatch, V, pct, run, wait_phase
+from operator_handoff import BenchPlane, G, PodWatch, V, job_doc, pct, run, wait_phase
 
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY"})
 #: (resource, subresource) rows of the table, with who can write them in this cluster.
@@ -167,16 +167,7 @@ def chain_job(name: str, n: int) -> dict[str, Any]:
 
 def sleep_job(name: str, seconds: int) -> dict[str, Any]:
     cmd = ["sh", "-c", f'sleep {seconds}; echo x > "$CAIRN_OUTPUT_RESULT"']
-    return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "x",
-            "storage": {"secretRef": {"name": "cairn-s3"}},
-            "ops": [{"name": "nap", "command": cmd, "outputs": ["result"]}],
-        },
-    }
+    return job_doc(name, [{"name": "nap", "command": cmd, "outputs": ["result"]}])
 
 
 def events_by_source(kube: Any, run_name: str) -> Counter[str]:

@@ -24,9 +24,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from operator_handoff import NOWHERE, BenchPlane, PodWatch, run, wait_phase
+from operator_handoff import (
+    NOWHERE,
+    BenchPlane,
+    G,
+    PodWatch,
+    V,
+    canceled_run_size,
+    creation_rate,
+    job_doc,
+    resource,
+    run,
+    wait_phase,
+)
 
-G, V = "cairn.dev", "v1alpha1"
 SPLIT = (
     'mkdir -p "$CAIRN_OUTPUT_SHARDS"; i=0; '
     'while [ $i -lt {n} ]; do echo $i > "$CAIRN_OUTPUT_SHARDS/s$i"; i=$((i+1)); done'
@@ -47,26 +58,14 @@ def map_job(name: str, n: int, every: int, nowhere: bool) -> dict[str, Any]:
     }
     if nowhere:
         train["podTemplate"] = NOWHERE
-    return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "x",
-            "storage": {"secretRef": {"name": "cairn-s3"}},
-            "maxParallel": 1000 if nowhere else 50,
-            "ops": [
-                {
-                    "name": "split",
-                    "outputs": ["shards"],
-                    "dynamicOutputs": ["shards"],
-                    "command": ["sh", "-c", SPLIT.format(n=n)],
-                },
-                train,
-                {"name": "report", "collect": {"scores": "train"}, "command": ["sh", "-c", REPORT]},
-            ],
-        },
+    split = {
+        "name": "split",
+        "outputs": ["shards"],
+        "dynamicOutputs": ["shards"],
+        "command": ["sh", "-c", SPLIT.format(n=n)],
     }
+    report = {"name": "report", "collect": {"scores": "train"}, "command": ["sh", "-c", REPORT]}
+    return job_doc(name, [split, train, report], maxParallel=1000 if nowhere else 50)
 
 
 def creation(co: Any, kube: Any, n: int) -> None:
@@ -77,18 +76,14 @@ def creation(co: Any, kube: Any, n: int) -> None:
     while sum(1 for s in watch.steps.values() if s.startswith("train[")) < n and time.monotonic() < deadline:
         time.sleep(0.2)
     watch.stop.set()
-    times = sorted(t for p, t in watch.added.items() if watch.steps[p].startswith("train["))
-    span = times[-1] - times[0] if len(times) > 1 else 0.0
-    rate = (len(times) - 1) / span if span else 0.0
+    times = [t for p, t in watch.added.items() if watch.steps[p].startswith("train[")]
+    span, rate = creation_rate(times)
     print(
         f"\n1. a {n}-way map: {len(times)} mapped pods created in {span:.2f} s = {rate:.0f} pods/s   "
         f"target >= 100 pods/s   {'met' if rate >= 100 else 'NOT met'}",
         flush=True,
     )
-    co.patch_namespaced_custom_object(G, V, "default", "runs", "map-create", {"spec": {"cancel": True}})
-    done = wait_phase(co, "map-create", ("Canceled",), timeout=300)
-    size = len(json.dumps(done, separators=(",", ":")).encode())
-    steps = len(done["status"]["steps"])
+    size, steps = canceled_run_size(co, "map-create")
     print(
         f"   the Run object with {steps} steps: {size / 1024:.0f} KiB ({size / steps:.0f} bytes per step)   "
         f"target < 1 MiB   {'met' if size < 2**20 else 'NOT met'}",
@@ -111,16 +106,8 @@ def resume(co: Any, kube: Any, n: int, failed: int) -> None:
         f"{len(bad)} failed shards",
         flush=True,
     )
-    rx = {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Reexecution",
-        "metadata": {"name": "map-retry"},
-        "spec": {
-            "parentRun": "map-1",
-            "mode": "FromFailure",
-            "overrides": {"train": {"env": [{"name": "PASS", "value": "1"}]}},
-        },
-    }
+    fix = {"train": {"env": [{"name": "PASS", "value": "1"}]}}
+    rx = resource("Reexecution", "map-retry", {"parentRun": "map-1", "mode": "FromFailure", "overrides": fix})
     t1 = time.perf_counter()
     co.create_namespaced_custom_object(G, V, "default", "reexecutions", rx)
     deadline = time.monotonic() + 600

@@ -100,28 +100,41 @@ def chain_job(n: int) -> dict[str, Any]:
         ops.append(
             {"name": f"s{i}", "inputs": {"x": f"s{i - 1}"}, "command": ["sh", "-c", ': > "$CAIRN_OUTPUT_RESULT"']}
         )
-    return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Job",
-        "metadata": {"name": "chain"},
-        "spec": {"image": "x", "storage": {"secretRef": {"name": "cairn-s3"}}, "maxParallel": 10, "ops": ops},
-    }
+    return job_doc("chain", ops, maxParallel=10)
 
 
 def fan_job(n: int) -> dict[str, Any]:
     ops: list[dict[str, Any]] = [{"name": "src", "command": ["sh", "-c", ': > "$CAIRN_OUTPUT_RESULT"']}]
     for i in range(1, n):
         ops.append({"name": f"f{i}", "inputs": {"x": "src"}, "command": ["true"], "podTemplate": NOWHERE})
-    return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Job",
-        "metadata": {"name": "fan"},
-        "spec": {"image": "x", "storage": {"secretRef": {"name": "cairn-s3"}}, "maxParallel": 1000, "ops": ops},
-    }
+    return job_doc("fan", ops, maxParallel=1000)
+
+
+def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": f"{G}/{V}", "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def job_doc(name: str, ops: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    """A bench Job: image `x` (the stand-in node ignores images), storage from the Secret cairn-s3."""
+    return resource("Job", name, {"image": "x", "storage": {"secretRef": {"name": "cairn-s3"}}, **spec, "ops": ops})
 
 
 def run(name: str, job: str) -> dict[str, Any]:
-    return {"apiVersion": f"{G}/{V}", "kind": "Run", "metadata": {"name": name}, "spec": {"jobRef": {"name": job}}}
+    return resource("Run", name, {"jobRef": {"name": job}})
+
+
+def creation_rate(added: list[float]) -> tuple[float, float]:
+    """(seconds from the first to the last, pods per second) of pods' ADDED times."""
+    times = sorted(added)
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return span, ((len(times) - 1) / span if span else 0.0)
+
+
+def canceled_run_size(co: Any, name: str) -> tuple[int, int]:
+    """Cancel the Run `name` and, once Canceled, its object's size in bytes (as JSON) and its number of steps."""
+    co.patch_namespaced_custom_object(G, V, "default", "runs", name, {"spec": {"cancel": True}})
+    done = wait_phase(co, name, ("Canceled",), timeout=300)
+    return len(json.dumps(done, separators=(",", ":")).encode()), len(done["status"]["steps"])
 
 
 def wait_phase(co: Any, name: str, phases: tuple[str, ...], timeout: float) -> dict[str, Any]:
@@ -261,17 +274,14 @@ def fan_out(kube: Any, co: Any, n: int) -> None:
     while len(watch.added) < n and time.monotonic() < deadline:
         time.sleep(0.2)
     watch.stop.set()
-    fan_times = sorted(t for p, t in watch.added.items() if watch.steps[p] != "src")
-    span = fan_times[-1] - fan_times[0] if len(fan_times) > 1 else 0.0
-    rate = (len(fan_times) - 1) / span if span else 0.0
+    fan_times = [t for p, t in watch.added.items() if watch.steps[p] != "src"]
+    span, rate = creation_rate(fan_times)
     print(
         f"\n2. pod creation for a {n}-step fan-out: {len(fan_times)} fan pods in {span:.2f} s = {rate:.0f} "
         f"pods/s   target >= 100 pods/s   {'met' if rate >= 100 else 'NOT met'}",
         flush=True,
     )
-    co.patch_namespaced_custom_object(G, V, "default", "runs", "fan-1", {"spec": {"cancel": True}})
-    done = wait_phase(co, "fan-1", ("Canceled",), timeout=300)
-    size = len(json.dumps(done, separators=(",", ":")).encode())
+    size, _ = canceled_run_size(co, "fan-1")
     print(
         f"   the Run object with {n} steps: {size / 1024:.0f} KiB ({size / n:.0f} bytes per step)   target < 1 MiB "
         f"(the API server refuses about 1.5 MiB)   {'met' if size < 2**20 else 'NOT met'}",
@@ -280,16 +290,7 @@ def fan_out(kube: Any, co: Any, n: int) -> None:
 
 
 def memory(co: Any, runs: int, pid: int) -> None:
-    pending = {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Job",
-        "metadata": {"name": "waits"},
-        "spec": {
-            "image": "x",
-            "storage": {"secretRef": {"name": "cairn-s3"}},
-            "ops": [{"name": "never", "command": ["true"], "podTemplate": NOWHERE}],
-        },
-    }
+    pending = job_doc("waits", [{"name": "never", "command": ["true"], "podTemplate": NOWHERE}])
     co.create_namespaced_custom_object(G, V, "default", "jobs", pending)
     for i in range(runs):
         co.create_namespaced_custom_object(G, V, "default", "runs", run(f"live-{i}", "waits"))
