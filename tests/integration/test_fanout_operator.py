@@ -8,7 +8,7 @@ import pickle
 from typing import Any
 
 from cairn.s3io import object_key
-from tests.integration.test_operator import G, V, apply, get_run, ns, run_of, wait_phase
+from tests.integration.test_operator import apply, get_run, job_of, ns, run_of, wait_phase
 from tests.integration.test_reexecution import create_rx, rx, rx_phase
 
 __all__ = ["ns"]
@@ -19,22 +19,12 @@ FIXED = {"process": {"env": [{"name": "CAIRN_FANOUT_FAIL", "value": ""}]}}
 
 
 def fanout_job() -> dict[str, Any]:
-    return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Job",
-        "metadata": {"name": "fanout"},
-        "spec": {
-            "image": "localhost/cairn-step:0.1.0",
-            "python": {"job": "cairn.examples.fanout:fanout"},
-            "storage": {"secretRef": {"name": "cairn-s3"}},
-            "maxParallel": 3,
-            "ops": [
-                {"name": "split", "dynamicOutputs": ["result"]},
-                {"name": "process", "inputs": {"n": "split"}},
-                {"name": "summarize", "collect": {"results": "process"}},
-            ],
-        },
-    }
+    ops: list[dict[str, Any]] = [
+        {"name": "split", "dynamicOutputs": ["result"]},
+        {"name": "process", "inputs": {"n": "split"}},
+        {"name": "summarize", "collect": {"results": "process"}},
+    ]
+    return job_of("fanout", "cairn.examples.fanout:fanout", ops, image="localhost/cairn-step:0.1.0", maxParallel=3)
 
 
 def test_a_failed_shard_is_reexecuted_alone_and_the_collector_sees_every_shard(

@@ -125,30 +125,35 @@ def test_the_seed_samples_fail_and_succeed_with_outputs_in_s3(
     assert {"StepStarted", "StepSucceeded", "StepFailed", "RunFailed"} <= reasons
 
 
-def flaky_job(ns_marker: Path, retries: int) -> dict[str, Any]:
+def job_of(name: str, python_job: str, ops: list[dict[str, Any]], image: str = "x", **spec: Any) -> dict[str, Any]:
+    """A Job whose ops run the Python job `python_job`, storage from the Secret cairn-s3."""
     return {
         "apiVersion": f"{G}/{V}",
         "kind": "Job",
-        "metadata": {"name": "flaky"},
+        "metadata": {"name": name},
         "spec": {
-            "image": "python:3.11-slim",
-            "python": {"job": "tests.local.jobs:flaky_job"},
+            "image": image,
+            "python": {"job": python_job},
             "storage": {"secretRef": {"name": "cairn-s3"}},
-            "ops": [
-                {"name": "start", "env": [{"name": "PYTHONPATH", "value": str(ROOT)}]},
-                {
-                    "name": "flaky",
-                    "inputs": {"num": "start"},
-                    "retries": {"limit": retries, "backoff": {"durationSeconds": 1}},
-                    "env": [
-                        {"name": "PYTHONPATH", "value": str(ROOT)},
-                        {"name": "CAIRN_TEST_MARKER", "value": str(ns_marker)},
-                    ],
-                },
-                {"name": "end", "inputs": {"_num": "flaky"}, "env": [{"name": "PYTHONPATH", "value": str(ROOT)}]},
-            ],
+            **spec,
+            "ops": ops,
         },
     }
+
+
+def flaky_job(ns_marker: Path, retries: int) -> dict[str, Any]:
+    path = {"name": "PYTHONPATH", "value": str(ROOT)}
+    ops: list[dict[str, Any]] = [
+        {"name": "start", "env": [path]},
+        {
+            "name": "flaky",
+            "inputs": {"num": "start"},
+            "retries": {"limit": retries, "backoff": {"durationSeconds": 1}},
+            "env": [path, {"name": "CAIRN_TEST_MARKER", "value": str(ns_marker)}],
+        },
+        {"name": "end", "inputs": {"_num": "flaky"}, "env": [path]},
+    ]
+    return job_of("flaky", "tests.local.jobs:flaky_job", ops, image="python:3.11-slim")
 
 
 def run_of(job: str, name: str, **spec: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import yaml
 
 from cairn.dev import procs
 from tests.helpers import eventually
-from tests.integration.test_operator import G, V, apply, ns, run_of, sample, wait_phase
+from tests.integration.test_operator import apply, job_of, ns, run_of, sample, wait_phase
 
 __all__ = ["ns"]
 
@@ -240,21 +240,12 @@ def client_objects(kube: Any, ns: str, plural: str) -> list[dict[str, Any]]:
 def ticker_job(ticks: int) -> dict[str, Any]:
     """A Job whose `ticker` step prints `tick N` once a second for `ticks` seconds (tests.local.jobs)."""
     env = [{"name": "PYTHONPATH", "value": str(ROOT)}, {"name": "CAIRN_TEST_TICKS", "value": str(ticks)}]
-    return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Job",
-        "metadata": {"name": "ticker"},
-        "spec": {
-            "image": "x",
-            "python": {"job": "tests.local.jobs:ticker_job"},
-            "storage": {"secretRef": {"name": "cairn-s3"}},
-            "ops": [
-                {"name": "start", "env": env},
-                {"name": "ticker", "inputs": {"num": "start"}, "env": env},
-                {"name": "end", "inputs": {"_num": "ticker"}, "env": env},
-            ],
-        },
-    }
+    ops: list[dict[str, Any]] = [
+        {"name": "start", "env": env},
+        {"name": "ticker", "inputs": {"num": "start"}, "env": env},
+        {"name": "end", "inputs": {"_num": "ticker"}, "env": env},
+    ]
+    return job_of("ticker", "tests.local.jobs:ticker_job", ops)
 
 
 def sse_events(response: httpx.Response) -> Iterator[tuple[str, Any, float]]:
