@@ -38,7 +38,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from cairn.dynamic import node_of, status_keys
+from cairn.dynamic import node_of
 from cairn.planner import Request, RunView, plan_checked
 from cairn.runstate import RunPhase, StepState
 from cairn.step import ContextTooLarge
@@ -521,12 +521,13 @@ def sync_run(body: Mapping[str, Any]) -> float:
         kube.label_run(namespace, name, {LABEL_JOB: run_spec.jobRef.name, LABEL_ROOT: root})
     # Only the pods of steps still in flight: a long Run's finished pods need not be read every cycle
     # (all of them when podGC has to see them).
+    # (every step of a started Run has a row in its status: reconcile writes one per step, map instances too)
     known = status.get("steps") or {}
-    steps_now = graph.concrete(status_keys(known)).order
-    live = [st for st in steps_now if st not in known or not StepState(known[st]["phase"]).terminal]
+    live = [st for st in known if not StepState(known[st]["phase"]).terminal] if known else list(graph.order)
     gc = run_spec.podGC is not None and run_spec.podGC.strategy != "Never"
     live_ops = sorted({node_of(st) for st in live})  # pods are labelled by op (an instance's key is annotated)
-    pods = kube.list_step_pods(namespace, name, None if gc or len(live) == len(steps_now) else live_ops)
+    everything = not known or len(live) == len(known)
+    pods = kube.list_step_pods(namespace, name, None if gc or everything else live_ops)
     max_parallel = run_spec.maxParallel or job_spec.maxParallel
     # The operator-wide pod slots this cycle may use, taken atomically (other cycles run at once).
     with SLOTS.reserve(min(len(live), max_parallel)) as slots:

@@ -310,6 +310,7 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
     events = res.actions
 
     large = len(graph.order) > LARGE_RUN_STEPS
+    keys_came = False
 
     # 1. Observe the pods of current attempts.
     for s in graph.order:
@@ -390,6 +391,7 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
                     events.append(Event("StepFailed", f"step {s}: {why}", "Warning"))
                     continue
                 st["keys"] = {o: list(ks) for o, ks in keys.items()}
+                keys_came = True
             if run.versions.get(node_of(s)):
                 st["version"] = run.versions[node_of(s)]
             st.update(
@@ -419,9 +421,9 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
             st["finishedAt"] = pod.finished or now_s
             _attempt_failed(graph, s, st, msg, pod.exit_code, now, events)
 
-    # Keys that came in this cycle: each placeholder `op[*]` becomes one step per key.
-    graph = _expand(static, steps, run.execution)
-    res.graph = graph
+    if keys_came:  # each placeholder `op[*]` of their maps becomes one step per key
+        graph = _expand(static, steps, run.execution)
+        res.graph = graph
 
     # 2. Cancel.
     if run.cancel:
@@ -471,10 +473,14 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
 def _expand(static: OpGraph, steps: dict[str, dict[str, Any]], execution: Execution | None) -> OpGraph:
     """The Run's steps with the mapping keys its status knows; rows added for new steps (an instance
     takes its placeholder's planned reason) and placeholders whose keys came in removed, in place."""
-    graph = static.concrete(status_keys(steps))
-    for s in graph.order:
-        if s not in steps:
-            steps[s] = initial_step(s, execution)
+    while True:  # a new row may bring keys (a child's reused dynamic step): expand over them too
+        keys = status_keys(steps)
+        graph = static.concrete(keys)
+        for s in graph.order:
+            if s not in steps:
+                steps[s] = initial_step(s, execution)
+        if status_keys(steps) == keys:
+            break
     order = set(graph.order)
     for s in [s for s in steps if is_placeholder(s) and s not in order]:
         del steps[s]
