@@ -78,6 +78,18 @@ def wait(driver: Any, what: str, condition: Any, shots: Path, timeout: float = 1
         raise AssertionError(f"waiting for {what}: {exc!r}; page error: {error!r}") from exc
 
 
+def click(driver: Any, selector: str, what: str, shots: Path) -> None:
+    """Click the element matching `selector`, found afresh until the click lands (the page re-renders its
+    graph and steps table as the Run changes: an element found a moment ago may be gone)."""
+    from selenium.webdriver.common.by import By
+
+    def clicked(d: Any) -> bool:
+        d.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+
+    wait(driver, what, clicked, shots)
+
+
 def tick(box: Any) -> bool:
     """Tick a checkbox unless it is ticked; True once it is (a re-render may have replaced it: look again)."""
     if not box.is_selected():
@@ -108,7 +120,7 @@ def reexecute_from_selected(driver: Any, ui: UIServer, run: str, shots: Path, fi
     assert driver.find_element(By.ID, "run-phase").text == "Failed"
     driver.save_screenshot(str(shots / "1-failed-run.png"))
 
-    driver.find_element(By.CSS_SELECTOR, 'g.node[data-step="unreliable"] rect').click()
+    click(driver, 'g.node[data-step="unreliable"] rect', "a click on unreliable", shots)
     wait(driver, "the selection", css('g.node.selected[data-step="unreliable"]'), shots)
     assert driver.find_element(By.ID, "selection").get_attribute("value") == "unreliable"
     Select(driver.find_element(By.ID, "mode")).select_by_value("FromSelected")
@@ -226,14 +238,14 @@ def test_the_log_of_a_running_step_appears_live_in_the_page(
         wait(browser, "the ticker step", lambda d: d.find_elements(By.CSS_SELECTOR, 'tr[data-step="ticker"]'), tmp_path)
         running = 'g.node.Running[data-step="ticker"]'
         wait(browser, "the ticker step to run", lambda d: d.find_elements(By.CSS_SELECTOR, running), tmp_path)
-        browser.find_element(By.CSS_SELECTOR, 'tr[data-step="ticker"]').click()
+        click(browser, 'tr[data-step="ticker"]', "a click on the ticker row", tmp_path)
 
         def log() -> str:
             return str(browser.find_element(By.ID, "log").text)
 
         # Lines appear while the step still runs (the page shows them before the last one is written).
         wait(browser, "a first live line", lambda d: "tick 2" in log() and "tick 8" not in log(), tmp_path, 60)
-        assert browser.find_element(By.ID, "log-source").text.startswith("live from pod tick-ticker-")
+        assert read(browser, "#log-source")[0].startswith("live from pod tick-ticker-")
         assert browser.find_elements(By.CSS_SELECTOR, running)
         browser.save_screenshot(str(tmp_path / "live-log.png"))
         wait(browser, "the last line", lambda d: "tick 8" in log(), tmp_path, 60)
