@@ -89,6 +89,7 @@ from cairn_operator.rxdecide import (
     RxObserved,
     child_name,
     decide,
+    retry_spec,
     rx_active,
 )
 
@@ -898,7 +899,7 @@ def retry_failed_run(namespace: str, name: str, meta: Mapping[str, Any], spec: R
                 "namespace": namespace,
                 "labels": {LABEL_ROOT: root, LABEL_RETRY: str(n), LABEL_PARENT: name},
             },
-            "spec": {"parentRun": name, "mode": "FromFailure" if spec.retryPolicy.strategy == "FromFailure" else "All"},
+            "spec": retry_spec(name, spec),
         }
     )
 

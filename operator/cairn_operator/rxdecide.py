@@ -20,11 +20,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cairn.contract import ANNOTATION_MODE, API_VERSION, FINALIZER_CHILDREN, RUN, RunPhase, RxMode, RxPhase
 from cairn.errors import CairnError, MissingOutputsError
 from cairn.planner import Mode, Plan, Request, RunView
-from cairn.runstate import RunPhase
 from cairn_operator.graph import InvalidJob, build, config_problem
-from cairn_operator.models import GROUP, VERSION, Execution, JobSpec, ReexecutionSpec, StepOverride
+from cairn_operator.models import Execution, JobSpec, ReexecutionSpec, RunSpec, StepOverride
 from cairn_operator.reconcile import Event, rx_conditions, ts
 from cairn_operator.replan import child_execution, parent_view
 from cairn_operator.resources import (
@@ -38,22 +38,22 @@ from cairn_operator.resources import (
 )
 
 #: The finalizer on a parent Run while a child reads its outputs.
-PROTECT = "cairn.dev/children"
+PROTECT = FINALIZER_CHILDREN
 #: Phases after which a Reexecution does nothing more (a dry run's Planned is one too).
-RX_DONE = frozenset({"Succeeded", "Failed", "Invalid"})
+RX_DONE = frozenset(p.value for p in RxPhase if p.done)
 MODES = {
-    "All": Mode.ALL,
-    "Selected": Mode.SELECTED,
-    "FromSelected": Mode.FROM_SELECTED,
-    "FromFailure": Mode.FROM_FAILURE,
-    "Stale": Mode.STALE,
+    RxMode.ALL: Mode.ALL,
+    RxMode.SELECTED: Mode.SELECTED,
+    RxMode.FROM_SELECTED: Mode.FROM_SELECTED,
+    RxMode.FROM_FAILURE: Mode.FROM_FAILURE,
+    RxMode.STALE: Mode.STALE,
 }
 FINISHED = frozenset(p.value for p in RunPhase if p.finished)
 
 
 def rx_active(status: Mapping[str, Any] | None, spec: Mapping[str, Any] | None) -> bool:
     phase = (status or {}).get("phase")
-    return phase not in RX_DONE and not (phase == "Planned" and (spec or {}).get("dryRun"))
+    return phase not in RX_DONE and not (phase == RxPhase.PLANNED and (spec or {}).get("dryRun"))
 
 
 def child_name(rx: ReexecutionSpec, rx_uid: str) -> str:
@@ -133,7 +133,7 @@ def rx_status(
 ) -> dict[str, Any]:
     return {
         **status,
-        "phase": phase,
+        "phase": str(phase),  # a plain string (RxPhase is one too)
         "message": message,
         "observedGeneration": generation,
         "conditions": rx_conditions(phase, reason or phase, message, generation, ts(now), status.get("conditions")),
@@ -156,17 +156,17 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
     try:
         rx = ReexecutionSpec.model_validate(dict(obs.spec))
     except ValidationError as exc:
-        return Decision("Invalid", str(exc))
+        return Decision(RxPhase.INVALID, str(exc))
     child = child_name(rx, obs.uid)
     if rx.runName and rx.runName == rx.parentRun:
-        return Decision("Invalid", f"spec.runName {rx.runName!r} is the parent Run's name: name the child differently")
+        return Decision(RxPhase.INVALID, f"spec.runName {rx.runName!r} is the parent Run's name: name the child differently")
     if obs.child is not None:
         return _follow(obs, rx, child, obs.child)
     if obs.status.get("childRun") == child:  # it was made, and is gone: deleted (by a user, say)
-        return Decision("Failed", f"child Run {child} was deleted", "ChildRunDeleted")
+        return Decision(RxPhase.FAILED, f"child Run {child} was deleted", "ChildRunDeleted")
     if "/" in rx.parentRun:
         return Decision(
-            "Invalid",
+            RxPhase.INVALID,
             f"spec.parentRun {rx.parentRun!r} names another namespace: a Reexecution may only name a Run in "
             "its own namespace",
         )
@@ -177,11 +177,11 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
             "re-execution goes on when it is created (or fix spec.parentRun)"
         )
         said = [] if obs.status.get("message") == msg else [Event("ParentNotFound", msg, "Warning")]
-        return Decision("Pending", msg, "ParentNotFound", actions=list(said))
+        return Decision(RxPhase.PENDING, msg, "ParentNotFound", actions=list(said))
     pmeta = parent.get("metadata") or {}
     if pmeta.get("deletionTimestamp"):
         return Decision(
-            "Failed",
+            RxPhase.FAILED,
             f"the parent Run {rx.parentRun} is being deleted: its outputs cannot be reused; re-create it (or "
             "re-execute another Run)",
             "ParentDeleted",
@@ -189,18 +189,18 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
     pstatus = parent.get("status") or {}
     if pstatus.get("phase") not in FINISHED:
         return Decision(
-            "Pending",
+            RxPhase.PENDING,
             f"waiting for the parent Run {rx.parentRun} to finish (it is {pstatus.get('phase') or 'Pending'})",
             "WaitingForParent",
         )
     if rx.concurrencyPolicy == "Forbid" and obs.live_siblings:
         live = ", ".join(sorted(obs.live_siblings))
         msg = f"concurrencyPolicy Forbid: waiting for {live} (another child of the parent)"
-        return Decision("Pending", msg, "ConcurrencyPolicy")
+        return Decision(RxPhase.PENDING, msg, "ConcurrencyPolicy")
     if not pstatus.get("jobSnapshot"):  # it failed before it started (InvalidJob, UnknownSteps...)
         why = pstatus.get("message") or "no reason given"
         return Decision(
-            "Invalid",
+            RxPhase.INVALID,
             f"the parent Run {rx.parentRun} never started (it has no Job snapshot: {why}): there is nothing to "
             "re-execute; fix what it says and apply a new Run",
             "ParentNeverStarted",
@@ -208,7 +208,7 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
     snapshot = pstatus.get("jobSnapshot") or {}
     root = (pmeta.get("labels") or {}).get(LABEL_ROOT) or rx.parentRun
     whose = "the parent Run's Job snapshot"
-    if rx.mode == "Stale":  # compared with the Job as it is now: the child runs today's Job
+    if rx.mode is RxMode.STALE:  # compared with the Job as it is now: the child runs today's Job
         job_name = ((parent.get("spec") or {}).get("jobRef") or {}).get("name") or "?"
         if obs.job is None:
             msg = (
@@ -216,19 +216,17 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
                 f"it is now, and it is not found in namespace {obs.namespace}"
             )
             said = [] if obs.status.get("message") == msg else [Event("JobNotFound", msg, "Warning")]
-            return Decision("Pending", msg, "JobNotFound", actions=list(said))
+            return Decision(RxPhase.PENDING, msg, "JobNotFound", actions=list(said))
         snapshot, whose = dict(obs.job.get("spec") or {}), f"Job {job_name}"
     try:
         job_spec = JobSpec.model_validate(snapshot)
         graph = build(job_spec)
     except (InvalidJob, ValidationError) as exc:
-        return Decision("Invalid", f"{whose}: {exc}")
+        return Decision(RxPhase.INVALID, f"{whose}: {exc}")
     problem = config_problem(graph, rx.config, rx.overrides)
     if problem:
-        return Decision("Invalid", problem[1], problem[0])
-    current = (
-        step_versions(job_spec, _child_config(rx, parent), _child_overrides(rx, parent)) if rx.mode == "Stale" else {}
-    )
+        return Decision(RxPhase.INVALID, problem[1], problem[0])
+    current = step_versions(job_spec, _child_config(rx, parent), _child_overrides(rx)) if rx.mode is RxMode.STALE else {}
     try:
         located = plan(
             job_spec,
@@ -237,9 +235,9 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
             rx.missingOutputs == "Rerun",
         )
     except MissingOutputsError as exc:
-        return Decision("Failed", str(exc), "MissingOutputs")
+        return Decision(RxPhase.FAILED, str(exc), "MissingOutputs")
     except CairnError as exc:
-        return Decision("Invalid", str(exc))
+        return Decision(RxPhase.INVALID, str(exc))
     except Exception as exc:  # the parent's storage cannot be read (unreachable, credentials refused)
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         msg = (
@@ -247,16 +245,16 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
             "tried again on the next check: fix the Job's storage or its Secret"
         )
         said = [] if obs.status.get("message") == msg else [Event("StorageUnavailable", msg, "Warning")]
-        return Decision("Pending", msg, "StorageUnavailable", actions=list(said))
+        return Decision(RxPhase.PENDING, msg, "StorageUnavailable", actions=list(said))
     p = located.plan
     execution = child_execution(p, rx.parentRun, root, snapshot, pstatus)
     planned = plan_status(p, execution, located.bucket, located.prefix)
     if rx.dryRun:
-        return Decision("Planned", f"dry run: {len(p.to_run)} step(s) would run", extra={"plan": planned})
+        return Decision(RxPhase.PLANNED, f"dry run: {len(p.to_run)} step(s) would run", extra={"plan": planned})
     body = child_body(obs, rx, child, root, parent, execution)
     created = f"created Run {child}: {len(p.to_run)} step(s) to execute, {len(execution.reused)} reused"
     return Decision(
-        "Running",
+        RxPhase.RUNNING,
         f"child Run {child} created",
         extra={"childRun": child, "plan": planned},
         actions=[CreateChild(body), *_protect(parent), Event("ChildRunCreated", created)],
@@ -268,13 +266,13 @@ def _follow(obs: RxObserved, rx: ReexecutionSpec, child: str, run: Mapping[str, 
     that failed after the create is added by the next decision)."""
     if not ours(run, obs.name, obs.uid):
         return Decision(
-            "Invalid",
+            RxPhase.INVALID,
             f"spec.runName {child!r} names an existing Run that is not this Reexecution's child: choose a name "
             "no Run has (or leave spec.runName out for a generated one)",
             "RunNameTaken",
         )
-    phase = (run.get("status") or {}).get("phase") or "Pending"
-    new = {"Succeeded": "Succeeded", "Failed": "Failed", "Canceled": "Failed"}.get(phase, "Running")
+    phase = (run.get("status") or {}).get("phase") or RunPhase.PENDING.value
+    new = RxPhase.of_child(phase)
     actions: list[RxAction] = []
     live = phase not in FINISHED and not (run.get("metadata") or {}).get("deletionTimestamp")
     if live and obs.parent is not None and not (obs.parent.get("metadata") or {}).get("deletionTimestamp"):
@@ -296,10 +294,23 @@ def _child_config(rx: ReexecutionSpec, parent: Mapping[str, Any]) -> Any:
     return rx.config if rx.config is not None else (parent.get("spec") or {}).get("config")
 
 
-def _child_overrides(rx: ReexecutionSpec, parent: Mapping[str, Any]) -> dict[str, StepOverride]:
-    """The child's overrides: the parent's, with the Reexecution's on top (per step)."""
-    merged = {k: StepOverride.model_validate(v) for k, v in ((parent.get("spec") or {}).get("overrides") or {}).items()}
-    return {**merged, **(rx.overrides or {})}
+def _child_overrides(rx: ReexecutionSpec) -> dict[str, StepOverride]:
+    """The child's overrides: the Reexecution's only. A Run's overrides (per-step env, image) are not
+    inherited by its children, as a local re-execution's `step_env` is not (the run config is, see
+    `_child_config`, as in Dagster): a Run that failed because of an override is re-executed without it."""
+    return dict(rx.overrides or {})
+
+
+def retry_spec(run: str, spec: RunSpec) -> dict[str, Any]:
+    """The spec of the Reexecution a Run's `retryPolicy` creates, as a user would write it: from failure
+    (or every step) with the failed Run's own overrides, since a child inherits none. A retry runs its
+    steps as the failed Run ran them."""
+    assert spec.retryPolicy is not None
+    mode = spec.retryPolicy.strategy.mode.value
+    out: dict[str, Any] = {"parentRun": run, "mode": mode}
+    if spec.overrides:
+        out["overrides"] = {k: v.model_dump(exclude_none=True) for k, v in spec.overrides.items()}
+    return out
 
 
 #: Reused outputs past which a Reexecution's plan lists each by key alone, without bucket and uri (a
@@ -338,7 +349,7 @@ def child_body(
     """The child Run: owned by its Reexecution (pruning the Reexecution removes only it), linked to its
     parent and root by labels, never carrying a GitOps tool's tracking labels."""
     pspec = parent.get("spec") or {}
-    overrides = {k: v.model_dump(exclude_none=True) for k, v in _child_overrides(rx, parent).items()}
+    overrides = {k: v.model_dump(exclude_none=True) for k, v in _child_overrides(rx).items()}
     spec = {
         "jobRef": pspec.get("jobRef"),
         "config": _child_config(rx, parent),
@@ -349,13 +360,13 @@ def child_body(
         "execution": execution.model_dump(exclude_none=True),
     }
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Run",
+        "apiVersion": API_VERSION,
+        "kind": RUN.kind,
         "metadata": {
             "name": child,
             "namespace": obs.namespace,
             "labels": {**without_gitops(rx.labels), LABEL_PARENT: rx.parentRun, LABEL_ROOT: root, LABEL_RX: obs.name},
-            "annotations": {"cairn.dev/reexecution-mode": rx.mode},
+            "annotations": {ANNOTATION_MODE: rx.mode.value},
             "ownerReferences": [owner_reference("Reexecution", obs.name, obs.uid)],
         },
         "spec": {k: v for k, v in spec.items() if v is not None},

@@ -55,7 +55,8 @@ def test_a_failed_shard_is_reexecuted_alone_and_the_collector_sees_every_shard(
     refused = rx_phase(kube, ns, "fan-typo", "Invalid")
     assert "process[shard_9] (process has keys shard_0, shard_1, shard_2, shard_3)" in refused["status"]["message"]
 
-    create_rx(kube, ns, rx("fan-retry", "fan-1", overrides=FIXED))  # the parent's overrides are inherited
+    # the parent's overrides are not inherited: a plain from-failure runs process without CAIRN_FANOUT_FAIL
+    create_rx(kube, ns, rx("fan-retry", "fan-1"))
     done = rx_phase(kube, ns, "fan-retry", "Succeeded", "Failed", timeout=180)
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert done["status"]["plan"]["steps"] == [
@@ -63,6 +64,7 @@ def test_a_failed_shard_is_reexecuted_alone_and_the_collector_sees_every_shard(
         {"name": "summarize", "reason": "downstream-of:process[shard_1]"},
     ]
     child = get_run(kube, ns, done["status"]["childRun"])
+    assert "overrides" not in child["spec"] and child["spec"]["config"] == get_run(kube, ns, "fan-1")["spec"]["config"]
     child_pods = core.list_namespaced_pod(ns, label_selector=f"cairn.dev/run={child['metadata']['name']}").items
     ran = sorted(
         (p.metadata.annotations or {}).get("cairn.dev/step-key") or p.metadata.labels["cairn.dev/step"]
