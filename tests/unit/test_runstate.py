@@ -1,10 +1,27 @@
-"""The one run-state machine (cairn.runstate) as tables: the rules both executors apply."""
+"""The one run-state machine (cairn.runstate, cairn.machine, cairn.retries) as tables: the rules and
+transitions both executors apply."""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import pytest
 
+from cairn import machine
+from cairn.errors import DefinitionError
+from cairn.machine import Announce, Moved, Planned, StepRow
+from cairn.retries import (
+    Backoff,
+    ExponentialRetries,
+    Jitter,
+    RetryPolicy,
+    RetryRequested,
+    RetryRule,
+    requested_rule,
+)
 from cairn.runstate import (
+    Decision,
     Gate,
     Initial,
     RunPhase,
@@ -184,3 +201,311 @@ def test_on_cancel(state: StepState, after: StepState) -> None:
 )
 def test_run_outcome(states: list[StepState], canceled: bool, phase: RunPhase) -> None:
     assert run_outcome(states, canceled) is phase
+
+
+# ----- the transitions (cairn.machine) and the retry rules (cairn.retries) ---------------------------------
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def no_rand() -> float:
+    raise AssertionError("a rule without jitter draws no random number")
+
+
+def row(state: StepState, attempt: int = 0, **kw: Any) -> StepRow:
+    return StepRow(state, attempt, **kw)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "event"),
+    [
+        (row(P), row(RUN, 1), ("StepStarted", "step s started (attempt 1)")),
+        (
+            row(RT, 2, message="boom", next_attempt_at=at(9), finished_at=at(5), exit_code=1, reason="failed"),
+            row(RUN, 3, message="boom", reason="failed"),
+            ("StepStarted", "step s started (attempt 3)"),
+        ),
+    ],
+)
+def test_start(before: StepRow, after: StepRow, event: tuple[str, str]) -> None:
+    moved = machine.start("s", before)
+    assert moved.row == after and moved.event == Announce(*event)
+
+
+def test_start_refuses_a_step_that_is_not_waiting() -> None:
+    with pytest.raises(AssertionError):
+        machine.start("s", row(OK, 1))
+
+
+@pytest.mark.parametrize(
+    ("before", "finished", "after"),
+    [
+        (row(RUN, 1, message="pulling"), None, row(OK, 1, finished_at=at(10), exit_code=0)),
+        (row(RUN, 2, started_at=at(1)), at(7), row(OK, 2, started_at=at(1), finished_at=at(7), exit_code=0)),
+    ],
+)
+def test_succeed(before: StepRow, finished: dt.datetime | None, after: StepRow) -> None:
+    moved = machine.succeed("s", before, at(10), finished)
+    assert moved.row == after
+    assert moved.event == Announce("StepSucceeded", f"step s succeeded (attempt {before.attempt})")
+
+
+TWICE = ExponentialRetries(max_retries=2, base=10, factor=2, cap=25)
+W = "Warning"
+
+
+@pytest.mark.parametrize(
+    ("rule", "attempt", "interrupted", "finished", "after", "event"),
+    [
+        # no rule: the first failure ends the step
+        (
+            None,
+            1,
+            False,
+            None,
+            row(F, 1, message="E", exit_code=3, finished_at=at(100)),
+            "step s failed after 1 attempt(s): E",
+        ),
+        # retried while attempt <= max_retries, after the rule's delay; the attempt's end time kept
+        (
+            TWICE,
+            1,
+            False,
+            at(99),
+            row(RT, 1, message="E", exit_code=3, finished_at=at(99), next_attempt_at=at(110)),
+            "step s attempt 1 failed (E); retrying in 10s (attempt 2 of 3)",
+        ),
+        (
+            TWICE,
+            2,
+            True,
+            None,
+            row(RT, 2, message="E", exit_code=3, next_attempt_at=at(120)),
+            "step s attempt 2 failed (E); retrying in 20s (attempt 3 of 3)",
+        ),
+        # exhausted: Failed, or Interrupted when stopped from outside
+        (
+            TWICE,
+            3,
+            False,
+            at(99),
+            row(F, 3, message="E", exit_code=3, finished_at=at(99)),
+            "step s failed after 3 attempt(s): E",
+        ),
+        (
+            TWICE,
+            3,
+            True,
+            None,
+            row(INT, 3, message="E", exit_code=3, finished_at=at(100)),
+            "step s failed after 3 attempt(s): E",
+        ),
+        # Dagster's policy: 0.2 s, then 0.4 s (LINEAR)
+        (
+            RetryPolicy(2, 0.2, Backoff.LINEAR).rule(),
+            2,
+            False,
+            None,
+            row(RT, 2, message="E", exit_code=3, next_attempt_at=at(100.4)),
+            "step s attempt 2 failed (E); retrying in 0.4s (attempt 3 of 3)",
+        ),
+        # an op's RetryRequested(max_retries=1, seconds_to_wait=None): at once, once
+        (
+            requested_rule(RetryRequested()),
+            1,
+            False,
+            None,
+            row(RT, 1, message="E", exit_code=3, next_attempt_at=at(100)),
+            "step s attempt 1 failed (E); retrying in 0s (attempt 2 of 2)",
+        ),
+        (
+            requested_rule(RetryRequested()),
+            2,
+            False,
+            None,
+            row(F, 2, message="E", exit_code=3, finished_at=at(100)),
+            "step s failed after 2 attempt(s): E",
+        ),
+    ],
+)
+def test_attempt_failed(
+    rule: RetryRule | None,
+    attempt: int,
+    interrupted: bool,
+    finished: dt.datetime | None,
+    after: StepRow,
+    event: str,
+) -> None:
+    moved = machine.attempt_failed(
+        "s", row(RUN, attempt), rule, "E", at(100), no_rand, exit_code=3, finished=finished, interrupted=interrupted
+    )
+    assert moved.row == after
+    assert moved.event == Announce("StepRetrying" if after.state is RT else "StepFailed", event, W)
+
+
+def test_fail_ignores_retries() -> None:
+    moved = machine.fail("s", row(RUN, 1, exit_code=None), "TooManySteps: ...", at(5), at(4))
+    assert moved.row == row(F, 1, message="TooManySteps: ...", finished_at=at(4))
+    assert moved.event == Announce("StepFailed", "step s: TooManySteps: ...", W)
+
+
+@pytest.mark.parametrize(
+    ("before", "attempt", "after"),
+    [
+        (row(P), 1, row(RUN, 1)),
+        (row(RT, 1, next_attempt_at=at(5), message="E"), 2, row(RUN, 2, message="E")),
+    ],
+)
+def test_adopt(before: StepRow, attempt: int, after: StepRow) -> None:
+    assert machine.adopt(before, attempt) == Moved(after, None)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "event"),
+    [
+        (
+            row(RUN, 1),
+            row(INT, 1, finished_at=at(3)),
+            ("StepInterrupted", "step s interrupted: the run was canceled", W),
+        ),
+        (
+            row(P),
+            row(C, finished_at=at(3)),
+            ("StepCanceled", "step s canceled before it started: the run was canceled", "Normal"),
+        ),
+        (
+            row(RT, 1, next_attempt_at=at(9)),
+            row(C, 1, finished_at=at(3)),
+            ("StepCanceled", "step s canceled before it started: the run was canceled", "Normal"),
+        ),
+        (row(OK, 1, finished_at=at(1)), row(OK, 1, finished_at=at(1)), None),
+        (row(N, reason="not selected"), row(N, reason="not selected"), None),
+    ],
+)
+def test_cancel(before: StepRow, after: StepRow, event: tuple[str, str, str] | None) -> None:
+    moved = machine.cancel("s", before, at(3))
+    assert moved.row == after and moved.event == (Announce(*event) if event else None)
+
+
+def test_interrupt() -> None:
+    moved = machine.interrupt("s", row(RUN, 2), "interrupted: run canceled", at(3))
+    assert moved.row == row(INT, 2, message="interrupted: run canceled", finished_at=at(3))
+    assert moved.event == Announce("StepInterrupted", "step s interrupted: interrupted: run canceled", W)
+
+
+@pytest.mark.parametrize(
+    ("decision", "after", "reason"),
+    [
+        (Decision(Gate.BLOCKED, "upstream failed: b"), row(N, reason="upstream failed: b"), "StepNotExecuted"),
+        (Decision(Gate.SKIP, "input not produced: b.x"), row(K, reason="input not produced: b.x"), "StepSkipped"),
+    ],
+)
+def test_settle(decision: Decision, after: StepRow, reason: str) -> None:
+    moved = machine.settle("s", row(P, reason="failed"), decision)
+    assert moved.row == after and moved.event == Announce(reason, f"step s: {decision.reason}")
+
+
+CHILD = Planned(
+    to_run={"split": "failed", "work[*]": "downstream-of:split", "work[b]": "failed"},
+    reused={"work[a]": "root-run", "load": "root-run"},
+    skipped={"opt": "skipped in the parent run"},
+)
+
+
+@pytest.mark.parametrize(
+    ("plan", "step", "after"),
+    [
+        (Planned(), "work[x]", row(P)),  # a first run runs everything
+        (CHILD, "split", row(P, reason="failed")),
+        (CHILD, "work[z]", row(P, reason="downstream-of:split")),  # an instance takes its placeholder's reason
+        (CHILD, "work[b]", row(P, reason="failed")),  # ... unless the plan names it
+        (CHILD, "work[a]", row(R, reason="reused")),
+        (CHILD, "load", row(R, reason="reused")),
+        (CHILD, "opt", row(K, reason="skipped in the parent run")),
+        (CHILD, "other[q]", row(N, reason="not selected")),
+    ],
+)
+def test_initial_row(plan: Planned, step: str, after: StepRow) -> None:
+    assert machine.initial_row(step, plan) == after
+
+
+@pytest.mark.parametrize(
+    ("keys", "rows"),
+    [
+        (["z", "b"], {"work[z]": row(P, reason="downstream-of:split"), "work[b]": row(P, reason="failed")}),
+        ([], {}),
+    ],
+)
+def test_expand(keys: list[str], rows: dict[str, StepRow]) -> None:
+    new, event = machine.expand("work[*]", keys, CHILD)
+    assert new == rows and list(new) == list(rows)
+    assert event == Announce("StepMapped", f"step work[*] mapped over {len(keys)} key(s)")
+
+
+@pytest.mark.parametrize(
+    ("states", "canceled", "result"),
+    [
+        ({"a": OK, "b": RUN}, None, (RunPhase.RUNNING, "1/2", 0, None, None)),
+        ({"a": OK, "b": R, "c": K}, None, (RunPhase.SUCCEEDED, "3/3", 0, "all 3 steps done", "Normal")),
+        ({"a": F, "b": N, "c": INT}, None, (RunPhase.FAILED, "3/3", 2, "step(s) failed: a, c", W)),
+        ({"a": INT, "b": C}, "canceled by spec.cancel", (RunPhase.CANCELED, "2/2", 1, "canceled by spec.cancel", W)),
+    ],
+)
+def test_run_result(
+    states: dict[str, StepState], canceled: str | None, result: tuple[RunPhase, str, int, str | None, str | None]
+) -> None:
+    r = machine.run_result(states, canceled)
+    phase, progress, failed, message, kind = result
+    assert (r.phase, r.progress, r.failed, r.message) == (phase, progress, failed, message)
+    assert r.event == (Announce(f"Run{phase.value}", message, kind) if message and kind else None)
+
+
+DRAWS = [0.25]
+
+
+@pytest.mark.parametrize(
+    ("policy", "delays"),
+    [
+        (RetryPolicy(), [0, 0, 0]),  # Dagster's default: max_retries=1, no delay
+        (RetryPolicy(3, 2), [2, 2, 2]),
+        (RetryPolicy(3, 2, Backoff.LINEAR), [2, 4, 6]),
+        (RetryPolicy(3, 2, Backoff.EXPONENTIAL), [2, 6, 14]),  # (2**n - 1) * delay
+        (RetryPolicy(3, 2, Backoff.EXPONENTIAL, Jitter.FULL), [0.5, 1.5, 3.5]),  # rand() * that
+        (RetryPolicy(3, 2, None, Jitter.PLUS_MINUS), [1, 1, 1]),  # that + 2 * rand() * delay - delay
+        (RetryPolicy(3, 2, Backoff.LINEAR, Jitter.PLUS_MINUS), [1, 3, 5]),
+    ],
+)
+def test_dagster_delay(policy: RetryPolicy, delays: list[float]) -> None:
+    rule = policy.rule()
+    assert rule.max_retries == policy.max_retries
+    assert [rule.delay(n, lambda: DRAWS[0]) for n in (1, 2, 3)] == delays
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"backoff": Backoff.LINEAR}, "Can not set backoff on RetryPolicy without also setting delay"),
+        ({"jitter": Jitter.FULL}, "Can not set jitter on RetryPolicy without also setting delay"),
+        ({"max_retries": -1}, "a number of retries, 0 or more"),
+        ({"delay": "1s"}, "seconds, a number"),
+    ],
+)
+def test_retry_policy_refuses(kwargs: dict[str, Any], error: str) -> None:
+    with pytest.raises(DefinitionError, match=error):
+        RetryPolicy(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("rule", "delays"),
+    [
+        (ExponentialRetries(3, 10, 2, 25), [10, 20, 25]),  # a Job's retries.backoff, capped
+        (ExponentialRetries(3, 5, 1, 300), [5, 5, 5]),
+        (requested_rule(RetryRequested(max_retries=3, seconds_to_wait=1.5)), [1.5, 1.5, 1.5]),
+    ],
+)
+def test_other_rules(rule: RetryRule, delays: list[float]) -> None:
+    assert [rule.delay(n, no_rand) for n in (1, 2, 3)] == delays
