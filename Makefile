@@ -9,9 +9,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The package with every extra and the test tools, editable.
+# The package with every extra and the test tools, and the local cluster builder (devtools/), editable.
 install: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./devtools
 
 # The seed example in-process, no cluster: run it, see it fail, re-execute from failure, print the lineage.
 demo: install

@@ -97,7 +97,7 @@ def main() -> int:
     args = parser.parse_args()
     size = args.size_mib * 1024 * 1024
 
-    from cairn.dev.cluster import Cluster, UpOptions
+    from cairn_dev.cluster import Cluster, UpOptions
 
     with tempfile.TemporaryDirectory(prefix="cairn-bench-large-") as tmp:
         cluster = Cluster(Path(tmp) / "dev")

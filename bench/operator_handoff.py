@@ -199,7 +199,7 @@ class BenchPlane:
     def __enter__(self) -> BenchPlane:
         from kubernetes import client
 
-        from cairn.dev.cluster import Cluster
+        from cairn_dev.cluster import Cluster
 
         self.cluster = Cluster(self.tmp / "cluster")
         self.cluster.up(say=lambda m: None)
@@ -218,7 +218,7 @@ class BenchPlane:
         return self
 
     def start_operator(self) -> Any:
-        from cairn.dev import procs
+        from cairn_dev import procs
 
         rec = procs.start(
             "cairn-operator",
@@ -231,7 +231,7 @@ class BenchPlane:
         return rec
 
     def stop_operator(self, rec: Any) -> None:
-        from cairn.dev import procs
+        from cairn_dev import procs
 
         procs.stop(rec, grace=10)
         self.operators.remove(rec)

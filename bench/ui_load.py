@@ -146,8 +146,8 @@ def main() -> int:
 
     import uvicorn
 
-    from cairn.dev.procs import free_port
     from cairn.ui import app as ui_app
+    from cairn_dev.procs import free_port
 
     source = BenchSource(opts.steps)
     lay = layout(source.graph)
@@ -197,7 +197,7 @@ def browser_load(url: str, n: int, reps: int, clear: Any) -> None:
     import tempfile
 
     if not Path("/usr/bin/chromium").exists():
-        print("page          skipped: no /usr/bin/chromium (Debian packages: cairn.dev.debs.BROWSER)")
+        print("page          skipped: no /usr/bin/chromium (Debian packages: cairn_dev.debs.BROWSER)")
         return
     os.environ.setdefault("SE_OFFLINE", "true")
     from selenium import webdriver

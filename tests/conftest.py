@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from cairn.dev.cluster import Cluster
+    from cairn_dev.cluster import Cluster
 
     reuse = os.environ.get("CAIRN_TEST_CLUSTER_DIR")
     if reuse:
@@ -108,7 +108,7 @@ def cairn_operator(dev_cluster: Any, kube: Any) -> Iterator[Any]:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    from cairn.dev import procs
+    from cairn_dev import procs
 
     ext = client.ApiextensionsV1Api(kube)
     for path in sorted((ROOT / "crds").glob("*.yaml")):

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cairn.dev import images
-from cairn.dev.cluster import Cluster, UpOptions
+from cairn_dev.builds import images
+from cairn_dev.cluster import Cluster, UpOptions
 
 
 @contextlib.contextmanager

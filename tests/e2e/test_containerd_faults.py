@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cairn.dev import ctrnode
+from cairn_dev import containerd_node
 
 pytestmark = [
     pytest.mark.e2e,
@@ -45,11 +45,11 @@ def processes_of(root: Path) -> list[str]:
 
 
 def assert_nothing_left(root: Path) -> None:
-    names = ctrnode.names_for(root)
+    names = containerd_node.names_for(root)
     assert not processes_of(root), processes_of(root)
-    assert not ctrnode.netns_exists(names)
-    assert not ctrnode.link_exists(names.host_if)
-    assert not any(d.exists() for d in ctrnode.cgroup_dirs(names))
+    assert not containerd_node.netns_exists(names)
+    assert not containerd_node.link_exists(names.host_if)
+    assert not any(d.exists() for d in containerd_node.cgroup_dirs(names))
     assert str(root) not in Path("/proc/self/mountinfo").read_text()
 
 
@@ -67,16 +67,16 @@ def test_a_kubelet_that_cannot_start_is_reported_with_its_log_and_everything_is_
 
 def test_a_taken_network_namespace_is_refused_and_left_alone(tmp_path: Path) -> None:
     root = tmp_path / "dev"
-    names = ctrnode.names_for(root)
+    names = containerd_node.names_for(root)
     subprocess.run(["ip", "netns", "add", names.netns], check=True)
     try:
         res = cairn("dev", "up", "--node=containerd", "--dir", str(root))
         assert res.returncode == 2, res.stdout + res.stderr
         assert f"the network namespace {names.netns} already exists" in res.stderr, res.stderr
         assert f"ip netns del {names.netns}" in res.stderr  # the fix is named
-        assert ctrnode.netns_exists(names)  # not ours: untouched
+        assert containerd_node.netns_exists(names)  # not ours: untouched
         assert not processes_of(root)
-        assert not any(d.exists() for d in ctrnode.cgroup_dirs(names))
+        assert not any(d.exists() for d in containerd_node.cgroup_dirs(names))
     finally:
         cairn("dev", "down", "--dir", str(root))
         subprocess.run(["ip", "netns", "del", names.netns], check=False)
@@ -105,8 +105,8 @@ def test_down_cleans_up_after_an_up_that_was_killed_half_way(tmp_path: Path) -> 
             pytest.fail("containerd never started")
         up.send_signal(signal.SIGKILL)
         up.wait()
-        names = ctrnode.names_for(root)
-        assert ctrnode.netns_exists(names) and processes_of(root)  # the crash left things behind
+        names = containerd_node.names_for(root)
+        assert containerd_node.netns_exists(names) and processes_of(root)  # the crash left things behind
         status = cairn("dev", "status", "--dir", str(root))
         assert status.returncode == 1 and "starting" in status.stdout, status.stdout
         res = cairn("dev", "down", "--dir", str(root))

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from cairn.dev import ctrnode, helmbuild, images, k8sbuild
-from cairn.dev.cluster import Cluster
-from cairn.dev.versions import K8S_VERSION
+from cairn_dev import containerd_node
+from cairn_dev.builds import helm, images, k8s
+from cairn_dev.cluster import Cluster
+from cairn_dev.versions import K8S_VERSION
 from tests.e2e.conftest import containerd_cluster
 
 pytestmark = pytest.mark.e2e
@@ -36,8 +37,8 @@ class Kube:
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
-        self.kubectl_bin = str(k8sbuild.find_binaries().binary("kubectl"))
-        self.helm_bin = str(helmbuild.find_helm())
+        self.kubectl_bin = str(k8s.find_binaries().binary("kubectl"))
+        self.helm_bin = str(helm.find_helm())
         self.env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "HELM_CACHE_HOME": str(cluster.root / "helm")}
 
     def run(self, argv: list[str], check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -69,7 +70,7 @@ class Kube:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    helmbuild.find_helm()
+    helm.find_helm()
     with containerd_cluster(tmp_path_factory, "ctr") as c:
         yield c
 
@@ -120,7 +121,7 @@ def _phase(kube: Kube, run: str) -> str:
 
 
 def test_the_node_is_a_real_kubelet_on_containerd(kube: Kube, cluster: Cluster) -> None:
-    node = kube.json("get", "node", ctrnode.NODE_NAME)
+    node = kube.json("get", "node", containerd_node.NODE_NAME)
     info = node["status"]["nodeInfo"]
     assert info["containerRuntimeVersion"].startswith("containerd://")
     assert info["kubeletVersion"] == K8S_VERSION
@@ -251,12 +252,12 @@ spec:
 def test_down_leaves_no_process_mount_namespace_link_or_cgroup(cluster: Cluster) -> None:
     state = cluster.load_state()
     assert state is not None
-    names = ctrnode.names_for(cluster.root)
+    names = containerd_node.names_for(cluster.root)
     cluster.down()
-    assert not ctrnode.netns_exists(names)
-    assert not ctrnode.link_exists(names.host_if)
-    assert not any(d.exists() for d in ctrnode.cgroup_dirs(names))
-    assert not ctrnode.pids_in_ns(int(state.node["netns_inode"]), "net")
+    assert not containerd_node.netns_exists(names)
+    assert not containerd_node.link_exists(names.host_if)
+    assert not any(d.exists() for d in containerd_node.cgroup_dirs(names))
+    assert not containerd_node.pids_in_ns(int(state.node["netns_inode"]), "net")
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(cluster.root) not in mounts
     assert not cluster.root.exists() or not any(cluster.root.iterdir())

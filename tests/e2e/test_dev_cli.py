@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cairn.dev import k8sbuild
-from cairn.dev.procs import ProcRecord
+from cairn_dev.builds import k8s
+from cairn_dev.procs import ProcRecord
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,7 @@ def cairn(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
-    exe = str(k8sbuild.find_binaries().binary("kubectl"))
+    exe = str(k8s.find_binaries().binary("kubectl"))
     out = subprocess.run(
         [exe, "--kubeconfig", str(kubeconfig), *args], input=stdin, capture_output=True, text=True, timeout=120
     )
@@ -152,8 +152,8 @@ def test_a_crashed_component_is_restarted_by_up_and_down_cleans(cluster_dir: Pat
 def test_a_component_that_crashes_at_start_shows_its_log(tmp_path: Path, cluster_dir: Path) -> None:
     """A broken kube-apiserver binary: `up` reports its log's tail and stops what it had started."""
     cache = tmp_path / "cache"
-    real = k8sbuild.find_binaries()
-    fake = k8sbuild.layout(cache=cache)
+    real = k8s.find_binaries()
+    fake = k8s.layout(cache=cache)
     shutil.copytree(real.bin, fake.bin, symlinks=True)
     apiserver = fake.binary("kube-apiserver")
     apiserver.unlink()

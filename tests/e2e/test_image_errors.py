@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from cairn.dev import ctrnode, images, procs
-from cairn.dev.cluster import Cluster
+from cairn_dev import containerd_node, procs
+from cairn_dev.builds import images
+from cairn_dev.cluster import Cluster
 from tests.e2e.conftest import containerd_cluster
 from tests.e2e.test_containers import Kube
 
@@ -122,7 +123,7 @@ spec:
     seen_after = time.monotonic() - t0
     status = run["status"]
     message = status["steps"][STEP]["message"]
-    assert message.startswith(f"ImagePullFailed: image {MISSING} is not on node {ctrnode.NODE_NAME}"), message
+    assert message.startswith(f"ImagePullFailed: image {MISSING} is not on node {containerd_node.NODE_NAME}"), message
     assert f"kind load docker-image {MISSING}" in message and "cairn dev up --node=containerd" in message
     assert "fix the op's image" in message
     assert status["phase"] == "Running" and status["steps"][STEP]["phase"] == "Running", status
@@ -147,8 +148,10 @@ spec:
     assert _run(kube)["status"]["steps"][STEP]["message"] == message  # the back-off did not replace it
 
     # The image arrives on the node: the kubelet's next try starts the pod, the message clears.
-    sock = ctrnode.names_for(cluster.root).sockets / "containerd.sock"
-    subprocess.run(ctrnode.ctr(sock, "images", "tag", images.STEP_IMAGE, MISSING), check=True, capture_output=True)
+    sock = containerd_node.names_for(cluster.root).sockets / "containerd.sock"
+    subprocess.run(
+        containerd_node.ctr(sock, "images", "tag", images.STEP_IMAGE, MISSING), check=True, capture_output=True
+    )
 
     def succeeded_run() -> dict[str, Any] | None:
         run = _run(kube)

@@ -1,5 +1,5 @@
 """`cairn ui` in a real browser: Debian's headless Chromium driven by Selenium through Debian's
-chromedriver (installed by `cairn.dev.debs.ensure(BROWSER)`; nothing downloads a browser).
+chromedriver (installed by `cairn_dev.debs.ensure(BROWSER)`; nothing downloads a browser).
 
 On the local cluster and on a local instance: open the failed seed run, click `unreliable` on the graph,
 choose From selected, preview (the plan shows `start` reused), re-execute with the fix as an env
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from cairn.dev import debs
+from cairn_dev import debs
 from tests.integration.test_operator import apply, ns, sample, wait_phase
 from tests.integration.test_ui_api import UIServer, ui_server
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from cairn.dev.helmbuild import HelmBuilder, find_helm
-from cairn.dev.k8sbuild import BuildError
-from cairn.dev.versions import HELM_VERSION
+from cairn_dev.builds.helm import HelmBuilder, find_helm
+from cairn_dev.builds.k8s import BuildError
+from cairn_dev.versions import HELM_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "cairn"

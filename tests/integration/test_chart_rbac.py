@@ -23,7 +23,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from cairn.dev import procs
+from cairn_dev import procs
 from tests.helpers import eventually
 from tests.integration.test_chart import helm, one, operator_container, template
 from tests.integration.test_operator import apply, ns, sample, wait_phase

@@ -15,7 +15,7 @@ import yaml
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
-from cairn.dev import pki
+from cairn_dev import pki
 from tests.helpers import eventually
 
 

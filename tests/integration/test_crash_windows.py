@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cairn.dev import procs
+from cairn_dev import procs
 from tests.helpers import eventually
 from tests.integration.test_operator import G, V, apply, co, get_run, ns, run_of, sample, slow_job_recording, wait_phase
 

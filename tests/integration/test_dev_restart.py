@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cairn.dev import procs
-from cairn.dev.cluster import Cluster, State
-from cairn.dev.errors import DevError
+from cairn_dev import procs
+from cairn_dev.cluster import Cluster, State
+from cairn_dev.errors import DevError
 
 LOCAL = ("etcd", "seaweedfs", "kube-apiserver", "controller-manager", "scheduler", "node")
 

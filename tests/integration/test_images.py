@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cairn.dev import images
-from cairn.dev.images import ImageBuilder
+from cairn_dev.builds import images
+from cairn_dev.builds.images import ImageBuilder
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the image build runs debootstrap and buildah as root")
 

@@ -4,7 +4,7 @@ kstatus is what kpt, Flux, Config Sync and cli-utils' apply/wait use to tell whe
 InProgress, Current or Failed. The first tests feed it hand-written Runs and Reexecutions shaped as the
 operator's contract says (README of deploy/argocd has the table); the last one reads live Runs from
 the operator on the local control plane. kstatus is compiled from its Go module on demand and cached
-(:mod:`cairn.dev.kstatusbuild`).
+(:mod:`cairn_dev.builds.kstatus`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cairn.dev import kstatusbuild
+from cairn_dev.builds import kstatus as kstatusbuild
 from cairn_operator.reconcile import condition
 from tests.integration.test_operator import apply, get_run, ns, sample
 from tests.status_objects import T0, run_obj, rx_obj

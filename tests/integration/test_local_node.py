@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from cairn.dev.procs import ProcRecord
+from cairn_dev.procs import ProcRecord
 from tests.helpers import eventually
 
 

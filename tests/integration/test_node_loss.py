@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cairn.dev.node import running_shims
+from cairn_dev.standin_node import running_shims
 from tests.helpers import eventually
 from tests.integration.test_operator import apply, get_run, ns, run_of, slow_job_recording, wait_phase
 

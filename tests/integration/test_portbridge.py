@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cairn.dev import procs
+from cairn_dev import procs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -42,7 +42,7 @@ def test_a_host_loopback_port_answers_inside_the_namespace_and_not_beyond_it(net
     threading.Thread(target=server.serve_forever, daemon=True).start()
     rec = procs.start(
         "portbridge",
-        [sys.executable, "-m", "cairn.dev.portbridge", "--netns", f"/run/netns/{netns}", str(port)],
+        [sys.executable, "-m", "cairn_dev.portbridge", "--netns", f"/run/netns/{netns}", str(port)],
         tmp_path / "bridge.log",
     )
     try:

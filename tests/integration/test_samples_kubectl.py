@@ -6,14 +6,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from cairn.dev import k8sbuild
+from cairn_dev.builds import k8s
 from tests.integration.test_operator import get_run, wait_phase
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def kubectl(dev_cluster: Any, *args: str) -> str:
-    exe = str(k8sbuild.find_binaries().binary("kubectl"))
+    exe = str(k8s.find_binaries().binary("kubectl"))
     out = subprocess.run(
         [exe, "--kubeconfig", str(dev_cluster.kubeconfig), *args], capture_output=True, text=True, timeout=120
     )

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from cairn.dev import procs
+from cairn_dev import procs
 from tests.helpers import eventually
 from tests.integration.test_operator import apply, job_of, ns, run_of, sample, wait_phase
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cairn.dev import k8sbuild
-from cairn.dev.cluster import Cluster, State, UpOptions, kubeconfig_yaml
-from cairn.dev.errors import DevError
-from cairn.dev.procs import ProcRecord
+from cairn_dev.builds import k8s
+from cairn_dev.cluster import Cluster, State, UpOptions, kubeconfig_yaml
+from cairn_dev.errors import DevError
+from cairn_dev.procs import ProcRecord
 
 
 @pytest.fixture
@@ -20,9 +20,9 @@ def fake_binaries(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A cache that looks built, so `up` gets as far as its own checks (nothing is started)."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("CAIRN_CACHE_DIR", str(cache))
-    lay = k8sbuild.layout()
+    lay = k8s.layout()
     lay.bin.mkdir(parents=True)
-    for name, _ in k8sbuild.BINARIES:
+    for name, _ in k8s.BINARIES:
         lay.binary(name).write_text("")
     lay.stamp.write_text("x")
     return cache

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from cairn.dev import ctrnode
-from cairn.dev.errors import DevError
+from cairn_dev import containerd_node
+from cairn_dev.errors import DevError
 
 
 def test_names_derive_from_the_directory_and_fit_the_kernels_limits() -> None:
-    a = ctrnode.names_for(Path("/tmp/a/dev"))
-    assert a == ctrnode.names_for(Path("/tmp/a/dev"))  # down finds them again after a crash
-    assert a != ctrnode.names_for(Path("/tmp/b/dev"))
+    a = containerd_node.names_for(Path("/tmp/a/dev"))
+    assert a == containerd_node.names_for(Path("/tmp/a/dev"))  # down finds them again after a crash
+    assert a != containerd_node.names_for(Path("/tmp/b/dev"))
     assert len(a.host_if) <= 15  # IFNAMSIZ - 1
     assert a.netns_path == f"/run/netns/{a.netns}"
     assert a.cgroup.startswith("cairn-")
@@ -36,21 +36,23 @@ def test_the_host_link_never_overlaps_what_the_host_uses(used: list[str], must_a
     nets = [ipaddress.IPv4Network(u) for u in used]
     if must_avoid is None:
         with pytest.raises(DevError, match="overlaps"):
-            ctrnode.pick_link("38020ff4", nets)
+            containerd_node.pick_link("38020ff4", nets)
         return
-    host, node = ctrnode.pick_link("38020ff4", nets)
+    host, node = containerd_node.pick_link("38020ff4", nets)
     link = ipaddress.ip_network(f"{host}/30", strict=False)
     assert ipaddress.ip_address(node) in link and host != node
-    assert link.subnet_of(ctrnode.LINK_POOL)  # type: ignore[arg-type]
+    assert link.subnet_of(containerd_node.LINK_POOL)  # type: ignore[arg-type]
     assert not any(link.overlaps(n) for n in nets)
 
 
 def test_the_first_block_tried_depends_on_the_cluster() -> None:
-    assert ctrnode.pick_link("00000000", []) != ctrnode.pick_link("00000001", [])
+    assert containerd_node.pick_link("00000000", []) != containerd_node.pick_link("00000001", [])
 
 
 def test_containerd_config_keeps_everything_under_the_node_and_fits_this_machine(tmp_path: Path) -> None:
-    text = ctrnode.containerd_config(tmp_path / "ctr", tmp_path / "net.d", "localhost/pause:1", Path("/run/cairn-x"))
+    text = containerd_node.containerd_config(
+        tmp_path / "ctr", tmp_path / "net.d", "localhost/pause:1", Path("/run/cairn-x")
+    )
     cfg = tomllib.loads(text)
     assert cfg["version"] == 2
     for path in (cfg["root"], cfg["state"]):
@@ -70,16 +72,16 @@ def test_containerd_config_keeps_everything_under_the_node_and_fits_this_machine
 
 
 def test_cni_bridge_network_keeps_its_addresses_under_the_node(tmp_path: Path) -> None:
-    conf = ctrnode.cni_conflist(tmp_path / "ipam")
+    conf = containerd_node.cni_conflist(tmp_path / "ipam")
     bridge = conf["plugins"][0]
     assert bridge["type"] == "bridge" and bridge["isGateway"] and bridge["ipMasq"]
     assert bridge["ipam"]["dataDir"] == str(tmp_path / "ipam")
-    assert bridge["ipam"]["ranges"] == [[{"subnet": ctrnode.POD_CIDR}]]
+    assert bridge["ipam"]["ranges"] == [[{"subnet": containerd_node.POD_CIDR}]]
     assert [p["type"] for p in conf["plugins"]] == ["bridge", "portmap"]
 
 
 def test_kubelet_config_serves_only_the_clusters_clients_on_the_node_address(tmp_path: Path) -> None:
-    cfg = ctrnode.kubelet_config(
+    cfg = containerd_node.kubelet_config(
         node_ip="10.201.0.2",
         port=10250,
         healthz_port=10248,
@@ -104,7 +106,7 @@ def test_the_namespace_script_binds_then_execs(tmp_path: Path) -> None:
     d.mkdir()
     f = tmp_path / "file"
     f.write_text("1\n")
-    script = ctrnode.namespace_script({"/run/x": d, "/proc/sys/vm/overcommit_memory": f})
+    script = containerd_node.namespace_script({"/run/x": d, "/proc/sys/vm/overcommit_memory": f})
     steps = script.split("; ")
     assert steps[:2] == ["set -e", "mount --make-rprivate /"]
     assert f"mount --bind '{d}' '/run/x'" in steps and "mkdir -p '/run/x'" in steps
@@ -113,13 +115,13 @@ def test_the_namespace_script_binds_then_execs(tmp_path: Path) -> None:
 
 
 def test_sysctl_shadows_hold_the_values_the_kubelet_wants(tmp_path: Path) -> None:
-    shadows = ctrnode.write_sysctl_shadows(tmp_path)
-    assert set(shadows) == {f"/proc/sys/{k}" for k in ctrnode.KUBELET_SYSCTLS}
+    shadows = containerd_node.write_sysctl_shadows(tmp_path)
+    assert set(shadows) == {f"/proc/sys/{k}" for k in containerd_node.KUBELET_SYSCTLS}
     assert shadows["/proc/sys/kernel/panic"].read_text() == "10\n"
 
 
 def test_kill_all_stops_when_nothing_is_left_and_says_when_something_stays() -> None:
     rounds = iter([{999_999_991}, set()])
-    assert ctrnode.kill_all(lambda: next(rounds), "test", sleep=lambda _: None) == 1
+    assert containerd_node.kill_all(lambda: next(rounds), "test", sleep=lambda _: None) == 1
     with pytest.raises(DevError, match="could not stop the test processes"):
-        ctrnode.kill_all(lambda: {999_999_992}, "test", timeout=0.0, sleep=lambda _: None)
+        containerd_node.kill_all(lambda: {999_999_992}, "test", timeout=0.0, sleep=lambda _: None)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cairn.dev import procs
-from cairn.dev.cluster import (
+from cairn_dev import procs
+from cairn_dev.cluster import (
     COMPONENT_PORTS,
     Cluster,
     State,
@@ -20,8 +20,8 @@ from cairn.dev.cluster import (
     components,
     restart_plan,
 )
-from cairn.dev.errors import DevError
-from cairn.dev.procs import ProcRecord
+from cairn_dev.errors import DevError
+from cairn_dev.procs import ProcRecord
 
 #: In start order, spelled out (not taken from the module under test).
 CONTROL = ("etcd", "seaweedfs", "kube-apiserver", "controller-manager", "scheduler")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from cairn.dev import helmbuild
-from cairn.dev.helmbuild import HelmBuilder, find_helm, helm_layout, kube_version, ldflags
-from cairn.dev.k8sbuild import Builder, BuildError
-from cairn.dev.kstatusbuild import CLI_UTILS_VERSION, KstatusBuilder
-from cairn.dev.versions import HELM_VERSION
+from cairn_dev.builds import helm
+from cairn_dev.builds.helm import HelmBuilder, find_helm, helm_layout, kube_version, ldflags
+from cairn_dev.builds.k8s import Builder, BuildError
+from cairn_dev.builds.kstatus import CLI_UTILS_VERSION, KstatusBuilder
+from cairn_dev.versions import HELM_VERSION
 from tests.unit import fakego
 
 HELM_GOMOD = """module helm.sh/helm/v3
@@ -177,7 +177,7 @@ def test_ldflags_stamp_the_release() -> None:
 
 def test_pinned_version_and_minimum_go() -> None:
     assert HELM_VERSION == "v3.22.0"
-    assert helmbuild.MIN_GO == (1, 26)
+    assert helm.MIN_GO == (1, 26)
 
 
 def test_cairn_dev_build_builds_helm_after_kubernetes_with_force_for_both(

@@ -14,9 +14,10 @@ import pytest
 
 from cairn import __version__
 from cairn.cli import main
-from cairn.dev import debs, images
-from cairn.dev.errors import DevError
-from cairn.dev.images import ImageBuilder, ImageError, Storage
+from cairn_dev import debs
+from cairn_dev.builds import images
+from cairn_dev.builds.images import ImageBuilder, ImageError, Storage
+from cairn_dev.errors import DevError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,8 +110,8 @@ def test_one_version_for_the_images_and_the_package() -> None:
 def test_pause_source_is_package_data() -> None:
     from importlib import resources
 
-    assert "SIGTERM" in resources.files("cairn.dev").joinpath("pause.c").read_text()
-    assert '"pause.c"' in (ROOT / "pyproject.toml").read_text()
+    assert "SIGTERM" in resources.files("cairn_dev.builds").joinpath("pause.c").read_text()
+    assert '"pause.c"' in (ROOT / "devtools" / "pyproject.toml").read_text()
 
 
 # ------------------------------------------------------------------------------------ argv

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cairn.dev import k8sbuild
-from cairn.dev.k8sbuild import Builder, BuildError, parse_go_version, render_gomod, replace_lines
-from cairn.dev.versions import K8S_VERSION, staging_version
+from cairn_dev.builds import k8s
+from cairn_dev.builds.k8s import Builder, BuildError, parse_go_version, render_gomod, replace_lines
+from cairn_dev.versions import K8S_VERSION, staging_version
 
 GOMOD = """module k8s.io/kubernetes
 
@@ -77,7 +77,7 @@ def test_parse_go_version(text: str, want: tuple[int, int] | None) -> None:
 
 
 def test_ldflags_stamp_the_release() -> None:
-    flags = k8sbuild.ldflags("v1.34.4")
+    flags = k8s.ldflags("v1.34.4")
     assert "-X k8s.io/component-base/version.gitVersion=v1.34.4" in flags
     assert "-X k8s.io/component-base/version.gitMinor=34" in flags
 
@@ -118,14 +118,14 @@ def test_failed_step_shows_the_last_lines_of_the_log(tmp_path: Path) -> None:
 
 def test_find_binaries_says_to_run_build(tmp_path: Path) -> None:
     with pytest.raises(BuildError, match="run `cairn dev build` first"):
-        k8sbuild.find_binaries(cache=tmp_path)
+        k8s.find_binaries(cache=tmp_path)
 
 
 def test_cache_dir_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from cairn.dev import paths
+    from cairn_dev import paths
 
     monkeypatch.setenv("CAIRN_CACHE_DIR", str(tmp_path))
-    assert k8sbuild.layout().bin == tmp_path / "k8s" / K8S_VERSION / "bin"
+    assert k8s.layout().bin == tmp_path / "k8s" / K8S_VERSION / "bin"
     monkeypatch.delenv("CAIRN_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert paths.cache_dir() == tmp_path / "x" / "cairn"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cairn.dev.k8sbuild import BuildError
-from cairn.dev.kstatusbuild import (
+from cairn_dev.builds.k8s import BuildError
+from cairn_dev.builds.kstatus import (
     CLI_UTILS_VERSION,
     SOURCE,
     KstatusBuilder,

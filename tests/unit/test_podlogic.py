@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cairn.dev import podlogic
-from cairn.dev.podlogic import Action, ConfigError, LocalView, PodView, decide
+from cairn_dev import podlogic
+from cairn_dev.podlogic import Action, ConfigError, LocalView, PodView, decide
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -215,6 +215,6 @@ def test_pod_view_of_an_api_pod() -> None:
 
 @pytest.mark.parametrize(("lines", "want"), [(None, b"a\nb\nc"), (2, b"b\nc"), (0, b""), (10, b"a\nb\nc")])
 def test_tail_bytes(lines: int | None, want: bytes) -> None:
-    from cairn.dev.kubeletapi import tail_bytes
+    from cairn_dev.kubeletapi import tail_bytes
 
     assert tail_bytes(b"a\nb\nc", lines) == want

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cairn.dev import procs
-from cairn.dev.errors import DevError
+from cairn_dev import procs
+from cairn_dev.errors import DevError
 
 
 def test_free_ports_are_distinct_and_bindable() -> None:

@@ -1,16 +1,16 @@
 """The local node agent: the kubelet's job for pods bound to the node `cairn-local`, without containers.
 
-Run as ``python -m cairn.dev.node --kubeconfig K --node-name cairn-local --root DIR/node`` (``cairn dev
+Run as ``python -m cairn_dev.standin_node --kubeconfig K --node-name cairn-local --root DIR/node`` (``cairn dev
 up`` does this). It registers the Node (Ready, with capacity), renews its Lease and Ready heartbeat as
 a kubelet does, and for each pod the scheduler binds to it runs the first container's ``command`` +
-``args`` as a host process (through `cairn.dev.shim`) in the current Python environment, ignoring the
+``args`` as a host process (through `cairn_dev.shim`) in the current Python environment, ignoring the
 image. There is no isolation of any kind: it is a development stand-in.
 
 Per pod it keeps ``ROOT/pods/<uid>/``: ``claimed`` (written before the process starts), ``shim.json``,
 ``exit.json``, ``log`` (the container's output) and ``termination-log`` (where the container's
 ``terminationMessagePath`` is redirected: occurrences of that path in command, args and env values are
 replaced by it, and ``CAIRN_TERMINATION_MESSAGE_PATH`` names it). Decisions are made by the pure
-`cairn.dev.podlogic.decide` from what the API server and these files say, so a restart of the agent
+`cairn_dev.podlogic.decide` from what the API server and these files say, so a restart of the agent
 picks up where it was and never runs a pod twice.
 """
 
@@ -33,14 +33,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from cairn.dev import podlogic
-from cairn.dev.kubeletapi import KubeletAPI, LogSource
-from cairn.dev.podlogic import Action
-from cairn.dev.procs import ProcRecord
-from cairn.dev.shim import write_json_atomic
-from cairn.dev.versions import K8S_VERSION
+from cairn_dev import podlogic
+from cairn_dev.kubeletapi import KubeletAPI, LogSource
+from cairn_dev.podlogic import Action
+from cairn_dev.procs import ProcRecord
+from cairn_dev.shim import write_json_atomic
+from cairn_dev.versions import K8S_VERSION
 
-log = logging.getLogger("cairn.dev.node")
+log = logging.getLogger("cairn_dev.standin_node")
 
 HOST_IP = "127.0.0.1"
 LEASE_SECONDS = 40
@@ -556,7 +556,7 @@ class Agent:
         (pdir.path / "claimed").write_text(_ts() + "\n")  # from here on, the pod is never started again
         log.info("starting pod %s/%s: %s", meta["namespace"], meta["name"], argv)
         subprocess.Popen(
-            [sys.executable, "-m", "cairn.dev.shim", "--pod-dir", str(pdir.path), "--", *argv],
+            [sys.executable, "-m", "cairn_dev.shim", "--pod-dir", str(pdir.path), "--", *argv],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -629,7 +629,7 @@ def main(
 ) -> int:
     from kubernetes import config
 
-    parser = argparse.ArgumentParser(prog="cairn.dev.node", description=__doc__)
+    parser = argparse.ArgumentParser(prog="cairn_dev.standin_node", description=__doc__)
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--node-name", default="cairn-local")
     parser.add_argument("--root", type=Path, required=True)

@@ -1,6 +1,6 @@
 """The per-pod shim of the local node (the role containerd-shim plays for a container).
 
-The node agent starts ``python -m cairn.dev.shim --pod-dir D -- CMD ARGS...`` in a session of its own,
+The node agent starts ``python -m cairn_dev.shim --pod-dir D -- CMD ARGS...`` in a session of its own,
 with the container's environment and working directory. The shim records itself in ``D/shim.json``,
 runs the command with its output appended to ``D/log``, waits for it, and writes ``D/exit.json``
 (exit code, signal, start and finish times) atomically. Because the shim, not the agent, waits for the
@@ -34,9 +34,9 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cairn.dev.procs import proc_start_time
+    from cairn_dev.procs import proc_start_time
 
-    parser = argparse.ArgumentParser(prog="cairn.dev.shim")
+    parser = argparse.ArgumentParser(prog="cairn_dev.shim")
     parser.add_argument("--pod-dir", type=Path, required=True)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Cairn's container images, built without a Docker engine (`cairn dev image build`).
 
-The builder is buildah from Debian's archive (installed through :mod:`cairn.dev.debs`), daemonless,
+The builder is buildah from Debian's archive (installed through :mod:`cairn_dev.debs`), daemonless,
 with its image storage in the cairn cache (``<cache>/containers/<driver>``) so layers are reused
 across runs. Builds run ``buildah build --layers --isolation chroot``: RUN steps need no OCI runtime
 and share the host's network, so pip reaches PyPI; the host's CA bundle is bind-mounted read-only
@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from cairn import __version__
-from cairn.dev import debs, paths
-from cairn.dev.errors import DevError
+from cairn_dev import debs, paths
+from cairn_dev.errors import DevError
 
 #: The images' version: the package's (pyproject.toml's ``version`` is the same; a unit test checks).
 VERSION = __version__
@@ -495,7 +495,7 @@ class ImageBuilder:
         work = self._workdir("pause")
         try:
             source = work / "pause.c"
-            source.write_bytes(resources.files("cairn.dev").joinpath("pause.c").read_bytes())
+            source.write_bytes(resources.files("cairn_dev.builds").joinpath("pause.c").read_bytes())
             self._run(
                 gcc_argv(source, work / "pause", gcc),
                 "compiling pause.c",
@@ -610,7 +610,7 @@ class ImageBuilder:
         if not ctr_bin:
             raise ImageError(
                 "`ctr` is not installed: it comes with containerd (Debian: apt-get install containerd; "
-                "the node's packages: cairn.dev.debs.ensure(cairn.dev.debs.NODE, why=...))"
+                "the node's packages: cairn_dev.debs.ensure(cairn_dev.debs.NODE, why=...))"
             )
         if not Path(address).exists():
             raise ImageError(f"no containerd socket at {address}: start containerd first (e.g. cairn dev up)")

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cairn.dev.errors import DevError
+from cairn_dev.errors import DevError
 
 
 def free_port(taken: set[int] | None = None) -> int:

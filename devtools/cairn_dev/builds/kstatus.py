@@ -7,7 +7,7 @@ Config Sync, cli-utils' own apply/wait) decide whether an object is ``InProgress
 compiles the library's own ``status.Compute`` into a command so tests can check a Run or Reexecution
 against it rather than against our reading of it.
 
-The Go source is :file:`kstatus/main.go` next to this module (package data). A build writes a helper
+The Go source is :file:`kstatus_main.go` next to this module (package data). A build writes a helper
 module (``go.mod`` requiring ``sigs.k8s.io/cli-utils`` at :data:`CLI_UTILS_VERSION``), runs ``go mod
 tidy`` and ``go build`` (static, ``CGO_ENABLED=0``) and checks the result. The binary is cached as
 ``<cache>/kstatus/<version>/bin/kstatus`` and reused; its stamp records a digest of main.go, so
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cairn.dev import paths
-from cairn.dev.k8sbuild import Builder, BuildError, BuildLayout, require_go
+from cairn_dev import paths
+from cairn_dev.builds.k8s import Builder, BuildError, BuildLayout, require_go
 
 MODULE = "sigs.k8s.io/cli-utils"
 HELPER_MODULE = "cairn.dev/kstatus"
@@ -43,7 +43,7 @@ CLI_UTILS_VERSION = "v0.37.2"
 MIN_GO = (1, 22)
 
 #: The Go source of the command, shipped as package data.
-SOURCE = Path(__file__).resolve().parent / "kstatus" / "main.go"
+SOURCE = Path(__file__).resolve().parent / "kstatus_main.go"
 
 #: What kstatus can answer (``status.Status`` in cli-utils), plus Unknown when Compute returns an error.
 STATUSES = ("InProgress", "Failed", "Current", "Terminating", "NotFound", "Unknown")
@@ -98,7 +98,7 @@ def find_kstatus(version: str = CLI_UTILS_VERSION, cache: Path | None = None) ->
     if not lay.complete():
         raise BuildError(
             f"kstatus (sigs.k8s.io/cli-utils {version}) is not built yet (looked for {lay.kstatus}); "
-            "build it with `python -c 'from cairn.dev import kstatusbuild; kstatusbuild.build()'` "
+            "build it with `python -c 'from cairn_dev.builds import kstatus; kstatus.build()'` "
             "(needs Go and the Go module proxy; about a minute the first time)"
         )
     return lay.kstatus

@@ -1,9 +1,9 @@
 """Build helm from its Go module, so that charts/cairn is linted and rendered by the real Helm.
 
-`cairn dev build` also compiles helm at one pinned release (:data:`cairn.dev.versions.HELM_VERSION`)
+`cairn dev build` also compiles helm at one pinned release (:data:`cairn_dev.versions.HELM_VERSION`)
 with ``go install helm.sh/helm/v3/cmd/helm@<version>``: in that form Go builds the release with its
 own go.mod and go.sum, so no helper module is needed (unlike k8s.io/kubernetes, see
-:mod:`cairn.dev.k8sbuild`). The binary is stamped as Helm's own Makefile stamps a release: its version
+:mod:`cairn_dev.builds.k8s`). The binary is stamped as Helm's own Makefile stamps a release: its version
 (``helm version``), git commit and tree state, and the Kubernetes version of the client-go it is built
 with (what ``helm template`` reports as ``.Capabilities.KubeVersion`` and ``helm lint`` checks API
 deprecations against). It is static (``CGO_ENABLED=0``), as Helm's releases are.
@@ -23,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cairn.dev import paths
-from cairn.dev.k8sbuild import Builder, BuildError, BuildLayout, require_go
-from cairn.dev.versions import HELM_VERSION
+from cairn_dev import paths
+from cairn_dev.builds.k8s import Builder, BuildError, BuildLayout, require_go
+from cairn_dev.versions import HELM_VERSION
 
 MODULE = "helm.sh/helm/v3"
 PACKAGE = f"{MODULE}/cmd/helm"

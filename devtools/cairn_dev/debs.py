@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterable
 
-from cairn.dev.errors import DevError
+from cairn_dev.errors import DevError
 
 #: What builds images here without a Docker engine.
 IMAGE_BUILD = ("buildah", "debootstrap", "uidmap", "gcc", "libc6-dev")

@@ -7,7 +7,7 @@ Layout (all names derive from the cluster directory, so `down` finds them even a
   the CNI bridge ``cni0`` with pods on 10.244.0.0/24, and one DNAT rule that sends the ``kubernetes``
   Service address (10.96.0.1:443) to the API server (there is no kube-proxy: the dev cluster has no
   other Service a pod needs). The host's own addresses, routes and iptables rules are not touched.
-- a relay (:mod:`cairn.dev.portbridge`) that listens inside the namespace on the API server's and S3's
+- a relay (:mod:`cairn_dev.portbridge`) that listens inside the namespace on the API server's and S3's
   ports and connects to them on the host's 127.0.0.1, where they listen.
 - containerd (Debian's, CRI plugin; ``restrict_oom_score_adj`` because root here lacks
   CAP_SYS_RESOURCE, cgroupfs driver) and the kubelet of the pinned release, both in the network
@@ -17,7 +17,7 @@ Layout (all names derive from the cluster directory, so `down` finds them even a
   there by files that already hold its values, so the host's stay as they are.
 - pod cgroups under ``/cairn-<id>`` in each cgroup v1 hierarchy (the kubelet's ``cgroupRoot``).
 
-Images come from :mod:`cairn.dev.images` (built without a Docker engine) and are imported with
+Images come from :mod:`cairn_dev.builds.images` (built without a Docker engine) and are imported with
 ``ctr -n k8s.io images import``; there is no registry, so pods use ``imagePullPolicy: IfNotPresent``.
 """
 
@@ -38,8 +38,8 @@ from typing import Any
 
 import yaml
 
-from cairn.dev import debs, procs
-from cairn.dev.errors import DevError
+from cairn_dev import debs, procs
+from cairn_dev.errors import DevError
 
 NODE_NAME = "cairn-node"
 POD_CIDR = "10.244.0.0/24"

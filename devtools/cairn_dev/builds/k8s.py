@@ -1,7 +1,7 @@
 """Build kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kubelet from Go modules.
 
 `cairn dev build` compiles the Kubernetes control plane from the Go module ``k8s.io/kubernetes`` at
-one pinned release (:data:`cairn.dev.versions.K8S_VERSION`). ``k8s.io/kubernetes`` cannot be required
+one pinned release (:data:`cairn_dev.versions.K8S_VERSION`). ``k8s.io/kubernetes`` cannot be required
 as an ordinary dependency because its go.mod replaces every ``k8s.io/*`` staging module with a local
 directory; a small helper module therefore repeats those ``replace`` lines, each pointing at the
 published ``v0.x.y`` release of the same staging module. The lines are generated from the replace
@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cairn.dev import paths
-from cairn.dev.errors import DevError
-from cairn.dev.versions import K8S_VERSION, staging_version
+from cairn_dev import paths
+from cairn_dev.errors import DevError
+from cairn_dev.versions import K8S_VERSION, staging_version
 
 #: What `cairn dev build` produces, in build order, with the package of each.
 BINARIES: tuple[tuple[str, str], ...] = (

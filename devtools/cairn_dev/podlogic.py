@@ -1,7 +1,7 @@
 """Pure decisions of the local node agent: what to do with a pod, the environment its command gets,
 and the pod status to report, as the kubelet would.
 
-Nothing here talks to the API server or the disk; `cairn.dev.node` gathers what it observes into
+Nothing here talks to the API server or the disk; `cairn_dev.standin_node` gathers what it observes into
 `PodView` and `LocalView`, calls `decide`, and carries the `Action` out.
 """
 

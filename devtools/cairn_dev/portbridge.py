@@ -1,4 +1,4 @@
-"""`python -m cairn.dev.portbridge`: make host-loopback services reachable inside a network namespace.
+"""`python -m cairn_dev.portbridge`: make host-loopback services reachable inside a network namespace.
 
 The control plane of `cairn dev` listens on 127.0.0.1 of the host only. The containerd node lives in a
 network namespace of its own (so its bridge, veths and iptables rules never touch the host's network),
@@ -7,7 +7,7 @@ sockets *inside* the node's namespace (a socket keeps the namespace it was made 
 from the host's namespace, so the kubelet, the operator's pod and step pods reach the API server and S3
 at the node's address without either being exposed beyond the host's loopback.
 
-    python -m cairn.dev.portbridge --netns /run/netns/cairn-ab12cd34 6443 9000
+    python -m cairn_dev.portbridge --netns /run/netns/cairn-ab12cd34 6443 9000
 
 relays <netns>:6443 -> 127.0.0.1:6443 and <netns>:9000 -> 127.0.0.1:9000 (all addresses of the namespace).
 """
@@ -94,7 +94,7 @@ async def serve(socks: list[socket.socket], ports: list[int]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cairn.dev.portbridge", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m cairn_dev.portbridge", description=__doc__)
     parser.add_argument("--netns", required=True, help="path of the network namespace (/run/netns/NAME)")
     parser.add_argument("ports", nargs="+", type=int, help="host loopback ports to relay")
     args = parser.parse_args(argv)
