@@ -12,9 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-GROUP = "cairn.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from cairn.contract import API_VERSION as API_VERSION  # re-exported: defined in cairn.contract
+from cairn.contract import GROUP as GROUP
+from cairn.contract import VERSION as VERSION
+from cairn.contract import RetryStrategy, RunPhase, RxMode, RxPhase, StepState
+
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 DNS1123_SUBDOMAIN = rf"^{_SUBDOMAIN}$"
@@ -594,7 +596,7 @@ class PodGC(Model):
 
 class RetryPolicy(Model):
     maxRetries: int = Field(0, ge=0, le=100, description="Automatic re-executions per root lineage.")
-    strategy: Literal["FromFailure", "AllSteps"] = "FromFailure"
+    strategy: RetryStrategy = RetryStrategy.FROM_FAILURE
 
 
 class JobRef(Model):
@@ -692,18 +694,7 @@ class OutputStatus(Model):
 
 
 class StepStatusModel(Model):
-    phase: Literal[
-        "Pending",
-        "Running",
-        "Retrying",
-        "Succeeded",
-        "Failed",
-        "Interrupted",
-        "Skipped",
-        "NotExecuted",
-        "Reused",
-        "Canceled",
-    ] = Field(description="The step's cairn.runstate.StepState.")
+    phase: StepState = Field(description="The step's cairn.runstate.StepState.")
     attempt: int = 0
     podName: str | None = None
     startedAt: str | None = None
@@ -732,7 +723,7 @@ class RunStorageStatus(Model):
 
 
 class RunStatusModel(Model):
-    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Canceled"] | None = None
+    phase: RunPhase | None = None
     observedGeneration: int | None = None
     startedAt: str | None = None
     finishedAt: str | None = None
@@ -762,7 +753,7 @@ class ReexecutionSpec(Model):
     """A request to re-execute part of a finished Run as a new, linked child Run."""
 
     parentRun: ObjectName = Field(description="A Run in the same namespace.")
-    mode: Literal["All", "Selected", "FromSelected", "FromFailure", "Stale"] = "FromFailure"
+    mode: RxMode = RxMode.FROM_FAILURE
     stepSelection: list[str] = Field(
         default_factory=list,
         description="Clauses: op, *op, op*, +op, op+ ...; a mapped op's instance op[key], or all of them op[*].",
@@ -808,7 +799,7 @@ class PlanStatus(Model):
 
 
 class ReexecutionStatusModel(Model):
-    phase: Literal["Pending", "Planned", "Running", "Succeeded", "Failed", "Invalid"] | None = None
+    phase: RxPhase | None = None
     childRun: str | None = None
     plan: PlanStatus | None = None
     message: str | None = None

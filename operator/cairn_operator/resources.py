@@ -25,24 +25,23 @@ from typing import Any
 
 from pydantic import BaseModel
 
+# The label keys, re-exported (`as`) for the operator's modules that import them from here: defined in cairn.contract.
+from cairn.contract import ANNOTATION_STEP as ANNOTATION_STEP
+from cairn.contract import API_VERSION, STEP_PROTOCOL
+from cairn.contract import LABEL_ATTEMPT as LABEL_ATTEMPT
+from cairn.contract import LABEL_JOB as LABEL_JOB
+from cairn.contract import LABEL_PARENT as LABEL_PARENT
+from cairn.contract import LABEL_RETRY as LABEL_RETRY
+from cairn.contract import LABEL_ROOT as LABEL_ROOT
+from cairn.contract import LABEL_RUN as LABEL_RUN
+from cairn.contract import LABEL_RX as LABEL_RX
+from cairn.contract import LABEL_STEP as LABEL_STEP
 from cairn.dynamic import node_of, split_step
 from cairn.s3io import object_key
 from cairn.step import context_env
 from cairn_operator.graph import OpGraph, output_location
-from cairn_operator.models import API_VERSION, JobSpec, OpSpec, StepOverride
+from cairn_operator.models import JobSpec, OpSpec, StepOverride
 
-LABEL_RUN = "cairn.dev/run"
-LABEL_STEP = "cairn.dev/step"
-LABEL_JOB = "cairn.dev/job"
-LABEL_ATTEMPT = "cairn.dev/attempt"
-LABEL_PARENT = "cairn.dev/parent-run"
-LABEL_ROOT = "cairn.dev/root-run"
-LABEL_RX = "cairn.dev/reexecution"
-LABEL_RETRY = "cairn.dev/retry"
-#: The step of a pod when it is an instance of a mapped op, `op[key]` (not a label value: the
-#: `cairn.dev/step` label holds the op, so `-l cairn.dev/step=op` lists the pods of all its keys).
-ANNOTATION_STEP = "cairn.dev/step-key"
-STEP_PROTOCOL = 1
 #: Labels and annotations by which GitOps tools (Argo CD, Flux) track what they applied: never copied
 #: onto an object the operator makes, or the tool would take it for its own (and prune or diff it).
 GITOPS_KEYS = frozenset({"app.kubernetes.io/instance"})

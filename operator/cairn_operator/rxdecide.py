@@ -159,7 +159,9 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
         return Decision(RxPhase.INVALID, str(exc))
     child = child_name(rx, obs.uid)
     if rx.runName and rx.runName == rx.parentRun:
-        return Decision(RxPhase.INVALID, f"spec.runName {rx.runName!r} is the parent Run's name: name the child differently")
+        return Decision(
+            RxPhase.INVALID, f"spec.runName {rx.runName!r} is the parent Run's name: name the child differently"
+        )
     if obs.child is not None:
         return _follow(obs, rx, child, obs.child)
     if obs.status.get("childRun") == child:  # it was made, and is gone: deleted (by a user, say)
@@ -226,7 +228,9 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
     problem = config_problem(graph, rx.config, rx.overrides)
     if problem:
         return Decision(RxPhase.INVALID, problem[1], problem[0])
-    current = step_versions(job_spec, _child_config(rx, parent), _child_overrides(rx)) if rx.mode is RxMode.STALE else {}
+    current = (
+        step_versions(job_spec, _child_config(rx, parent), _child_overrides(rx)) if rx.mode is RxMode.STALE else {}
+    )
     try:
         located = plan(
             job_spec,
