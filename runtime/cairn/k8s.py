@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Collection, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -248,11 +249,51 @@ def _outcome(st: Mapping[str, Any]) -> list[str]:
     return [head, *plan]
 
 
+#: A dry-run Reexecution's phases once its plan is made (or refused).
+PLANNED = ("Planned", "Invalid", "Failed")
+
+
+def await_plans(
+    api: Any,
+    namespace: str,
+    names: Sequence[str],
+    timeout: float = 120,
+    clock: Callable[[], float] = time.monotonic,
+    pause: Callable[[float], None] = time.sleep,
+) -> dict[str, dict[str, Any]]:
+    """The status of each dry-run Reexecution of `names` once planned, or after `timeout` seconds; each is
+    deleted then, also when the wait fails or is interrupted: a dry run leaves nothing behind."""
+    from kubernetes.client.rest import ApiException
+
+    out: dict[str, dict[str, Any]] = {}
+    deadline = clock() + timeout
+    try:
+        for name in names:
+            while True:
+                st = api.get_namespaced_custom_object(G, V, namespace, "reexecutions", name).get("status") or {}
+                if st.get("phase") in PLANNED:
+                    break
+                if clock() > deadline:
+                    st = {**st, "phase": st.get("phase") or "Pending", "message": f"no plan after {timeout:.0f} s"}
+                    break
+                pause(0.5)
+            out[name] = st
+    finally:
+        refused: list[ApiException] = []
+        for name in names:
+            try:
+                api.delete_namespaced_custom_object(G, V, namespace, "reexecutions", name)
+            except ApiException as exc:
+                if exc.status != 404:
+                    refused.append(exc)
+        if refused:  # every one was tried
+            raise refused[0]
+    return out
+
+
 def cmd_reexecute(args: argparse.Namespace) -> int:
     """Create a Reexecution (or print it with -o yaml) and follow its child Run to the end; with
     --all-failed, one from-failure Reexecution per matching failed Run."""
-    import time
-
     check_reexecute_args(args)
     if args.all_failed:
         return _reexecute_all_failed(args)
@@ -264,6 +305,11 @@ def cmd_reexecute(args: argparse.Namespace) -> int:
     api = _custom()
     api.create_namespaced_custom_object(G, V, args.namespace, "reexecutions", doc)
     name = doc["metadata"]["name"]
+    if args.dry_run:
+        print(f"reexecution.cairn.dev/{name} created (dry run: deleted once planned)", flush=True)
+        st = await_plans(api, args.namespace, [name])[name]
+        print("\n".join(_outcome(st)))
+        return 0 if st.get("phase") == "Planned" else 1
     print(f"reexecution.cairn.dev/{name} created")
     seen: dict[str, str] = {}
     while True:
@@ -290,8 +336,6 @@ def cmd_reexecute(args: argparse.Namespace) -> int:
 def _reexecute_all_failed(args: argparse.Namespace, timeout: float = 120) -> int:
     """--all-failed -l SELECTOR: one line per failed Run (created, or skipped and why); with --dry-run,
     each Run's plan as the operator made it; with -o yaml, the manifests (skipped Runs as comments)."""
-    import time
-
     from kubernetes.client.rest import ApiException
 
     api = _custom()
@@ -328,16 +372,9 @@ def _reexecute_all_failed(args: argparse.Namespace, timeout: float = 120) -> int
         print(f"{run}  reexecution.cairn.dev/{created[run]} created" + (" (dry run)" if args.dry_run else ""))
     if not args.dry_run:
         return code
-    deadline = time.monotonic() + timeout
+    plans = await_plans(api, ns, list(created.values()), timeout)
     for run, name in created.items():
-        while True:
-            st = api.get_namespaced_custom_object(G, V, ns, "reexecutions", name).get("status") or {}
-            if st.get("phase") in ("Planned", "Invalid", "Failed"):
-                break
-            if time.monotonic() > deadline:
-                st = {**st, "phase": st.get("phase") or "Pending", "message": f"no plan after {timeout:.0f} s"}
-                break
-            time.sleep(0.5)
+        st = plans[name]
         lines = _outcome(st)
         print(f"{run}  {lines[0]}", *lines[1:], sep="\n")
         code = code if st.get("phase") == "Planned" else 1
@@ -424,7 +461,9 @@ def add_commands(sub: Any) -> None:
         help="from failure, every Failed/Canceled Run matching -l that no live or succeeded Reexecution covers",
     )
     rx.add_argument("-l", "--selector", help="label selector of the Runs of --all-failed")
-    rx.add_argument("--dry-run", action="store_true", help="plan only")
+    rx.add_argument(
+        "--dry-run", action="store_true", help="plan only: print the plan; the dry-run Reexecution is deleted after"
+    )
     rx.add_argument("--name", help="the Reexecution's name (default: <run>-rx-<random>)")
     rx.add_argument("-n", "--namespace", default="default")
     rx.add_argument("-o", "--output", choices=("yaml",), help="print the manifest instead of creating it")

@@ -48,6 +48,8 @@ def test_an_env_override_fixes_a_failed_run_and_same_steps_plans_what_ran(
     assert same.returncode == 0, same.stdout + same.stderr
     assert "would run start  (selected)" in same.stdout and "would run unreliable  (selected)" in same.stdout
     assert "would run end" not in same.stdout
+    left = co(kube).list_namespaced_custom_object(G, V, ns, "reexecutions")["items"]
+    assert "cli-same" not in [r["metadata"]["name"] for r in left], "a dry run leaves no Reexecution behind"
     bad = k8s_cli(env, ns, "reexecute", "unreliable-fails", "--env", "unreliable=pass")
     assert bad.returncode == 2 and "--env takes STEP:NAME=VALUE" in bad.stderr
 
@@ -75,7 +77,7 @@ def test_all_failed_makes_one_reexecution_per_failed_run_and_none_twice(
         assert f"{name}  Planned: dry run: 2 step(s) would run" in plans.stdout
     assert plans.stdout.count("would run unreliable  (failed)") == 2
     assert "b1-ok" not in plans.stdout and "unreliable-fails" not in plans.stdout  # succeeded; not selected
-    assert reexecutions(dry=False) == []
+    assert reexecutions(dry=False) == [] and reexecutions(dry=True) == []  # the dry runs were deleted
 
     first = k8s_cli(env, ns, "reexecute", "--all-failed", "-l", "batch=b1", "--env", PASS)
     assert first.returncode == 0, first.stdout + first.stderr

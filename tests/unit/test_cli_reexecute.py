@@ -283,6 +283,7 @@ class FakeApi:
     def __init__(self, runs: list[dict[str, Any]], rxs: list[dict[str, Any]], planned: dict[str, Any]) -> None:
         self.runs, self.rxs, self.planned = runs, rxs, planned
         self.created: list[dict[str, Any]] = []
+        self.deleted: list[str] = []
 
     def list_namespaced_custom_object(
         self, g: str, v: str, ns: str, plural: str, label_selector: str = ""
@@ -300,6 +301,10 @@ class FakeApi:
     def get_namespaced_custom_object(self, g: str, v: str, ns: str, plural: str, name: str) -> dict[str, Any]:
         doc = next(d for d in self.created if d["metadata"]["name"] == name)
         return {**doc, "status": self.planned}
+
+    def delete_namespaced_custom_object(self, g: str, v: str, ns: str, plural: str, name: str) -> None:
+        assert plural == "reexecutions"
+        self.deleted.append(name)
 
 
 def bulk(
@@ -348,6 +353,7 @@ def test_all_failed_dry_run_prints_each_plan(
     code, out = bulk(monkeypatch, api, capsys, "-l", "team=ml", "--dry-run")
     assert code == 0
     assert api.created[0]["spec"]["dryRun"] is True
+    assert api.deleted == [api.created[0]["metadata"]["name"]]  # a dry run leaves nothing behind
     assert out.splitlines()[1:] == [
         "a  Planned: dry run: 2 step(s) would run",
         "  would run unreliable  (failed)",
