@@ -16,6 +16,7 @@ install: $(BIN)/python
 # The seed example in-process, no cluster: run it, see it fail, re-execute from failure, print the lineage.
 demo: install
 	$(BIN)/python examples/unreliable.py
+	@echo; echo "cairn is in $(VENV)/bin; put it on PATH in this shell with:  . $(VENV)/bin/activate"
 
 # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, helm and kstatus from Go modules
 # (cached in ~/.cache/cairn).

@@ -25,6 +25,26 @@ def _instance(args: argparse.Namespace) -> Instance:
     return Instance.local(args.home)
 
 
+def cairn_command(found: str | None, executable: str, cwd: Path) -> str:
+    """How a hint names this installation's `cairn` so that the shell that ran it finds it: `cairn` when
+    PATH finds this one (`found`: what `shutil.which("cairn")` says), else the script beside the Python
+    running now (`.venv/bin/cairn` from the directory holding the venv, else its full path), else
+    `python -m cairn.cli`."""
+    script = Path(executable).parent / "cairn"
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "cairn"
+    if not script.exists():
+        return "cairn" if found is not None else f"{executable} -m cairn.cli"
+    return str(script.relative_to(cwd)) if script.parent.parent.parent == cwd else str(script)
+
+
+def this_cairn() -> str:
+    """`cairn_command` for this process: what to type, in the shell that started it, to run cairn again."""
+    import shutil
+
+    return cairn_command(shutil.which("cairn"), sys.executable, Path.cwd())
+
+
 def load_run_config(path: Path | None) -> dict[str, Any] | None:
     """A run config file (YAML or JSON), a mapping such as {ops: {op: {config: ...}}}; None without one."""
     if path is None:
@@ -125,9 +145,9 @@ def _finish(result: ExecuteJobResult) -> int:
     if result.status is RunStatus.SUCCESS:
         return 0
     if result.status is RunStatus.CANCELED:
-        print(f"re-run what is left with: cairn reexecute {result.run_id} --from-failure", file=sys.stderr)
+        print(f"re-run what is left with: {this_cairn()} reexecute {result.run_id} --from-failure", file=sys.stderr)
         return 130
-    print(f"re-execute from failure with: cairn reexecute {result.run_id} --from-failure", file=sys.stderr)
+    print(f"re-execute from failure with: {this_cairn()} reexecute {result.run_id} --from-failure", file=sys.stderr)
     return 1
 
 
@@ -191,6 +211,9 @@ def _when(t: float) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     runs = _instance(args).list_runs(args.limit)
+    if args.quiet:
+        print("".join(f"{r.run_id}\n" for r in runs), end="")
+        return 0
     if not runs:
         print(f"no runs in {_instance(args).db_path}")
         return 0
@@ -349,6 +372,12 @@ def add_commands(sub: Any, home_help: str) -> None:
     rsub = runs.add_subparsers(dest="runs_command", required=True)
     ls = rsub.add_parser("list", help="recent runs, newest first")
     ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="only the run IDs, newest first: RUN_ID=$(cairn runs list -q --limit 1)",
+    )
     common(ls)
     ls.set_defaults(func=cmd_list)
     show = rsub.add_parser("show", help="one run with its steps")

@@ -54,7 +54,7 @@ def unreliable_job():
 
 
 def demo() -> int:
-    from cairn.cli_runs import Progress, render_tree
+    from cairn.cli_runs import Progress, render_tree, this_cairn
 
     home = os.environ.get("CAIRN_HOME") or tempfile.mkdtemp(prefix="cairn-demo-")
     instance = Instance.local(home)
@@ -85,7 +85,7 @@ def demo() -> int:
 
     print("4. The lineage (the parent run is unchanged, still FAILURE):")
     print(render_tree(instance.get_run_group(initial_result.run_id)))
-    print(f"\nInspect it: cairn runs tree {initial_result.run_id} --home {instance.root}")
+    print(f"\nInspect it: {this_cairn()} runs tree {initial_result.run_id} --home {instance.root}")
     return 0 if result.success and again.success else 1
 
 
