@@ -4,24 +4,13 @@ and pods."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
+import threading
 from typing import Any
 
 from cairn_operator.models import GROUP, VERSION
 from cairn_operator.reconcile import PodObs
 from cairn_operator.resources import ANNOTATION_STEP, LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, NODE_LOST_KEYS, tolerates
-
-
-@functools.cache
-def _api() -> Any:
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
 
 
 class Refused(Exception):
@@ -51,154 +40,7 @@ def _refusal(exc: Any) -> bool:
     return isinstance(exc.status, int) and 400 <= exc.status < 500 and exc.status not in (409, 429)
 
 
-def _core() -> Any:
-    from kubernetes import client
-
-    return client.CoreV1Api(_api())
-
-
-def _get(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    try:
-        obj: dict[str, Any] = client.CustomObjectsApi(_api()).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return obj
-
-
-def get_job(namespace: str, name: str) -> dict[str, Any] | None:
-    return _get("jobs", namespace, name)
-
-
-def get_run(namespace: str, name: str) -> dict[str, Any] | None:
-    return _get("runs", namespace, name)
-
-
-def _list(plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
-    from kubernetes import client
-
-    resp = client.CustomObjectsApi(_api()).list_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, label_selector=selector
-    )
-    items: list[dict[str, Any]] = resp["items"]
-    return items
-
-
-def _create(plural: str, body: dict[str, Any]) -> bool:
-    """Create a custom object; False when it exists already (409), which adopts it."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    try:
-        client.CustomObjectsApi(_api()).create_namespaced_custom_object(
-            GROUP, VERSION, body["metadata"]["namespace"], plural, body
-        )
-    except ApiException as exc:
-        if exc.status == 409:
-            return False
-        if _refusal(exc):
-            raise Refused(f"creating {body.get('kind', plural)} {body['metadata']['name']}", exc) from exc
-        raise
-    return True
-
-
-def list_runs(namespace: str, selector: str) -> list[dict[str, Any]]:
-    return _list("runs", namespace, selector)
-
-
-def create_run(body: dict[str, Any]) -> bool:
-    return _create("runs", body)
-
-
-def get_reexecution(namespace: str, name: str) -> dict[str, Any] | None:
-    return _get("reexecutions", namespace, name)
-
-
-def list_reexecutions(namespace: str, selector: str) -> list[dict[str, Any]]:
-    return _list("reexecutions", namespace, selector)
-
-
-def create_reexecution(body: dict[str, Any]) -> bool:
-    return _create("reexecutions", body)
-
-
-def set_run_finalizers(namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
-    """Replace a Run's finalizers (optimistic: fails with 409 if the Run changed since it was read)."""
-    from kubernetes import client
-
-    client.CustomObjectsApi(_api()).patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "runs",
-        name,
-        {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
-    )
-
-
-def patch_run_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
-    """A JSON merge patch of the Run's status subresource (None values delete keys)."""
-    from kubernetes import client
-
-    if patch:  # the patched Run is not decoded (a large Run's JSON is most of the cost of a small patch)
-        client.CustomObjectsApi(_api()).patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, "runs", name, {"status": patch}, _preload_content=False
-        ).read()
-
-
-def patch_reexecution_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
-    """A JSON merge patch of the Reexecution's status subresource (None values delete keys)."""
-    from kubernetes import client
-
-    if patch:
-        client.CustomObjectsApi(_api()).patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, "reexecutions", name, {"status": patch}
-        )
-
-
-def label_run(namespace: str, name: str, labels: dict[str, str]) -> None:
-    from kubernetes import client
-
-    client.CustomObjectsApi(_api()).patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, "runs", name, {"metadata": {"labels": labels}}
-    )
-
-
-def secret_exists(namespace: str, name: str) -> bool:
-    from kubernetes.client.rest import ApiException
-
-    try:
-        _core().read_namespaced_secret(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
-def read_secret_versioned(namespace: str, name: str) -> tuple[str, dict[str, str]]:
-    """A Secret's resourceVersion and data, decoded; kept in memory only (never copied into a spec,
-    status, event or log)."""
-    import base64
-
-    secret = _core().read_namespaced_secret(name, namespace)
-    data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
-    return str(secret.metadata.resource_version), data
-
-
-def pod_log(namespace: str, name: str) -> bytes:
-    resp = _core().read_namespaced_pod_log(name, namespace, _preload_content=False)
-    data: bytes = resp.data
-    return data
-
-
-def _obs(pod: dict[str, Any]) -> PodObs:
+def pod_obs(pod: dict[str, Any]) -> PodObs:
     meta, status = pod["metadata"], pod.get("status") or {}
     cs = (status.get("containerStatuses") or [{}])[0]
     term = (cs.get("state") or {}).get("terminated") or {}
@@ -250,66 +92,212 @@ def _node_lost_grace(tolerations: list[dict[str, Any]]) -> float | None:
     return min(secs) if secs else None
 
 
-def list_step_pods(namespace: str, run: str, steps: list[str] | None = None) -> list[PodObs]:
-    """The Run's step pods; with `steps`, only those of these steps."""
-    selector = f"{LABEL_RUN}={run}"
-    if steps is not None:
-        if not steps:
-            return []
-        selector += f",{LABEL_STEP} in ({','.join(steps)})"
-    resp = _core().list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
-    return [_obs(p) for p in json.loads(resp.data)["items"]]
+class Kube:
+    """The Kubernetes API as the operator uses it: one client, made on first use from the in-cluster
+    config or the kubeconfig (or given: tests pass their own), held by this object, never by the module."""
 
+    def __init__(self, api_client: Any = None) -> None:
+        self._api_client = api_client
+        self._lock = threading.Lock()
 
-def create_pod(body: dict[str, Any]) -> bool:
-    """Create a pod; False when it already exists (409), which adopts it."""
-    from kubernetes.client.rest import ApiException
+    def _client(self) -> Any:
+        with self._lock:
+            if self._api_client is None:
+                from kubernetes import client, config
 
-    try:
-        # the created pod is not read back: deserializing it into client models costs more than the call
-        # (its bytes are read, so that the connection goes back to the pool)
-        resp = _core().create_namespaced_pod(body["metadata"]["namespace"], body, _preload_content=False)
-        resp.read()
-    except ApiException as exc:
-        if exc.status == 409:
-            return False
-        if _refusal(exc):
-            raise Refused(f"creating pod {body['metadata']['name']}", exc) from exc
-        raise
-    return True
+                try:
+                    config.load_incluster_config()
+                except config.ConfigException:
+                    config.load_kube_config()
+                self._api_client = client.ApiClient()
+            return self._api_client
 
+    def _core(self) -> Any:
+        from kubernetes import client
 
-def ensure_service_account(body: dict[str, Any]) -> bool:
-    """Create the ServiceAccount `body` unless one of its name exists (a user's own is left as it is);
-    True when this call created it. Needs `serviceaccounts: get, create`."""
-    from kubernetes.client.rest import ApiException
+        return client.CoreV1Api(self._client())
 
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    try:
-        _core().read_namespaced_service_account(name, namespace)
-        return False
-    except ApiException as exc:
-        if exc.status != 404:
+    def _get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        try:
+            obj: dict[str, Any] = client.CustomObjectsApi(self._client()).get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get("jobs", namespace, name)
+
+    def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get("runs", namespace, name)
+
+    def _list(self, plural: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        from kubernetes import client
+
+        resp = client.CustomObjectsApi(self._client()).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, label_selector=selector
+        )
+        items: list[dict[str, Any]] = resp["items"]
+        return items
+
+    def _create(self, plural: str, body: dict[str, Any]) -> bool:
+        """Create a custom object; False when it exists already (409), which adopts it."""
+        from kubernetes import client
+        from kubernetes.client.rest import ApiException
+
+        try:
+            client.CustomObjectsApi(self._client()).create_namespaced_custom_object(
+                GROUP, VERSION, body["metadata"]["namespace"], plural, body
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
             if _refusal(exc):
-                raise Refused(f"reading ServiceAccount {namespace}/{name}", exc) from exc
+                raise Refused(f"creating {body.get('kind', plural)} {body['metadata']['name']}", exc) from exc
             raise
-    try:
-        _core().create_namespaced_service_account(namespace, body)
-    except ApiException as exc:
-        if exc.status == 409:  # created meanwhile (another cycle, another replica, a user)
+        return True
+
+    def list_runs(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self._list("runs", namespace, selector)
+
+    def create_run(self, body: dict[str, Any]) -> bool:
+        return self._create("runs", body)
+
+    def get_reexecution(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get("reexecutions", namespace, name)
+
+    def list_reexecutions(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self._list("reexecutions", namespace, selector)
+
+    def create_reexecution(self, body: dict[str, Any]) -> bool:
+        return self._create("reexecutions", body)
+
+    def set_run_finalizers(self, namespace: str, name: str, finalizers: list[str], resource_version: str) -> None:
+        """Replace a Run's finalizers (optimistic: fails with 409 if the Run changed since it was read)."""
+        from kubernetes import client
+
+        client.CustomObjectsApi(self._client()).patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "runs",
+            name,
+            {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
+        )
+
+    def patch_run_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A JSON merge patch of the Run's status subresource (None values delete keys)."""
+        from kubernetes import client
+
+        if patch:  # the patched Run is not decoded (a large Run's JSON is most of the cost of a small patch)
+            client.CustomObjectsApi(self._client()).patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, "runs", name, {"status": patch}, _preload_content=False
+            ).read()
+
+    def patch_reexecution_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """A JSON merge patch of the Reexecution's status subresource (None values delete keys)."""
+        from kubernetes import client
+
+        if patch:
+            client.CustomObjectsApi(self._client()).patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, "reexecutions", name, {"status": patch}
+            )
+
+    def label_run(self, namespace: str, name: str, labels: dict[str, str]) -> None:
+        from kubernetes import client
+
+        client.CustomObjectsApi(self._client()).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "runs", name, {"metadata": {"labels": labels}}
+        )
+
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self._core().read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def read_secret_versioned(self, namespace: str, name: str) -> tuple[str, dict[str, str]]:
+        """A Secret's resourceVersion and data, decoded; kept in memory only (never copied into a spec,
+        status, event or log)."""
+        import base64
+
+        secret = self._core().read_namespaced_secret(name, namespace)
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+        return str(secret.metadata.resource_version), data
+
+    def pod_log(self, namespace: str, name: str) -> bytes:
+        resp = self._core().read_namespaced_pod_log(name, namespace, _preload_content=False)
+        data: bytes = resp.data
+        return data
+
+    def list_step_pods(self, namespace: str, run: str, steps: list[str] | None = None) -> list[PodObs]:
+        """The Run's step pods; with `steps`, only those of these steps."""
+        selector = f"{LABEL_RUN}={run}"
+        if steps is not None:
+            if not steps:
+                return []
+            selector += f",{LABEL_STEP} in ({','.join(steps)})"
+        resp = self._core().list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
+        return [pod_obs(p) for p in json.loads(resp.data)["items"]]
+
+    def create_pod(self, body: dict[str, Any]) -> bool:
+        """Create a pod; False when it already exists (409), which adopts it."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            # the created pod is not read back: deserializing it into client models costs more than the call
+            # (its bytes are read, so that the connection goes back to the pool)
+            resp = self._core().create_namespaced_pod(body["metadata"]["namespace"], body, _preload_content=False)
+            resp.read()
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            if _refusal(exc):
+                raise Refused(f"creating pod {body['metadata']['name']}", exc) from exc
+            raise
+        return True
+
+    def ensure_service_account(self, body: dict[str, Any]) -> bool:
+        """Create the ServiceAccount `body` unless one of its name exists (a user's own is left as it is);
+        True when this call created it. Needs `serviceaccounts: get, create`."""
+        from kubernetes.client.rest import ApiException
+
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            self._core().read_namespaced_service_account(name, namespace)
             return False
-        if _refusal(exc):
-            raise Refused(f"creating ServiceAccount {namespace}/{name}", exc) from exc
-        raise
-    return True
-
-
-def delete_pod(namespace: str, name: str, force: bool = False) -> None:
-    """Delete a pod; `force`: with grace period 0 (its node is lost: no kubelet will confirm)."""
-    from kubernetes.client.rest import ApiException
-
-    try:
-        _core().delete_namespaced_pod(name, namespace, grace_period_seconds=0 if force else None)
-    except ApiException as exc:
-        if exc.status != 404:
+        except ApiException as exc:
+            if exc.status != 404:
+                if _refusal(exc):
+                    raise Refused(f"reading ServiceAccount {namespace}/{name}", exc) from exc
+                raise
+        try:
+            self._core().create_namespaced_service_account(namespace, body)
+        except ApiException as exc:
+            if exc.status == 409:  # created meanwhile (another cycle, another replica, a user)
+                return False
+            if _refusal(exc):
+                raise Refused(f"creating ServiceAccount {namespace}/{name}", exc) from exc
             raise
+        return True
+
+    def delete_pod(self, namespace: str, name: str, force: bool = False) -> None:
+        """Delete a pod; `force`: with grace period 0 (its node is lost: no kubelet will confirm)."""
+        from kubernetes.client.rest import ApiException
+
+        try:
+            self._core().delete_namespaced_pod(name, namespace, grace_period_seconds=0 if force else None)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

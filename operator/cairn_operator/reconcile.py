@@ -18,7 +18,7 @@ from cairn.dynamic import ANY, is_placeholder, node_of, status_keys, step_key
 from cairn.runstate import Gate, RunPhase, StepState, gate, initial_state, on_cancel, run_outcome
 from cairn_operator.graph import OpGraph, output_location
 from cairn_operator.models import Execution, Retries
-from cairn_operator.resources import pod_name
+from cairn_operator.resources import add_locations, needs_locations, pod_name, step_output_locations
 
 #: The JSON protocol of the runtime's step entrypoint (cairn.step.PROTOCOL).
 STEP_PROTOCOL = 1
@@ -105,6 +105,16 @@ class RunInput:
     versions: Mapping[str, str] = field(default_factory=dict)  # step -> its version in this Run (recorded)
     #: dynamic step -> {output: mapping keys}, read from storage for a dynamic step whose pod succeeded
     dynamic_keys: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
+    #: step -> why the API server refused (or the operator could not build) the pod of the attempt this
+    #: cycle starts: observed when the pod was created, given to a second decision of the same cycle
+    refused: Mapping[str, str] = field(default_factory=dict)
+    #: step -> {attempt: storage key} of the finished attempts' logs saved this cycle (see `logs_to_save`)
+    saved_logs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: step -> why its finished attempt's log could not be saved this cycle
+    log_errors: Mapping[str, str] = field(default_factory=dict)
+    #: where outputs are stored (the Job's bucket, None when unknown) and the Job's key prefix
+    bucket: str | None = None
+    prefix: str = ""
 
     def pod_name(self, step: str, attempt: int) -> str:
         return pod_name(self.name, self.uid, step, attempt)
@@ -298,10 +308,7 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
     if prev.get("phase") and RunPhase(prev["phase"]).finished:
         _gc(run, graph, pods, prev.get("steps") or {}, res)
         return res
-    for p in pods:  # logs of finished attempts, before any pod is collected
-        logs = steps.get(p.step, {}).get("logs") or {}
-        if p.phase in ("Succeeded", "Failed") and str(p.attempt) not in logs:
-            res.actions.append(SaveLog(p.name, p.step, p.attempt))
+    _record_logs(run, steps, res.actions)
     by_step: dict[str, PodObs] = {}
     for p in pods:
         cur = by_step.get(p.step)
@@ -462,12 +469,42 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
             continue
         budget -= 1
         attempt = int(st.get("attempt", 0)) + 1
+        if s in run.refused:  # its pod is invalid (the same spec is refused every time): the step fails
+            msg = run.refused[s]
+            st.update(phase=StepState.FAILED.value, attempt=attempt, message=msg, finishedAt=now_s)
+            events.append(Event("PodRefused", f"step {s}: {msg}", "Warning"))
+            continue
         st.update(phase=StepState.RUNNING.value, attempt=attempt, podName=run.pod_name(s, attempt))
         for stale in ("nextAttemptAt", "startedAt", "finishedAt", "exitCode"):
             st.pop(stale, None)
         res.actions.append(CreatePod(s, attempt))
         events.append(Event("StepStarted", f"step {s} started (attempt {attempt})"))
     return _finish(run, graph, steps, res, now_s, canceled=False, pods=pods)
+
+
+def logs_to_save(pods: Sequence[PodObs], steps: Mapping[str, Any]) -> list[SaveLog]:
+    """The finished attempts whose log the status does not record yet: saved to storage before the
+    decision (their keys, or why not, are observations of `reconcile`), before any pod is collected."""
+    out = []
+    for p in pods:
+        logs = (steps.get(p.step) or {}).get("logs") or {}
+        if p.phase in ("Succeeded", "Failed") and str(p.attempt) not in logs:
+            out.append(SaveLog(p.name, p.step, p.attempt))
+    return out
+
+
+def _record_logs(run: RunInput, steps: dict[str, dict[str, Any]], events: list[Action]) -> None:
+    """The logs saved this cycle into their steps; a log that could not be saved is said on its step
+    (`logError`, tried again next cycle; podGC keeps the pod meanwhile) and, once per distinct problem,
+    as a Warning Event."""
+    for s, saved in run.saved_logs.items():
+        if s in steps:
+            steps[s].pop("logError", None)
+            steps[s]["logs"] = {**(steps[s].get("logs") or {}), **saved}
+    for s, problem in run.log_errors.items():
+        if s in steps and steps[s].get("logError") != problem:
+            steps[s]["logError"] = problem
+            events.append(Event("LogSaveFailed", f"step {s}: {problem}", "Warning"))
 
 
 def _expand(static: OpGraph, steps: dict[str, dict[str, Any]], execution: Execution | None) -> OpGraph:
@@ -580,6 +617,7 @@ def _finish(
     status = dict(res.status)
     status.update(steps=steps, progress=f"{done}/{len(phases)}", failedSteps=failed, observedGeneration=run.generation)
     status.setdefault("startedAt", now_s)
+    _locate_outputs(run, status, steps)
     phase = run_outcome(phases, canceled)
     status["phase"] = phase.value
     old_conditions = status.get("conditions") or []
@@ -612,6 +650,18 @@ def _finish(
     res.status = status
     _gc(run, graph, pods, steps, res)
     return res
+
+
+def _locate_outputs(run: RunInput, status: dict[str, Any], steps: dict[str, dict[str, Any]]) -> None:
+    """Where outputs are, for people and the UI: each output's `uri` (a large Run says its bucket and
+    prefix once, in `status.storage`, instead: see LARGE_RUN_STEPS). Unknown bucket: nothing said."""
+    if not run.bucket:
+        return
+    if len(steps) > LARGE_RUN_STEPS:
+        if not status.get("storage"):
+            status["storage"] = {"bucket": run.bucket, "prefix": run.prefix}
+    elif needs_locations(steps):
+        add_locations(step_output_locations(steps), run.bucket, run.prefix)
 
 
 def _gc(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], steps: Mapping[str, Any], res: Result) -> None:

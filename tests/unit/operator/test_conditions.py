@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from cairn.runstate import RunPhase
-from cairn_operator import handlers, kube
+from cairn_operator.blocked import invalid
 from cairn_operator.reconcile import run_conditions, rx_conditions
 from cairn_operator.resources import owner_reference, without_gitops
-from tests.unit.operator.test_step_accounts import JOB, FakeRun
+from cairn_operator.runs import RunController
+from tests.unit.operator.fakes import JOB, Events, FakeKube, FakeRun, controller
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:09Z"
 
@@ -96,7 +97,7 @@ def test_a_dropped_condition_type_is_not_kept() -> None:
 
 
 def test_invalid_is_terminal_and_stalled() -> None:
-    st = handlers.invalid({}, "ops a, b form a dependency cycle", 4)
+    st = invalid({}, "ops a, b form a dependency cycle", 4)
     assert st["phase"] == "Failed" and st["observedGeneration"] == 4
     conds = {c["type"]: c for c in st["conditions"]}
     assert conds["Stalled"]["status"] == "True" and conds["Stalled"]["reason"] == "InvalidJob"
@@ -111,10 +112,8 @@ def test_invalid_is_terminal_and_stalled() -> None:
         ({"overrides": {"ghost": {"image": "x"}}}, "overrides name unknown step(s): ghost"),
     ],
 )
-def test_config_and_overrides_for_steps_the_job_lacks_are_refused(
-    monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any], message: str
-) -> None:
-    run = FakeRun(monkeypatch, refusals=0)
+def test_config_and_overrides_for_steps_the_job_lacks_are_refused(spec: dict[str, Any], message: str) -> None:
+    run = FakeRun(refusals=0)
     run.cycle(**spec)
     assert run.status["phase"] == "Failed" and run.pods == [] and "jobSnapshot" not in run.status
     assert run.status["message"].startswith(message) and "(the Job's steps: a, b)" in run.status["message"]
@@ -131,22 +130,15 @@ def test_config_and_overrides_for_steps_the_job_lacks_are_refused(
     ],
 )
 def test_a_run_before_its_job_or_secret_waits_and_starts_when_it_appears(
-    monkeypatch: pytest.MonkeyPatch, job: dict[str, Any] | None, secret: bool, reason: str, pieces: list[str]
+    job: dict[str, Any] | None, secret: bool, reason: str, pieces: list[str]
 ) -> None:
-    run = FakeRun(monkeypatch, refusals=0)
-    monkeypatch.setattr(handlers, "WAITING_FOR_JOB", {})
-    monkeypatch.setattr(kube, "get_job", lambda ns, name: job)
-    monkeypatch.setattr(kube, "secret_exists", lambda ns, name: secret)
-    patches: list[dict[str, Any]] = []
-    write = run.patch
-
-    def patch(ns: str, name: str, p: dict[str, Any]) -> None:
-        patches.append(p)
-        write(ns, name, p)
-
-    monkeypatch.setattr(kube, "patch_run_status", patch)
+    run = FakeRun(refusals=0)
+    if job is None:
+        del run.kube.jobs["j"]
+    if not secret:
+        del run.kube.secrets["cairn-s3"]
     for _ in range(3):
-        run.cycle()
+        assert run.cycle() == run.ctl.wait_resync
     assert run.status["phase"] == "Pending" and run.pods == []
     assert "jobSnapshot" not in run.status and run.status["observedGeneration"] == 1
     for piece in pieces:
@@ -155,11 +147,11 @@ def test_a_run_before_its_job_or_secret_waits_and_starts_when_it_appears(
     assert (conds["Reconciling"]["status"], conds["Reconciling"]["reason"]) == ("True", reason)
     assert conds["Stalled"]["status"] == "False" and conds["Succeeded"]["status"] == "Unknown"
     assert run.events == [("Warning", reason, run.status["message"])]  # once, not per cycle
-    assert len([p for p in patches if p]) == 1  # the status is written when it changes only (kube skips {})
-    assert ({("ns", "j"): {"r"}} if job is None else {}) == handlers.WAITING_FOR_JOB
+    assert len(run.kube.status_patches) == 1  # the status is written when it changes only
+    assert ({("ns", "j"): {"r"}} if job is None else {}) == run.ctl.waiting_for_job
     # It appears: the next cycle starts the Run.
-    monkeypatch.setattr(kube, "get_job", lambda ns, name: {"spec": JOB})
-    monkeypatch.setattr(kube, "secret_exists", lambda ns, name: True)
+    run.kube.jobs["j"] = {"spec": JOB}
+    run.kube.secrets["cairn-s3"] = {}
     run.cycle()
     assert run.status["phase"] == "Running" and "message" not in run.status
     assert [p["metadata"]["labels"]["cairn.dev/step"] for p in run.pods] == ["a"]
@@ -167,15 +159,16 @@ def test_a_run_before_its_job_or_secret_waits_and_starts_when_it_appears(
     assert conds["Reconciling"]["status"] == "True" and conds["Reconciling"]["reason"] == "Running"
 
 
-def test_a_jobs_watch_event_wakes_the_runs_waiting_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_jobs_watch_event_wakes_the_runs_waiting_for_it() -> None:
     async def scenario() -> None:
+        ctl: RunController = controller(FakeKube(), Events())
         woken = asyncio.Event()
-        monkeypatch.setattr(handlers, "WAKERS", {("ns", "r"): woken})
-        monkeypatch.setattr(handlers, "WAITING_FOR_JOB", {("ns", "j"): {"r"}})
-        handlers.wake_waiting_for_job("ns", "other")
+        ctl.wakers[("ns", "r")] = woken
+        ctl.waiting_for_job[("ns", "j")] = {"r"}
+        ctl.wake_waiting_for_job("ns", "other")
         assert not woken.is_set()
-        handlers.wake_waiting_for_job("ns", "j")
-        assert woken.is_set() and handlers.WAITING_FOR_JOB == {}
+        ctl.wake_waiting_for_job("ns", "j")
+        assert woken.is_set() and ctl.waiting_for_job == {}
 
     asyncio.run(scenario())
 
@@ -216,10 +209,8 @@ def test_a_child_run_is_controlled_by_its_reexecution() -> None:
         ({"ops": {"a": 5}}, "config.ops.a must be a mapping with a `config` key, not a int"),
     ],
 )
-def test_a_config_of_the_wrong_shape_fails_the_run_once_with_what_to_write(
-    monkeypatch: pytest.MonkeyPatch, config: Any, message: str
-) -> None:
-    run = FakeRun(monkeypatch, refusals=0)
+def test_a_config_of_the_wrong_shape_fails_the_run_once_with_what_to_write(config: Any, message: str) -> None:
+    run = FakeRun(refusals=0)
     run.cycle(config=config)  # then finished: the next cycles only settle it (finish_up)
     assert run.status["phase"] == "Failed" and run.pods == []
     assert run.status["message"].startswith(message) and "config: {ops: {<step>: {config:" in run.status["message"]

@@ -3,24 +3,25 @@ a parent's protection released (and a give-up said, never silent), the fault-inj
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
 from typing import Any
 
-import kopf
 import pytest
 from kubernetes.client.rest import ApiException
 
-from cairn_operator import handlers, kube
+from cairn_operator.blocked import merge_patch
+from cairn_operator.limits import PodSlots
+from cairn_operator.runs import RELEASE_TRIES, Faults, ReleaseConflict, RunController
 from cairn_operator.rxdecide import PROTECT
+from tests.unit.operator.fakes import Events, FakeKube, controller
 
 
 def test_the_pod_limit_holds_across_threads() -> None:
     """Sixteen cycle threads reserve, create (hold) and see pods finish at once: the count of pods
     reserved or unfinished never exceeds the limit, and every slot comes back."""
-    slots = handlers.PodSlots(limit=7)
+    slots = PodSlots(limit=7)
     high = [0]
     lock = threading.Lock()
     created: list[str] = []
@@ -75,7 +76,7 @@ def test_the_pod_limit_holds_across_threads() -> None:
     ],
 )
 def test_reserve_gives_only_free_slots(active: int, held: int, wanted: int, granted: int) -> None:
-    slots = handlers.PodSlots(limit=7)
+    slots = PodSlots(limit=7)
     for i in range(active):
         slots.seen(f"a/{i}", active=True)
     with slots.reserve(held) as r:
@@ -86,7 +87,7 @@ def test_reserve_gives_only_free_slots(active: int, held: int, wanted: int, gran
 
 
 def test_holding_more_pods_than_reserved_is_refused() -> None:
-    slots = handlers.PodSlots(limit=2)
+    slots = PodSlots(limit=2)
     with slots.reserve(1) as r, pytest.raises(ValueError):
         r.hold(["a/1", "a/2"])
     assert slots.used() == 0
@@ -106,8 +107,11 @@ def run(name: str, finalizers: list[str], phase: str | None = None, parent: str 
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    state: dict[str, Any] = {"runs": {}, "writes": [], "events": [], "conflicts": 0}
+def world() -> dict[str, Any]:
+    fake = FakeKube()
+    state: dict[str, Any] = {"runs": fake.runs, "writes": [], "events": [], "conflicts": 0, "kube": fake}
+    recorder = Events()
+    state["events"] = recorder.posted
 
     def set_finalizers(namespace: str, name: str, finalizers: list[str], rv: str) -> None:
         if state["conflicts"]:
@@ -116,16 +120,15 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         state["writes"].append((name, finalizers))
         state["runs"][name]["metadata"]["finalizers"] = finalizers
 
-    monkeypatch.setattr(kube, "get_run", lambda ns, name: state["runs"].get(name))
-    monkeypatch.setattr(
-        kube,
-        "list_runs",
-        lambda ns, sel: [r for r in state["runs"].values() if r["metadata"]["labels"].get("cairn.dev/parent-run")],
-    )
-    monkeypatch.setattr(kube, "set_run_finalizers", set_finalizers)
-    monkeypatch.setattr(kube, "list_reexecutions", lambda ns, sel: state.get("rxs", []))
-    monkeypatch.setattr(kopf, "event", lambda body, **kw: state["events"].append(kw))
+    fake.set_run_finalizers = set_finalizers  # type: ignore[method-assign,assignment]
+    state["ctl"] = controller(fake, recorder)
     return state
+
+
+def release(world: dict[str, Any], parent: str, leaving: str | None = None) -> None:
+    ctl: RunController = world["ctl"]
+    world["kube"].reexecutions = world.get("rxs", [])
+    ctl.release_parent("ns", parent, leaving)
 
 
 P = PROTECT
@@ -147,7 +150,7 @@ def test_a_parent_is_released_once_no_live_child_remains(
     world["runs"]["p"] = run("p", ["other", P], "Failed")
     for name, phase in children:
         world["runs"][name] = run(name, [], phase, parent="p")
-    handlers.release_parent("ns", "p", leaving)
+    release(world, "p", leaving)
     assert world["writes"] == ([("p", ["other"])] if released else [])
 
 
@@ -164,7 +167,7 @@ def test_a_reexecution_without_a_live_child_never_holds_the_parent(
 ) -> None:
     world["runs"]["p"] = run("p", [P], "Failed")
     world["rxs"] = [{"metadata": {"name": "rx"}, "spec": {"parentRun": "p"}, "status": rx_status}]
-    handlers.release_parent("ns", "p")
+    release(world, "p")
     assert world["writes"] == [("p", [])]
 
 
@@ -172,21 +175,21 @@ def test_a_child_being_deleted_is_not_live(world: dict[str, Any]) -> None:
     world["runs"]["p"] = run("p", [P], "Failed")
     world["runs"]["c"] = run("c", [P], "Running", parent="p")
     world["runs"]["c"]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    handlers.release_parent("ns", "p")
+    release(world, "p")
     assert world["writes"] == [("p", [])]
 
 
 def test_conflicts_are_retried_then_said_not_swallowed(world: dict[str, Any]) -> None:
     world["runs"]["p"] = run("p", [P], "Failed")
     world["conflicts"] = 2
-    handlers.release_parent("ns", "p")
+    release(world, "p")
     assert world["writes"] == [("p", [])] and world["events"] == []
     world["runs"]["p"] = run("p", [P], "Failed")
-    world["writes"], world["conflicts"] = [], handlers.RELEASE_TRIES
-    with pytest.raises(handlers.ReleaseConflict):
-        handlers.release_parent("ns", "p")
+    world["writes"], world["conflicts"] = [], RELEASE_TRIES
+    with pytest.raises(ReleaseConflict):
+        release(world, "p")
     assert world["writes"] == []
-    assert [(e["type"], e["reason"]) for e in world["events"]] == [("Warning", "FinalizerReleaseConflict")]
+    assert [(e[0], e[1]) for e in world["events"]] == [("Warning", "FinalizerReleaseConflict")]
 
 
 @pytest.mark.parametrize(
@@ -200,14 +203,12 @@ def test_conflicts_are_retried_then_said_not_swallowed(world: dict[str, Any]) ->
     ],
 )
 def test_the_fault_hook_exits_only_where_asked(
-    monkeypatch: pytest.MonkeyPatch, faults: set[str], scope: str | None, point: str, namespace: str, exits: bool
+    faults: set[str], scope: str | None, point: str, namespace: str, exits: bool
 ) -> None:
-    exited: list[int] = []
-    monkeypatch.setattr(handlers, "FAULTS", frozenset(faults))
-    monkeypatch.setattr(handlers, "FAULT_NAMESPACE", scope)
-    monkeypatch.setattr(os, "_exit", exited.append)
-    handlers.fault(point, namespace)
-    assert exited == ([137] if exits else [])
+    exited: list[str] = []
+    Faults(frozenset(faults), scope, exited.append)(point, namespace)
+    assert len(exited) == (1 if exits else 0)
+    assert all(point in m and namespace in m for m in exited)
 
 
 @pytest.mark.parametrize(
@@ -228,4 +229,4 @@ def test_the_fault_hook_exits_only_where_asked(
     ],
 )
 def test_merge_patch_holds_only_changes(old: dict[str, Any], new: dict[str, Any], patch: dict[str, Any]) -> None:
-    assert handlers.merge_patch(old, new) == patch
+    assert merge_patch(old, new) == patch

@@ -663,7 +663,7 @@ TOL = [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect":
 def test_a_lost_node_is_read_from_the_pod(doc: dict[str, Any], since: str | None, grace: float | None) -> None:
     from cairn_operator import kube
 
-    obs = kube._obs(doc)
+    obs = kube.pod_obs(doc)
     assert (obs.node_lost_since, obs.node_lost_grace, obs.node) == (since, grace, "n1")
 
 

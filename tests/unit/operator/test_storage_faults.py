@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from cairn_operator import handlers, kube
 from cairn_operator.reconcile import PodObs, collectable
-from tests.unit.operator.test_step_accounts import FakeRun
+from tests.unit.operator.fakes import FakeRun
 
 RESULT = json.dumps({"protocol": 1, "status": "SUCCESS", "outputs": {"result": {"key": "ns/r/a/result", "size": 1}}})
 
@@ -27,17 +26,14 @@ class Storage:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeRun, Storage]:
-    run = FakeRun(monkeypatch, refusals=0)
+def world() -> tuple[FakeRun, Storage]:
     store = Storage()
-    monkeypatch.setattr(handlers, "storage", lambda ns, spec: store)
-    monkeypatch.setattr(kube, "pod_log", lambda ns, name: b"log of a\n")
+    run = FakeRun(refusals=0, storage=store)
+    run.kube.pod_log = lambda ns, name: b"log of a\n"  # type: ignore[method-assign,assignment]
     return run, store
 
 
-def test_a_failed_log_upload_is_said_on_the_step_and_retried(
-    world: tuple[FakeRun, Storage], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_log_upload_is_said_on_the_step_and_retried(world: tuple[FakeRun, Storage]) -> None:
     run, store = world
     run.cycle()  # a starts
     name = run.status["steps"]["a"]["podName"]
@@ -47,7 +43,7 @@ def test_a_failed_log_upload_is_said_on_the_step_and_retried(
         made = [p["metadata"] for p in run.pods if p["metadata"]["name"] != name]
         return [done, *(PodObs(m["name"], m["labels"]["cairn.dev/step"], 1, "Running") for m in made)]
 
-    monkeypatch.setattr(kube, "list_step_pods", pods)
+    run.kube.list_step_pods = pods  # type: ignore[method-assign,assignment]
     for _ in range(2):
         run.cycle()
     a = run.status["steps"]["a"]
