@@ -63,7 +63,7 @@ from cairn_operator.resources import (
     step_service_account,
     step_versions,
 )
-from cairn_operator.rxdecide import FINISHED, PROTECT
+from cairn_operator.rxdecide import FINISHED, PROTECT, retry_spec
 from cairn_operator.storage import StorageFactory
 
 log = logging.getLogger("cairn.operator")
@@ -644,7 +644,6 @@ class RunController:
         n = len(done) + 1
         if n > spec.retryPolicy.maxRetries:
             return
-        mode = "FromFailure" if spec.retryPolicy.strategy == "FromFailure" else "All"
         self.kube.create_reexecution(
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
@@ -654,7 +653,7 @@ class RunController:
                     "namespace": namespace,
                     "labels": {LABEL_ROOT: root, LABEL_RETRY: str(n), LABEL_PARENT: name},
                 },
-                "spec": {"parentRun": name, "mode": mode},
+                "spec": retry_spec(name, spec),  # with the Run's own overrides: a child inherits none
             }
         )
 
