@@ -78,3 +78,16 @@ def test_a_retry_child_gets_the_overrides_its_retry_carries() -> None:
     )
     rx = {k: v for k, v in retry_spec("root", run).items() if k != "parentRun"}
     assert child_spec({"overrides": FAIL}, rx)["overrides"] == FAIL
+
+
+@pytest.mark.parametrize("overrides", [None, FAIL])
+def test_the_run_controllers_retry_is_made_with_retry_spec(overrides: Any) -> None:
+    """The controller's automatic retry carries what `retry_spec` says (fakes, no cluster)."""
+    from tests.unit.operator.fakes import Events, FakeKube, controller
+
+    kube = FakeKube()
+    doc: dict[str, Any] = {"jobRef": {"name": "unreliable"}, "retryPolicy": {"maxRetries": 1}}
+    spec = RunSpec.model_validate({**doc, "overrides": overrides} if overrides else doc)
+    controller(kube, Events()).retry_failed_run("ns", "r", {"name": "r"}, spec)
+    assert [rx["spec"] for rx in kube.reexecutions] == [retry_spec("r", spec)]
+    assert kube.reexecutions[0]["spec"].get("overrides") == overrides
