@@ -415,6 +415,9 @@ def test_notes_say_the_mode_and_how_to_run_the_samples(helm: Path, tmp_path: Pat
     assert f"kubectl -n {NAMESPACE} rollout status deployment/{FULLNAME}" in wide
     assert "image localhost/cairn-operator:0.1.0" in wide
     assert "cairn k8s reexecute unreliable-fails --from-failure -n default" in wide
+    # the Secret from literals (there is no s3.env file to read), and the three sample Runs named
+    assert "s3.env" not in wide and '--from-literal=CAIRN_S3_BUCKET="$CAIRN_S3_BUCKET"' in wide
+    assert all(run in wide for run in ("unreliable-succeeds", "unreliable-fails", "fanout-fails"))
     namespaced = notes(*TWO)
     assert "mode: NAMESPACED, watching team-a, team-b" in namespaced
     assert "kubectl -n team-a apply -f crds/samples/" in namespaced
