@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from cairn.contract import GROUP, JOB, LABEL_PARENT, REEXECUTION, RUN, VERSION, Resource
 from cairn_operator import models
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
@@ -133,9 +134,7 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def crd(
-    kind: str,
-    plural: str,
-    short: str,
+    resource: Resource,
     spec: type[BaseModel],
     status: type[BaseModel] | None,
     columns: list[dict[str, Any]],
@@ -147,7 +146,7 @@ def crd(
     if spec_rules:
         spec_schema["x-kubernetes-validations"] = spec_rules
     props: dict[str, Any] = {"spec": spec_schema}
-    version: dict[str, Any] = {"name": models.VERSION, "served": True, "storage": True}
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
     if status is not None:
         props["status"] = model_schema(status)
         version["subresources"] = {"status": {}}
@@ -169,15 +168,15 @@ def crd(
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{models.GROUP}"},
+        "metadata": {"name": resource.crd_name},
         "spec": {
-            "group": models.GROUP,
+            "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "kind": kind,
-                "plural": plural,
-                "singular": kind.lower(),
-                "shortNames": [short],
+                "kind": resource.kind,
+                "plural": resource.plural,
+                "singular": resource.kind.lower(),
+                "shortNames": [resource.short],
                 "categories": ["cairn"],
             },
             "versions": [version],
@@ -188,12 +187,19 @@ def crd(
 AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 
+def label_path(key: str) -> str:
+    """The JSONPath of a label of an object (the dots of its key escaped)."""
+    return ".metadata.labels." + key.replace(".", "\\.")
+
+
+def file_name(resource: Resource) -> str:
+    return f"{GROUP}_{resource.plural}.yaml"
+
+
 def all_crds() -> dict[str, dict[str, Any]]:
     return {
-        "cairn.dev_jobs.yaml": crd(
-            "Job",
-            "jobs",
-            "cjob",
+        file_name(JOB): crd(
+            JOB,
             models.JobSpec,
             None,
             [{"name": "Image", "type": "string", "jsonPath": ".spec.image"}, AGE],
@@ -201,27 +207,23 @@ def all_crds() -> dict[str, dict[str, Any]]:
             "A Cairn pipeline: ops, their wiring, images and storage.",
             models.NAME_RULES,
         ),
-        "cairn.dev_runs.yaml": crd(
-            "Run",
-            "runs",
-            "crun",
+        file_name(RUN): crd(
+            RUN,
             models.RunSpec,
             models.RunStatusModel,
             [
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Steps", "type": "string", "jsonPath": ".status.progress"},
                 {"name": "Failed", "type": "integer", "jsonPath": ".status.failedSteps"},
-                {"name": "Parent", "type": "string", "jsonPath": ".metadata.labels.cairn\\.dev/parent-run"},
+                {"name": "Parent", "type": "string", "jsonPath": label_path(LABEL_PARENT)},
                 AGE,
             ],
             None,
             "One execution of a Job: one pod per op, outputs in S3.",
             models.NAME_RULES,
         ),
-        "cairn.dev_reexecutions.yaml": crd(
-            "Reexecution",
-            "reexecutions",
-            "rx",
+        file_name(REEXECUTION): crd(
+            REEXECUTION,
             models.ReexecutionSpec,
             models.ReexecutionStatusModel,
             [

@@ -16,6 +16,7 @@ from cairn.contract import API_VERSION as API_VERSION  # re-exported: defined in
 from cairn.contract import GROUP as GROUP
 from cairn.contract import VERSION as VERSION
 from cairn.contract import RetryStrategy, RunPhase, RxMode, RxPhase, StepState
+from cairn.s3io import DEFAULT_PREFIX
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
@@ -129,7 +130,7 @@ class Storage(Model):
         description="Bucket; default: the Secret's CAIRN_S3_BUCKET.",
     )
     prefix: str = Field(
-        "cairn",
+        DEFAULT_PREFIX,
         max_length=512,
         pattern=STORAGE_PREFIX,
         description="Key prefix: outputs are at <prefix>/<namespace>/<run>/<step>/<output>. `/`-separated "

@@ -190,9 +190,10 @@ def decide(obs: RxObserved, plan: PlanFn) -> Decision:
         )
     pstatus = parent.get("status") or {}
     if pstatus.get("phase") not in FINISHED:
+        now = pstatus.get("phase") or RunPhase.PENDING.value
         return Decision(
             RxPhase.PENDING,
-            f"waiting for the parent Run {rx.parentRun} to finish (it is {pstatus.get('phase') or 'Pending'})",
+            f"waiting for the parent Run {rx.parentRun} to finish (it is {now})",
             "WaitingForParent",
         )
     if rx.concurrencyPolicy == "Forbid" and obs.live_siblings:

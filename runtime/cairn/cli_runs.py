@@ -13,11 +13,13 @@ from typing import Any, TextIO
 
 import yaml
 
+from cairn.contract import ANNOTATION_MODE
 from cairn.errors import CairnError
 from cairn.execution import Event, ExecuteJobResult, ReexecutionOptions, execute_job
 from cairn.instance import Instance, RunRecord
 from cairn.loader import load_job
 from cairn.planner import Mode
+from cairn.s3io import DEFAULT_PREFIX
 from cairn.status import RunStatus
 
 
@@ -279,7 +281,7 @@ def render_tree(runs: list[RunRecord], highlight: str | None = None) -> str:
         for rec in r.steps.values():
             counts[rec.status.value] = counts.get(rec.status.value, 0) + 1
         parts = ", ".join(f"{v} {k.lower()}" for k, v in counts.items())
-        mode = r.tags.get("cairn.dev/reexecution-mode")
+        mode = r.tags.get(ANNOTATION_MODE)
         mark = "  <-" if r.run_id == highlight else ""
         return f"{r.run_id}  {r.status.value}  [{parts}]" + (f"  mode={mode}" if mode else "") + mark
 
@@ -364,7 +366,7 @@ def add_commands(sub: Any, home_help: str) -> None:
     m.add_argument("job", help="package.module:job_name (importable in the image)")
     m.add_argument("--image", required=True, help="image with cairn and the job's code installed")
     m.add_argument("--secret", default="cairn-s3", help="Secret with the S3 settings (default: %(default)s)")
-    m.add_argument("--prefix", default="cairn", help="storage key prefix (default: %(default)s)")
+    m.add_argument("--prefix", default=DEFAULT_PREFIX, help="storage key prefix (default: %(default)s)")
     m.add_argument("--name", help="the Job's name (default: the job's name as a DNS label)")
     m.set_defaults(func=cmd_manifest)
 

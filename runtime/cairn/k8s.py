@@ -11,10 +11,34 @@ from pathlib import Path
 from typing import Any
 
 from cairn.cli_runs import STEP_NAME, load_run_config, parse_step_env
+from cairn.contract import (
+    ANNOTATION_MODE,
+    API_VERSION,
+    GROUP,
+    KEY_PREFIX,
+    LABEL_PARENT,
+    LABEL_ROOT,
+    REEXECUTION,
+    VERSION,
+    RunPhase,
+    RxMode,
+    RxPhase,
+    StepState,
+)
 from cairn.errors import CairnError
 from cairn.manifest import to_yaml
 
-G, V = "cairn.dev", "v1alpha1"
+G, V = GROUP, VERSION
+PENDING = RunPhase.PENDING.value  # a Run's or Reexecution's phase before its status has one
+
+
+#: Run phases after which a Run does nothing more.
+FINISHED = frozenset(p.value for p in RunPhase if p.finished)
+
+
+def rx_ref(name: str) -> str:
+    """A Reexecution as kubectl names it (`reexecution.cairn.dev/NAME`)."""
+    return f"{REEXECUTION.kind.lower()}.{GROUP}/{name}"
 
 
 def _custom() -> Any:
@@ -38,7 +62,9 @@ def get_run(namespace: str, name: str) -> dict[str, Any]:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """A step's log, from storage: it outlives the step's pod."""
-    from cairn.s3io import S3IOManager
+    import os
+
+    from cairn.s3io import DEFAULT_PREFIX, open_storage
 
     run = get_run(args.namespace, args.run)
     steps = (run.get("status") or {}).get("steps") or {}
@@ -54,18 +80,23 @@ def cmd_logs(args: argparse.Namespace) -> int:
         )
     if key.startswith("unavailable:"):
         raise CairnError(key)
-    prefix = ((run.get("status") or {}).get("jobSnapshot") or {}).get("storage", {}).get("prefix", "cairn")
-    data = S3IOManager.from_env(prefix=prefix).load(key, "bytes")
+    storage = ((run.get("status") or {}).get("jobSnapshot") or {}).get("storage") or {}
+    # With the caller's own credentials and endpoint (the environment: `cairn dev up` writes them to its env
+    # file), in the Job's bucket, else the environment's CAIRN_S3_BUCKET.
+    io = open_storage(os.environ, bucket=storage.get("bucket"), prefix=storage.get("prefix", DEFAULT_PREFIX))
+    data = io.load(key, "bytes")
     sys.stdout.write(data.decode(errors="replace"))
     return 0
 
 
 #: Step phases whose op ran in the parent (StepState.ran): what --same-steps re-executes.
-RAN = ("Succeeded", "Failed", "Interrupted")
+RAN = frozenset(s.value for s in StepState if s.ran)
 #: Run phases --all-failed re-executes from failure.
-FAILED_RUN = ("Failed", "Canceled")
+FAILED_RUN = tuple(p.value for p in RunPhase if p.can_resume_from_failure)
 #: A Reexecution in one of these phases (or none yet) is live: it will create or follow a child.
-LIVE_RX = (None, "Pending", "Running")
+LIVE_RX = (None, RxPhase.PENDING.value, RxPhase.RUNNING.value)
+#: A dry-run Reexecution's phases once its plan is made (or refused).
+PLANNED = (RxPhase.PLANNED.value, RxPhase.INVALID.value, RxPhase.FAILED.value)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 IMAGE_FORM = "--image takes STEP=IMAGE, e.g. --image unreliable=localhost/cairn-step:0.2.0"
 MODE_FLAGS = ("--all", "--from-failure", "--select", "--from-selected", "--same-steps", "--stale")
@@ -108,9 +139,9 @@ def same_steps(run: Mapping[str, Any]) -> list[str]:
     the order of its Job snapshot. The Run must have finished."""
     name = run["metadata"]["name"]
     status = run.get("status") or {}
-    if status.get("phase") not in ("Succeeded", *FAILED_RUN):
+    if status.get("phase") not in (RunPhase.SUCCEEDED.value, *FAILED_RUN):
         raise CairnError(
-            f"Run {name} is {status.get('phase') or 'Pending'}: --same-steps needs a finished Run (it re-runs "
+            f"Run {name} is {status.get('phase') or PENDING}: --same-steps needs a finished Run (it re-runs "
             "the steps that Run executed)"
         )
     order = [op.get("name") for op in (status.get("jobSnapshot") or {}).get("ops") or []]
@@ -160,18 +191,18 @@ def reexecution_manifest(args: argparse.Namespace, parent: Mapping[str, Any] | N
     if args.same_steps:
         if parent is None:
             raise CairnError("--same-steps needs the parent Run's status")
-        mode, selection = "Selected", same_steps(parent)
+        mode, selection = RxMode.SELECTED, same_steps(parent)
     elif args.from_failure or args.all_failed:
-        mode, selection = "FromFailure", []
+        mode, selection = RxMode.FROM_FAILURE, []
     elif args.stale:
-        mode, selection = "Stale", []
+        mode, selection = RxMode.STALE, []
     elif args.select:
-        mode, selection = "Selected", list(args.select)
+        mode, selection = RxMode.SELECTED, list(args.select)
     elif args.from_selected:
-        mode, selection = "FromSelected", list(args.from_selected)
+        mode, selection = RxMode.FROM_SELECTED, list(args.from_selected)
     else:
-        mode, selection = "All", []
-    spec: dict[str, Any] = {"parentRun": run, "mode": mode}
+        mode, selection = RxMode.ALL, []
+    spec: dict[str, Any] = {"parentRun": run, "mode": mode.value}
     if selection:
         spec["stepSelection"] = selection
     config = load_run_config(args.config)
@@ -183,13 +214,13 @@ def reexecution_manifest(args: argparse.Namespace, parent: Mapping[str, Any] | N
     if args.dry_run:
         spec["dryRun"] = True
     if args.all_failed and parent is not None:
-        own = {k: v for k, v in (parent["metadata"].get("labels") or {}).items() if not k.startswith("cairn.dev/")}
+        own = {k: v for k, v in (parent["metadata"].get("labels") or {}).items() if not k.startswith(KEY_PREFIX)}
         if own:
             spec["labels"] = own  # the child matches the same selector: a later --all-failed finds it
     name = (None if args.all_failed else args.name) or (f"{run[:50].rstrip('-.')}-rx-{uuid.uuid4().hex[:5]}")
     return {
-        "apiVersion": f"{G}/{V}",
-        "kind": "Reexecution",
+        "apiVersion": API_VERSION,
+        "kind": REEXECUTION.kind,
         "metadata": {"name": name, "namespace": args.namespace},
         "spec": spec,
     }
@@ -218,10 +249,10 @@ def bulk_targets(
             rname, st = rx["metadata"]["name"], rx.get("status") or {}
             phase, child = st.get("phase"), st.get("childRun")
             if phase in LIVE_RX:
-                why = f"re-execution {rname} is {phase or 'Pending'}"
-            elif phase == "Succeeded":
+                why = f"re-execution {rname} is {phase or PENDING}"
+            elif phase == RxPhase.SUCCEEDED:
                 why = f"re-execution {rname} succeeded (child Run {child})"
-            elif phase == "Failed" and child and child in existing:
+            elif phase == RxPhase.FAILED and child and child in existing:
                 why = f"re-executed by {rname}: its child Run {child} carries the lineage on"
             if why:
                 break
@@ -249,10 +280,6 @@ def _outcome(st: Mapping[str, Any]) -> list[str]:
     return [head, *plan]
 
 
-#: A dry-run Reexecution's phases once its plan is made (or refused).
-PLANNED = ("Planned", "Invalid", "Failed")
-
-
 def await_plans(
     api: Any,
     namespace: str,
@@ -274,7 +301,7 @@ def await_plans(
                 if st.get("phase") in PLANNED:
                     break
                 if clock() > deadline:
-                    st = {**st, "phase": st.get("phase") or "Pending", "message": f"no plan after {timeout:.0f} s"}
+                    st = {**st, "phase": st.get("phase") or PENDING, "message": f"no plan after {timeout:.0f} s"}
                     break
                 pause(0.5)
             out[name] = st
@@ -306,19 +333,19 @@ def cmd_reexecute(args: argparse.Namespace) -> int:
     api.create_namespaced_custom_object(G, V, args.namespace, "reexecutions", doc)
     name = doc["metadata"]["name"]
     if args.dry_run:
-        print(f"reexecution.cairn.dev/{name} created (dry run: deleted once planned)", flush=True)
+        print(f"{rx_ref(name)} created (dry run: deleted once planned)", flush=True)
         st = await_plans(api, args.namespace, [name])[name]
         print("\n".join(_outcome(st)))
-        return 0 if st.get("phase") == "Planned" else 1
-    print(f"reexecution.cairn.dev/{name} created")
+        return 0 if st.get("phase") == RxPhase.PLANNED else 1
+    print(f"{rx_ref(name)} created")
     seen: dict[str, str] = {}
     while True:
         rx = api.get_namespaced_custom_object(G, V, args.namespace, "reexecutions", name)
         st = rx.get("status") or {}
         phase = st.get("phase")
-        if phase in ("Invalid", "Planned") or (phase == "Failed" and not st.get("childRun")):
+        if phase in (RxPhase.INVALID, RxPhase.PLANNED) or (phase == RxPhase.FAILED and not st.get("childRun")):
             print("\n".join(_outcome(st)))
-            return 0 if phase == "Planned" else 1
+            return 0 if phase == RxPhase.PLANNED else 1
         child = st.get("childRun")
         if child:
             run = api.get_namespaced_custom_object(G, V, args.namespace, "runs", child)
@@ -327,9 +354,9 @@ def cmd_reexecute(args: argparse.Namespace) -> int:
                     seen[step] = s["phase"]
                     print(f"  {child}  {step:<20} {s['phase']}" + (f"  ({s['reason']})" if s.get("reason") else ""))
             rphase = (run.get("status") or {}).get("phase")
-            if rphase in ("Succeeded", "Failed", "Canceled"):
+            if rphase in FINISHED:
                 print(f"run {child}: {rphase}")
-                return 0 if rphase == "Succeeded" else 1
+                return 0 if rphase == RunPhase.SUCCEEDED.value else 1
         time.sleep(0.5)
 
 
@@ -369,7 +396,7 @@ def _reexecute_all_failed(args: argparse.Namespace, timeout: float = 120) -> int
             code = 1
             continue
         created[run] = doc["metadata"]["name"]
-        print(f"{run}  reexecution.cairn.dev/{created[run]} created" + (" (dry run)" if args.dry_run else ""))
+        print(f"{run}  {rx_ref(created[run])} created" + (" (dry run)" if args.dry_run else ""))
     if not args.dry_run:
         return code
     plans = await_plans(api, ns, list(created.values()), timeout)
@@ -377,14 +404,14 @@ def _reexecute_all_failed(args: argparse.Namespace, timeout: float = 120) -> int
         st = plans[name]
         lines = _outcome(st)
         print(f"{run}  {lines[0]}", *lines[1:], sep="\n")
-        code = code if st.get("phase") == "Planned" else 1
+        code = code if st.get("phase") == RxPhase.PLANNED else 1
     return code
 
 
 def render_tree(runs: list[dict[str, Any]], root: str) -> str:
     children: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
-        parent = (r["metadata"].get("labels") or {}).get("cairn.dev/parent-run")
+        parent = (r["metadata"].get("labels") or {}).get(LABEL_PARENT)
         if parent:
             children.setdefault(parent, []).append(r)
     by_name = {r["metadata"]["name"]: r for r in runs}
@@ -392,8 +419,8 @@ def render_tree(runs: list[dict[str, Any]], root: str) -> str:
 
     def line(r: dict[str, Any]) -> str:
         st = r.get("status") or {}
-        mode = (r["metadata"].get("annotations") or {}).get("cairn.dev/reexecution-mode")
-        return f"{r['metadata']['name']}  {st.get('phase', 'Pending')}  {st.get('progress', '')}" + (
+        mode = (r["metadata"].get("annotations") or {}).get(ANNOTATION_MODE)
+        return f"{r['metadata']['name']}  {st.get('phase', PENDING)}  {st.get('progress', '')}" + (
             f"  mode={mode}" if mode else ""
         )
 
@@ -414,11 +441,11 @@ def render_tree(runs: list[dict[str, Any]], root: str) -> str:
 
 def cmd_tree(args: argparse.Namespace) -> int:
     run = get_run(args.namespace, args.run)
-    root = (run["metadata"].get("labels") or {}).get("cairn.dev/root-run") or args.run
+    root = (run["metadata"].get("labels") or {}).get(LABEL_ROOT) or args.run
     api = _custom()
-    lineage = api.list_namespaced_custom_object(
-        G, V, args.namespace, "runs", label_selector=f"cairn.dev/root-run={root}"
-    )["items"]
+    lineage = api.list_namespaced_custom_object(G, V, args.namespace, "runs", label_selector=f"{LABEL_ROOT}={root}")[
+        "items"
+    ]
     names = {r["metadata"]["name"] for r in lineage}
     runs = lineage if root in names else [get_run(args.namespace, root), *lineage]
     print(render_tree(runs, root))

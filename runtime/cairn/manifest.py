@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
+from cairn.contract import API_VERSION, JOB
 from cairn.definitions import JobDefinition
+from cairn.s3io import DEFAULT_PREFIX
 
 
 def dns_name(name: str) -> str:
@@ -25,7 +27,12 @@ def dns_name(name: str) -> str:
 
 
 def job_manifest(
-    job: JobDefinition, ref: str, image: str, secret: str = "cairn-s3", name: str | None = None, prefix: str = "cairn"
+    job: JobDefinition,
+    ref: str,
+    image: str,
+    secret: str = "cairn-s3",
+    name: str | None = None,
+    prefix: str = DEFAULT_PREFIX,
 ) -> dict[str, Any]:
     names = {n: dns_name(n) for n in job.nodes}
     if len(set(names.values())) != len(names):
@@ -52,8 +59,8 @@ def job_manifest(
             op["dynamicOutputs"] = list(node.op.dynamic_outs)
         ops.append(op)
     return {
-        "apiVersion": "cairn.dev/v1alpha1",
-        "kind": "Job",
+        "apiVersion": API_VERSION,
+        "kind": JOB.kind,
         "metadata": {"name": name or dns_name(job.name)},
         "spec": {
             "image": image,

@@ -8,6 +8,9 @@ once serialization finished, so a partly stored value is never visible under its
 smaller than one part is sent with a single PUT. If serialization or an upload fails, the multipart
 upload is aborted (S3 would otherwise keep, and bill, its parts) and the error is re-raised.
 
+`open_storage` is the one opener of a Job's storage from its Secret's data (the operator, the UI and the
+CLI use it; `S3IOManager.from_env` is it over the environment), `locate` and `bucket_of` say where it is.
+
 boto3 is an optional dependency (the `s3` extra); it is imported only when a client is created.
 """
 
@@ -16,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from cairn.errors import CairnError
@@ -26,6 +31,15 @@ log = logging.getLogger(__name__)
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum size of every part but the last
 MAX_PARTS = 10_000  # S3's maximum number of parts of one upload
+#: The keys of a storage Secret (and of the environment of a step pod, which gets them from it).
+BUCKET_KEY = "CAIRN_S3_BUCKET"
+ENDPOINT_KEY = "AWS_ENDPOINT_URL"
+ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
+SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
+REGION_KEY = "AWS_REGION"
+DEFAULT_REGION = "us-east-1"
+#: A Job's key prefix when its spec.storage names none (models.Storage.prefix).
+DEFAULT_PREFIX = "cairn"
 
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
@@ -163,21 +177,13 @@ class S3IOManager:
     @classmethod
     def from_env(cls, prefix: str = "") -> S3IOManager:
         """A manager configured by AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-        AWS_REGION (default us-east-1) and CAIRN_S3_BUCKET (required)."""
-        bucket = os.environ.get("CAIRN_S3_BUCKET", "").strip()
-        if not bucket:
-            raise CairnError(
-                "CAIRN_S3_BUCKET is not set: set it to the bucket where outputs are stored "
+        AWS_REGION (default us-east-1) and CAIRN_S3_BUCKET (required): `open_storage` of the environment."""
+        if not os.environ.get(BUCKET_KEY, "").strip():
+            raise NoBucket(
+                f"{BUCKET_KEY} is not set: set it to the bucket where outputs are stored "
                 "(`cairn dev up` writes it, with the AWS_* variables, to <dir>/env)"
             )
-        endpoint_url = os.environ.get("AWS_ENDPOINT_URL") or None
-        client = make_client(
-            endpoint_url,
-            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID") or None,
-            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
-            region_name=os.environ.get("AWS_REGION") or "us-east-1",
-        )
-        return cls(bucket=bucket, prefix=prefix, endpoint_url=endpoint_url, client=client)
+        return open_storage(os.environ, prefix=prefix)
 
     def object_key(self, key: str) -> str:
         return object_key(self.prefix, key)
@@ -231,3 +237,66 @@ class S3IOManager:
                 return False
             raise
         return True
+
+
+class NoBucket(CairnError):
+    """Neither the Job (spec.storage.bucket) nor its storage Secret (CAIRN_S3_BUCKET) names a bucket."""
+
+
+@dataclass(frozen=True)
+class StorageLocation:
+    """Where a Job's outputs are: bucket, key prefix and endpoint (None: the S3 client's default)."""
+
+    bucket: str
+    prefix: str
+    endpoint: str | None
+
+
+def bucket_of(secret: Mapping[str, str], bucket: str | None = None, *, secret_name: str | None = None) -> str:
+    """A Job's bucket: `bucket` (its spec.storage.bucket), else the Secret's CAIRN_S3_BUCKET; NoBucket when
+    neither names one, saying where to set it (`secret_name`: the Secret's name, None for the environment)."""
+    found = bucket or (secret.get(BUCKET_KEY) or "").strip()
+    if not found:
+        where = f"Secret {secret_name}" if secret_name else "the environment"
+        raise NoBucket(f"no bucket: set spec.storage.bucket or {BUCKET_KEY} in {where}")
+    return found
+
+
+def locate(
+    secret: Mapping[str, str],
+    *,
+    bucket: str | None = None,
+    prefix: str = "",
+    endpoint: str | None = None,
+    secret_name: str | None = None,
+) -> StorageLocation:
+    """Where a Job's storage is: its spec.storage fields (`bucket`, `prefix`, `endpoint`), the Secret's
+    CAIRN_S3_BUCKET and AWS_ENDPOINT_URL where they are not set. NoBucket without a bucket."""
+    return StorageLocation(
+        bucket=bucket_of(secret, bucket, secret_name=secret_name),
+        prefix=prefix,
+        endpoint=endpoint or secret.get(ENDPOINT_KEY) or None,
+    )
+
+
+def open_storage(
+    secret: Mapping[str, str],
+    *,
+    bucket: str | None = None,
+    prefix: str = "",
+    endpoint: str | None = None,
+    secret_name: str | None = None,
+    client_factory: Callable[..., Any] = make_client,
+) -> S3IOManager:
+    """The one opener of a Job's storage: an S3IOManager at `locate(...)`, with the credentials of the
+    storage Secret's data `secret` (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, default
+    us-east-1; a missing key leaves it to the S3 client's own chain). The operator, the UI and the CLI
+    open storage with it; `client_factory(endpoint, **credentials)` makes the S3 client (tests pass a fake)."""
+    where = locate(secret, bucket=bucket, prefix=prefix, endpoint=endpoint, secret_name=secret_name)
+    client = client_factory(
+        where.endpoint,
+        aws_access_key_id=secret.get(ACCESS_KEY_ID_KEY) or None,
+        aws_secret_access_key=secret.get(SECRET_ACCESS_KEY_KEY) or None,
+        region_name=secret.get(REGION_KEY) or DEFAULT_REGION,
+    )
+    return S3IOManager(bucket=where.bucket, prefix=where.prefix, endpoint_url=where.endpoint, client=client)

@@ -50,13 +50,14 @@ from pathlib import Path
 from typing import Any
 
 from cairn import dynamic
+from cairn.contract import STEP_PROTOCOL, ResultStatus
 from cairn.errors import CairnError
 from cairn.execution import concrete_deps, outs_format, run_step_body
 from cairn.io import FileSource, FilesystemIOManager, IOManager, StoredOutput, output_key
 from cairn.loader import load_job
 
-#: Version of the context and result JSON; bump on incompatible changes.
-PROTOCOL = 1
+#: Version of the context and result JSON (cairn.contract.STEP_PROTOCOL, which the operator checks).
+PROTOCOL = STEP_PROTOCOL
 MAX_MESSAGE = 4096
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 
@@ -246,9 +247,9 @@ def run(job_ref: str, run_id: str, step: str, ctx: Mapping[str, Any]) -> dict[st
 
     try:
         run_step_body(job, step, run_id, op_config, load, store, deps)
-        result["status"] = "SUCCESS"
+        result["status"] = ResultStatus.SUCCESS
     except Exception as exc:
-        result["status"] = "FAILURE"
+        result["status"] = ResultStatus.FAILURE
         result["error"] = {
             "type": type(exc).__name__,
             "message": str(exc)[:2000],
@@ -325,7 +326,9 @@ def exec_command(
     except OSError as exc:
         raise InvocationError(f"cannot run {command[0]!r}: {exc}") from exc
     if code != 0:
-        result.update(status="FAILURE", error={"type": "CommandFailed", "message": f"{command[0]} exited {code}"})
+        result.update(
+            status=ResultStatus.FAILURE, error={"type": "CommandFailed", "message": f"{command[0]} exited {code}"}
+        )
     else:
         missing = [
             o
@@ -334,7 +337,7 @@ def exec_command(
         ]
         if missing:
             result.update(
-                status="FAILURE",
+                status=ResultStatus.FAILURE,
                 error={
                     "type": "MissingOutput",
                     "message": "the command wrote no "
@@ -345,7 +348,9 @@ def exec_command(
             try:
                 keyed = {o: _dynamic_files(step, o, outdir / o) for o in outputs if o in dyn and (outdir / o).is_dir()}
             except CairnError as exc:
-                result.update(status="FAILURE", error={"type": type(exc).__name__, "message": str(exc)[:2000]})
+                result.update(
+                    status=ResultStatus.FAILURE, error={"type": type(exc).__name__, "message": str(exc)[:2000]}
+                )
             else:
                 for o in outputs:
                     path = outdir / o
@@ -362,9 +367,9 @@ def exec_command(
                         key = output_key(run_id, step, o, namespace=namespace)
                         stored = io.store(key, FileSource(path), "bytes")  # streamed from the file
                         result["outputs"][o] = _reported(stored, "bytes")
-                result["status"] = "SUCCESS"
+                result["status"] = ResultStatus.SUCCESS
     result["duration_s"] = round(time.monotonic() - t0, 4)
-    return result, (code or (1 if result["status"] == "FAILURE" else 0))
+    return result, (code or (1 if result["status"] == ResultStatus.FAILURE else 0))
 
 
 def _dynamic_files(step: str, output: str, folder: Path) -> list[tuple[str, Path]]:
@@ -431,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             "protocol": PROTOCOL,
             "run_id": args.run_id,
             "step": args.step,
-            "status": "FAILURE",
+            "status": ResultStatus.FAILURE,
             "error": {"type": type(exc).__name__, "message": str(exc)[:2000]},
             "invocation_error": True,
         }
@@ -440,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _write(path, result_message(result))
     print(json.dumps({k: v for k, v in result.items() if k != "error"}), file=sys.stderr)
-    return 0 if result["status"] == "SUCCESS" else 1
+    return 0 if result["status"] == ResultStatus.SUCCESS else 1
 
 
 def _main_exec(args: argparse.Namespace, path: Path) -> int:
@@ -460,7 +465,7 @@ def _main_exec(args: argparse.Namespace, path: Path) -> int:
             "protocol": PROTOCOL,
             "run_id": args.run_id,
             "step": args.step,
-            "status": "FAILURE",
+            "status": ResultStatus.FAILURE,
             "invocation_error": True,
             "error": {"type": type(exc).__name__, "message": str(exc)[:2000]},
         }

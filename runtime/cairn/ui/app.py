@@ -34,6 +34,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cairn.contract import RxMode
 from cairn.ui.layout import layout
 from cairn.ui.sources import LineMasker, LogFollow, ReexecRequest, Source, UIError, mask
 
@@ -309,7 +310,7 @@ def create_app(source: Source, token: str | None = None, allowed_hosts: Sequence
         names = body.get("runs") if isinstance(body, dict) else None
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise UIError(400, "runs must be a non-empty list of run names")
-        req = ReexecRequest("FromFailure")
+        req = ReexecRequest(RxMode.FROM_FAILURE.value)
         results: dict[str, Any] = {}
         for name in names:
             try:

@@ -24,8 +24,25 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from cairn.s3io import object_key
+from cairn.contract import (
+    ANNOTATION_MODE,
+    API_VERSION,
+    GROUP,
+    LABEL_PARENT,
+    LABEL_ROOT,
+    LABEL_RX,
+    REEXECUTION,
+    RESOURCES,
+    VERSION,
+    RunPhase,
+    RxMode,
+    RxPhase,
+    StepState,
+)
+from cairn.s3io import DEFAULT_PREFIX, locate, object_key, open_storage
 from cairn.ui.sources import (
+    SAME_STEPS,
+    SELECTING,
     Publish,
     ReexecRequest,
     UIError,
@@ -36,15 +53,25 @@ from cairn.ui.sources import (
     upstream_of_ops,
 )
 
-G, V = "cairn.dev", "v1alpha1"
-KINDS = ("jobs", "runs", "reexecutions")
-LABEL_PARENT, LABEL_ROOT, LABEL_RX = "cairn.dev/parent-run", "cairn.dev/root-run", "cairn.dev/reexecution"
-ANNOT_MODE = "cairn.dev/reexecution-mode"
-TERMINAL_STEPS = {"Succeeded", "Failed", "Interrupted", "Canceled", "Skipped", "NotExecuted", "Reused"}
-FINISHED = {"Succeeded", "Failed", "Canceled"}
-FOLLOWABLE = ("Running", "Pending")  # step phases whose current attempt's pod log can be followed
+G, V = GROUP, VERSION
+KINDS = tuple(r.plural for r in RESOURCES)  # jobs, runs, reexecutions
+PENDING = RunPhase.PENDING.value  # a Run's, a step's or a Reexecution's phase before its status has one
+TERMINAL_STEPS = frozenset(s.value for s in StepState if s.terminal)
+FINISHED = frozenset(p.value for p in RunPhase if p.finished)
+#: Run phases a re-execution from failure can start from.
+RESUMABLE = frozenset(p.value for p in RunPhase if p.can_resume_from_failure)
+#: Step phases whose current attempt's pod log can be followed.
+FOLLOWABLE = (StepState.RUNNING.value, StepState.PENDING.value)
+#: Step phases whose current attempt may have a pod whose log can be read.
+POD_LOG_STEPS = frozenset(
+    s.value for s in (StepState.RUNNING, StepState.PENDING, StepState.RETRYING, StepState.FAILED, StepState.SUCCEEDED)
+)
+#: Reexecution phases after which a dry run has its plan, and after which a re-execution has its child (or failed).
+PLANNED = (RxPhase.PLANNED.value, RxPhase.INVALID.value, RxPhase.FAILED.value)
+STARTED = (RxPhase.RUNNING.value, RxPhase.SUCCEEDED.value, RxPhase.FAILED.value, RxPhase.INVALID.value)
 LOG_TAIL = 5000  # lines of a pod log read at once, or before following it
-_UI_MODE = {"All": "All", "Selected": "Selected", "FromSelected": "FromSelected", "FromFailure": "FromFailure"}
+#: The re-execution modes the UI shows for a child Run (a Stale child shows none).
+_UI_MODE = {m.value: m.value for m in RxMode if m is not RxMode.STALE}
 
 
 def api_message(exc: Exception) -> tuple[int, str]:
@@ -69,15 +96,7 @@ StorageRead = Callable[[str | None, str, str, dict[str, str], str], bytes]
 
 
 def _s3_read(endpoint: str | None, bucket: str, prefix: str, creds: dict[str, str], key: str) -> bytes:
-    from cairn.s3io import S3IOManager, make_client
-
-    client = make_client(
-        endpoint,
-        aws_access_key_id=creds.get("AWS_ACCESS_KEY_ID") or None,
-        aws_secret_access_key=creds.get("AWS_SECRET_ACCESS_KEY") or None,
-        region_name=creds.get("AWS_REGION") or "us-east-1",
-    )
-    data: bytes = S3IOManager(bucket=bucket, prefix=prefix, endpoint_url=endpoint, client=client).load(key, "bytes")
+    data: bytes = open_storage(creds, bucket=bucket, prefix=prefix, endpoint=endpoint).load(key, "bytes")
     return data
 
 
@@ -248,7 +267,7 @@ class KubeSource:
         execution = spec.get("execution") or {}
         steps = st.get("steps") or {}
         started, finished = iso_to_epoch(st.get("startedAt")), iso_to_epoch(st.get("finishedAt"))
-        phase = st.get("phase") or "Pending"
+        phase = st.get("phase") or PENDING
         total = len(steps) or len(self._ops(run))
         subset = [s["name"] for s in execution.get("steps") or []] if execution else None
         return {
@@ -263,7 +282,7 @@ class KubeSource:
             "duration": duration(started, finished if phase in FINISHED else None, now),
             "parent": labels.get(LABEL_PARENT) or execution.get("parentRun"),
             "root": labels.get(LABEL_ROOT) or execution.get("rootRun") or meta["name"],
-            "mode": _UI_MODE.get((meta.get("annotations") or {}).get(ANNOT_MODE, "")),
+            "mode": _UI_MODE.get((meta.get("annotations") or {}).get(ANNOTATION_MODE, "")),
             "stepSubset": subset,
             "reexecution": labels.get(LABEL_RX),
             "message": st.get("message"),
@@ -290,7 +309,7 @@ class KubeSource:
             steps.append(
                 {
                     "name": s,
-                    "phase": ss.get("phase") or "Pending",
+                    "phase": ss.get("phase") or PENDING,
                     "attempt": attempt,
                     "attempts": attempts,
                     "started": iso_to_epoch(ss.get("startedAt")),
@@ -314,7 +333,7 @@ class KubeSource:
         out["steps"] = steps
         out["graph"] = {s: graph.get(s, []) for s in order}
         out["executedSteps"] = out["stepSubset"] or list(graph)
-        out["canFromFailure"] = out["phase"] in ("Failed", "Canceled")
+        out["canFromFailure"] = out["phase"] in RESUMABLE
         out["plan"] = self._child_plan(run)
         return out
 
@@ -368,7 +387,7 @@ class KubeSource:
         current = int(ss.get("attempt") or 1)
         want = attempt or current
         pod = ss.get("podName")
-        if pod and want == current and ss.get("phase") in ("Running", "Pending", "Retrying", "Failed", "Succeeded"):
+        if pod and want == current and ss.get("phase") in POD_LOG_STEPS:
             try:
                 # Unparsed: the client's own decoding turns the bytes into their repr ("b'...\\n...'").
                 resp = self.core.read_namespaced_pod_log(
@@ -398,11 +417,15 @@ class KubeSource:
             return {"source": "none", "attempt": want, "text": "", "message": key}
         storage = (st.get("jobSnapshot") or {}).get("storage") or {}
         creds = self._creds(run)
-        endpoint = storage.get("endpoint") or creds.get("AWS_ENDPOINT_URL") or None
-        bucket = storage.get("bucket") or creds.get("CAIRN_S3_BUCKET") or ""
-        prefix = storage.get("prefix") or "cairn"
         try:
-            text = self._storage_read(endpoint, bucket, prefix, creds, key).decode(errors="replace")
+            where = locate(
+                creds,
+                bucket=storage.get("bucket"),
+                prefix=storage.get("prefix", DEFAULT_PREFIX),
+                endpoint=storage.get("endpoint"),
+                secret_name=(storage.get("secretRef") or {}).get("name"),
+            )
+            text = self._storage_read(where.endpoint, where.bucket, where.prefix, creds, key).decode(errors="replace")
         except Exception as exc:
             raise UIError(502, _mask(f"cannot read log {key} from storage: {exc}", creds)) from exc
         return {"source": f"storage {key}", "attempt": want, "text": _mask(text, creds)}
@@ -444,7 +467,7 @@ class KubeSource:
         ss = ((run.get("status") or {}).get("steps") or {}).get(step)
         if ss is None:
             raise UIError(404, f"Run {name} has no step {step!r} (yet)")
-        current, phase = int(ss.get("attempt") or 1), ss.get("phase") or "Pending"
+        current, phase = int(ss.get("attempt") or 1), ss.get("phase") or PENDING
         want, pod = attempt or current, ss.get("podName")
         if want != current or phase not in FOLLOWABLE or not pod:
             why = f"the step is {phase}, attempt {current}"
@@ -471,15 +494,15 @@ class KubeSource:
         if unknown:
             raise UIError(400, f"overrides name unknown step(s): {', '.join(unknown)}")
         phase = (run.get("status") or {}).get("phase")
-        if req.mode == "FromFailure" and phase not in ("Failed", "Canceled"):
-            raise UIError(400, f"From failure is only for failed or canceled runs; Run {name} is {phase or 'Pending'}")
+        if req.mode == RxMode.FROM_FAILURE and phase not in RESUMABLE:
+            raise UIError(400, f"From failure is only for failed or canceled runs; Run {name} is {phase or PENDING}")
         mode, selection = req.mode, list(req.selection)
-        if mode == "SameSteps":
+        if mode == SAME_STEPS:
             execution = (run.get("spec") or {}).get("execution") or {}
             selection = [s["name"] for s in execution.get("steps") or []] or detail_steps
-            mode = "Selected"
+            mode = RxMode.SELECTED.value
         spec: dict[str, Any] = {"parentRun": name, "mode": mode}
-        if mode in ("Selected", "FromSelected"):
+        if mode in SELECTING:
             spec["stepSelection"] = selection
         overrides: dict[str, Any] = {}
         for step, env in req.env.items():
@@ -496,8 +519,8 @@ class KubeSource:
         base = name[:40].rstrip("-.")
         rx_name = f"{base}-{'preview' if dry_run else 'rx'}-{uuid.uuid4().hex[:5]}"
         return {
-            "apiVersion": f"{G}/{V}",
-            "kind": "Reexecution",
+            "apiVersion": API_VERSION,
+            "kind": REEXECUTION.kind,
             "metadata": {
                 "name": rx_name,
                 "namespace": self.namespace,
@@ -532,11 +555,11 @@ class KubeSource:
     def preview(self, name: str, req: ReexecRequest) -> dict[str, Any]:
         doc = self._create(self.manifest(name, req, dry_run=True))
         rx_name = doc["metadata"]["name"]
-        rx = self._await_rx(rx_name, ("Planned", "Invalid", "Failed"), timeout=30)
+        rx = self._await_rx(rx_name, PLANNED, timeout=30)
         st = (rx or {}).get("status") or {}
         result = {
             "reexecution": rx_name,
-            "phase": st.get("phase") or "Pending",
+            "phase": st.get("phase") or PENDING,
             "message": st.get("message") or ("the operator did not plan it within 30 s" if not st else ""),
             "plan": st.get("plan"),
         }
@@ -549,7 +572,7 @@ class KubeSource:
     def reexecute(self, name: str, req: ReexecRequest) -> dict[str, Any]:
         doc = self._create(self.manifest(name, req))
         rx_name = doc["metadata"]["name"]
-        rx = self._await_rx(rx_name, ("Running", "Succeeded", "Failed", "Invalid"), timeout=5)
+        rx = self._await_rx(rx_name, STARTED, timeout=5)
         st = (rx or {}).get("status") or {}
         return {
             "reexecution": rx_name,
@@ -566,7 +589,7 @@ class KubeSource:
         return {
             "name": name,
             "parentRun": (rx.get("spec") or {}).get("parentRun"),
-            "phase": st.get("phase") or "Pending",
+            "phase": st.get("phase") or PENDING,
             "message": st.get("message"),
             "childRun": st.get("childRun"),
             "plan": st.get("plan"),

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+from cairn.contract import TAG_CREATED_BY, RxMode, RxPhase
 from cairn.definitions import JobDefinition
 from cairn.errors import CairnError, RunNotFoundError
 from cairn.execution import Event, ReexecutionOptions, execute_job, job_graph
@@ -27,16 +28,16 @@ from cairn.instance import Instance, RunRecord
 from cairn.loader import load_job
 from cairn.planner import JobGraph, Mode, Plan, Request, plan_checked
 from cairn.runstate import RunPhase, StepState
-from cairn.ui.sources import PLAN_REASONS, Publish, ReexecRequest, UIError, duration, lineage_tree
+from cairn.ui.sources import PLAN_REASONS, SAME_STEPS, Publish, ReexecRequest, UIError, duration, lineage_tree
 
 _MODES = {
-    "All": Mode.ALL,
-    "SameSteps": Mode.SELECTED,
-    "Selected": Mode.SELECTED,
-    "FromSelected": Mode.FROM_SELECTED,
-    "FromFailure": Mode.FROM_FAILURE,
+    RxMode.ALL.value: Mode.ALL,
+    SAME_STEPS: Mode.SELECTED,
+    RxMode.SELECTED.value: Mode.SELECTED,
+    RxMode.FROM_SELECTED.value: Mode.FROM_SELECTED,
+    RxMode.FROM_FAILURE.value: Mode.FROM_FAILURE,
 }
-_UI_MODE = {m.value: n for n, m in _MODES.items() if n != "SameSteps"}
+_UI_MODE = {m.value: n for n, m in _MODES.items() if n != SAME_STEPS}
 _env_lock = threading.Lock()
 NO_STEP_LOG = (
     "no live log on a local instance: in-process steps write no log of their own (their output goes to the "
@@ -256,12 +257,12 @@ class LocalSource:
             raise UIError(400, f"overrides name unknown step(s): {', '.join(unknown)}")
         if r.status.value == "STARTED":
             raise UIError(409, f"run {r.run_id} is still running; wait for it to finish")
-        if req.mode == "FromFailure" and not RunPhase.of(r.status).can_resume_from_failure:
+        if req.mode == RxMode.FROM_FAILURE and not RunPhase.of(r.status).can_resume_from_failure:
             raise UIError(400, "From failure is only for failed or canceled runs")
         selection: tuple[str, ...] = req.selection
-        if req.mode == "SameSteps":
+        if req.mode == SAME_STEPS:
             selection = tuple(s for s, rec in r.steps.items() if _planned(rec)) if r.parent_run_id else tuple(r.steps)
-        elif req.mode in ("All", "FromFailure"):
+        elif req.mode in (RxMode.ALL, RxMode.FROM_FAILURE):
             selection = ()
         return ReexecutionOptions(r.run_id, list(selection), _MODES[req.mode])
 
@@ -284,8 +285,8 @@ class LocalSource:
                 describe=io.describe,
             )
         except CairnError as exc:
-            return {"phase": "Invalid", "message": str(exc), "plan": None}
-        return {"phase": "Planned", "message": f"{len(p.to_run)} step(s) to execute", "plan": plan_json(p)}
+            return {"phase": RxPhase.INVALID.value, "message": str(exc), "plan": None}
+        return {"phase": RxPhase.PLANNED.value, "message": f"{len(p.to_run)} step(s) to execute", "plan": plan_json(p)}
 
     def reexecute(self, name: str, req: ReexecRequest) -> dict[str, Any]:
         r = self._run(name)
@@ -311,7 +312,7 @@ class LocalSource:
                             instance=instance,
                             run_config=dict(req.config) if req.config is not None else None,
                             reexecution_options=options,
-                            tags={"cairn.dev/created-by": "cairn-ui"},
+                            tags={TAG_CREATED_BY: "cairn-ui"},
                             on_event=hook,
                         )
                 finally:

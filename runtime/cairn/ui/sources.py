@@ -12,10 +12,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cairn.contract import RxMode
 from cairn.dynamic import expand, infer_mapped, status_keys
 
-#: Re-execution modes of the UI. SameSteps is Selected with the steps the parent executed.
-MODES = ("All", "SameSteps", "Selected", "FromSelected", "FromFailure")
+#: The UI's own mode: Selected with the steps the parent executed (Dagster's "Same steps").
+SAME_STEPS = "SameSteps"
+#: Re-execution modes of the UI: RxMode's but Stale, and SAME_STEPS.
+MODES = (RxMode.ALL.value, SAME_STEPS, RxMode.SELECTED.value, RxMode.FROM_SELECTED.value, RxMode.FROM_FAILURE.value)
+#: Modes that re-execute a selection of steps (a request needs at least one).
+SELECTING = (RxMode.SELECTED.value, RxMode.FROM_SELECTED.value)
 #: Reasons the planner gives a step it runs (`cairn.planner`).
 PLAN_REASONS = ("selected", "failed", "interrupted", "not-executed", "all", "missing-output")
 
@@ -54,7 +59,7 @@ class ReexecRequest:
             selection = [s for s in selection.replace(",", " ").split() if s]
         if not isinstance(selection, list) or not all(isinstance(s, str) and s for s in selection):
             raise UIError(400, "selection must be a list of step selection clauses like 'op', 'op*', '+op'")
-        if mode in ("Selected", "FromSelected") and not selection:
+        if mode in SELECTING and not selection:
             raise UIError(400, f"mode {mode} needs at least one selected step")
         env = body.get("env") or {}
         if not isinstance(env, dict) or not all(
