@@ -8,7 +8,7 @@ message that says what to change.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cairn.dynamic import check_graph, infer_mapped, node_of, split_step, value_key
@@ -23,37 +23,48 @@ class InvalidJob(ValueError):
 
 @dataclass(frozen=True)
 class OpGraph:
-    """A Job's ops in order with their wiring; with fan-out, `concrete(keys)` is the graph of a Run's steps
-    (each mapped op once per key, `op[key]`; `op[*]` while its keys are unknown), whose `ops` maps each
-    step to its op's spec."""
+    """A Job's graph and its op specs. The graph is the runtime's `JobGraph` (steps in order, their wiring,
+    fan-out, `concrete(keys)`: the planner and the in-process executor use the same one); beside it `ops`
+    maps each step to its op's spec. With fan-out, `concrete(keys)` is the graph of a Run's steps (each
+    mapped op once per key, `op[key]`; `op[*]` while its keys are unknown), each with its op's spec."""
 
-    order: tuple[str, ...]  # topological, stable in the Job's op order
-    ops: dict[str, OpSpec]
-    deps: dict[str, dict[str, tuple[str, str]]]  # op -> input -> (upstream op, output)
-    mapped: dict[str, tuple[str, str]] = field(default_factory=dict)  # op -> (dynamic op, output) it maps over
-    collects: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # op -> input -> (mapped op, out)
-    fans_out: bool = False
+    job: JobGraph
+    ops: Mapping[str, OpSpec]  # step -> its op's spec (of a static graph: op -> spec)
 
-    def downstream(self, op: str) -> list[str]:
-        return [o for o in self.order if any(up == op for up, _ in self.deps[o].values())]
+    @property
+    def order(self) -> tuple[str, ...]:
+        """The steps, topological (stable in the Job's op order)."""
+        return self.job.steps
+
+    @property
+    def deps(self) -> Mapping[str, Mapping[str, tuple[str, str]]]:
+        """step -> input -> (upstream step, output)."""
+        return self.job.deps
+
+    @property
+    def mapped(self) -> Mapping[str, tuple[str, str]]:
+        """op -> the (dynamic op, output) it maps over."""
+        return self.job.mapped
+
+    @property
+    def collects(self) -> Mapping[str, Mapping[str, tuple[str, str]]]:
+        """op -> collect input -> (mapped op, output)."""
+        return self.job.collects
+
+    @property
+    def fans_out(self) -> bool:
+        return self.job.fans_out
 
     def job_graph(self) -> JobGraph:
-        """The runtime planner's view of this graph (shared re-execution rules)."""
-        return JobGraph(
-            steps=self.order,
-            deps=self.deps,
-            outputs={n: {o: o not in op.optionalOutputs for o in op.outputs} for n, op in self.ops.items()},
-            dynamic={n: tuple(op.dynamicOutputs) for n, op in self.ops.items() if op.dynamicOutputs},
-            mapped=self.mapped,
-            collects=self.collects,
-        )
+        """The runtime planner's view of this graph (shared re-execution rules): the graph itself."""
+        return self.job
 
     def concrete(self, keys: Mapping[tuple[str, str], Sequence[str]]) -> OpGraph:
         """The steps of a Run that knows `keys` ((dynamic op, output) -> keys): see `cairn.dynamic`."""
         if not self.fans_out:
             return self
-        g = self.job_graph().concrete(keys)
-        return OpGraph(g.steps, {s: self.ops[node_of(s)] for s in g.steps}, {s: dict(d) for s, d in g.deps.items()})
+        g = self.job.concrete(keys)
+        return OpGraph(g, {s: self.ops[node_of(s)] for s in g.steps})
 
 
 def parse_input(ref: str) -> tuple[str, str]:
@@ -131,9 +142,9 @@ def build(spec: JobSpec) -> OpGraph:
             f"the ops {', '.join(stuck)} form a dependency cycle (through their inputs); "
             "remove one of the inputs that closes the loop"
         )
-    order = sorted(deps, key=lambda n: (level[n], index[n]))
-    fans_out = bool(dynamic or mapped or collects)
-    return OpGraph(tuple(order), ops, deps, mapped, collects, fans_out)
+    order = tuple(sorted(deps, key=lambda n: (level[n], index[n])))
+    outputs = {n: {o: o not in op.optionalOutputs for o in op.outputs} for n, op in ops.items()}
+    return OpGraph(JobGraph(order, deps, outputs, dynamic, mapped, collects), ops)
 
 
 def unknown_steps(graph: OpGraph, config: Any, overrides: Mapping[str, Any] | None) -> str | None:

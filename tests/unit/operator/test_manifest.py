@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from cairn.dynamic import node_of
+from cairn.execution import job_graph
 from cairn.loader import load_job
 from cairn.manifest import dns_name, job_manifest
 from cairn.step import resolve_step
@@ -56,3 +60,23 @@ def test_the_fanout_manifest_reads_back_in_yaml_1_1_as_written() -> None:
     assert graph.deps["process"] == {"n": ("split", "result")} and graph.mapped == {"process": ("split", "result")}
     bare = yaml.load(text.replace('"n":', "n:"), Loader=Yaml11)["spec"]["ops"][1]["inputs"]
     assert bare == {False: "split"}  # what an unquoted manifest would give (this test's reader is YAML 1.1)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [{}, {("split", "result"): ()}, {("split", "result"): ("shard_0",)}, {("split", "result"): ("b", "a", "c")}],
+)
+def test_a_manifests_graph_is_the_runtimes_job_graph_with_each_steps_op_spec(
+    keys: dict[tuple[str, str], tuple[str, ...]],
+) -> None:
+    """One job graph: the operator's graph of a Python job's manifest is the graph the in-process executor
+    plans with (steps, wiring, outputs, fan-out), static and concrete, and each step carries its op's spec."""
+    ref = "cairn.examples.fanout:fanout"
+    job = load_job(ref)
+    spec = JobSpec.model_validate(job_manifest(job, ref, image="img")["spec"])
+    static = build(spec)
+    assert static.job_graph() == job_graph(job) and static.fans_out
+    graph = static.concrete(keys)
+    assert graph.job_graph() == job_graph(job).concrete(keys) and not graph.fans_out
+    by_name = {o.name: o for o in spec.ops}
+    assert {s: graph.ops[s] for s in graph.order} == {s: by_name[node_of(s)] for s in graph.order}
