@@ -15,7 +15,10 @@ Layout (all names derive from the cluster directory, so `down` finds them even a
   secret volumes, pod network namespaces) lives and dies with that mount namespace; the kernel
   settings the kubelet would rewrite (``vm.overcommit_memory``, ``kernel.panic``, ...) are shadowed
   there by files that already hold its values, so the host's stay as they are.
-- pod cgroups under ``/cairn-<id>`` in each cgroup v1 hierarchy (the kubelet's ``cgroupRoot``).
+- pod cgroups under ``/cairn-<id>`` in each cgroup v1 hierarchy (the kubelet's ``cgroupRoot``), and
+  under the v2 (unified) one where runc also writes (see :mod:`cairn_dev.cgroups`).
+- the kubelet's configuration file and its command-line flags (:func:`kubelet_config`,
+  :func:`kubelet_argv`), and the start and the stop of the whole node (:func:`start`, :func:`stop`).
 
 Images come from :mod:`cairn_dev.builds.images` (built without a Docker engine) and are imported with
 ``ctr -n k8s.io images import``; there is no registry, so pods use ``imagePullPolicy: IfNotPresent``.
@@ -28,27 +31,27 @@ import hashlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cairn_dev import debs, procs
+from cairn_dev import cgroups, debs, procs
 from cairn_dev.errors import DevError
+from cairn_dev.pki import PKI
 
 NODE_NAME = "cairn-node"
 POD_CIDR = "10.244.0.0/24"
 SERVICE_IP = "10.96.0.1"
 #: Where the /30 between the host and the node namespace is taken from.
 LINK_POOL = ipaddress.ip_network("10.201.0.0/16")
-CGROUP_FS = Path("/sys/fs/cgroup")
-#: The v1 hierarchies the kubelet and runc put pods in (cgroupfs driver).
-CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "systemd")
 #: What the kubelet sets on start unless `protectKernelDefaults` (then it refuses to start instead);
 #: shadowed inside the node's mount namespace by files holding these values.
 KUBELET_SYSCTLS = {
@@ -322,41 +325,19 @@ def teardown_network(names: NodeNames) -> bool:
 
 
 def cgroup_dirs(names: NodeNames) -> list[Path]:
-    return [CGROUP_FS / c / names.cgroup for c in CGROUP_CONTROLLERS if (CGROUP_FS / c).is_dir()]
+    """The node's cgroup in every hierarchy (v1 and v2) of this machine."""
+    return cgroups.node_dirs(names.cgroup)
 
 
 def setup_cgroups(names: NodeNames) -> None:
     """The kubelet's cgroupRoot in every v1 hierarchy (it must exist before the kubelet starts)."""
-    missing = [c for c in ("cpu", "cpuset", "memory", "pids") if not (CGROUP_FS / c / "cgroup.procs").exists()]
+    missing = cgroups.missing_controllers()
     if missing:
         raise DevError(
-            f"the containerd node needs cgroup v1 hierarchies {', '.join(missing)} under {CGROUP_FS} (cgroupfs "
-            "driver); this machine does not have them"
+            f"the containerd node needs cgroup v1 hierarchies {', '.join(missing)} under {cgroups.CGROUP_FS} "
+            "(cgroupfs driver); this machine does not have them"
         )
-    for d in cgroup_dirs(names):
-        d.mkdir(exist_ok=True)
-        if d.parent.name == "cpuset":
-            for f in ("cpuset.cpus", "cpuset.mems"):
-                if not (d / f).read_text().strip():
-                    (d / f).write_text((d.parent / f).read_text())
-
-
-def cgroup_pids(names: NodeNames) -> set[int]:
-    pids: set[int] = set()
-    for d in cgroup_dirs(names):
-        for procs_file in d.rglob("cgroup.procs"):
-            with contextlib.suppress(OSError):
-                pids.update(int(x) for x in procs_file.read_text().split())
-    return pids
-
-
-def remove_cgroups(names: NodeNames) -> None:
-    for d in cgroup_dirs(names):
-        for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                sub.rmdir()
-        with contextlib.suppress(OSError):
-            d.rmdir()
+    cgroups.make_roots(names.cgroup)
 
 
 def ns_inode(pid: int, kind: str = "mnt") -> int | None:
@@ -464,3 +445,185 @@ def import_images(address: Path, archives: Iterable[Path], say: Callable[[str], 
             why = res.stderr.strip() or res.stdout.strip()
             raise DevError(f"containerd refused the image archive {archive}: {why}")
         say(f"  imported {archive.name} into containerd ({time.monotonic() - t0:.1f}s)")
+
+
+def portbridge_argv(names: NodeNames, ports: Iterable[int]) -> list[str]:
+    """The relay that serves the host's loopback ports (API server, S3) inside the node's namespace."""
+    return [sys.executable, "-m", "cairn_dev.portbridge", "--netns", names.netns_path, *map(str, ports)]
+
+
+def containerd_argv(names: NodeNames, binds: dict[str, Path], config: Path) -> list[str]:
+    """containerd in the node's network namespace and a new private mount namespace set up by `binds`."""
+    enter = ["nsenter", f"--net={names.netns_path}", "--", "unshare", "--mount", "--propagation", "private", "--"]
+    return [*enter, "sh", "-c", namespace_script(binds), "sh", "containerd", "--config", str(config)]
+
+
+def kubelet_argv(
+    names: NodeNames,
+    containerd_pid: int,
+    binary: Path,
+    config: Path,
+    kubeconfig: Path,
+    root_dir: Path,
+    node_ip: str,
+    extra: Iterable[str] = (),
+) -> list[str]:
+    """The kubelet's command line: in the node's network namespace and containerd's mount namespace,
+    configured by `config` (:func:`kubelet_config`); `extra` (`--kubelet-arg`) comes after Cairn's flags."""
+    enter = ["nsenter", f"--net={names.netns_path}", f"--mount=/proc/{containerd_pid}/ns/mnt", "--"]
+    flags = ["--config", str(config), "--kubeconfig", str(kubeconfig), "--root-dir", str(root_dir)]
+    flags += ["--hostname-override", NODE_NAME, "--node-ip", node_ip, "--v=1"]
+    return [*enter, str(binary), *flags, *extra]
+
+
+@dataclass(frozen=True)
+class Start:
+    """What starting the node needs from its cluster: files, the kubelet binary and how to run things."""
+
+    root: Path
+    pki: PKI
+    #: The node's kubeconfig (identity system:node:cairn-node).
+    kubeconfig: Path
+    kubelet: Path
+    #: Start a process by name and record it in state.json.
+    launch: Callable[[str, list[str]], procs.ProcRecord]
+    #: Write state.json (after each thing made, so `down` finds it even after a crash).
+    save: Callable[[], None]
+    #: Whether the node is Ready in the API server.
+    ready: Callable[[], bool]
+    timeout: float
+    say: Callable[[str], None]
+
+
+def start(ctx: Start, node: dict[str, Any], ports: dict[str, int], archives: list[Path], extra: Iterable[str]) -> None:
+    """cairn-node: cgroups, network namespace, relay, containerd, images, kubelet; `node` and `ports` are
+    the state's records, updated (and saved) as each thing is made."""
+    names = names_for(ctx.root)
+    setup_cgroups(names)
+    node["cgroup"] = names.cgroup
+    ctx.save()
+    check_network_free(names)
+    node["netns_owned"] = True  # from here on, `down` deletes the namespace (also after a crash)
+    ctx.save()
+    setup_network(names, node["host_ip"], node["node_ip"], ports["apiserver"])
+    node["netns_inode"] = os.stat(names.netns_path).st_ino
+    ctx.save()
+    ctx.launch("portbridge", portbridge_argv(names, (ports["apiserver"], ports["s3"])))
+    containerd = _start_containerd(ctx, node, names)
+    import_images(names.sockets / "containerd.sock", archives, ctx.say)
+    kubelet = _start_kubelet(ctx, node, ports, names, containerd.pid, extra)
+    procs.wait_until(f"node {NODE_NAME} to be Ready", ctx.ready, kubelet, ctx.timeout)
+
+
+def _start_containerd(ctx: Start, node: dict[str, Any], names: NodeNames) -> procs.ProcRecord:
+    from cairn_dev.builds.images import PAUSE_IMAGE
+
+    node_root = ctx.root / "node"
+    dirs = write_files(node_root, PAUSE_IMAGE, names.sockets)
+    node["host_dirs"] = [d for d in SHADOWED_DIRS if not Path(d).exists()]
+    ctx.save()
+    binds = {**write_sysctl_shadows(dirs["sysctl"])}
+    binds.update({target: node_root / rel for target, rel in SHADOWED_DIRS.items()})
+    rec = ctx.launch("containerd", containerd_argv(names, binds, dirs["containerd"] / "config.toml"))
+    sock = names.sockets / "containerd.sock"
+
+    def serves() -> bool:
+        return subprocess.run(ctr(sock, "version"), capture_output=True, text=True, check=False).returncode == 0
+
+    procs.wait_until("containerd to serve its socket", serves, rec, ctx.timeout)
+    node["mntns_inode"] = ns_inode(rec.pid)
+    ctx.save()
+    return rec
+
+
+def _start_kubelet(
+    ctx: Start, node: dict[str, Any], ports: dict[str, int], names: NodeNames, containerd_pid: int, extra: Iterable[str]
+) -> procs.ProcRecord:
+    dirs = node_dirs(ctx.root / "node")
+    kubelet_port, healthz_port = procs.free_port(), procs.free_port()
+    ports["kubelet"] = kubelet_port
+    cfg = dirs["kubelet"] / "config.yaml"
+    config = kubelet_config(
+        node_ip=node["node_ip"],
+        port=kubelet_port,
+        healthz_port=healthz_port,
+        cgroup_root=names.cgroup,
+        runtime_socket=names.sockets / "containerd.sock",
+        client_ca=ctx.pki.ca_cert,
+        tls_cert=ctx.pki.kubelet_cert,
+        tls_key=ctx.pki.kubelet_key,
+        pod_logs=dirs["pod_logs"],
+    )
+    write_kubelet_config(cfg, config)
+    argv = kubelet_argv(
+        names, containerd_pid, ctx.kubelet, cfg, ctx.kubeconfig, dirs["kubelet"], node["node_ip"], extra
+    )
+    return ctx.launch("kubelet", argv)
+
+
+@dataclass
+class Teardown:
+    """What `stop` did: what it stopped (for the message) and the cgroups it left because they are not empty."""
+
+    stopped: list[str]
+    cgroups_left: list[Path]
+
+
+def stop(root: Path, node: Mapping[str, Any], running: Mapping[str, procs.ProcRecord]) -> Teardown:
+    """Stop the kubelet and containerd, then everything left in the node's namespaces and cgroups, and remove
+    the namespace, the cgroups (v1 and v2) and the host directories `up` made. Safe after a crash: the
+    names come from the cluster directory, ownership from state.json's `node`."""
+    names = names_for(root)
+    stopped: list[str] = []
+    for name in ("kubelet", "containerd"):
+        rec = running.get(name)
+        if rec is not None and rec.alive():
+            procs.stop(rec, grace=10)
+            stopped.append(name)
+    killed = kill_all(lambda: _leftovers(names, node), "containerd node")
+    if killed:
+        stopped.append(f"{killed} container process(es)")
+    left = cgroups.remove(names.cgroup)
+    if node.get("netns_owned") and teardown_network(names):
+        stopped.append(f"network namespace {names.netns}")
+    shutil.rmtree(names.sockets, ignore_errors=True)
+    for d in node.get("host_dirs", []):
+        with contextlib.suppress(OSError):
+            Path(d).rmdir()
+    return Teardown(stopped, left)
+
+
+def _leftovers(names: NodeNames, node: Mapping[str, Any]) -> set[int]:
+    """Processes of the node still running: in its cgroups, or in its network or mount namespace. The
+    namespace inodes identify ours only while the namespace exists (not after a reboot)."""
+    found = cgroups.pids(names.cgroup)
+    if node.get("netns_owned") and netns_exists(names):
+        found |= pids_in_ns(os.stat(names.netns_path).st_ino, "net")
+        mnt = node.get("mntns_inode")
+        if mnt and mnt != ns_inode(os.getpid()):
+            found |= pids_in_ns(int(mnt), "mnt")
+    return found
+
+
+def summary(root: Path, node: Mapping[str, Any], containerd: procs.ProcRecord | None, ready: str) -> str:
+    """One line for `status`: the node's Ready condition (`ready`, as read from the API server), how many
+    containers containerd holds, and its cgroup root."""
+    sock = names_for(root).sockets / "containerd.sock"
+    try:
+        if containerd is None or not containerd.alive() or not sock.exists():
+            raise FileNotFoundError(sock)  # containerd is down: do not wait for ctr to time out
+        res = subprocess.run(
+            ctr(sock, "containers", "ls", "-q"), capture_output=True, text=True, check=False, timeout=10
+        )
+        count: int | str = len(res.stdout.split()) if res.returncode == 0 else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        count = "?"
+    return f"{ready}; {count} container(s) in containerd; cgroups /{node.get('cgroup', '?')}"
+
+
+def node_line(node: Mapping[str, Any], k8s_version: str) -> str:
+    """What the containerd node is, for `up`'s and `status`'s messages."""
+    return (
+        f"{node['name']}: kubelet {k8s_version} + containerd, runc, CNI bridge in network namespace "
+        f"{node['netns']} (InternalIP {node['node_ip']}, host end {node['host_ip']}, pods {POD_CIDR})"
+    )

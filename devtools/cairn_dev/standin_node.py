@@ -1,8 +1,9 @@
-"""The local node agent: the kubelet's job for pods bound to the node `cairn-local`, without containers.
+"""The stand-in node `cairn-local` (`cairn dev up`, `--node=local`): a node agent doing the kubelet's job for
+the pods bound to it, without containers.
 
-Run as ``python -m cairn_dev.standin_node --kubeconfig K --node-name cairn-local --root DIR/node`` (``cairn dev
-up`` does this). It registers the Node (Ready, with capacity), renews its Lease and Ready heartbeat as
-a kubelet does, and for each pod the scheduler binds to it runs the first container's ``command`` +
+Run as ``python -m cairn_dev.standin_node --kubeconfig K --node-name cairn-local --root DIR/node``
+(``cairn dev up`` does this, with :func:`argv`). It registers the Node (Ready, with capacity), renews its
+Lease and Ready heartbeat as a kubelet does, and for each pod the scheduler binds to it runs the first container's ``command`` +
 ``args`` as a host process (through `cairn_dev.shim`) in the current Python environment, ignoring the
 image. There is no isolation of any kind: it is a development stand-in.
 
@@ -41,6 +42,21 @@ from cairn_dev.shim import write_json_atomic
 from cairn_dev.versions import K8S_VERSION
 
 log = logging.getLogger("cairn_dev.standin_node")
+
+NODE_NAME = "cairn-local"
+NO_ISOLATION = (
+    "the local node cairn-local runs each pod's command as a plain host process with no isolation "
+    "(no container, no image, no resource limits): a development stand-in for a kubelet"
+)
+
+
+def argv(kubeconfig: Path, root: Path, kubelet_port: int, cert: Path, key: Path, client_ca: Path) -> list[str]:
+    """The agent's command line: the node's identity, its directory, and the kubelet API (logs) it serves on
+    `kubelet_port` with the serving certificate `cert` to clients of `client_ca`."""
+    words = [sys.executable, "-m", "cairn_dev.standin_node", "--kubeconfig", str(kubeconfig), "--node-name", NODE_NAME]
+    words += ["--root", str(root), "--kubelet-port", str(kubelet_port)]
+    return [*words, "--kubelet-cert", str(cert), "--kubelet-key", str(key), "--client-ca", str(client_ca)]
+
 
 HOST_IP = "127.0.0.1"
 LEASE_SECONDS = 40

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from cairn_dev import procs
-from cairn_dev.cluster import Cluster, State
+from cairn_dev.cluster import Cluster
 from cairn_dev.errors import DevError
+from cairn_dev.state import State
 
 LOCAL = ("etcd", "seaweedfs", "kube-apiserver", "controller-manager", "scheduler", "node")
 

@@ -10,9 +10,11 @@ import pytest
 import yaml
 
 from cairn_dev.builds import k8s
-from cairn_dev.cluster import Cluster, State, UpOptions, kubeconfig_yaml
+from cairn_dev.cluster import Cluster, UpOptions
+from cairn_dev.control_plane import kubeconfig_yaml
 from cairn_dev.errors import DevError
 from cairn_dev.procs import ProcRecord
+from cairn_dev.state import State
 
 
 @pytest.fixture

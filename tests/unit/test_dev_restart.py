@@ -12,16 +12,10 @@ from pathlib import Path
 import pytest
 
 from cairn_dev import procs
-from cairn_dev.cluster import (
-    COMPONENT_PORTS,
-    Cluster,
-    State,
-    UpOptions,
-    components,
-    restart_plan,
-)
+from cairn_dev.cluster import Cluster, UpOptions
 from cairn_dev.errors import DevError
 from cairn_dev.procs import ProcRecord
+from cairn_dev.state import COMPONENT_PORTS, State, components, restart_plan
 
 #: In start order, spelled out (not taken from the module under test).
 CONTROL = ("etcd", "seaweedfs", "kube-apiserver", "controller-manager", "scheduler")
