@@ -36,6 +36,7 @@ from typing import Any, overload
 from cairn import dynamic
 from cairn.errors import ConfigError, DefinitionError
 from cairn.io import FORMATS
+from cairn.retries import RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -188,10 +189,14 @@ class OpDefinition:
         ins: Mapping[str, In] | None = None,
         description: str | None = None,
         code_version: str | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
         self.explicit_code_version = code_version
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise DefinitionError(f"op {self.name}: retry_policy must be a RetryPolicy, got {retry_policy!r}")
+        self.retry_policy = retry_policy  # how a failed step of this op is retried (`cairn.retries`)
         if isinstance(out, Out):
             out = {"result": out}
         self.outs: dict[str, Out] = dict(out) if out else {"result": Out()}
@@ -250,6 +255,7 @@ def op(
     ins: Mapping[str, In] | None = None,
     description: str | None = None,
     code_version: str | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> Callable[[Callable[..., Any]], OpDefinition]: ...
 
 
@@ -262,9 +268,10 @@ def op(
     ins: Mapping[str, In] | None = None,
     description: str | None = None,
     code_version: str | None = None,
+    retry_policy: RetryPolicy | None = None,
 ) -> OpDefinition | Callable[[Callable[..., Any]], OpDefinition]:
     """Declare an op, bare (``@op``) or with options (``@op(name=..., out={...}, config_schema=...,
-    code_version="v2")``)."""
+    code_version="v2", retry_policy=RetryPolicy(max_retries=3, delay=1))``)."""
 
     def wrap(f: Callable[..., Any]) -> OpDefinition:
         return OpDefinition(
@@ -275,6 +282,7 @@ def op(
             ins=ins,
             description=description,
             code_version=code_version,
+            retry_policy=retry_policy,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -462,9 +470,13 @@ class JobDefinition:
         executor_def: ExecutorDefinition | None = None,
         tags: Mapping[str, str] | None = None,
         description: str | None = None,
+        op_retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.name = name
         self.nodes = dict(nodes)
+        if op_retry_policy is not None and not isinstance(op_retry_policy, RetryPolicy):
+            raise DefinitionError(f"job {name}: op_retry_policy must be a RetryPolicy, got {op_retry_policy!r}")
+        self.op_retry_policy = op_retry_policy  # for its ops without a retry_policy of their own
         self.executor_def = executor_def or in_process_executor
         self.tags = dict(tags or {})
         self.description = description
@@ -487,6 +499,10 @@ class JobDefinition:
             cfg = json.dumps(self.op_config(run_config or {}, step), sort_keys=True, default=str)
             out[step] = f"{node.op.code_version}+cfg:{hashlib.sha256(cfg.encode()).hexdigest()[:8]}"
         return out
+
+    def retry_policy(self, step: str) -> RetryPolicy | None:
+        """How a failed step is retried: its op's retry_policy, else the job's op_retry_policy (Dagster's rule)."""
+        return self.nodes[dynamic.node_of(step)].op.retry_policy or self.op_retry_policy
 
     @property
     def step_keys(self) -> list[str]:
@@ -561,6 +577,7 @@ def job(
     executor_def: ExecutorDefinition | None = None,
     tags: Mapping[str, str] | None = None,
     description: str | None = None,
+    op_retry_policy: RetryPolicy | None = None,
 ) -> Callable[[Callable[[], Any]], JobDefinition]: ...
 
 
@@ -571,8 +588,10 @@ def job(
     executor_def: ExecutorDefinition | None = None,
     tags: Mapping[str, str] | None = None,
     description: str | None = None,
+    op_retry_policy: RetryPolicy | None = None,
 ) -> JobDefinition | Callable[[Callable[[], Any]], JobDefinition]:
-    """Declare a job by composing ops: its body calls ops, passing outputs to inputs."""
+    """Declare a job by composing ops: its body calls ops, passing outputs to inputs. `op_retry_policy`:
+    how its ops without a retry_policy of their own are retried."""
 
     def wrap(f: Callable[[], Any]) -> JobDefinition:
         job_name = name or f.__name__
@@ -582,7 +601,9 @@ def job(
             f()
         finally:
             _Builder.current = previous
-        jd = JobDefinition(job_name, builder.nodes, executor_def, tags, description or inspect.getdoc(f))
+        jd = JobDefinition(
+            job_name, builder.nodes, executor_def, tags, description or inspect.getdoc(f), op_retry_policy
+        )
         jd.module_ref = _where_defined(f)
         return jd
 

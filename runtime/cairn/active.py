@@ -1,0 +1,290 @@
+"""A run in progress in this process: its step rows, which step is ready, and what each result does.
+
+The second stage of `cairn.execution.execute_job` (plan -> active execution -> the loop -> one step's
+body), as Dagster's `ActiveExecution`: it holds the run's rows (`cairn.machine.StepRow`), applies the
+machine's transitions to them, writes each to the local run store and tells the caller's `on_event`.
+Which step runs next (`next_step`): the first waiting step in job order whose upstream steps are done
+and which is due; a step waiting for a retry lets the steps that do not depend on it run first, and
+the loop waits for it only when nothing else can start.
+
+Fan-out (`cairn.dynamic`): each mapped op is a placeholder ``op[*]`` until its dynamic step has run;
+when it succeeds its keys are recorded and the placeholder's row replaced by one row per key
+(`machine.expand`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cairn import dynamic, machine
+from cairn.definitions import JobDefinition
+from cairn.instance import Instance
+from cairn.io import StoredOutput
+from cairn.launch import Launch
+from cairn.machine import Moved, Planned, StepRow
+from cairn.planner import OutputRef
+from cairn.retries import RetryRequested, RetryRule, requested_rule
+from cairn.runstate import Gate, RunPhase, StepState, gate
+from cairn.stepbody import job_graph
+
+Event = tuple[str, str, Mapping[str, Any]]  # (kind, step or "", details)
+Emit = Callable[[Event], None]
+_log = logging.getLogger("cairn.execution")
+
+
+@dataclass(frozen=True)
+class Clock:
+    """How the executor tells the time, waits for a retry and draws jitter: injected by tests."""
+
+    wall: Callable[[], float] = time.time  # seconds since the epoch
+    sleep: Callable[[float], None] = time.sleep
+    rand: Callable[[], float] = random.random  # in [0, 1), for a retry policy's jitter
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.wall(), dt.UTC)
+
+
+class ActiveExecution:
+    """The machine over one in-process run's rows, recording every transition in the run store."""
+
+    def __init__(self, instance: Instance, job: JobDefinition, launch: Launch, emit: Emit, clock: Clock) -> None:
+        self.instance, self.job, self.launch, self.emit, self.clock = instance, job, launch, emit, clock
+        self.run_id = launch.run_id
+        plan = launch.plan
+        self.graph = job_graph(job)
+        self.keys: dict[tuple[str, str], tuple[str, ...]] = {dim: tuple(ks) for dim, ks in plan.keys.items()}
+        concrete = self.graph.concrete(self.keys)
+        self.order: list[str] = list(plan.steps or concrete.steps)
+        self.deps = concrete.deps
+        self.to_run = dict(plan.to_run)
+        self.planned = Planned(self.to_run, plan.reused_steps, plan.skipped)
+        self.rows: dict[str, StepRow] = {s: machine.initial_row(s, self.planned) for s in self.order}
+        # A dimension whose dynamic step runs again is re-mapped whole: its old instances are not this run's.
+        remapped_ops = {op for dim in plan.remapped for op in self.graph.dimensions().get(dim, ())}
+        self.inherited = {k: v for k, v in plan.inherited.items() if dynamic.node_of(k[0]) not in remapped_ops}
+        # What this run's steps may read: the parent's index, but never an output of a step this run re-runs
+        # (a re-run step that does not emit an optional output it emitted before must not leave the old one).
+        self.available: dict[tuple[str, str], OutputRef] = {
+            k: v for k, v in self.inherited.items() if k[0] not in self.to_run
+        }
+        self.inherited_outputs: dict[str, list[str]] = {}
+        for s, o in self.inherited:
+            self.inherited_outputs.setdefault(s, []).append(o)
+        self.stored: dict[str, list[str]] = {}  # step -> the outputs its current attempt stored
+        self.errors: dict[str, str] = {}
+        self.first_error: BaseException | None = None
+        self.canceled = False
+        self._cursor = 0  # every step before it is finished
+
+    def create(self) -> None:
+        """The run's rows in the store; tell `run_start`."""
+        parent, launch = self.launch.parent, self.launch
+        rows = [(s, r.state, r.reason, self.planned.initial(s).source_run, self._kept(s)) for s, r in self.rows.items()]
+        self.instance.create_run(
+            self.run_id,
+            self.job.name,
+            parent.run_id if parent else None,
+            parent.root_run_id if parent else self.run_id,
+            launch.tags,
+            launch.run_config,
+            rows,
+            self.inherited,
+            parent.formats if parent else {},
+            job_ref=self.job.module_ref,
+            mode=launch.mode,
+            keys=self.keys,
+            keys_source=(
+                {dim: launch.plan.reused_steps.get(dim[0], parent.run_id) for dim in self.keys} if parent else None
+            ),
+        )
+        start = {"run_id": self.run_id, "steps": list(self.to_run), "parent": parent.run_id if parent else None}
+        self.emit(("run_start", "", start))
+
+    def _kept(self, step: str) -> str | None:
+        """A step not executed keeps the version that produced what it reuses (its parent's record)."""
+        parent = self.launch.parent
+        if step in self.to_run or parent is None or step not in parent.steps:
+            return None
+        return parent.steps[step].version
+
+    # ----- which step next ------------------------------------------------------------------------------
+    def _waiting(self) -> Iterator[str]:
+        while self._cursor < len(self.order) and not self.rows[self.order[self._cursor]].state.waiting:
+            self._cursor += 1
+        for step in self.order[self._cursor :]:
+            if self.rows[step].state.waiting:
+                yield step
+
+    def next_step(self) -> tuple[str, float] | None:
+        """The next step to start and the seconds to wait before it (0: now): the first waiting step in
+        order that is ready and due, else the retrying step due first. Steps that can no longer run are
+        settled on the way (NotExecuted, Skipped). None: nothing is left to start."""
+        if self.canceled:
+            return None
+        now = self.clock.now()
+        later: tuple[dt.datetime, str] | None = None
+        for step in self._waiting():
+            decision = gate(self.deps[step], self._state, self._produced)
+            if decision.state is not None:
+                self._settle(step, machine.settle(step, self.rows[step], decision))
+                continue
+            if decision.gate is Gate.WAIT:
+                continue
+            due = self.rows[step].next_attempt_at
+            if due is None or due <= now:
+                return step, 0.0
+            if later is None or due < later[0]:
+                later = (due, step)
+        return None if later is None else (later[1], (later[0] - now).total_seconds())
+
+    def _state(self, step: str) -> StepState:
+        return self.rows[step].state
+
+    def _produced(self, step: str, output: str) -> bool:
+        return (step, output) in self.available
+
+    def _settle(self, step: str, moved: Moved) -> None:
+        self.rows[step] = moved.row
+        self.instance.step_finished(self.run_id, step, moved.row.state, reason=moved.row.reason)
+        kind = "step_not_executed" if moved.row.state is StepState.NOT_EXECUTED else "step_skipped"
+        self.emit((kind, step, {"reason": moved.row.reason}))
+
+    # ----- what each result does ------------------------------------------------------------------------
+    def begin(self, step: str) -> int:
+        """The step's next attempt starts; returns its number."""
+        moved = machine.start(step, self.rows[step])
+        self.rows[step] = moved.row
+        self.instance.step_started(self.run_id, step)
+        self.emit(("step_start", step, {"attempt": moved.row.attempt} if moved.row.attempt > 1 else {}))
+        return moved.row.attempt
+
+    def output_stored(self, step: str, output: str, stored: StoredOutput, fmt: str) -> None:
+        """An output of the running attempt is written: from now on the run's index points at it."""
+        self.instance.record_output(self.run_id, step, output, stored, fmt)
+        self.available[(step, output)] = OutputRef(self.run_id, stored.key)
+        self.stored.setdefault(step, []).append(output)
+
+    def succeeded(self, step: str, emitted: Mapping[str, Sequence[str]], duration: float) -> None:
+        for out in self.inherited_outputs.get(step, ()):  # what an ancestor emitted and this run did not: gone
+            if (step, out) not in self.available:
+                self.instance.forget_output(self.run_id, step, out)
+        if emitted:  # keys first: a step recorded as succeeded always has its keys
+            for out, ks in emitted.items():
+                self._keys_came(step, out, ks)
+            self.deps = self.graph.concrete(self.keys).deps
+        moved = machine.succeed(step, self.rows[step], self.clock.now())
+        self.rows[step] = moved.row
+        version = self.launch.versions[dynamic.node_of(step)]
+        self.instance.step_finished(self.run_id, step, StepState.SUCCEEDED, version=version)
+        self.emit(("step_success", step, {"duration": duration}))
+
+    def failed(self, step: str, exc: BaseException, duration: float) -> None:
+        """The attempt raised: retried per the op's policy (or the op's RetryRequested), else Failed."""
+        told = exc.__cause__ if isinstance(exc, RetryRequested) and exc.__cause__ is not None else exc
+        error = f"{type(told).__name__}: {told}"
+        now = self.clock.now()
+        moved = machine.attempt_failed(step, self.rows[step], self._rule(step, exc), error, now, self.clock.rand)
+        self.rows[step] = moved.row
+        trace = "".join(traceback.format_exception(exc)).strip()
+        self.instance.step_finished(self.run_id, step, moved.row.state, error=trace)
+        if moved.row.state is StepState.RETRYING:
+            self._discard_attempt(step)
+            assert moved.row.next_attempt_at is not None
+            delay = (moved.row.next_attempt_at - now).total_seconds()
+            info = {"error": error, "attempt": moved.row.attempt, "delay": delay, "duration": duration}
+            self.emit(("step_retry", step, info))
+            return
+        self.errors[step] = trace
+        self.first_error = self.first_error or exc
+        self.emit(("step_failure", step, {"error": error, "duration": duration}))
+
+    def _rule(self, step: str, exc: BaseException) -> RetryRule | None:
+        if isinstance(exc, RetryRequested):  # the op asked: its policy does not apply (as in Dagster)
+            return requested_rule(exc)
+        policy = self.job.retry_policy(step)
+        return policy.rule() if policy is not None and isinstance(exc, Exception) else None
+
+    def _discard_attempt(self, step: str) -> None:
+        """A failed attempt's outputs are not the step's: the next attempt stores its own."""
+        for out in self.stored.pop(step, []):
+            self.available.pop((step, out), None)
+            self.instance.forget_output(self.run_id, step, out)
+
+    def interrupted(self, step: str) -> None:
+        """Ctrl-C or SIGTERM while the step ran: Interrupted, and the run is canceled."""
+        moved = machine.interrupt(step, self.rows[step], "run canceled", self.clock.now())
+        self.rows[step] = moved.row
+        self.instance.step_finished(self.run_id, step, StepState.INTERRUPTED, error="interrupted: run canceled")
+        self.emit(("step_interrupted", step, {}))
+        self.canceled = True
+
+    def cancel_rest(self) -> None:
+        """A canceled run starts no other step: each waiting one is Canceled (one still running, Interrupted)."""
+        self.canceled = True
+        now = self.clock.now()
+        for step in [s for s in self.order if not self.rows[s].state.terminal]:
+            moved = machine.cancel(step, self.rows[step], now)
+            self.rows[step] = moved.row
+            self.instance.step_finished(self.run_id, step, moved.row.state, reason="run canceled")
+
+    def finish(self) -> RunPhase:
+        """The run's phase from its rows, recorded; tell `run_end`."""
+        phase = machine.run_result({s: self.rows[s].state for s in self.order}, "canceled" if self.canceled else None)
+        status = phase.phase.public()
+        self.instance.run_finished(self.run_id, status)
+        self.emit(("run_end", "", {"run_id": self.run_id, "status": status.value}))
+        return phase.phase
+
+    # ----- fan-out ----------------------------------------------------------------------------------------
+    def _keys_came(self, step: str, output: str, ks: Sequence[str]) -> None:
+        self.instance.record_keys(self.run_id, step, output, ks)
+        self.keys[(step, output)] = tuple(ks)
+        self.emit(("step_keys", step, {"output": output, "keys": list(ks)}))
+        _report_key_change(step, output, self.launch.plan.remapped.get((step, output)), ks, self.emit)
+        self._expand((step, output), ks)
+
+    def _expand(self, dim: tuple[str, str], ks: Sequence[str]) -> None:
+        """Replace each placeholder ``op[*]`` of an op mapped over `dim` by its instances ``op[k]`` (none
+        for zero keys), in the order, the rows and the run store."""
+        new: list[str] = []
+        removed: list[str] = []
+        added: list[tuple[str, StepState, str | None, str | None, str | None]] = []
+        for s in self.order:
+            node, key = dynamic.split_step(s)
+            if key != dynamic.ANY or self.graph.mapped.get(node) != dim:
+                new.append(s)
+                continue
+            rows, _ = machine.expand(s, ks, self.planned)
+            del self.rows[s]
+            removed.append(s)
+            self.rows.update(rows)
+            added.extend((inst, r.state, r.reason, None, None) for inst, r in rows.items())
+            new.extend(rows)
+            self.emit(("step_mapped", s, {"steps": list(rows)}))
+        if removed:
+            self.instance.replace_steps(self.run_id, removed, added, new)
+        self.order = new
+
+
+def _report_key_change(step: str, output: str, before: Sequence[str] | None, after: Sequence[str], emit: Emit) -> None:
+    """A re-run dynamic step that emits another key set than its parent run: say what was added and removed
+    (its maps run over the new keys only)."""
+    if before is None or tuple(before) == tuple(after):
+        return
+    added = [k for k in after if k not in set(before)]
+    removed = [k for k in before if k not in set(after)]
+    _log.info(
+        "mapping keys of %s.%s changed since the parent run: added %s, removed %s",
+        step,
+        output,
+        ", ".join(added) or "none",
+        ", ".join(removed) or "none",
+    )
+    emit(("keys_changed", step, {"output": output, "added": added, "removed": removed, "before": list(before)}))
