@@ -76,22 +76,28 @@ def register(
 def _register_runs(
     registry: kopf.OperatorRegistry, runs: RunController, rxs: ReexecutionController, threads: Threads
 ) -> None:
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="configure", registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
+
+    @kopf.on.login(id="login", registry=registry)
+    def login(**kw: Any) -> Any:
+        """Credentials as the kubernetes client finds them (in-cluster, else the kubeconfig): kopf adds its
+        own login handlers to its default registry only."""
+        return kopf.login_via_client(**kw)
 
     @kopf.on.probe(id="runs", registry=registry)
     def probe_runs(**_: Any) -> str:
         return "ok"
 
-    @kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT}, registry=registry)
+    @kopf.on.event("", "v1", "pods", id="pod_changed", labels={LABEL_RUN: kopf.PRESENT}, registry=registry)
     async def pod_changed(type: str | None, body: Mapping[str, Any], namespace: str | None, **_: Any) -> None:
         meta = body.get("metadata") or {}
         phase = (body.get("status") or {}).get("phase")
         active = not (type == "DELETED" or phase in POD_DONE)
         runs.pod_seen(namespace, meta.get("name", ""), (meta.get("labels") or {}).get(LABEL_RUN), active)
 
-    @kopf.on.event(GROUP, VERSION, "runs", registry=registry)
+    @kopf.on.event(GROUP, VERSION, "runs", id="run_changed", registry=registry)
     async def run_changed(
         type: str | None, name: str | None, namespace: str | None, body: Mapping[str, Any], **kw: Any
     ) -> None:
@@ -110,17 +116,19 @@ def _register_runs(
             await threads.run(runs.release_parent, namespace or "", name or "", None)
 
     @kopf.timer(
-        GROUP, VERSION, "runs", interval=30.0, registry=registry,
+        GROUP, VERSION, "runs", id="protected_check", interval=30.0, registry=registry,
         when=lambda meta, **_: PROTECT in (meta.get("finalizers") or []),
     )  # fmt: skip
     def protected_check(namespace: str | None, name: str, **_: Any) -> None:
         runs.release_parent(namespace or "", name)
 
-    @kopf.on.event(GROUP, VERSION, "jobs", registry=registry)
+    @kopf.on.event(GROUP, VERSION, "jobs", id="job_changed", registry=registry)
     async def job_changed(name: str | None, namespace: str | None, **_: Any) -> None:
         runs.wake_waiting_for_job(namespace or "", name or "")
 
-    @kopf.daemon(GROUP, VERSION, "runs", when=not_settled, cancellation_timeout=10.0, registry=registry)
+    @kopf.daemon(
+        GROUP, VERSION, "runs", id="run_daemon", when=not_settled, cancellation_timeout=10.0, registry=registry
+    )
     async def run_daemon(**kw: Any) -> None:
         await run_loop(runs, threads, kw["body"], kw["namespace"], kw["name"], kw["stopped"], kw["logger"])
 
@@ -149,12 +157,12 @@ async def run_loop(
 
 
 def _register_reexecutions(registry: kopf.OperatorRegistry, rxs: ReexecutionController, threads: Threads) -> None:
-    @kopf.index(GROUP, VERSION, "reexecutions", registry=registry)
+    @kopf.index(GROUP, VERSION, "reexecutions", id="rx_by_parent", registry=registry)
     def rx_by_parent(namespace: str | None, name: str, spec: Mapping[str, Any], **_: Any) -> dict[Any, str]:
         """(namespace, parent Run) -> the Reexecutions naming it: a parent's watch events wake them."""
         return {(namespace or "", (spec or {}).get("parentRun") or ""): name}
 
-    @kopf.on.event(GROUP, VERSION, "reexecutions", registry=registry)
+    @kopf.on.event(GROUP, VERSION, "reexecutions", id="rx_changed", registry=registry)
     async def rx_changed(
         type: str | None, name: str | None, namespace: str | None, body: Mapping[str, Any], **_: Any
     ) -> None:
@@ -163,7 +171,7 @@ def _register_reexecutions(registry: kopf.OperatorRegistry, rxs: ReexecutionCont
             await threads.run(rxs.cycle, namespace or "", name)
 
     @kopf.timer(
-        GROUP, VERSION, "reexecutions", interval=rxs.resync, registry=registry,
+        GROUP, VERSION, "reexecutions", id="rx_resync", interval=rxs.resync, registry=registry,
         when=lambda status, spec, **_: rx_active(status, spec),
     )  # fmt: skip
     def rx_resync(namespace: str | None, name: str, **_: Any) -> None:
