@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import cycles_at
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--e2e", action="store_true", default=False, help="run the end-to-end tests (marked e2e)")
@@ -101,7 +103,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def cairn_operator(dev_cluster: Any, kube: Any) -> Iterator[Any]:
-    """The CRDs from crds/ installed, and the operator running as a process against the cluster."""
+    """The CRDs from crds/ installed, and the operator running as a process against the cluster, serving
+    its metrics (`cycles()` reads how many reconcile cycles it finished for an object)."""
     import sys
 
     import yaml
@@ -132,27 +135,27 @@ def cairn_operator(dev_cluster: Any, kube: Any) -> Iterator[Any]:
             time.sleep(0.2)
     log = Path(dev_cluster.root) / "logs" / "cairn-operator.log"
     liveness = f"http://127.0.0.1:{procs.free_port()}/healthz"
+    metrics = f"127.0.0.1:{procs.free_port()}"
+    argv = [sys.executable, "-m", "cairn_operator", "--liveness", liveness, "--metrics", metrics]
     env = {**os.environ, "KUBECONFIG": str(dev_cluster.kubeconfig)}
-    rec = procs.start(
-        "cairn-operator", [sys.executable, "-m", "cairn_operator", "--liveness", liveness], log, env=env, cwd=ROOT
-    )
+    rec = procs.start("cairn-operator", argv, log, env=env, cwd=ROOT)
 
     class Handle:
         record = rec
         liveness_url = liveness
+        metrics_url = f"http://{metrics}/metrics"
         log_path = log
+
+        def cycles(self, kind: str, namespace: str, name: str) -> int:
+            """Reconcile cycles the running operator process finished for one object (kind Run or
+            Reexecution); counted from 0 again after a restart."""
+            return cycles_at(self.metrics_url, kind, namespace, name)
 
         def restart(self, kubeconfig: Path | None = None) -> None:
             """Start it again, as the admin or, with `kubeconfig`, as another identity."""
             procs.stop(self.record, grace=10)
             run_env = {**env, "KUBECONFIG": str(kubeconfig)} if kubeconfig else env
-            self.record = procs.start(
-                "cairn-operator",
-                [sys.executable, "-m", "cairn_operator", "--liveness", liveness],
-                log,
-                env=run_env,
-                cwd=ROOT,
-            )
+            self.record = procs.start("cairn-operator", argv, log, env=run_env, cwd=ROOT)
 
         def kill(self) -> None:
             """SIGKILL, as an OOM kill or a node failure would: no cleanup at all."""

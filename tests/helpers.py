@@ -75,7 +75,10 @@ def after_cycles(
     def enough() -> int | None:
         if nudge is not None:
             nudge()
-        now = op.cycles(kind, namespace, name)
+        try:
+            now = op.cycles(kind, namespace, name)
+        except OSError as exc:  # the endpoint did not answer this time (a busy machine): look again
+            raise AssertionError(f"metrics not read: {exc}") from exc
         return now if now >= start + n else None
 
     return eventually(enough, timeout=timeout, interval=0.2, what=f"{n} more cycles of {kind} {namespace}/{name}")

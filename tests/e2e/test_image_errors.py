@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from cairn_dev.builds import images
 from cairn_dev.cluster import Cluster
 from tests.e2e.conftest import containerd_cluster
 from tests.e2e.test_containers import Kube
+from tests.helpers import after_cycles, cycles_at
 
 pytestmark = pytest.mark.e2e
 
@@ -47,23 +49,35 @@ def kube(cluster: Cluster) -> Kube:
     return Kube(cluster)
 
 
+@dataclass(frozen=True)
+class HostOperator:
+    """The operator process on the host: its log, and the reconcile cycles its metrics count."""
+
+    log: Path
+    metrics_url: str
+
+    def cycles(self, kind: str, namespace: str, name: str) -> int:
+        return cycles_at(self.metrics_url, kind, namespace, name)
+
+
 @pytest.fixture(scope="module")
-def operator(cluster: Cluster, kube: Kube) -> Iterator[Path]:
-    """The CRDs applied and the operator running on the host against the cluster; yields its log."""
+def operator(cluster: Cluster, kube: Kube) -> Iterator[HostOperator]:
+    """The CRDs applied and the operator running on the host against the cluster, serving its metrics."""
     for crd in sorted((ROOT / "crds").glob("*.yaml")):
         kube.kubectl("apply", "-f", str(crd))
     kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     log = cluster.root / "logs" / "cairn-operator-host.log"
     liveness = f"http://127.0.0.1:{procs.free_port()}/healthz"
+    metrics = f"127.0.0.1:{procs.free_port()}"
     rec = procs.start(
         "cairn-operator",
-        [sys.executable, "-m", "cairn_operator", "--liveness", liveness],
+        [sys.executable, "-m", "cairn_operator", "--liveness", liveness, "--metrics", metrics],
         log,
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
         cwd=ROOT,
     )
     try:
-        yield log
+        yield HostOperator(log, f"http://{metrics}/metrics")
     finally:
         procs.stop(rec, grace=10)
 
@@ -84,7 +98,7 @@ def _log_tail(log: Path) -> str:
 
 
 def test_a_missing_image_is_named_with_its_fix_once_and_the_step_waits_for_it(
-    cluster: Cluster, kube: Kube, operator: Path
+    cluster: Cluster, kube: Kube, operator: HostOperator
 ) -> None:
     job = f"""
 apiVersion: cairn.dev/v1alpha1
@@ -119,7 +133,7 @@ spec:
     try:
         run = kube.wait_for("the step's message to name the missing image", stuck, timeout=90)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\noperator log:\n{_log_tail(operator)}") from None
+        raise AssertionError(f"{exc}\noperator log:\n{_log_tail(operator.log)}") from None
     seen_after = time.monotonic() - t0
     status = run["status"]
     message = status["steps"][STEP]["message"]
@@ -140,7 +154,20 @@ spec:
 
     # Cycles go on (every second, and on each pod change: the kubelet retries the pull): one Event.
     kube.wait_for("the Warning Event", lambda: _warnings(kube), timeout=30)
-    time.sleep(15)
+
+    def pod_version() -> str:
+        return str(kube.json("get", "pod", pod["metadata"]["name"], "-n", NS)["metadata"]["resourceVersion"])
+
+    # The kubelet tries the pull again: two more writes of the pod's status (back-off, pull failed), each
+    # waking the Run; then three more cycles of it.
+    versions = {pod_version()}
+
+    def kubelet_retried() -> bool:
+        versions.add(pod_version())
+        return len(versions) >= 3
+
+    kube.wait_for("the kubelet to write the pod's status twice more", kubelet_retried, timeout=120)
+    after_cycles(operator, "Run", NS, RUN, n=3)
     events = _warnings(kube)
     assert len(events) == 1 and events[0].get("count", 1) == 1, events
     assert events[0]["type"] == "Warning"

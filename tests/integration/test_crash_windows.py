@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,19 @@ import pytest
 
 from cairn_dev import procs
 from tests.helpers import eventually
-from tests.integration.test_operator import G, V, apply, co, get_run, ns, run_of, sample, slow_job_recording, wait_phase
+from tests.integration.test_operator import (
+    G,
+    V,
+    apply,
+    co,
+    get_run,
+    lineage_settled,
+    ns,
+    run_of,
+    sample,
+    slow_job_recording,
+    wait_phase,
+)
 
 __all__ = ["ns"]
 
@@ -117,6 +128,8 @@ def test_a_crash_right_after_writing_failed_still_retries_exactly_once(crash_at:
     items = eventually(lambda: retries_of(kube, ns, "fails-once"), timeout=60, what="the automatic retry")
     assert [r["metadata"]["name"] for r in items] == ["fails-once-retry-1"]
     assert items[0]["spec"]["parentRun"] == "fails-once"
-    eventually(lambda: get_run(kube, ns, "fails-once")["status"].get("settled"), timeout=30, what="settled")
-    time.sleep(3)  # a later cycle or restart adds none
-    assert [r["metadata"]["name"] for r in retries_of(kube, ns, "fails-once")] == ["fails-once-retry-1"]
+    # Both Runs of the lineage settled (the retry's child too): each made its retry decision, none adds one.
+    runs = eventually(lambda: lineage_settled(kube, ns, "fails-once", runs=2), timeout=120, what="both Runs settled")
+    [retry] = retries_of(kube, ns, "fails-once")
+    assert retry["metadata"]["name"] == "fails-once-retry-1"
+    assert {r["metadata"]["name"] for r in runs} == {"fails-once", retry["status"]["childRun"]}

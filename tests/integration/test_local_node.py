@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -187,7 +186,10 @@ def test_a_restarted_agent_does_not_run_a_pod_twice(core: Any, namespace: str, d
     dev_cluster.restart_node()
     pod = eventually(lambda: phase_of(core, namespace, name, "Succeeded", "Failed"), timeout=60, what="pod done")
     assert pod.status.phase == "Succeeded"
-    time.sleep(2)  # several sync rounds of the new agent
+    # Several sync rounds of the new agent, each listing the first pod: a second pod runs to its end on it
+    # (started in one round, its exit reported in a later one).
+    probe = run(core, make_pod(namespace, ["python", "-c", "pass"]))
+    eventually(lambda: phase_of(core, namespace, probe, "Succeeded"), timeout=60, what="a second pod run")
     assert marker.read_text() == "ran\n"
     marker.unlink()
 

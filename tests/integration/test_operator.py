@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.helpers import eventually
+from tests.helpers import after_cycles, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "crds" / "samples"
@@ -56,6 +56,28 @@ def wait_phase(kube: Any, ns: str, name: str, *phases: str, timeout: float = 90)
         return run if (run.get("status") or {}).get("phase") in phases else None
 
     return eventually(done, timeout=timeout, interval=0.5, what=f"run {name} to reach {phases}")
+
+
+def touch(kube: Any, ns: str, plural: str, name: str) -> None:
+    """Change an annotation of the object and nothing else: a change, so its controller runs a cycle at
+    once (rather than at its next resync or back-off)."""
+    patch = {"metadata": {"annotations": {"test.cairn.dev/touched": uuid.uuid4().hex}}}
+    co(kube).patch_namespaced_custom_object(G, V, ns, plural, name, patch)
+
+
+def touched_cycles(op: Any, kube: Any, ns: str, run: str, n: int = 3) -> None:
+    """Wait until the Run had `n` more reconcile cycles, each woken at once by an edit of it (`touch`)."""
+    after_cycles(op, "Run", ns, run, n=n, nudge=lambda: touch(kube, ns, "runs", run))
+
+
+def lineage_settled(kube: Any, ns: str, root: str, runs: int) -> list[dict[str, Any]] | None:
+    """The Runs of `root`'s lineage once there are `runs` of them and each has settled: a finished Run
+    writes `status.settled` only after its automatic-retry decision, so then no further retry can come."""
+    items: list[dict[str, Any]] = co(kube).list_namespaced_custom_object(
+        G, V, ns, "runs", label_selector=f"cairn.dev/root-run={root}"
+    )["items"]
+    settled = [r for r in items if (r.get("status") or {}).get("settled")]
+    return items if len(items) == runs and len(settled) == runs else None
 
 
 def sample(name: str) -> dict[str, Any]:
@@ -275,11 +297,11 @@ def test_a_run_applied_before_its_job_waits_and_starts_when_the_job_appears(
     apply(kube, ns, sample("run-unreliable-succeeds.yaml"))
     run = waiting_for(kube, ns, "unreliable-succeeds", "JobNotFound")
     assert "waiting for Job 'unreliable'" in run["status"]["message"] and ns in run["status"]["message"]
-    time.sleep(3)  # several cycles: still one Event, the status unchanged
-    assert get_run(kube, ns, "unreliable-succeeds")["metadata"]["resourceVersion"] == run["metadata"]["resourceVersion"]
-    [event] = eventually(
-        lambda: events_of(core, ns, "unreliable-succeeds", "JobNotFound"), timeout=10, what="JobNotFound event"
-    )
+    eventually(lambda: events_of(core, ns, "unreliable-succeeds", "JobNotFound"), timeout=10, what="JobNotFound event")
+    # Three more cycles (each edit of the Run wakes one): still one Event, the status unchanged.
+    touched_cycles(cairn_operator, kube, ns, "unreliable-succeeds", n=3)
+    assert get_run(kube, ns, "unreliable-succeeds")["status"] == run["status"]
+    [event] = events_of(core, ns, "unreliable-succeeds", "JobNotFound")
     assert event.type == "Warning" and (event.count or 1) == 1
     apply(kube, ns, sample("job-unreliable.yaml"))  # the Job's watch event wakes the Run
     done = wait_phase(kube, ns, "unreliable-succeeds", "Succeeded", "Failed")

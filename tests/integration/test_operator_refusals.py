@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +126,12 @@ def test_sigkill_of_the_operator_mid_run_then_restart(
     apply(kube, ns, run_of("slow", "k1"))
     eventually(lambda: (tmp_path / "started").exists(), timeout=60, what="the slow step to start")
     cairn_operator.kill()
-    time.sleep(1)  # the step goes on without an operator
+
+    def slow_pod_phase() -> str | None:
+        pods = core.list_namespaced_pod(ns, label_selector="cairn.dev/run=k1,cairn.dev/step=slow").items
+        return str(pods[0].status.phase) if pods and pods[0].status.phase in ("Running", "Succeeded") else None
+
+    eventually(slow_pod_phase, timeout=30, what="the slow step to go on (its pod Running) without an operator")
     cairn_operator.restart()
     run = wait_phase(kube, ns, "k1", "Succeeded", "Failed", timeout=90)
     assert run["status"]["phase"] == "Succeeded", run["status"]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import eventually
-from tests.integration.test_operator import G, V, apply, co, get_run, ns, sample, wait_phase
+from tests.integration.test_operator import G, V, apply, co, get_run, lineage_settled, ns, sample, wait_phase
 
 __all__ = ["ns"]
 
@@ -208,9 +208,9 @@ def test_automatic_retries_stop_at_max_retries(cairn_operator: Any, kube: Any, n
     assert second["spec"]["parentRun"] == first["status"]["childRun"]  # a retry of the retry
     last_child = get_run(kube, ns, second["status"]["childRun"])
     assert last_child["status"]["phase"] == "Failed"
-    import time
-
-    time.sleep(3)  # the last failed child must not get a third retry
+    # The last failed child must not get a third retry: every Run of the lineage settled, i.e. made its
+    # retry decision (written before `settled`), and there are still two retries.
+    eventually(lambda: lineage_settled(kube, ns, "always-fails", runs=3), timeout=60, what="the three Runs settled")
     again = co(kube).list_namespaced_custom_object(
         G, V, ns, "reexecutions", label_selector="cairn.dev/root-run=always-fails"
     )["items"]
