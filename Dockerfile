@@ -11,7 +11,7 @@
 #
 # BASE: any Debian-like image with python3 >= 3.11, its venv module and useradd. Without a Docker
 # engine, `cairn dev image build` makes localhost/cairn-base:bookworm with debootstrap and builds this
-# file with buildah (runtime/cairn/dev/images.py).
+# file with buildah (devtools/cairn_dev/builds/images.py, the local cluster builder, which no image contains).
 #
 # Layer caching: dependencies are installed from pyproject.toml alone; the code is built in the
 # `code` stage and lands in each image as one top layer (COPY --from=code), so a code change
@@ -31,7 +31,7 @@ RUN groupadd --gid 65532 cairn \
     && useradd --uid 65532 --gid 65532 --home-dir /home/cairn --create-home --shell /usr/sbin/nologin cairn \
     && python3 -m venv /opt/cairn
 # pyproject.toml -> requirements files: `build` is [build-system].requires, anything else is
-# [project].dependencies plus the named extras (the same as cairn.dev.images.requirements, which
+# [project].dependencies plus the named extras (the same as cairn_dev.builds.images.requirements, which
 # tests/unit/test_images.py checks against this command).
 COPY pyproject.toml /tmp/cairn/
 RUN cd /tmp/cairn && python3 -c "import sys, tomllib; \

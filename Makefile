@@ -27,7 +27,8 @@ build: install
 images: install
 	$(BIN)/cairn dev image build
 
-# A local control plane (etcd, Kubernetes, SeaweedFS S3, the node cairn-local) in ~/.local/state/cairn/dev.
+# A local control plane (etcd, Kubernetes, SeaweedFS S3, the node cairn-local) in $CAIRN_DEV_DIR, else
+# ~/.local/state/cairn/dev; `source "$(.venv/bin/cairn dev env --path)"` points kubectl and helm at it.
 up: build
 	$(BIN)/cairn dev up
 

@@ -60,7 +60,10 @@ def _env(args: argparse.Namespace) -> int:
     from cairn_dev.cluster import Cluster
 
     cluster = Cluster(args.dir)
-    print(cluster.env_path if args.path else cluster.env_text(), end="\n" if args.path else "")
+    if args.path:
+        print(cluster.env_file())
+    else:
+        print(cluster.env_text(), end="")
     return 0
 
 

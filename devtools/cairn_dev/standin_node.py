@@ -3,9 +3,9 @@ the pods bound to it, without containers.
 
 Run as ``python -m cairn_dev.standin_node --kubeconfig K --node-name cairn-local --root DIR/node``
 (``cairn dev up`` does this, with :func:`argv`). It registers the Node (Ready, with capacity), renews its
-Lease and Ready heartbeat as a kubelet does, and for each pod the scheduler binds to it runs the first container's ``command`` +
-``args`` as a host process (through `cairn_dev.shim`) in the current Python environment, ignoring the
-image. There is no isolation of any kind: it is a development stand-in.
+Lease and Ready heartbeat as a kubelet does, and for each pod the scheduler binds to it runs the first
+container's ``command`` + ``args`` as a host process (through `cairn_dev.shim`) in the current Python
+environment, ignoring the image. There is no isolation of any kind: it is a development stand-in.
 
 Per pod it keeps ``ROOT/pods/<uid>/``: ``claimed`` (written before the process starts), ``shim.json``,
 ``exit.json``, ``log`` (the container's output) and ``termination-log`` (where the container's
