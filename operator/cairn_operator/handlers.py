@@ -103,7 +103,7 @@ def _register_runs(
     ) -> None:
         """Wake the Run's daemon, the Reexecutions waiting for it as their parent and the one that made it;
         a child Run gone and any event of a protected parent re-check the parent's protection."""
-        runs.wake(namespace, name)
+        runs.run_changed(body)
         meta = body.get("metadata") or {}
         labels = meta.get("labels") or {}
         waiting = set(kw["rx_by_parent"].get((namespace or "", name or ""), ()))

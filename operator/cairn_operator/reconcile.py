@@ -108,10 +108,6 @@ class RunInput:
     #: step -> why the API server refused (or the operator could not build) the pod of the attempt this
     #: cycle starts: observed when the pod was created, given to a second decision of the same cycle
     refused: Mapping[str, str] = field(default_factory=dict)
-    #: step -> {attempt: storage key} of the finished attempts' logs saved this cycle (see `logs_to_save`)
-    saved_logs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    #: step -> why its finished attempt's log could not be saved this cycle
-    log_errors: Mapping[str, str] = field(default_factory=dict)
     #: where outputs are stored (the Job's bucket, None when unknown) and the Job's key prefix
     bucket: str | None = None
     prefix: str = ""
@@ -308,7 +304,6 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
     if prev.get("phase") and RunPhase(prev["phase"]).finished:
         _gc(run, graph, pods, prev.get("steps") or {}, res)
         return res
-    _record_logs(run, steps, res.actions)
     by_step: dict[str, PodObs] = {}
     for p in pods:
         cur = by_step.get(p.step)
@@ -493,18 +488,23 @@ def logs_to_save(pods: Sequence[PodObs], steps: Mapping[str, Any]) -> list[SaveL
     return out
 
 
-def _record_logs(run: RunInput, steps: dict[str, dict[str, Any]], events: list[Action]) -> None:
-    """The logs saved this cycle into their steps; a log that could not be saved is said on its step
-    (`logError`, tried again next cycle; podGC keeps the pod meanwhile) and, once per distinct problem,
-    as a Warning Event."""
-    for s, saved in run.saved_logs.items():
+def record_logs(
+    steps: dict[str, dict[str, Any]], saved: Mapping[str, Mapping[str, str]], errors: Mapping[str, str]
+) -> list[Event]:
+    """The logs of finished attempts saved this cycle (step -> {attempt: key}) into the decided status'
+    steps, in place; a log that could not be saved (step -> why) is said on its step (`logError`, tried
+    again next cycle; podGC keeps the pod meanwhile) and, once per distinct problem, as a Warning Event.
+    The logs are saved after the cycle's new pods are created (off the hand-off's path)."""
+    events = []
+    for s, keys in saved.items():
         if s in steps:
             steps[s].pop("logError", None)
-            steps[s]["logs"] = {**(steps[s].get("logs") or {}), **saved}
-    for s, problem in run.log_errors.items():
+            steps[s]["logs"] = {**(steps[s].get("logs") or {}), **keys}
+    for s, problem in errors.items():
         if s in steps and steps[s].get("logError") != problem:
             steps[s]["logError"] = problem
             events.append(Event("LogSaveFailed", f"step {s}: {problem}", "Warning"))
+    return events
 
 
 def _expand(static: OpGraph, steps: dict[str, dict[str, Any]], execution: Execution | None) -> OpGraph:

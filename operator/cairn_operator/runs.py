@@ -48,6 +48,7 @@ from cairn_operator.reconcile import (
     logs_to_save,
     parse_result,
     reconcile,
+    record_logs,
 )
 from cairn_operator.resources import (
     LABEL_JOB,
@@ -147,9 +148,10 @@ class RunController:
     accounts_ready: set[tuple[str, str]] = field(default_factory=set)  # step ServiceAccounts known to exist
     waiting_for_job: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (ns, Job) -> Runs
     wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)  # live Run -> its daemon's wake
-    #: (ns, name) -> (the resourceVersion a cycle read, the status it wrote): the next cycle reads that status
-    #: instead while the watch has not brought the Run back (no GET per cycle)
-    written: dict[tuple[str, str], tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    #: (ns, name) -> (the resourceVersion a cycle read, the status it wrote, the generation): the next cycle
+    #: reads that status while the watch has not brought the Run back (no GET per cycle), and the watch
+    #: event of that very write wakes no cycle
+    written: dict[tuple[str, str], tuple[str, dict[str, Any], int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ----- waking -----------------------------------------------------------------------------------
@@ -168,6 +170,21 @@ class RunController:
         with self._lock:
             self.waiting_for_job.setdefault((namespace, job), set()).add(run)
 
+    def run_changed(self, body: Mapping[str, Any]) -> None:
+        """A watch event of a Run: its daemon runs a cycle now, unless the event only brings back the status
+        its last cycle wrote (same status, same generation: nothing new to decide)."""
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        written = self.written.get(key)
+        echo = (
+            written is not None
+            and written[0] != str(meta.get("resourceVersion"))
+            and written[2] == int(meta.get("generation") or 1)
+            and written[1] == (body.get("status") or {})
+        )
+        if not echo:
+            self.wake(*key)
+
     def pod_seen(self, namespace: str | None, name: str, run: str | None, active: bool) -> None:
         """A step pod changed: count it, and reconcile its Run now rather than at the next resync."""
         self.slots.seen(f"{namespace}/{name}", active=active)
@@ -179,7 +196,7 @@ class RunController:
         cycle wrote when the watch has not brought that write back yet."""
         meta = body.get("metadata") or {}
         written = self.written.get((meta.get("namespace") or "", meta.get("name") or ""))
-        if written is not None and written[0] == meta.get("resourceVersion"):
+        if written is not None and written[0] == str(meta.get("resourceVersion")):
             return {**body, "status": written[1]}
         return body
 
@@ -229,7 +246,8 @@ class RunController:
             return
         self.kube.patch_run_status(meta["namespace"], meta["name"], change)
         self.metrics.status_write("Run")
-        self.written[(meta["namespace"], meta["name"])] = (str(meta.get("resourceVersion")), status)
+        generation = int(meta.get("generation") or 1)
+        self.written[(meta["namespace"], meta["name"])] = (str(meta.get("resourceVersion")), status, generation)
 
     def _decide_and_act(self, body: Mapping[str, Any]) -> Outcome:
         meta = body["metadata"]
@@ -356,9 +374,6 @@ class RunController:
             dynamic_keys=self.read_dynamic_keys(namespace, job_spec, prepared.graph, steps, pods),
             prefix=job_spec.storage.prefix,
         )
-        saves = logs_to_save(pods, steps)
-        if saves:
-            run.saved_logs, run.log_errors = self.save_logs(namespace, name, uid, job_spec, saves)
         if succeeded or not steps or needs_locations(steps):
             run.bucket = self.storage.bucket(namespace, job_spec)
         return run
@@ -441,12 +456,12 @@ class RunController:
         if failed:
             run.refused = failed
             result = reconcile(run, prepared.graph, pods, self.clock())  # the same decisions, with those failed
-        return Outcome(
-            result.status,
-            self.resync,
-            [a for a in result.actions if isinstance(a, Event)],
-            [a for a in result.actions if isinstance(a, DeletePod)],
-        )
+        events = [a for a in result.actions if isinstance(a, Event)]
+        saves = logs_to_save(pods, run.status.get("steps") or {})
+        if saves:  # after the new pods: a log's copy is not on the path from one step to the next
+            saved, errors = self.save_logs(meta["namespace"], meta["name"], meta["uid"], prepared.job_spec, saves)
+            events += record_logs(result.status.get("steps") or {}, saved, errors)
+        return Outcome(result.status, self.resync, events, [a for a in result.actions if isinstance(a, DeletePod)])
 
     def _create_pods(
         self, meta: Mapping[str, Any], prepared: Prepared, result: Result, slots: Reservation
