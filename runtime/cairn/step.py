@@ -70,17 +70,18 @@ def io_manager_for(storage: Mapping[str, Any]) -> IOManager:
     kind = storage.get("kind")
     if kind == "fs":
         return FilesystemIOManager(Path(storage["root"]))
-    if kind == "s3":
-        from cairn.s3io import S3IOManager
+    if kind == "s3":  # the pod's environment holds its storage Secret's keys (secretKeyRef)
+        from cairn.s3io import NoBucket, open_storage
 
-        bucket = storage.get("bucket") or os.environ.get("CAIRN_S3_BUCKET")
-        if not bucket:
-            raise InvocationError("no bucket: set storage.bucket in the step context, or CAIRN_S3_BUCKET")
-        return S3IOManager(
-            bucket=bucket,
-            prefix=storage.get("prefix", ""),
-            endpoint_url=storage.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL"),
-        )
+        try:
+            return open_storage(
+                os.environ,
+                bucket=storage.get("bucket"),
+                prefix=storage.get("prefix", ""),
+                endpoint=storage.get("endpoint"),
+            )
+        except NoBucket as exc:
+            raise InvocationError(f"{exc} (or storage.bucket in the step context)") from exc
     raise InvocationError(f"step context storage.kind must be 'fs' or 's3', got {kind!r}")
 
 
