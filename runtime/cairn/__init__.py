@@ -5,6 +5,7 @@ The authoring and execution API has Dagster's names, so that porting a job is ch
     from cairn import In, Out, Output, execute_job, in_process_executor, job, op, reconstructable
     from cairn import DagsterInstance, ReexecutionOptions
     from cairn import DynamicOut, DynamicOutput   # fan-out: split().map(process).collect()
+    from cairn import Backoff, Jitter, RetryPolicy, RetryRequested   # @op(retry_policy=RetryPolicy(...))
 """
 
 from cairn.definitions import (
@@ -32,9 +33,10 @@ from cairn.errors import (
     RunNotFoundError,
     StepSelectionError,
 )
-from cairn.execution import ExecuteJobResult, ReexecutionOptions, StepExecutionError, execute_job
+from cairn.execution import Clock, ExecuteJobResult, ReexecutionOptions, StepExecutionError, execute_job
 from cairn.instance import Instance, RunRecord, StepRecord
 from cairn.planner import Mode
+from cairn.retries import Backoff, Jitter, RetryPolicy, RetryRequested
 from cairn.status import RunStatus, StepStatus
 
 #: Dagster's name for the instance, so that `DagsterInstance.get()`-style code ports by import.
@@ -43,7 +45,9 @@ DagsterInstance = Instance
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backoff",
     "CairnError",
+    "Clock",
     "ConfigError",
     "DagsterInstance",
     "DefinitionError",
@@ -54,6 +58,7 @@ __all__ = [
     "Field",
     "In",
     "Instance",
+    "Jitter",
     "JobDefinition",
     "MissingOutputsError",
     "Mode",
@@ -63,6 +68,8 @@ __all__ = [
     "Output",
     "ReexecutionError",
     "ReexecutionOptions",
+    "RetryPolicy",
+    "RetryRequested",
     "RunNotFoundError",
     "RunRecord",
     "RunStatus",

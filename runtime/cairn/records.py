@@ -32,6 +32,7 @@ class StepRecord:
     error: str | None = None
     outputs: dict[str, StoredOutput] = field(default_factory=dict)
     version: str | None = None  # the code and config version that produced its outputs (in its lineage)
+    attempts: int = 0  # attempts started in this run (1 + its retries); 0 in a store older than retries
 
     @property
     def status(self) -> StepStatus:
@@ -121,15 +122,16 @@ def read_run(
 def _steps(conn: sqlite3.Connection, run_id: str, process_lost: bool) -> dict[str, StepRecord]:
     """The run's steps in order; of a run that lost its process, a step still running reads interrupted."""
     steps: dict[str, StepRecord] = {}
-    for s, state, reason, src, started, finished, error, version in conn.execute(
-        "SELECT step, state, reason, source_run_id, started, finished, error, version FROM steps WHERE run_id=? "
-        "ORDER BY seq",
+    for s, state, reason, src, started, finished, error, version, attempts in conn.execute(
+        "SELECT step, state, reason, source_run_id, started, finished, error, version, "
+        "(SELECT COUNT(*) FROM attempts a WHERE a.run_id=steps.run_id AND a.step=steps.step) FROM steps "
+        "WHERE run_id=? ORDER BY seq",
         (run_id,),
     ):
         st = StepState(state)
         if process_lost and st is StepState.RUNNING:
             st = StepState.INTERRUPTED
-        steps[s] = StepRecord(s, st, reason, src, started, finished, error, version=version)
+        steps[s] = StepRecord(s, st, reason, src, started, finished, error, version=version, attempts=attempts)
     return steps
 
 

@@ -86,6 +86,14 @@ CREATE TABLE IF NOT EXISTS mapping_keys (
     source_run_id TEXT NOT NULL,
     PRIMARY KEY (run_id, step, output)
 );
+-- Added with retries: one row per attempt of a step, made when it starts (older stores: none).
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    started REAL NOT NULL,
+    PRIMARY KEY (run_id, step, attempt)
+);
 """
 
 
@@ -205,10 +213,18 @@ class RunStore:
             )
 
     def step_started(self, run_id: str, step: str) -> None:
-        self._conn.execute(
-            "UPDATE steps SET state=?, started=? WHERE run_id=? AND step=?",
-            (StepState.RUNNING.value, time.time(), run_id, step),
-        )
+        """The step's next attempt starts (its first, or a retry): recorded in `attempts` too."""
+        now = time.time()
+        with self.tx() as c:
+            c.execute(
+                "UPDATE steps SET state=?, started=? WHERE run_id=? AND step=?",
+                (StepState.RUNNING.value, now, run_id, step),
+            )
+            c.execute(
+                "INSERT INTO attempts (run_id, step, attempt, started) SELECT ?, ?, COUNT(*) + 1, ? FROM attempts "
+                "WHERE run_id=? AND step=?",
+                (run_id, step, now, run_id, step),
+            )
 
     def step_finished(
         self,
