@@ -237,6 +237,8 @@ class RunController:
             self.faults("exit-before:pod-delete", meta["namespace"])
             self.kube.delete_pod(meta["namespace"], action.name, force=action.force)
         self.post_events(body, outcome.events)
+        if outcome.status.get("phase") in FINISHED:
+            return 0.0  # what follows its end (`finish_up`) comes next, at once: its own write wakes no cycle
         return outcome.delay
 
     def _persist(self, body: Mapping[str, Any], status: dict[str, Any]) -> None:
