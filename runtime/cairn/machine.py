@@ -124,10 +124,18 @@ def attempt_failed(
     return Moved(new, Announce("StepFailed", f"step {step} failed after {n} attempt(s): {message}", WARNING))
 
 
-def fail(step: str, row: StepRow, message: str, now: dt.datetime, finished: dt.datetime | None = None) -> Moved:
-    """The step fails now, retries or not (what it did cannot be retried into a valid run)."""
+def fail(
+    step: str,
+    row: StepRow,
+    message: str,
+    now: dt.datetime,
+    finished: dt.datetime | None = None,
+    reason: str = "StepFailed",
+) -> Moved:
+    """The step fails now, retries or not: what it did cannot be retried into a valid run (it emitted too
+    many keys), or its attempt cannot even start (its pod is refused: `reason` PodRefused)."""
     new = dataclasses.replace(row, state=StepState.FAILED, message=message, finished_at=finished or now)
-    return Moved(new, Announce("StepFailed", f"step {step}: {message}", WARNING))
+    return Moved(new, Announce(reason, f"step {step}: {message}", WARNING))
 
 
 def cancel(step: str, row: StepRow, now: dt.datetime) -> Moved:
@@ -135,7 +143,7 @@ def cancel(step: str, row: StepRow, now: dt.datetime) -> Moved:
     if row.state.terminal:
         return Moved(row)
     state = on_cancel(row.state)
-    new = dataclasses.replace(row, state=state, finished_at=now, next_attempt_at=None)
+    new = dataclasses.replace(row, state=state, finished_at=now)
     if state is StepState.INTERRUPTED:
         return Moved(new, Announce("StepInterrupted", f"step {step} interrupted: the run was canceled", WARNING))
     return Moved(new, Announce("StepCanceled", f"step {step} canceled before it started: the run was canceled"))
@@ -150,7 +158,7 @@ def interrupt(step: str, row: StepRow, message: str, now: dt.datetime) -> Moved:
 def settle(step: str, row: StepRow, decision: Decision) -> Moved:
     """A waiting step `gate` ends: NotExecuted (an upstream failed) or Skipped (an input not produced)."""
     assert decision.state is not None, decision
-    new = dataclasses.replace(row, state=decision.state, reason=decision.reason, next_attempt_at=None)
+    new = dataclasses.replace(row, state=decision.state, reason=decision.reason)
     reason = "StepNotExecuted" if decision.gate is Gate.BLOCKED else "StepSkipped"
     return Moved(new, Announce(reason, f"step {step}: {decision.reason}"))
 

@@ -347,10 +347,19 @@ def test_attempt_failed(
     assert moved.event == Announce("StepRetrying" if after.state is RT else "StepFailed", event, W)
 
 
-def test_fail_ignores_retries() -> None:
-    moved = machine.fail("s", row(RUN, 1, exit_code=None), "TooManySteps: ...", at(5), at(4))
-    assert moved.row == row(F, 1, message="TooManySteps: ...", finished_at=at(4))
-    assert moved.event == Announce("StepFailed", "step s: TooManySteps: ...", W)
+@pytest.mark.parametrize(
+    ("finished", "reason", "after", "event"),
+    [
+        (at(4), None, row(F, 1, message="M", finished_at=at(4)), Announce("StepFailed", "step s: M", W)),
+        (None, "PodRefused", row(F, 1, message="M", finished_at=at(5)), Announce("PodRefused", "step s: M", W)),
+    ],
+)
+def test_fail_ignores_retries(
+    finished: dt.datetime | None, reason: str | None, after: StepRow, event: Announce
+) -> None:
+    kw = {"reason": reason} if reason else {}
+    moved = machine.fail("s", row(RUN, 1), "M", at(5), finished, **kw)
+    assert moved == Moved(after, event)
 
 
 @pytest.mark.parametrize(
@@ -379,7 +388,7 @@ def test_adopt(before: StepRow, attempt: int, after: StepRow) -> None:
         ),
         (
             row(RT, 1, next_attempt_at=at(9)),
-            row(C, 1, finished_at=at(3)),
+            row(C, 1, next_attempt_at=at(9), finished_at=at(3)),
             ("StepCanceled", "step s canceled before it started: the run was canceled", "Normal"),
         ),
         (row(OK, 1, finished_at=at(1)), row(OK, 1, finished_at=at(1)), None),
