@@ -307,7 +307,6 @@ NOT_YET_SWITCHED = {
     "operator/cairn_operator/kube.py",
     "operator/cairn_operator/runs.py",
     "operator/cairn_operator/reexecutions.py",
-    "runtime/cairn/execution.py",
     "runtime/cairn/launch.py",
 }
 
@@ -360,3 +359,10 @@ def test_no_module_spells_a_contract_name_again() -> None:
                 if (rel, literal) not in OTHER_VOCABULARY
             ]
     assert not offenders, "import these from cairn.contract:\n" + "\n".join(offenders)
+
+
+@pytest.mark.parametrize("rel", sorted(NOT_YET_SWITCHED))
+def test_a_file_not_yet_switched_still_spells_names(rel: str) -> None:
+    """An entry of NOT_YET_SWITCHED goes once its file spells none (or is gone): the check then covers it."""
+    path = ROOT / rel
+    assert path.exists() and list(spelled(path.read_text())), f"{rel} is switched: remove it from NOT_YET_SWITCHED"
