@@ -42,6 +42,7 @@ from cairn_dev.state import (
     STOP_ORDER,
     State,
     components,
+    current_argv,
     describe,
     restart_plan,
 )
@@ -273,7 +274,7 @@ class Cluster:
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a") as f:
             f.write(f"\n--- cairn dev up: {name} (pid {old.pid}) was not running; starting it again ---\n")
-        rec = procs.start(name, old.argv, log, cwd=Path(old.cwd) if old.cwd else None)
+        rec = procs.start(name, current_argv(old.argv), log, cwd=Path(old.cwd) if old.cwd else None)
         state.procs[name] = rec
         self._save(state)
         try:
@@ -509,7 +510,7 @@ class Cluster:
                 raise DevError(f"no node agent runs in {self.root}")
             old = state.procs["node"]
             procs.stop(old, grace=10)
-            rec = procs.start("node", old.argv, Path(old.log))
+            rec = procs.start("node", current_argv(old.argv), Path(old.log))
             state.procs["node"] = rec
             self._save(state)
             return rec

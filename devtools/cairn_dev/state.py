@@ -168,3 +168,17 @@ def describe(state: State, plan: RestartPlan) -> str:
         reasons.setdefault(reason, []).append(name)
     why = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in reasons.items())
     return f"{' and '.join(parts)}, and cannot all be started again in place: {why}"
+
+
+#: Modules a state.json written before the builder became its own package (cairn.dev) names in its
+#: command lines, and where they are now.
+MOVED_MODULES = {
+    "cairn.dev.node": "cairn_dev.standin_node",
+    "cairn.dev.portbridge": "cairn_dev.portbridge",
+    "cairn.dev.shim": "cairn_dev.shim",
+}
+
+
+def current_argv(argv: list[str]) -> list[str]:
+    """A recorded command line as it runs today: `python -m <module>` of a moved module names its new place."""
+    return [MOVED_MODULES.get(word, word) if i and argv[i - 1] == "-m" else word for i, word in enumerate(argv)]

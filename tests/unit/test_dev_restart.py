@@ -15,7 +15,7 @@ from cairn_dev import procs
 from cairn_dev.cluster import Cluster, UpOptions
 from cairn_dev.errors import DevError
 from cairn_dev.procs import ProcRecord
-from cairn_dev.state import COMPONENT_PORTS, State, components, restart_plan
+from cairn_dev.state import COMPONENT_PORTS, State, components, current_argv, restart_plan
 
 #: In start order, spelled out (not taken from the module under test).
 CONTROL = ("etcd", "seaweedfs", "kube-apiserver", "controller-manager", "scheduler")
@@ -292,3 +292,22 @@ def test_port_in_use_with_reuse_addr_ignores_time_wait() -> None:
         again.bind(("127.0.0.1", port))
         again.listen()
         assert procs.port_in_use(port, reuse_addr=True)  # a listener does count
+
+
+@pytest.mark.parametrize(
+    ("recorded", "runs"),
+    [
+        (
+            ["/v/python", "-m", "cairn.dev.node", "--root", "x"],
+            ["/v/python", "-m", "cairn_dev.standin_node", "--root", "x"],
+        ),
+        (["/v/python", "-m", "cairn.dev.portbridge", "1"], ["/v/python", "-m", "cairn_dev.portbridge", "1"]),
+        (["/v/python", "-m", "cairn_dev.standin_node"], ["/v/python", "-m", "cairn_dev.standin_node"]),
+        (["etcd", "--name", "cairn.dev.node"], ["etcd", "--name", "cairn.dev.node"]),  # not after -m: kept
+        (["cairn.dev.node"], ["cairn.dev.node"]),
+    ],
+)
+def test_a_command_line_recorded_before_the_builder_moved_runs_its_module_where_it_is_now(
+    recorded: list[str], runs: list[str]
+) -> None:
+    assert current_argv(recorded) == runs
