@@ -15,7 +15,18 @@ import yaml
 from kubernetes import client
 
 from tests.helpers import eventually
-from tests.integration.test_operator import G, V, apply, co, get_run, ns, run_of, sample, touched_cycles, wait_phase
+from tests.integration.test_operator import (
+    G,
+    V,
+    apply,
+    co,
+    cycles_on_job_edits,
+    get_run,
+    ns,
+    run_of,
+    sample,
+    wait_phase,
+)
 
 __all__ = ["ns"]  # the namespace fixture, shared with test_operator
 
@@ -44,12 +55,12 @@ def failed_create_events(core: Any, namespace: str, run: str) -> list[str]:
     return [e.message for e in events if (e.type, e.reason) == ("Warning", "FailedCreate")]
 
 
-def assert_one_event(op: Any, kube: Any, core: Any, namespace: str, run: str, message: str) -> None:
+def assert_one_event(op: Any, kube: Any, core: Any, namespace: str, run: str, job: str, message: str) -> None:
     """The refusal is posted as one Warning Event (the API server's words; the status adds when it is
     tried again), though the operator tries again after a growing delay and on every change: three more
-    cycles, each woken by an edit of the Run, try again and post none."""
+    cycles, each woken by an edit of the Run's Job, try again and post none."""
     eventually(lambda: failed_create_events(core, namespace, run), timeout=30, what="the FailedCreate Event")
-    touched_cycles(op, kube, namespace, run, n=3)
+    cycles_on_job_edits(op, kube, namespace, run, job, n=3)
     assert get_run(kube, namespace, run)["status"]["message"] == message  # refused again, said the same
     said = message.split(" (tried again after a growing delay")[0]
     assert message.endswith("(tried again after a growing delay, up to 60s, and after each change)")
@@ -117,7 +128,7 @@ def test_a_pod_refused_by_admission_is_shown_on_the_run_and_retried(
     assert core.list_namespaced_pod(ns, label_selector="cairn.dev/run=root-run").items == []
     good = wait_phase(kube, ns, "unreliable-succeeds", "Succeeded", "Failed")
     assert good["status"]["phase"] == "Succeeded", good["status"]
-    assert_one_event(cairn_operator, kube, core, ns, "root-run", message)
+    assert_one_event(cairn_operator, kube, core, ns, "root-run", "as-root", message)
 
     # The Job was not snapshotted while refused: fixing it lets the same Run go on, no re-apply.
     co(kube).patch_namespaced_custom_object(G, V, ns, "jobs", "as-root", {"spec": {"podTemplate": None}})
@@ -195,7 +206,7 @@ def test_a_refused_service_account_is_shown_on_the_run_until_rbac_allows_it(
         )
         run = wait_refused(kube, ns, "unreliable-succeeds", refused)
         assert run["status"]["phase"] == "Pending"
-        assert_one_event(cairn_operator, kube, core, ns, "unreliable-succeeds", run["status"]["message"])
+        assert_one_event(cairn_operator, kube, core, ns, "unreliable-succeeds", "unreliable", run["status"]["message"])
         assert core.list_namespaced_pod(ns, label_selector="cairn.dev/run=unreliable-succeeds").items == []
         # Granting `create` is all it takes: the next cycle makes the ServiceAccount and the pods.
         rules = copy.deepcopy(OPERATOR_RULES)
