@@ -240,8 +240,17 @@ def test_the_cli_reexecutes_follows_the_child_and_prints_the_tree(
     dry = cairn("reexecute", "unreliable-fails", "--from-failure", "--dry-run", "--name", "cli-dry")
     assert dry.returncode == 0, dry.stderr
     assert "would run unreliable  (failed)" in dry.stdout
-    # The sample fails its `unreliable` on purpose: following the child shows the steps and ends Failed.
-    done = cairn("reexecute", "unreliable-fails", "--from-failure", "--name", "cli-rx")
+    # The sample fails its `unreliable` with an override, which a child does not inherit: given to the child
+    # too, following it shows the steps and ends Failed.
+    done = cairn(
+        "reexecute",
+        "unreliable-fails",
+        "--from-failure",
+        "--env",
+        "unreliable:CAIRN_UNRELIABLE=fail",
+        "--name",
+        "cli-rx",
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "start                Reused" in done.stdout and "unreliable           Failed" in done.stdout
     tree = cairn("tree", "unreliable-fails")
@@ -602,7 +611,8 @@ def test_stale_reexecutes_what_changed_in_the_job_and_reuses_the_rest(cairn_oper
     ops = job["spec"]["ops"]
     next(o for o in ops if o["name"] == "unreliable")["codeVersion"] = "v2"
     co(kube).patch_namespaced_custom_object(G, V, ns, "jobs", "unreliable", {"spec": {"ops": ops}})
-    create_rx(kube, ns, rx("release", "unreliable-succeeds", mode="Stale"))
+    # (the parent's CAIRN_UNRELIABLE=pass override is not inherited: the child is given it; env is no version)
+    create_rx(kube, ns, rx("release", "unreliable-succeeds", mode="Stale", overrides=PASS))
     done = rx_phase(kube, ns, "release", "Succeeded", "Failed", "Invalid", timeout=120)
     assert done["status"]["phase"] == "Succeeded", done["status"]
     plan = done["status"]["plan"]
