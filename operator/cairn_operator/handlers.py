@@ -17,14 +17,12 @@ from typing import Any
 
 import kopf
 
+from cairn.contract import PodPhase
 from cairn_operator.models import GROUP, VERSION
 from cairn_operator.reexecutions import ReexecutionController
 from cairn_operator.resources import LABEL_PARENT, LABEL_RUN, LABEL_RX
 from cairn_operator.runs import RunController
 from cairn_operator.rxdecide import FINISHED, PROTECT, rx_active
-
-#: Pod phases after which a step pod no longer holds a slot.
-POD_DONE = ("Succeeded", "Failed")
 
 
 class KopfRecorder:
@@ -94,7 +92,7 @@ def _register_runs(
     async def pod_changed(type: str | None, body: Mapping[str, Any], namespace: str | None, **_: Any) -> None:
         meta = body.get("metadata") or {}
         phase = (body.get("status") or {}).get("phase")
-        active = not (type == "DELETED" or phase in POD_DONE)
+        active = not (type == "DELETED" or phase in (PodPhase.SUCCEEDED, PodPhase.FAILED))
         runs.pod_seen(namespace, meta.get("name", ""), (meta.get("labels") or {}).get(LABEL_RUN), active)
 
     @kopf.on.event(GROUP, VERSION, "runs", id="run_changed", registry=registry)

@@ -8,6 +8,7 @@ import json
 import threading
 from typing import Any
 
+from cairn.contract import PodPhase
 from cairn_operator.models import GROUP, VERSION
 from cairn_operator.reconcile import PodObs
 from cairn_operator.resources import ANNOTATION_STEP, LABEL_ATTEMPT, LABEL_RUN, LABEL_STEP, NODE_LOST_KEYS, tolerates
@@ -50,7 +51,7 @@ def pod_obs(pod: dict[str, Any]) -> PodObs:
         name=meta["name"],
         step=(meta.get("annotations") or {}).get(ANNOTATION_STEP) or meta["labels"][LABEL_STEP],
         attempt=int(meta["labels"].get(LABEL_ATTEMPT, "1")),
-        phase=status.get("phase", "Pending"),
+        phase=status.get("phase", PodPhase.PENDING.value),
         exit_code=term.get("exitCode"),
         message=term.get("message"),
         reason=status.get("reason") or term.get("reason"),
@@ -70,7 +71,7 @@ def _node_lost_since(status: dict[str, Any], cs: dict[str, Any]) -> str | None:
     """When the node controller marked a running pod not ready (its node stopped answering): Ready False
     without a reason, while the container is still running as far as the API knows. A kubelet that
     reports its own container not ready gives a reason (ContainersNotReady)."""
-    if status.get("phase") != "Running" or not (cs.get("state") or {}).get("running"):
+    if status.get("phase") != PodPhase.RUNNING or not (cs.get("state") or {}).get("running"):
         return None
     for c in status.get("conditions") or []:
         if c.get("type") == "Ready" and c.get("status") == "False" and not c.get("reason"):

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cairn.contract import RxMode
 from cairn.planner import Request, RunView, plan_checked
 from cairn_operator.blocked import merge_patch
 from cairn_operator.graph import build
@@ -29,7 +30,9 @@ from cairn_operator.rxdecide import (
     PlanFn,
     ProtectParent,
     RxObserved,
+    child_create_failed,
     child_name,
+    child_refused,
     decide,
     rx_active,
 )
@@ -73,15 +76,11 @@ class ReexecutionController:
         try:
             self.apply(namespace, decision)
         except Refused as exc:  # permanent: the request itself is wrong (admission, quota, RBAC)
-            msg = f"{exc}: fix what it names, then apply a new Reexecution"
-            decision = Decision(
-                "Failed", msg, "ChildCreateRefused", actions=[Event("ChildCreateRefused", msg, "Warning")]
-            )
+            decision = child_refused(str(exc))
         except Exception as exc:  # transient (5xx, a lost connection): said, and the next check tries again
-            why = f"{type(exc).__name__}: {str(exc)[:300]}"
-            msg = f"could not create the child Run: {why}; retrying within {self.resync:.0f}s"
-            said = status.get("message") == msg
-            decision = Decision("Pending", msg, "Retrying", actions=[] if said else [Event("Retrying", msg, "Warning")])
+            decision = child_create_failed(
+                f"{type(exc).__name__}: {str(exc)[:300]}", status.get("message"), self.resync
+            )
         change = merge_patch(status, decision.status(status, generation, self.clock()))
         if change:
             self.kube.patch_reexecution_status(namespace, name, change)
@@ -114,7 +113,7 @@ class ReexecutionController:
                 if (r.get("status") or {}).get("phase") not in FINISHED and r["metadata"]["name"] != child
             ]
         job = None
-        if spec.get("mode") == "Stale" and parent is not None:  # compared with the Job as it is now
+        if spec.get("mode") == RxMode.STALE and parent is not None:  # compared with the Job as it is now
             job_name = ((parent.get("spec") or {}).get("jobRef") or {}).get("name")
             job = self.kube.get_job(namespace, job_name) if job_name else None
         return RxObserved(

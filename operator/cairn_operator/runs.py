@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cairn.contract import PodPhase
 from cairn.dynamic import node_of
 from cairn.runstate import RunPhase, StepState
 from cairn.step import ContextTooLarge
@@ -361,7 +362,7 @@ class RunController:
         generation = int(meta.get("generation") or 1)
         run_spec, job_spec, status = prepared.run_spec, prepared.job_spec, prepared.status
         steps = status.get("steps") or {}
-        succeeded = any(p.phase == "Succeeded" for p in pods)
+        succeeded = any(p.phase == PodPhase.SUCCEEDED for p in pods)
         run = RunInput(
             name=name,
             uid=uid,
@@ -399,7 +400,7 @@ class RunController:
         for p in pods:
             op = graph.ops.get(node_of(p.step))
             st = steps.get(p.step) or {}
-            if op is None or not op.dynamicOutputs or p.phase != "Succeeded" or st.get("keys"):
+            if op is None or not op.dynamicOutputs or p.phase != PodPhase.SUCCEEDED or st.get("keys"):
                 continue
             outputs = (parse_result(p.message) or {}).get("outputs") or {}
             try:

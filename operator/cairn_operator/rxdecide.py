@@ -376,3 +376,22 @@ def child_body(
         },
         "spec": {k: v for k, v in spec.items() if v is not None},
     }
+
+
+#: The condition reason of a Reexecution whose child could not be created for a passing reason.
+RETRYING = "Retrying"
+
+
+def child_refused(refusal: str) -> Decision:
+    """The API server refused the child Run (admission, quota, RBAC): permanent for this request, so the
+    Reexecution fails, saying what to fix."""
+    msg = f"{refusal}: fix what it names, then apply a new Reexecution"
+    return Decision(RxPhase.FAILED, msg, "ChildCreateRefused", actions=[Event("ChildCreateRefused", msg, "Warning")])
+
+
+def child_create_failed(why: str, said: str | None, resync: float) -> Decision:
+    """The child Run could not be created for a passing reason (5xx, a lost connection): said (an Event
+    only when the message is new: `said` is the status' message), and the next check tries again."""
+    msg = f"could not create the child Run: {why}; retrying within {resync:.0f}s"
+    events = [] if said == msg else [Event(RETRYING, msg, "Warning")]
+    return Decision(RxPhase.PENDING, msg, RETRYING, actions=list(events))

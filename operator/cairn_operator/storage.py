@@ -18,26 +18,29 @@ class SecretReader(Protocol):
 
 def storage_bucket(spec: JobSpec, secret: Mapping[str, str]) -> str | None:
     """A Job's bucket: spec.storage.bucket, else its storage Secret's CAIRN_S3_BUCKET (None: neither)."""
-    return spec.storage.bucket or secret.get("CAIRN_S3_BUCKET") or None
+    from cairn.s3io import NoBucket, bucket_of
+
+    try:
+        return bucket_of(secret, spec.storage.bucket)
+    except NoBucket:
+        return None
 
 
 def open_s3(spec: JobSpec, secret: Mapping[str, str]) -> Any:
-    """The runtime's S3 IO manager for a Job's storage with its Secret's credentials."""
-    from cairn.s3io import S3IOManager, make_client
+    """The runtime's S3 IO manager for a Job's storage with its Secret's credentials (`cairn.s3io.open_storage`,
+    the one opener); no bucket anywhere: the Job is invalid, saying where to set one."""
+    from cairn.s3io import NoBucket, open_storage
 
-    endpoint = spec.storage.endpoint or secret.get("AWS_ENDPOINT_URL") or None
-    bucket = storage_bucket(spec, secret)
-    if not bucket:
-        raise InvalidJob(
-            f"no bucket: set spec.storage.bucket or CAIRN_S3_BUCKET in Secret {spec.storage.secretRef.name}"
+    try:
+        return open_storage(
+            secret,
+            bucket=spec.storage.bucket,
+            prefix=spec.storage.prefix,
+            endpoint=spec.storage.endpoint,
+            secret_name=spec.storage.secretRef.name,
         )
-    client = make_client(
-        endpoint,
-        aws_access_key_id=secret.get("AWS_ACCESS_KEY_ID"),
-        aws_secret_access_key=secret.get("AWS_SECRET_ACCESS_KEY"),
-        region_name=secret.get("AWS_REGION") or "us-east-1",
-    )
-    return S3IOManager(bucket=bucket, prefix=spec.storage.prefix, endpoint_url=endpoint, client=client)
+    except NoBucket as exc:
+        raise InvalidJob(str(exc)) from exc
 
 
 class StorageFactory:

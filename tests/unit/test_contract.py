@@ -298,15 +298,12 @@ DEFINED_HERE = {
 OTHER_VOCABULARY = {
     ("operator/cairn_operator/crdgen.py", "Failed"): "the header of the Run's printer column of failed steps",
     ("operator/cairn_operator/models.py", "Unknown"): "a condition's status (True, False, Unknown)",
+    ("operator/cairn_operator/rxdecide.py", "Retrying"): "a Reexecution condition's reason (not a step's state)",
 }
 #: Files being rewritten by others at the time of writing (issue 16): they still spell some names. Remove each
 #: entry once its file imports them from cairn.contract (PodPhase, RxPhase, RxMode, LABEL_*, ANNOTATION_MODE...).
 NOT_YET_SWITCHED = {
-    "operator/cairn_operator/handlers.py",
     "operator/cairn_operator/reconcile.py",
-    "operator/cairn_operator/kube.py",
-    "operator/cairn_operator/runs.py",
-    "operator/cairn_operator/reexecutions.py",
     "runtime/cairn/launch.py",
 }
 
