@@ -265,3 +265,28 @@ def test_stale_waits_for_the_job() -> None:
     d = decide(obs({"mode": "Stale"}, parent_=_stale_parent()), planner)
     assert (d.phase, d.reason, kinds(d)) == ("Pending", "JobNotFound", ["Event:JobNotFound"])
     assert "compares the parent's steps with the Job as it is now" in d.message
+
+
+@pytest.mark.parametrize(
+    ("said", "events"),
+    [
+        (None, 1),  # new: said once, as a Warning Event
+        ("could not create the child Run: ConnectionError: down; retrying within 15s", 0),  # said already
+    ],
+)
+def test_a_passing_failure_to_create_the_child_is_said_once_and_retried(said: str | None, events: int) -> None:
+    from cairn_operator.rxdecide import child_create_failed
+
+    d = child_create_failed("ConnectionError: down", said, 15.0)
+    assert (d.phase, d.reason) == ("Pending", "Retrying")
+    assert d.message == "could not create the child Run: ConnectionError: down; retrying within 15s"
+    assert len(d.actions) == events
+
+
+def test_a_refused_child_fails_the_reexecution_saying_what_to_fix() -> None:
+    from cairn_operator.rxdecide import child_refused
+
+    d = child_refused("creating Run c refused by the API server (403 Forbidden): quota exceeded")
+    assert d.phase == "Failed" and d.reason == "ChildCreateRefused"
+    assert d.message.endswith("quota exceeded: fix what it names, then apply a new Reexecution")
+    assert [(a.reason, a.type) for a in d.actions] == [("ChildCreateRefused", "Warning")]
