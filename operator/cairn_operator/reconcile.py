@@ -14,8 +14,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cairn.dynamic import ANY, is_placeholder, node_of, status_keys, step_key
-from cairn.runstate import Gate, RunPhase, StepState, gate, initial_state, on_cancel, run_outcome
+from cairn import machine
+from cairn.dynamic import is_placeholder, node_of, status_keys
+from cairn.machine import Announce, Moved, Planned, StepRow
+from cairn.retries import ExponentialRetries
+from cairn.runstate import Gate, RunPhase, StepState, gate
 from cairn_operator.graph import OpGraph, output_location
 from cairn_operator.models import Execution, Retries
 from cairn_operator.resources import add_locations, needs_locations, pod_name, step_output_locations
@@ -124,17 +127,87 @@ class Result:
 
 
 def ts(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in UTC, to the second (``2026-01-01T00:00:00Z``)."""
+    return t.astimezone(dt.UTC).isoformat()[:19] + "Z"
 
 
 def parse_ts(s: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(s.replace("Z", "+00:00")) if s else None
+    return dt.datetime.fromisoformat(s) if s else None
+
+
+def retry_rule(retries: Retries | None) -> ExponentialRetries:
+    """An op's `retries` as the run machine's rule: `limit` retries, the delay after attempt n
+    ``min(maxDurationSeconds, durationSeconds * factor**(n - 1))``."""
+    r = retries or Retries()
+    b = r.backoff
+    return ExponentialRetries(r.limit, b.durationSeconds, b.factor, b.maxDurationSeconds)
 
 
 def backoff_seconds(retries: Retries, attempt: int) -> float:
     """Delay before attempt `attempt + 1`, after `attempt` failed attempts."""
-    b = retries.backoff
-    return float(min(b.maxDurationSeconds, b.durationSeconds * (b.factor ** max(0, attempt - 1))))
+    return retry_rule(retries).delay(attempt, _no_jitter)
+
+
+def _no_jitter() -> float:
+    return 0.0
+
+
+#: A step row's fields (`cairn.machine.StepRow`) and their keys in a Run's `status.steps[*]`.
+_ROW_KEYS = (
+    ("state", "phase"),
+    ("attempt", "attempt"),
+    ("reason", "reason"),
+    ("message", "message"),
+    ("next_attempt_at", "nextAttemptAt"),
+    ("started_at", "startedAt"),
+    ("finished_at", "finishedAt"),
+    ("exit_code", "exitCode"),
+)
+
+
+_STATES: Mapping[str, StepState] = {s.value: s for s in StepState}
+
+
+def row_of(st: Mapping[str, Any]) -> StepRow:
+    """A status row as the run machine's typed row."""
+    return StepRow(
+        _STATES.get(st["phase"]) or StepState(st["phase"]),
+        int(st.get("attempt", 0)),
+        st.get("reason"),
+        st.get("message"),
+        parse_ts(st.get("nextAttemptAt")),
+        parse_ts(st.get("startedAt")),
+        parse_ts(st.get("finishedAt")),
+        st.get("exitCode"),
+    )
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, StepState):
+        return value.value
+    if isinstance(value, dt.datetime):
+        return ts(value)
+    return value
+
+
+def _posted(told: Announce) -> Event:
+    return Event(told.reason, told.message, told.type)
+
+
+def apply(st: dict[str, Any], before: StepRow, moved: Moved, events: list[Action] | None = None) -> None:
+    """A transition of the run machine into a status row, in place: only the fields it changed are
+    written (a field it cleared is removed); its announcement becomes an Event when `events` is given
+    (the operator posts those of starts and attempt results, not of gates or cancels)."""
+    was, now = before.__dict__, moved.row.__dict__
+    for name, key in _ROW_KEYS:
+        value = now[name]
+        if value != was[name]:
+            if value is None:
+                st.pop(key, None)
+            else:
+                st[key] = _wire(value)
+    if events is not None and moved.event is not None:
+        events.append(_posted(moved.event))
 
 
 def parse_result(message: str | None) -> dict[str, Any] | None:
@@ -294,8 +367,9 @@ def rx_conditions(
 
 
 def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.datetime) -> Result:
-    """One reconcile cycle of a Run whose Job snapshot is `graph`."""
-    now_s = ts(now)
+    """One reconcile cycle of a Run whose Job snapshot is `graph`: observe the pods of current attempts,
+    then cancel, or settle what can no longer run and start what is ready within the limits. Every step
+    transition is the run machine's (`cairn.machine`), applied to the status rows it touches."""
     prev = dict(run.status)
     static = graph
     steps: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (prev.get("steps") or {}).items()}
@@ -309,28 +383,65 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
         cur = by_step.get(p.step)
         if cur is None or p.attempt > cur.attempt:
             by_step[p.step] = p
-    events = res.actions
-
-    large = len(graph.order) > LARGE_RUN_STEPS
+    cycle = _Cycle(run, static, graph, steps, now, res.actions)
     keys_came = False
+    for s in graph.order:  # 1. Observe the pods of current attempts.
+        keys_came = cycle.observe(s, by_step.get(s)) or keys_came
+    if keys_came:  # each placeholder `op[*]` of their maps becomes one step per key
+        graph = _expand(static, steps, run.execution)
+        res.graph = cycle.graph = graph
+    if run.cancel:  # 2. Cancel.
+        cycle.cancel(by_step)
+        return _finish(run, graph, steps, res, ts(now), canceled=True)
+    cycle.schedule()  # 3. Downstream of failures, skipped inputs, retries due, and new pods within the limits.
+    return _finish(run, graph, steps, res, ts(now), canceled=False, pods=pods)
 
-    # 1. Observe the pods of current attempts.
-    for s in graph.order:
-        st = steps[s]
+
+@dataclass
+class _Cycle:
+    """One cycle's decisions over the status rows (`steps`, edited in place); actions go to `events`."""
+
+    run: RunInput
+    static: OpGraph
+    graph: OpGraph
+    steps: dict[str, dict[str, Any]]
+    now: dt.datetime
+    events: list[Action]
+
+    def observe(self, s: str, pod: PodObs | None) -> bool:
+        """What the current attempt's pod says; True when a dynamic step's mapping keys came in."""
+        st = self.steps[s]
         phase = StepState(st["phase"])
-        pod = by_step.get(s)
         attempt = int(st.get("attempt", 0))
-        if phase in (StepState.PENDING, StepState.RETRYING) and pod is not None and pod.attempt == attempt + 1:
+        if phase.waiting and pod is not None and pod.attempt == attempt + 1:
             # Created in a cycle whose status write was lost (e.g. an operator restart): adopt it.
-            st.update(phase=StepState.RUNNING.value, attempt=pod.attempt)
-            st.pop("nextAttemptAt", None)
+            before = row_of(st)
+            apply(st, before, machine.adopt(before, pod.attempt))
             phase, attempt = StepState.RUNNING, pod.attempt
         if phase is not StepState.RUNNING:
-            continue
-        if pod is None or pod.attempt != attempt:
+            return False
+        if self._attempt_over(s, st, pod):
+            return False
+        assert pod is not None
+        st["podName"] = pod.name
+        if pod.started and not st.get("startedAt"):
+            st["startedAt"] = pod.started
+        if pod.phase in ("Pending", "Running"):
+            _observe_waiting(s, st, pod, self.events)
+        elif pod.phase == "Succeeded":
+            return self._succeeded(s, st, pod)
+        elif pod.phase == "Failed":
+            self._failed(s, st, pod)
+        return False
+
+    def _attempt_over(self, s: str, st: dict[str, Any], pod: PodObs | None) -> bool:
+        """A running attempt whose pod is gone, on a lost node, or deleted from outside: over, retried per
+        the op's retries (Interrupted when they are exhausted)."""
+        run, now = self.run, self.now
+        if pod is None or pod.attempt != int(st.get("attempt", 0)):
             gone = "the step's pod was deleted while it ran (or its node lost it)"
-            _attempt_failed(graph, s, st, gone, None, now, events, interrupted=True)
-            continue
+            _attempt_failed(self.graph, s, st, gone, None, now, self.events, interrupted=True)
+            return True
         lost = parse_ts(pod.node_lost_since)
         if (
             lost is not None
@@ -346,135 +457,141 @@ def reconcile(run: RunInput, graph: OpGraph, pods: Sequence[PodObs], now: dt.dat
                 f"the node {pod.node or '?'} of the step's pod {pod.name} stopped answering at {pod.node_lost_since} "
                 f"(the pod tolerates a lost node {pod.node_lost_grace:.0f}s)"
             )
-            _attempt_failed(graph, s, st, why, None, now, events, interrupted=True)
-            events.append(DeletePod(pod.name, "its node is lost", force=True))
-            continue
+            _attempt_failed(self.graph, s, st, why, None, now, self.events, interrupted=True)
+            self.events.append(DeletePod(pod.name, "its node is lost", force=True))
+            return True
         if pod.deleting and pod.phase in ("Pending", "Running") and not run.cancel:
             # Deleted from outside while it runs: evicted from a node that stopped answering (it may never
             # confirm the deletion), drained, or deleted by hand. The attempt is over: retried per policy.
             why = f"the step's pod {pod.name} was deleted or evicted while it ran (its node may be lost)"
-            _attempt_failed(graph, s, st, why, None, now, events, interrupted=True)
-            continue
-        st["podName"] = pod.name
-        if pod.started and not st.get("startedAt"):
-            st["startedAt"] = pod.started
-        if pod.phase in ("Pending", "Running"):
-            _observe_waiting(s, st, pod, events)
-        elif pod.phase == "Succeeded":
-            result = parse_result(pod.message)
-            if result is None or result.get("status") != "SUCCESS":
-                _attempt_failed(
-                    graph,
-                    s,
-                    st,
-                    "the step exited 0 but wrote no valid result to its termination "
-                    f"message: {(pod.message or '')[:200]!r}",
-                    pod.exit_code,
-                    now,
-                    events,
-                )
-                continue
-            dynamic_outputs = graph.ops[s].dynamicOutputs
-            if dynamic_outputs:
-                keys = run.dynamic_keys.get(s)
-                if keys is None or any(o in (result.get("outputs") or {}) and o not in keys for o in dynamic_outputs):
-                    st["message"] = "reading the mapping keys of its dynamic outputs from storage"
-                    continue  # the handler reads them (its key index) before the next cycle
-                known = {**status_keys(steps), **{(s, o): tuple(ks) for o, ks in keys.items()}}
-                total = len(static.concrete(known).order)
-                if total > MAX_RUN_STEPS:
-                    why = (
-                        f"TooManySteps: it emitted {sum(len(k) for k in keys.values())} mapping keys, which would make "
-                        f"this Run {total} steps, more than the {MAX_RUN_STEPS} a Run's status holds (the API server "
-                        "refuses objects of about 1.5 MiB): emit fewer keys (e.g. one per group of shards) or split "
-                        "the work over several Runs"
-                    )
-                    st.update(phase=StepState.FAILED.value, finishedAt=pod.finished or now_s, message=why)
-                    events.append(Event("StepFailed", f"step {s}: {why}", "Warning"))
-                    continue
-                st["keys"] = {o: list(ks) for o, ks in keys.items()}
-                keys_came = True
-            if run.versions.get(node_of(s)):
-                st["version"] = run.versions[node_of(s)]
-            st.update(
-                phase=StepState.SUCCEEDED.value,
-                finishedAt=pod.finished or now_s,
-                exitCode=0,
-                outputs={
-                    k: {"key": v["key"], "size": v.get("size"), "etag": v.get("etag")}
-                    | ({} if large else {"sha256": v.get("sha256")})
-                    for k, v in (result.get("outputs") or {}).items()
-                },
+            _attempt_failed(self.graph, s, st, why, None, now, self.events, interrupted=True)
+            return True
+        return False
+
+    def _succeeded(self, s: str, st: dict[str, Any], pod: PodObs) -> bool:
+        """The pod exited 0: the step succeeded with the outputs its result names (a dynamic step once its
+        keys are read); True when mapping keys came in."""
+        result = parse_result(pod.message)
+        if result is None or result.get("status") != "SUCCESS":
+            why = (
+                f"the step exited 0 but wrote no valid result to its termination message: {(pod.message or '')[:200]!r}"
             )
-            st.pop("message", None)
-            events.append(Event("StepSucceeded", f"step {s} succeeded (attempt {st['attempt']})"))
-        elif pod.phase == "Failed":
-            result = parse_result(pod.message)
-            if result and result.get("error"):
-                msg = f"{result['error'].get('type')}: {result['error'].get('message')}"
-            elif pod.reason == "DeadlineExceeded":
-                msg = f"timed out (timeoutSeconds, pod reason {pod.reason})"
-                problem = waiting_problem(pod)
-                stuck = st.get("message") if waiting_category(st.get("message")) else problem and problem[1]
-                if stuck:
-                    msg += f" before its container could start: {stuck}"
-            else:
-                msg = (pod.message or pod.reason or "failed")[-500:]
-            st["finishedAt"] = pod.finished or now_s
-            _attempt_failed(graph, s, st, msg, pod.exit_code, now, events)
+            _attempt_failed(self.graph, s, st, why, pod.exit_code, self.now, self.events)
+            return False
+        keys_came = False
+        if self.graph.ops[s].dynamicOutputs:
+            keys = self._keys(s, st, pod, result)
+            if keys is None:
+                return False
+            st["keys"] = {o: list(ks) for o, ks in keys.items()}
+            keys_came = True
+        if self.run.versions.get(node_of(s)):
+            st["version"] = self.run.versions[node_of(s)]
+        large = len(self.graph.order) > LARGE_RUN_STEPS
+        st["outputs"] = {
+            k: {"key": v["key"], "size": v.get("size"), "etag": v.get("etag")}
+            | ({} if large else {"sha256": v.get("sha256")})
+            for k, v in (result.get("outputs") or {}).items()
+        }
+        before = row_of(st)
+        apply(st, before, machine.succeed(s, before, self.now, parse_ts(pod.finished)), self.events)
+        return keys_came
 
-    if keys_came:  # each placeholder `op[*]` of their maps becomes one step per key
-        graph = _expand(static, steps, run.execution)
-        res.graph = graph
+    def _keys(
+        self, s: str, st: dict[str, Any], pod: PodObs, result: Mapping[str, Any]
+    ) -> Mapping[str, Sequence[str]] | None:
+        """A dynamic step's mapping keys, once read from storage; None while they are not, or when they
+        would make the Run too large (the step then fails TooManySteps)."""
+        keys = self.run.dynamic_keys.get(s)
+        outputs = result.get("outputs") or {}
+        if keys is None or any(o in outputs and o not in keys for o in self.graph.ops[s].dynamicOutputs):
+            st["message"] = "reading the mapping keys of its dynamic outputs from storage"
+            return None  # the handler reads them (its key index) before the next cycle
+        known = {**status_keys(self.steps), **{(s, o): tuple(ks) for o, ks in keys.items()}}
+        total = len(self.static.concrete(known).order)
+        if total <= MAX_RUN_STEPS:
+            return keys
+        why = (
+            f"TooManySteps: it emitted {sum(len(k) for k in keys.values())} mapping keys, which would make "
+            f"this Run {total} steps, more than the {MAX_RUN_STEPS} a Run's status holds (the API server "
+            "refuses objects of about 1.5 MiB): emit fewer keys (e.g. one per group of shards) or split "
+            "the work over several Runs"
+        )
+        before = row_of(st)
+        apply(st, before, machine.fail(s, before, why, self.now, parse_ts(pod.finished)), self.events)
+        return None
 
-    # 2. Cancel.
-    if run.cancel:
-        for s in graph.order:
-            st = steps[s]
+    def _failed(self, s: str, st: dict[str, Any], pod: PodObs) -> None:
+        """The pod failed: the attempt failed with its result's error, a timeout, or the pod's message."""
+        result = parse_result(pod.message)
+        if result and result.get("error"):
+            msg = f"{result['error'].get('type')}: {result['error'].get('message')}"
+        elif pod.reason == "DeadlineExceeded":
+            msg = f"timed out (timeoutSeconds, pod reason {pod.reason})"
+            problem = waiting_problem(pod)
+            stuck = st.get("message") if waiting_category(st.get("message")) else problem and problem[1]
+            if stuck:
+                msg += f" before its container could start: {stuck}"
+        else:
+            msg = (pod.message or pod.reason or "failed")[-500:]
+        ended = pod.finished or ts(self.now)
+        _attempt_failed(self.graph, s, st, msg, pod.exit_code, self.now, self.events, finished=ended)
+
+    def cancel(self, by_step: Mapping[str, PodObs]) -> None:
+        """spec.cancel: running steps' pods deleted and Interrupted, waiting steps Canceled."""
+        for s in self.graph.order:
+            st = self.steps[s]
             phase = StepState(st["phase"])
             if phase is StepState.RUNNING and by_step.get(s) is not None:
-                events.append(DeletePod(by_step[s].name, "run canceled"))
+                self.events.append(DeletePod(by_step[s].name, "run canceled"))
             if not phase.terminal:
-                st.update(phase=on_cancel(phase).value, finishedAt=now_s)
-        return _finish(run, graph, steps, res, now_s, canceled=True)
+                before = row_of(st)
+                apply(st, before, machine.cancel(s, before, self.now))
 
-    # 3. Downstream of failures, skipped inputs, retries due, and new pods within the limits.
-    running = sum(1 for s in graph.order if StepState(steps[s]["phase"]) is StepState.RUNNING)
-    budget = max(0, min(run.max_parallel - running, run.slots))
-    for s in graph.order:
-        st = steps[s]
-        phase = StepState(st["phase"])
-        if phase not in (StepState.PENDING, StepState.RETRYING):
-            continue
-        decision = gate(
-            graph.deps[s],
-            lambda up: StepState(steps[up]["phase"]),
-            lambda up, out: output_location(steps[up], out) is not None,
-        )
-        if decision.state is not None:  # blocked by a failed upstream, or an input not produced
-            st.update(phase=decision.state.value, reason=decision.reason)
-            continue
-        if decision.gate is Gate.WAIT:
-            continue
-        if phase is StepState.RETRYING:
-            due = parse_ts(st.get("nextAttemptAt"))
-            if due is not None and due > now:
+    def schedule(self) -> None:
+        """Each waiting step: settled when it can no longer run, started when ready, due and within the
+        Run's maxParallel and the operator's slots (failed at once when its pod was refused)."""
+        steps, run = self.steps, self.run
+        running = sum(1 for s in self.graph.order if StepState(steps[s]["phase"]) is StepState.RUNNING)
+        budget = max(0, min(run.max_parallel - running, run.slots))
+        for s in self.graph.order:
+            st = steps[s]
+            phase = StepState(st["phase"])
+            if not phase.waiting:
                 continue
-        if budget <= 0:
-            continue
-        budget -= 1
-        attempt = int(st.get("attempt", 0)) + 1
-        if s in run.refused:  # its pod is invalid (the same spec is refused every time): the step fails
-            msg = run.refused[s]
-            st.update(phase=StepState.FAILED.value, attempt=attempt, message=msg, finishedAt=now_s)
-            events.append(Event("PodRefused", f"step {s}: {msg}", "Warning"))
-            continue
-        st.update(phase=StepState.RUNNING.value, attempt=attempt, podName=run.pod_name(s, attempt))
-        for stale in ("nextAttemptAt", "startedAt", "finishedAt", "exitCode"):
-            st.pop(stale, None)
-        res.actions.append(CreatePod(s, attempt))
-        events.append(Event("StepStarted", f"step {s} started (attempt {attempt})"))
-    return _finish(run, graph, steps, res, now_s, canceled=False, pods=pods)
+            decision = gate(
+                self.graph.deps[s],
+                lambda up: StepState(steps[up]["phase"]),
+                lambda up, out: output_location(steps[up], out) is not None,
+            )
+            if decision.state is not None:  # blocked by a failed upstream, or an input not produced
+                before = row_of(st)
+                apply(st, before, machine.settle(s, before, decision))
+                continue
+            if decision.gate is Gate.WAIT:
+                continue
+            if phase is StepState.RETRYING:
+                due = parse_ts(st.get("nextAttemptAt"))
+                if due is not None and due > self.now:
+                    continue
+            if budget <= 0:
+                continue
+            budget -= 1
+            self._start(s, st)
+
+    def _start(self, s: str, st: dict[str, Any]) -> None:
+        before = row_of(st)
+        started = machine.start(s, before)
+        attempt = started.row.attempt
+        if s in self.run.refused:  # its pod is invalid (the same spec is refused every time): the step fails
+            refused = machine.fail(s, started.row, self.run.refused[s], self.now, reason="PodRefused")
+            apply(st, before, refused, self.events)
+            return
+        apply(st, before, started)
+        st["podName"] = self.run.pod_name(s, attempt)
+        self.events.append(CreatePod(s, attempt))
+        if started.event is not None:
+            self.events.append(_posted(started.event))
 
 
 def logs_to_save(pods: Sequence[PodObs], steps: Mapping[str, Any]) -> list[SaveLog]:
@@ -510,12 +627,14 @@ def record_logs(
 def _expand(static: OpGraph, steps: dict[str, dict[str, Any]], execution: Execution | None) -> OpGraph:
     """The Run's steps with the mapping keys its status knows; rows added for new steps (an instance
     takes its placeholder's planned reason) and placeholders whose keys came in removed, in place."""
+    plan: Planned | None = None
     while True:  # a new row may bring keys (a child's reused dynamic step): expand over them too
         keys = status_keys(steps)
         graph = static.concrete(keys)
         for s in graph.order:
             if s not in steps:
-                steps[s] = initial_step(s, execution)
+                plan = plan or planned(execution)
+                steps[s] = initial_step(s, execution, plan)
         if status_keys(steps) == keys:
             break
     order = set(graph.order)
@@ -524,18 +643,22 @@ def _expand(static: OpGraph, steps: dict[str, dict[str, Any]], execution: Execut
     return graph
 
 
-def initial_step(step: str, execution: Execution | None) -> dict[str, Any]:
-    """A step's first status (`cairn.runstate.initial_state`): everything runs in a plain Run; a child Run
-    runs only its planned steps, and its reused steps point at the outputs of the runs that produced them
-    (nothing is copied)."""
+def planned(execution: Execution | None) -> Planned:
+    """What a Run's plan says of its steps: a plain Run runs everything; a child Run its `execution`."""
     if execution is None:
-        init = initial_state(step, None)
-    else:
-        planned = {p.name: p.reason for p in execution.steps}
-        placeholder = step_key(node_of(step), ANY)
-        if step not in planned and placeholder in planned:  # an instance of a map planned whole
-            planned[step] = planned[placeholder]
-        init = initial_state(step, planned, {s: r.sourceRun for s, r in execution.reused.items()}, execution.skipped)
+        return Planned()
+    return Planned(
+        {p.name: p.reason for p in execution.steps},
+        {s: r.sourceRun for s, r in execution.reused.items()},
+        execution.skipped,
+    )
+
+
+def initial_step(step: str, execution: Execution | None, plan: Planned | None = None) -> dict[str, Any]:
+    """A step's first status (`cairn.machine.Planned.initial`): everything runs in a plain Run; a child Run
+    runs only its planned steps (an instance of a map planned whole as its placeholder), and its reused
+    steps point at the outputs of the runs that produced them (nothing is copied)."""
+    init = (plan or planned(execution)).initial(step)
     st: dict[str, Any] = {"phase": init.state.value, "attempt": 0}
     if init.reason is not None:
         st["reason"] = init.reason
@@ -579,27 +702,19 @@ def _attempt_failed(
     now: dt.datetime,
     events: list[Action],
     interrupted: bool = False,
+    finished: str | None = None,
 ) -> None:
     """An attempt ended badly: retried after its backoff while the op's retries allow, else the step is
     Failed (Interrupted when the attempt was stopped from outside: its pod deleted, its node gone)."""
-    retries = graph.ops[s].retries or Retries()
-    attempt = int(st.get("attempt", 1))
-    st.update(exitCode=exit_code, message=message)
-    if attempt <= retries.limit:
-        delay = backoff_seconds(retries, attempt)
-        st.update(phase=StepState.RETRYING.value, nextAttemptAt=ts(now + dt.timedelta(seconds=delay)))
-        events.append(
-            Event(
-                "StepRetrying",
-                f"step {s} attempt {attempt} failed ({message}); retrying in "
-                f"{delay:.0f}s (attempt {attempt + 1} of {retries.limit + 1})",
-                "Warning",
-            )
-        )
-    else:
-        end = StepState.INTERRUPTED if interrupted else StepState.FAILED
-        st.update(phase=end.value, finishedAt=st.get("finishedAt") or ts(now))
-        events.append(Event("StepFailed", f"step {s} failed after {attempt} attempt(s): {message}", "Warning"))
+    before = row_of(st)
+    rule = retry_rule(graph.ops[s].retries)
+    ended = parse_ts(finished)
+    apply(
+        st,
+        before,
+        machine.attempt_failed(s, before, rule, message, now, _no_jitter, exit_code, ended, interrupted),
+        events,
+    )
 
 
 def _finish(
@@ -611,27 +726,23 @@ def _finish(
     canceled: bool,
     pods: Sequence[PodObs] = (),
 ) -> Result:
-    phases = [StepState(steps[s]["phase"]) for s in graph.order]
-    done = sum(1 for p in phases if p.terminal)
-    failed = sum(1 for p in phases if p is StepState.FAILED or p is StepState.INTERRUPTED)
+    outcome = machine.run_result(
+        [(s, StepState(steps[s]["phase"])) for s in graph.order], "canceled by spec.cancel" if canceled else None
+    )
     status = dict(res.status)
-    status.update(steps=steps, progress=f"{done}/{len(phases)}", failedSteps=failed, observedGeneration=run.generation)
+    status.update(steps=steps, progress=outcome.progress, failedSteps=outcome.failed, observedGeneration=run.generation)
     status.setdefault("startedAt", now_s)
     _locate_outputs(run, status, steps)
-    phase = run_outcome(phases, canceled)
+    phase = outcome.phase
     status["phase"] = phase.value
     old_conditions = status.get("conditions") or []
-    if phase.finished:
+    if outcome.message is not None and outcome.event is not None:  # finished
         status["finishedAt"] = now_s
-        bad = [s for s in graph.order if StepState(steps[s]["phase"]) in (StepState.FAILED, StepState.INTERRUPTED)]
-        msg = {
-            RunPhase.SUCCEEDED: f"all {len(phases)} steps done",
-            RunPhase.FAILED: f"step(s) failed: {', '.join(bad)}",
-            RunPhase.CANCELED: "canceled by spec.cancel",
-        }[phase]
-        status["message"] = msg
-        status["conditions"] = run_conditions(phase, phase.value, msg, run.generation, now_s, old_conditions)
-        res.actions.append(Event(f"Run{phase.value}", msg, "Normal" if phase is RunPhase.SUCCEEDED else "Warning"))
+        status["message"] = outcome.message
+        status["conditions"] = run_conditions(
+            phase, phase.value, outcome.message, run.generation, now_s, old_conditions
+        )
+        res.actions.append(_posted(outcome.event))
     else:
         stuck = [
             s
@@ -645,7 +756,7 @@ def _finish(
             waiting = (str(waiting_category(first)), status["message"])
         else:
             status.pop("message", None)  # e.g. a refused pod shown by an earlier cycle: over now
-            waiting = (phase.value, f"{done}/{len(phases)} steps done")
+            waiting = (phase.value, f"{outcome.progress} steps done")
         status["conditions"] = run_conditions(phase, *waiting, run.generation, now_s, old_conditions)
     res.status = status
     _gc(run, graph, pods, steps, res)
