@@ -237,76 +237,70 @@ async def _call(fn: Any, *args: Any) -> Any:
     return await run_in_threadpool(fn, *args)
 
 
-def create_app(source: Source, token: str | None = None, allowed_hosts: Sequence[str] | None = None) -> Starlette:
-    """The app over `source`. `allowed_hosts` None accepts any Host header (tests)."""
-    token = token or secrets.token_urlsafe(32)
-    hub = Hub()
+class _Handlers:
+    """The route handlers of one app: the source, this server's CSRF token, the event hub and the slots of
+    the followed logs (one token per followed log, taken before its upstream is opened)."""
 
-    async def index(request: Request) -> Response:
+    def __init__(self, source: Source, token: str) -> None:
+        self.source = source
+        self.token = token
+        self.hub = Hub()
+        self.log_streams: set[object] = set()
+
+    async def index(self, request: Request) -> Response:
         resp = FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
-        resp.set_cookie(CSRF_COOKIE, token, httponly=False, samesite="strict", path="/")
+        resp.set_cookie(CSRF_COOKIE, self.token, httponly=False, samesite="strict", path="/")
         return resp
 
-    async def info(request: Request) -> Response:
+    async def info(self, request: Request) -> Response:
+        source = self.source
         return JSONResponse({**(await _call(source.info)), "kind": source.kind, "liveLogs": source.live_logs})
 
-    async def runs(request: Request) -> Response:
-        items = await _call(source.list_runs)
+    async def runs(self, request: Request) -> Response:
+        items = await _call(self.source.list_runs)
         q = request.query_params
         for key in ("job", "phase", "root"):
             if q.get(key):
                 items = [r for r in items if r.get(key) == q[key] or (key == "root" and r["name"] == q[key])]
         return JSONResponse({"items": items})
 
-    async def run(request: Request) -> Response:
-        detail = await _call(source.get_run, request.path_params["name"])
+    async def run(self, request: Request) -> Response:
+        detail = await _call(self.source.get_run, request.path_params["name"])
         detail["layout"] = await _call(graph_layout, detail["graph"])
         return JSONResponse(detail)
 
-    async def lineage(request: Request) -> Response:
-        return JSONResponse(await _call(source.lineage, request.path_params["name"]))
+    async def lineage(self, request: Request) -> Response:
+        return JSONResponse(await _call(self.source.lineage, request.path_params["name"]))
 
-    async def logs(request: Request) -> Response:
-        raw = request.query_params.get("attempt")
-        if raw is not None and not raw.isdigit():
-            raise UIError(400, "attempt must be a number")
+    async def logs(self, request: Request) -> Response:
+        attempt = _attempt(request)
         p = request.path_params
-        return JSONResponse(await _call(source.step_log, p["name"], p["step"], int(raw) if raw else None))
+        return JSONResponse(await _call(self.source.step_log, p["name"], p["step"], attempt))
 
-    log_streams: set[object] = set()  # one token per followed log, from before its upstream is opened
-
-    async def log_stream(request: Request) -> Response:
-        raw = request.query_params.get("attempt")
-        if raw is not None and not raw.isdigit():
-            raise UIError(400, "attempt must be a number")
-        if len(log_streams) >= MAX_LOG_STREAMS:
+    async def log_stream(self, request: Request) -> Response:
+        attempt = _attempt(request)
+        if len(self.log_streams) >= MAX_LOG_STREAMS:
             raise UIError(503, f"{MAX_LOG_STREAMS} logs are followed already: close some pages")
         p, slot = request.path_params, object()
-        log_streams.add(slot)
+        self.log_streams.add(slot)
         try:
-            follow = await _call(source.follow_log, p["name"], p["step"], int(raw) if raw else None)
+            follow = await _call(self.source.follow_log, p["name"], p["step"], attempt)
         except BaseException:
-            log_streams.discard(slot)
+            self.log_streams.discard(slot)
             raise
-        return LogStreamResponse(follow, on_close=lambda: log_streams.discard(slot))
+        return LogStreamResponse(follow, on_close=lambda: self.log_streams.discard(slot))
 
-    async def body_of(request: Request) -> Any:
-        try:
-            return await request.json()
-        except ValueError as exc:
-            raise UIError(400, f"the request body is not JSON: {exc}") from exc
+    async def preview(self, request: Request) -> Response:
+        req = ReexecRequest.parse(await _body_of(request))
+        return JSONResponse(await _call(self.source.preview, request.path_params["name"], req))
 
-    async def preview(request: Request) -> Response:
-        req = ReexecRequest.parse(await body_of(request))
-        return JSONResponse(await _call(source.preview, request.path_params["name"], req))
-
-    async def reexecute(request: Request) -> Response:
-        req = ReexecRequest.parse(await body_of(request))
-        result = await _call(source.reexecute, request.path_params["name"], req)
+    async def reexecute(self, request: Request) -> Response:
+        req = ReexecRequest.parse(await _body_of(request))
+        result = await _call(self.source.reexecute, request.path_params["name"], req)
         return JSONResponse(result, status_code=201)
 
-    async def bulk(request: Request) -> Response:
-        body = await body_of(request)
+    async def bulk(self, request: Request) -> Response:
+        body = await _body_of(request)
         names = body.get("runs") if isinstance(body, dict) else None
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise UIError(400, "runs must be a non-empty list of run names")
@@ -314,80 +308,102 @@ def create_app(source: Source, token: str | None = None, allowed_hosts: Sequence
         results: dict[str, Any] = {}
         for name in names:
             try:
-                results[name] = {"ok": True, **(await _call(source.reexecute, name, req))}
+                results[name] = {"ok": True, **(await _call(self.source.reexecute, name, req))}
             except UIError as exc:
                 results[name] = {"ok": False, "status": exc.status, "error": exc.message}
         return JSONResponse({"results": results})
 
-    async def reexecution(request: Request) -> Response:
-        return JSONResponse(await _call(source.get_reexecution, request.path_params["name"]))
+    async def reexecution(self, request: Request) -> Response:
+        return JSONResponse(await _call(self.source.get_reexecution, request.path_params["name"]))
 
-    async def events(request: Request) -> Response:
+    async def events(self, request: Request) -> Response:
         q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=200)
-        hub.queues.add(q)
+        self.hub.queues.add(q)
+        return StreamingResponse(self._event_stream(q), media_type="text/event-stream", headers=SSE_HEADERS)
 
-        async def stream() -> AsyncIterator[str]:
-            try:
-                yield "retry: 2000\n\n"
-                while True:
-                    try:
-                        first = await asyncio.wait_for(q.get(), HEARTBEAT)
-                    except TimeoutError:
-                        yield ": ping\n\n"
-                        continue
-                    if first is None:
+    async def _event_stream(self, q: asyncio.Queue[dict[str, Any] | None]) -> AsyncIterator[str]:
+        try:
+            yield "retry: 2000\n\n"
+            while True:
+                try:
+                    first = await asyncio.wait_for(q.get(), HEARTBEAT)
+                except TimeoutError:
+                    yield ": ping\n\n"
+                    continue
+                if first is None:
+                    return
+                batch = [first]
+                await asyncio.sleep(0.05)  # coalesce a burst of watch events into one message
+                while not q.empty() and len(batch) < 100:
+                    nxt = q.get_nowait()
+                    if nxt is None:
                         return
-                    batch = [first]
-                    await asyncio.sleep(0.05)  # coalesce a burst of watch events into one message
-                    while not q.empty() and len(batch) < 100:
-                        nxt = q.get_nowait()
-                        if nxt is None:
-                            return
-                        batch.append(nxt)
-                    yield f"data: {json.dumps(batch)}\n\n"
-            finally:
-                hub.queues.discard(q)
+                    batch.append(nxt)
+                yield f"data: {json.dumps(batch)}\n\n"
+        finally:
+            self.hub.queues.discard(q)
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
-
-    async def ui_error(request: Request, exc: Exception) -> Response:
+    async def ui_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, UIError)
         return _error(exc)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        hub.loop = asyncio.get_running_loop()
-        await run_in_threadpool(source.start, hub.publish)
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.hub.loop = asyncio.get_running_loop()
+        await run_in_threadpool(self.source.start, self.hub.publish)
         try:
             yield
         finally:
-            hub.close()
-            await run_in_threadpool(source.stop)
+            self.hub.close()
+            await run_in_threadpool(self.source.stop)
 
+    def routes(self) -> list[Route | Mount]:
+        return [
+            Route("/", self.index),
+            Route("/api/info", self.info),
+            Route("/api/runs", self.runs),
+            Route("/api/runs/{name}", self.run),
+            Route("/api/runs/{name}/lineage", self.lineage),
+            Route("/api/runs/{name}/steps/{step}/logs", self.logs),
+            Route("/api/runs/{name}/steps/{step}/logs/stream", self.log_stream),
+            Route("/api/runs/{name}/preview", self.preview, methods=["POST"]),
+            Route("/api/runs/{name}/reexecute", self.reexecute, methods=["POST"]),
+            Route("/api/bulk/from-failure", self.bulk, methods=["POST"]),
+            Route("/api/reexecutions/{name}", self.reexecution),
+            Route("/api/events", self.events),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+
+
+def _attempt(request: Request) -> int | None:
+    """The `attempt` query parameter of a log request (None: the latest attempt)."""
+    raw = request.query_params.get("attempt")
+    if raw is not None and not raw.isdigit():
+        raise UIError(400, "attempt must be a number")
+    return int(raw) if raw else None
+
+
+async def _body_of(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError as exc:
+        raise UIError(400, f"the request body is not JSON: {exc}") from exc
+
+
+def create_app(source: Source, token: str | None = None, allowed_hosts: Sequence[str] | None = None) -> Starlette:
+    """The app over `source`. `allowed_hosts` None accepts any Host header (tests)."""
+    token = token or secrets.token_urlsafe(32)
+    handlers = _Handlers(source, token)
     middleware = [Middleware(CSRFMiddleware, token=token)]
     if allowed_hosts is not None:
         middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
     app = Starlette(
-        routes=[
-            Route("/", index),
-            Route("/api/info", info),
-            Route("/api/runs", runs),
-            Route("/api/runs/{name}", run),
-            Route("/api/runs/{name}/lineage", lineage),
-            Route("/api/runs/{name}/steps/{step}/logs", logs),
-            Route("/api/runs/{name}/steps/{step}/logs/stream", log_stream),
-            Route("/api/runs/{name}/preview", preview, methods=["POST"]),
-            Route("/api/runs/{name}/reexecute", reexecute, methods=["POST"]),
-            Route("/api/bulk/from-failure", bulk, methods=["POST"]),
-            Route("/api/reexecutions/{name}", reexecution),
-            Route("/api/events", events),
-            Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        ],
+        routes=handlers.routes(),
         middleware=middleware,
-        exception_handlers={UIError: ui_error},
-        lifespan=lifespan,
+        exception_handlers={UIError: handlers.ui_error},
+        lifespan=handlers.lifespan,
     )
-    app.state.hub = hub
-    app.state.log_streams = log_streams
+    app.state.hub = handlers.hub
+    app.state.log_streams = handlers.log_streams
     app.state.token = token
     return app
