@@ -9,7 +9,9 @@ Measures, and prints next to the targets:
 With --fan 1000 it is issue 12's 1,000-way fan-out: the creation rate, and the size of the Run object
 once every step has a status (per-step detail is what grows it).
 
-Run: .venv/bin/python bench/operator_handoff.py [--chain 100] [--fan 500] [--runs 100]
+Run: .venv/bin/python bench/operator_handoff.py [--chain 100] [--fan 500] [--runs 100] [--baseline REV]
+With --baseline REV (e.g. the commit before a change) the operator of that revision is measured first on the
+same control plane, then this checkout's, and both are printed side by side with their ratio.
 Needs the Kubernetes binaries (`cairn dev build`). Everything it starts is stopped at the end.
 """
 
@@ -94,20 +96,20 @@ class PodWatch:
                 w.stop()
 
 
-def chain_job(n: int) -> dict[str, Any]:
-    ops = [{"name": "s0", "command": ["sh", "-c", ': > "$CAIRN_OUTPUT_RESULT"']}]
+def chain_job(n: int, name: str = "chain") -> dict[str, Any]:
+    ops: list[dict[str, Any]] = [{"name": "s0", "command": ["sh", "-c", ': > "$CAIRN_OUTPUT_RESULT"']}]
     for i in range(1, n):
         ops.append(
             {"name": f"s{i}", "inputs": {"x": f"s{i - 1}"}, "command": ["sh", "-c", ': > "$CAIRN_OUTPUT_RESULT"']}
         )
-    return job_doc("chain", ops, maxParallel=10)
+    return job_doc(name, ops, maxParallel=10)
 
 
-def fan_job(n: int) -> dict[str, Any]:
+def fan_job(n: int, name: str = "fan") -> dict[str, Any]:
     ops: list[dict[str, Any]] = [{"name": "src", "command": ["sh", "-c", ': > "$CAIRN_OUTPUT_RESULT"']}]
     for i in range(1, n):
         ops.append({"name": f"f{i}", "inputs": {"x": "src"}, "command": ["true"], "podTemplate": NOWHERE})
-    return job_doc("fan", ops, maxParallel=1000)
+    return job_doc(name, ops, maxParallel=1000)
 
 
 def resource(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -161,30 +163,85 @@ def main() -> int:
     parser.add_argument("--chain", type=int, default=100)
     parser.add_argument("--fan", type=int, default=500)
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure the operator of git revision REV (its operator/ and runtime/), first, on the same "
+        "control plane, and print both side by side with their ratio",
+    )
     args = parser.parse_args()
 
     with BenchPlane("cairn-bench-op-", {"CAIRN_MAX_PODS": "5000"}) as plane:
-        kube, co = plane.kube, plane.co
-        operator = plane.start_operator()
-        time.sleep(2)
         print(
             f"Operator benchmarks on a local control plane (python {sys.version.split()[0]}, "
             f"{__import__('os').cpu_count()} cores); cluster in {plane.tmp}"
         )
-
-        # 1. Handoff over a chain.
-        if args.chain:
-            handoff(kube, co, args.chain)
-        # 2. Pod creation rate for a fan-out.
-        if args.fan:
-            fan_out(kube, co, args.fan)
-        # 3. Peak RSS with many live Runs.
-        if args.runs:
-            # A fresh operator, so that the peak measured is that of the live-Runs scenario alone.
-            plane.stop_operator(operator)
-            operator = plane.start_operator()
-            memory(co, args.runs, operator.pid)
+        sides: dict[str, dict[str, float]] = {}
+        if args.baseline:
+            source = checkout(args.baseline, plane.tmp / "baseline")
+            print(f"\n== baseline: {args.baseline} ==")
+            sides[args.baseline] = measure(plane, args, "base", source)
+            print("\n== this checkout ==")
+        sides["this checkout"] = measure(plane, args, "new", None)
+        if args.baseline:
+            side_by_side(sides)
     return 0
+
+
+def measure(plane: BenchPlane, args: argparse.Namespace, tag: str, source: Path | None) -> dict[str, float]:
+    """The three measurements with the operator of `source` (None: this checkout)."""
+    kube, co = plane.kube, plane.co
+    operator = plane.start_operator(source)
+    time.sleep(2)
+    out: dict[str, float] = {}
+    if args.chain:  # 1. Handoff over a chain.
+        out |= handoff(kube, co, args.chain, tag)
+    if args.fan:  # 2. Pod creation rate for a fan-out.
+        out |= fan_out(kube, co, args.fan, tag)
+    if args.runs:  # 3. Peak RSS with many live Runs: a fresh operator, its peak that of this scenario alone.
+        plane.stop_operator(operator)
+        operator = plane.start_operator(source)
+        out |= memory(co, args.runs, operator.pid, tag)
+    clear(plane)  # while its operator runs: it lets go of their finalizers
+    plane.stop_operator(operator)
+    return out
+
+
+def checkout(rev: str, into: Path) -> Path:
+    """operator/ and runtime/ of git revision `rev`, extracted under `into`."""
+    import subprocess
+
+    into.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev, "operator", "runtime"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def clear(plane: BenchPlane) -> None:
+    """Delete the Runs, Jobs and step pods of a side, so the next operator starts on an empty namespace (its
+    operator still running: kopf's finalizers on the Runs are its to remove)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(plane.kube)
+    for plural in ("runs", "jobs"):
+        plane.co.delete_collection_namespaced_custom_object(G, V, "default", plural)
+    core.delete_collection_namespaced_pod("default", label_selector="cairn.dev/run", grace_period_seconds=0)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        left = plane.co.list_namespaced_custom_object(G, V, "default", "runs")["items"]
+        if not left and not core.list_namespaced_pod("default", label_selector="cairn.dev/run").items:
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the baseline's objects were not deleted in 120 s")
+
+
+def side_by_side(sides: dict[str, dict[str, float]]) -> None:
+    (base, old), (_, new) = sides.items()
+    print(f"\n{'':32} {base[:14]:>14} {'this checkout':>14} {'ratio':>7}")
+    for key in new:
+        a, b = old.get(key), new[key]
+        ratio = f"{b / a:7.2f}" if a else "      -"
+        print(f"{key:32} {a if a is not None else float('nan'):14.1f} {b:14.1f} {ratio}")
 
 
 class BenchPlane:
@@ -217,15 +274,19 @@ class BenchPlane:
         }
         return self
 
-    def start_operator(self) -> Any:
+    def start_operator(self, source: Path | None = None) -> Any:
+        """This checkout's operator, or (`source`) the one whose operator/ and runtime/ are there."""
         from cairn_dev import procs
 
+        env = dict(self.env)
+        if source is not None:  # its packages before the installed (editable) ones
+            env["PYTHONPATH"] = f"{source / 'operator'}:{source / 'runtime'}"
         rec = procs.start(
             "cairn-operator",
             [sys.executable, "-m", "cairn_operator", "--liveness", ""],
             self.tmp / "operator.log",
-            env=self.env,
-            cwd=ROOT,
+            env=env,
+            cwd=source or ROOT,
         )
         self.operators.append(rec)
         return rec
@@ -242,12 +303,12 @@ class BenchPlane:
         self.cluster.down(say=lambda m: None)
 
 
-def handoff(kube: Any, co: Any, n: int) -> None:
-    watch = PodWatch(kube, "default", "cairn.dev/run=chain-1")
-    co.create_namespaced_custom_object(G, V, "default", "jobs", chain_job(n))
+def handoff(kube: Any, co: Any, n: int, tag: str = "1") -> dict[str, float]:
+    watch = PodWatch(kube, "default", f"cairn.dev/run=chain-{tag}")
+    co.create_namespaced_custom_object(G, V, "default", "jobs", chain_job(n, f"chain-{tag}"))
     t0 = time.perf_counter()
-    co.create_namespaced_custom_object(G, V, "default", "runs", run("chain-1", "chain"))
-    final = wait_phase(co, "chain-1", ("Succeeded", "Failed"), timeout=60 + 5 * n)
+    co.create_namespaced_custom_object(G, V, "default", "runs", run(f"chain-{tag}", f"chain-{tag}"))
+    final = wait_phase(co, f"chain-{tag}", ("Succeeded", "Failed"), timeout=60 + 5 * n)
     total = time.perf_counter() - t0
     watch.stop.set()
     by_step = {watch.steps[p]: p for p in watch.added}
@@ -264,12 +325,13 @@ def handoff(kube: Any, co: Any, n: int) -> None:
     print(f"   p50 {p50:7.1f} ms   target <= 50 ms   {'met' if p50 <= 50 else 'NOT met'}")
     print(f"   p99 {p99:7.1f} ms   target <= 250 ms  {'met' if p99 <= 250 else 'NOT met'}")
     print(f"   mean {statistics.mean(handoffs):.1f} ms, max {max(handoffs):.1f} ms", flush=True)
+    return {"handoff p50 (ms)": p50, "handoff p99 (ms)": p99, "handoff mean (ms)": statistics.mean(handoffs)}
 
 
-def fan_out(kube: Any, co: Any, n: int) -> None:
-    watch = PodWatch(kube, "default", "cairn.dev/run=fan-1")
-    co.create_namespaced_custom_object(G, V, "default", "jobs", fan_job(n))
-    co.create_namespaced_custom_object(G, V, "default", "runs", run("fan-1", "fan"))
+def fan_out(kube: Any, co: Any, n: int, tag: str = "1") -> dict[str, float]:
+    watch = PodWatch(kube, "default", f"cairn.dev/run=fan-{tag}")
+    co.create_namespaced_custom_object(G, V, "default", "jobs", fan_job(n, f"fan-{tag}"))
+    co.create_namespaced_custom_object(G, V, "default", "runs", run(f"fan-{tag}", f"fan-{tag}"))
     deadline = time.monotonic() + 300
     while len(watch.added) < n and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -281,19 +343,20 @@ def fan_out(kube: Any, co: Any, n: int) -> None:
         f"pods/s   target >= 100 pods/s   {'met' if rate >= 100 else 'NOT met'}",
         flush=True,
     )
-    size, _ = canceled_run_size(co, "fan-1")
+    size, _ = canceled_run_size(co, f"fan-{tag}")
     print(
         f"   the Run object with {n} steps: {size / 1024:.0f} KiB ({size / n:.0f} bytes per step)   target < 1 MiB "
         f"(the API server refuses about 1.5 MiB)   {'met' if size < 2**20 else 'NOT met'}",
         flush=True,
     )
+    return {"fan-out creation (pods/s)": rate, "fan-out Run object (KiB)": size / 1024}
 
 
-def memory(co: Any, runs: int, pid: int) -> None:
-    pending = job_doc("waits", [{"name": "never", "command": ["true"], "podTemplate": NOWHERE}])
+def memory(co: Any, runs: int, pid: int, tag: str = "1") -> dict[str, float]:
+    pending = job_doc(f"waits-{tag}", [{"name": "never", "command": ["true"], "podTemplate": NOWHERE}])
     co.create_namespaced_custom_object(G, V, "default", "jobs", pending)
     for i in range(runs):
-        co.create_namespaced_custom_object(G, V, "default", "runs", run(f"live-{i}", "waits"))
+        co.create_namespaced_custom_object(G, V, "default", "runs", run(f"live-{tag}-{i}", f"waits-{tag}"))
     deadline = time.monotonic() + 300
     live: list[Any] = []
     while time.monotonic() < deadline:
@@ -301,7 +364,7 @@ def memory(co: Any, runs: int, pid: int) -> None:
         live = [
             r
             for r in items
-            if r["metadata"]["name"].startswith("live-") and (r.get("status") or {}).get("phase") == "Running"
+            if r["metadata"]["name"].startswith(f"live-{tag}-") and (r.get("status") or {}).get("phase") == "Running"
         ]
         if len(live) >= runs:
             break
@@ -314,6 +377,7 @@ def memory(co: Any, runs: int, pid: int) -> None:
         f"{'met' if mem['VmHWM'] / 1024 <= 150 else 'NOT met'}",
         flush=True,
     )
+    return {"RSS, live Runs (MB)": mem["VmRSS"] / 1024, "peak RSS (MB)": mem["VmHWM"] / 1024}
 
 
 if __name__ == "__main__":
