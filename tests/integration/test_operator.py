@@ -50,10 +50,19 @@ def get_run(kube: Any, ns: str, name: str) -> dict[str, Any]:
     return obj
 
 
+FINISHED = ("Succeeded", "Failed", "Canceled")
+
+
 def wait_phase(kube: Any, ns: str, name: str, *phases: str, timeout: float = 90) -> dict[str, Any]:
+    """The Run once in one of `phases`; a finished one also settled (what follows its end is done, so its
+    status no longer changes: a test may compare it with a later read)."""
+
     def done() -> dict[str, Any] | None:
         run = get_run(kube, ns, name)
-        return run if (run.get("status") or {}).get("phase") in phases else None
+        status = run.get("status") or {}
+        if status.get("phase") not in phases:
+            return None
+        return run if status.get("phase") not in FINISHED or status.get("settled") else None
 
     return eventually(done, timeout=timeout, interval=0.5, what=f"run {name} to reach {phases}")
 
