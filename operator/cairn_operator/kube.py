@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 from typing import Any
 
@@ -33,6 +34,23 @@ class Refused(Exception):
         same request is refused every time. Others (403 RBAC, PodSecurity, a quota; 404 a namespace or
         ServiceAccount) may be fixed by an admin: worth trying again."""
         return self.status == 422
+
+
+#: The first resourceVersion in an object's JSON: its own (metadata's fields precede the rest).
+RESOURCE_VERSION = re.compile(rb'"resourceVersion"\s*:\s*"([^"]+)"')
+
+
+def newer_or_same(version: str | None, than: str) -> bool:
+    """Whether resourceVersion `version` is `than` or came after it: equal, or (as the API server's
+    versions are) both integers, not smaller. Unknown: False."""
+    if version is None:
+        return False
+    if version == than:
+        return True
+    try:
+        return int(version) >= int(than)
+    except ValueError:
+        return False
 
 
 def _refusal(exc: Any) -> bool:
@@ -192,14 +210,24 @@ class Kube:
             {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}},
         )
 
-    def patch_run_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        """A JSON merge patch of the Run's status subresource (None values delete keys)."""
+    def patch_run_status(self, namespace: str, name: str, patch: dict[str, Any]) -> str | None:
+        """A JSON merge patch of the Run's status subresource (None values delete keys); the resourceVersion
+        the write made (None: nothing to write)."""
         from kubernetes import client
 
-        if patch:  # the patched Run is not decoded (a large Run's JSON is most of the cost of a small patch)
-            client.CustomObjectsApi(self._client()).patch_namespaced_custom_object_status(
+        if not patch:
+            return None
+        # the patched Run is not decoded (a large Run's JSON is most of the cost of a small patch): only its
+        # resourceVersion is read, the first in the object (metadata comes before spec and status)
+        data = (
+            client.CustomObjectsApi(self._client())
+            .patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, "runs", name, {"status": patch}, _preload_content=False
-            ).read()
+            )
+            .read()
+        )
+        found = RESOURCE_VERSION.search(data)
+        return found.group(1).decode() if found else None
 
     def patch_reexecution_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         """A JSON merge patch of the Reexecution's status subresource (None values delete keys)."""

@@ -26,6 +26,8 @@ class Metrics(Protocol):
 
     def api_refusal(self, kind: str, reason: str) -> None: ...
 
+    def forget(self, kind: str, namespace: str, name: str) -> None: ...
+
 
 class NoMetrics:
     """Counts nothing."""
@@ -43,4 +45,7 @@ class NoMetrics:
         pass
 
     def api_refusal(self, kind: str, reason: str) -> None:
+        pass
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
         pass

@@ -33,7 +33,7 @@ from cairn.runstate import RunPhase, StepState
 from cairn.step import ContextTooLarge
 from cairn_operator.blocked import invalid, merge_patch, pending, refused
 from cairn_operator.graph import InvalidJob, OpGraph, build, config_problem
-from cairn_operator.kube import Kube, Refused
+from cairn_operator.kube import Kube, Refused, newer_or_same
 from cairn_operator.limits import Backoff, PodSlots, Reservation
 from cairn_operator.models import GROUP, VERSION, JobSpec, RunSpec
 from cairn_operator.ports import Metrics, NoMetrics, Recorder
@@ -149,10 +149,10 @@ class RunController:
     accounts_ready: set[tuple[str, str]] = field(default_factory=set)  # step ServiceAccounts known to exist
     waiting_for_job: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (ns, Job) -> Runs
     wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)  # live Run -> its daemon's wake
-    #: (ns, name) -> (the resourceVersion a cycle read, the status it wrote, the generation): the next cycle
-    #: reads that status while the watch has not brought the Run back (no GET per cycle), and the watch
-    #: event of that very write wakes no cycle
-    written: dict[tuple[str, str], tuple[str, dict[str, Any], int]] = field(default_factory=dict)
+    #: (ns, name) -> (the resourceVersion of the last status write, the status written): until the watch
+    #: brings that version, a cycle reads that status (no GET per cycle), and the watch event of that very
+    #: write wakes no cycle
+    written: dict[tuple[str, str], tuple[str, dict[str, Any]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ----- waking -----------------------------------------------------------------------------------
@@ -172,18 +172,12 @@ class RunController:
             self.waiting_for_job.setdefault((namespace, job), set()).add(run)
 
     def run_changed(self, body: Mapping[str, Any]) -> None:
-        """A watch event of a Run: its daemon runs a cycle now, unless the event only brings back the status
-        its last cycle wrote (same status, same generation: nothing new to decide)."""
+        """A watch event of a Run: its daemon runs a cycle now, unless the event is the status write of its
+        last cycle coming back (nothing new to decide)."""
         meta = body.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
         written = self.written.get(key)
-        echo = (
-            written is not None
-            and written[0] != str(meta.get("resourceVersion"))
-            and written[2] == int(meta.get("generation") or 1)
-            and written[1] == (body.get("status") or {})
-        )
-        if not echo:
+        if written is None or written[0] != str(meta.get("resourceVersion")):
             self.wake(*key)
 
     def pod_seen(self, namespace: str | None, name: str, run: str | None, active: bool) -> None:
@@ -197,8 +191,8 @@ class RunController:
         cycle wrote when the watch has not brought that write back yet."""
         meta = body.get("metadata") or {}
         written = self.written.get((meta.get("namespace") or "", meta.get("name") or ""))
-        if written is not None and written[0] == str(meta.get("resourceVersion")):
-            return {**body, "status": written[1]}
+        if written is not None and not newer_or_same(meta.get("resourceVersion"), written[0]):
+            return {**body, "status": written[1]}  # its metadata and spec as the watch has them
         return body
 
     def cycle(self, body: Mapping[str, Any] | None) -> float | None:
@@ -222,6 +216,7 @@ class RunController:
         """The Run's daemon ended: its per-Run state goes."""
         self.wakers.pop((namespace, name), None)
         self.written.pop((namespace, name), None)
+        self.metrics.forget("Run", namespace, name)
 
     def sync(self, body: Mapping[str, Any]) -> float:
         """One reconcile cycle of a live Run: read what is, decide, act, write the status once (only if it
@@ -247,10 +242,12 @@ class RunController:
         change = merge_patch(body.get("status") or {}, status)
         if not change:
             return
-        self.kube.patch_run_status(meta["namespace"], meta["name"], change)
+        version = self.kube.patch_run_status(meta["namespace"], meta["name"], change)
         self.metrics.status_write("Run")
-        generation = int(meta.get("generation") or 1)
-        self.written[(meta["namespace"], meta["name"])] = (str(meta.get("resourceVersion")), status, generation)
+        if version is not None:
+            self.written[(meta["namespace"], meta["name"])] = (version, status)
+        else:  # not known: the next cycle reads what the watch brings
+            self.written.pop((meta["namespace"], meta["name"]), None)
 
     def _decide_and_act(self, body: Mapping[str, Any]) -> Outcome:
         meta = body["metadata"]

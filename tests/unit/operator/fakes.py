@@ -41,6 +41,7 @@ class FakeKube:
         self.accounts: list[dict[str, Any]] = []
         self.logs: dict[str, bytes] = {}
         self.deleted: list[str] = []
+        self.version = 100  # the last resourceVersion written
 
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.jobs.get(name)
@@ -71,9 +72,15 @@ class FakeKube:
     def pod_log(self, namespace: str, name: str) -> bytes:
         return self.logs.get(name, b"")
 
-    def patch_run_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    def patch_run_status(self, namespace: str, name: str, patch: dict[str, Any]) -> str | None:
+        if not patch:
+            return None
         self.status_patches.append(patch)
-        merge(self.runs.setdefault(name, {"metadata": {"name": name}}).setdefault("status", {}), patch)
+        run = self.runs.setdefault(name, {"metadata": {"name": name}})
+        merge(run.setdefault("status", {}), patch)
+        self.version += 1
+        run["metadata"]["resourceVersion"] = str(self.version)
+        return str(self.version)
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.runs.get(name)
