@@ -20,10 +20,11 @@ import kopf
 from cairn_operator.handlers import KopfRecorder, Threads, register
 from cairn_operator.kube import Kube
 from cairn_operator.limits import PodSlots
-from cairn_operator.ports import Metrics, NoMetrics
+from cairn_operator.ports import Faults, Metrics, NoMetrics
 from cairn_operator.reexecutions import ReexecutionController
-from cairn_operator.runs import Faults, RunController
+from cairn_operator.runs import RunController
 from cairn_operator.settings import Settings, SettingsError, from_environment
+from cairn_operator.settle import Settler
 from cairn_operator.storage import StorageFactory
 
 
@@ -80,14 +81,17 @@ def build(settings: Settings, metrics: Metrics) -> tuple[kopf.OperatorRegistry, 
     cycles = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="cairn-sync")
     creators = ThreadPoolExecutor(max_workers=settings.creators, thread_name_prefix="cairn-create")
     clock = lambda: dt.datetime.now(dt.UTC)  # noqa: E731
+    faults = Faults(settings.faults, settings.fault_namespace, _exit_now)
+    settler = Settler(kube, recorder, faults, metrics)
     runs = RunController(
         kube=kube,
         storage=storage,
         recorder=recorder,
         slots=PodSlots(settings.max_pods),
         creators=creators,
+        settler=settler,
         clock=clock,
-        faults=Faults(settings.faults, settings.fault_namespace, _exit_now),
+        faults=faults,
         metrics=metrics,
         step_account=settings.step_account,
         resync=settings.resync,
@@ -95,7 +99,7 @@ def build(settings: Settings, metrics: Metrics) -> tuple[kopf.OperatorRegistry, 
     )
     rxs = ReexecutionController(kube, storage, recorder, clock, metrics, settings.rx_resync)
     registry = kopf.OperatorRegistry()
-    register(registry, runs, rxs, Threads(cycles))
+    register(registry, runs, rxs, settler, Threads(cycles))
     return registry, [cycles, creators]
 
 

@@ -23,6 +23,7 @@ from cairn_operator.reexecutions import ReexecutionController
 from cairn_operator.resources import LABEL_PARENT, LABEL_RUN, LABEL_RX
 from cairn_operator.runs import RunController
 from cairn_operator.rxdecide import FINISHED, PROTECT, rx_active
+from cairn_operator.settle import Settler
 
 
 class KopfRecorder:
@@ -64,15 +65,23 @@ class Threads:
 
 
 def register(
-    registry: kopf.OperatorRegistry, runs: RunController, rxs: ReexecutionController, threads: Threads
+    registry: kopf.OperatorRegistry,
+    runs: RunController,
+    rxs: ReexecutionController,
+    settler: Settler,
+    threads: Threads,
 ) -> None:
     """Every handler of the operator, on `registry`."""
-    _register_runs(registry, runs, rxs, threads)
+    _register_runs(registry, runs, rxs, settler, threads)
     _register_reexecutions(registry, rxs, threads)
 
 
 def _register_runs(
-    registry: kopf.OperatorRegistry, runs: RunController, rxs: ReexecutionController, threads: Threads
+    registry: kopf.OperatorRegistry,
+    runs: RunController,
+    rxs: ReexecutionController,
+    settler: Settler,
+    threads: Threads,
 ) -> None:
     @kopf.on.startup(id="configure", registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -109,16 +118,16 @@ def _register_runs(
         for rx in sorted(waiting | ({maker} if maker else set())):
             await threads.run(rxs.cycle, namespace or "", rx)
         if type == "DELETED" and labels.get(LABEL_PARENT):
-            await threads.run(runs.release_parent, namespace or "", labels[LABEL_PARENT], name)
+            await threads.run(settler.release_parent, namespace or "", labels[LABEL_PARENT], name)
         if type != "DELETED" and PROTECT in (meta.get("finalizers") or []):
-            await threads.run(runs.release_parent, namespace or "", name or "", None)
+            await threads.run(settler.release_parent, namespace or "", name or "", None)
 
     @kopf.timer(
         GROUP, VERSION, "runs", id="protected_check", interval=30.0, registry=registry,
         when=lambda meta, **_: PROTECT in (meta.get("finalizers") or []),
     )  # fmt: skip
     def protected_check(namespace: str | None, name: str, **_: Any) -> None:
-        runs.release_parent(namespace or "", name)
+        settler.release_parent(namespace or "", name)
 
     @kopf.on.event(GROUP, VERSION, "jobs", id="job_changed", registry=registry)
     async def job_changed(name: str | None, namespace: str | None, **_: Any) -> None:

@@ -1,9 +1,10 @@
 """What the controllers are given besides the API client and storage: where Events go (kopf's queue in
-the operator, a list in tests) and what is counted (Prometheus metrics, or nothing)."""
+the operator, a list in tests), what is counted (Prometheus metrics, or nothing), and the crash-window
+test hook."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 
@@ -49,3 +50,17 @@ class NoMetrics:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         pass
+
+
+class Faults:
+    """The crash-window test hook (`CAIRN_FAULT=POINT[,POINT...]`, optionally only for Runs in
+    `CAIRN_FAULT_NAMESPACE`): `exit` (os._exit(137), as a SIGKILL or an OOM kill would) the first time a
+    cycle reaches a named POINT. Points: `exit-after:status-write`, `exit-before:pod-delete`,
+    `exit-after:run-failed`. Never set in production."""
+
+    def __init__(self, points: frozenset[str], namespace: str | None, exit: Callable[[str], None]) -> None:
+        self.points, self.namespace, self.exit = points, namespace, exit
+
+    def __call__(self, point: str, namespace: str) -> None:
+        if point in self.points and self.namespace in (None, namespace):
+            self.exit(f"cairn-operator: CAIRN_FAULT {point} in namespace {namespace}: exiting\n")

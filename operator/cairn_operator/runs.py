@@ -1,16 +1,14 @@
 """The Run controller: one reconcile cycle of a Run (observe, decide with the pure `reconcile`, act,
-write the status once, only if it changed, then Events), what follows a Run's end (`finish_up`), and the
-state the cycles share (pod slots, backoff, caches, waiters), all held here and injected by `__main__`.
+write the status once, only if it changed, then Events), handing a finished Run to the `Settler`
+(`cairn_operator.settle`), and the state the cycles share (pod slots, backoff, caches, waiters), all
+held here and injected by `__main__`.
 
 Level-triggered: the same cycle after a create, a restart or a missed event gives the same result.
 Only `reconcile` (and the pure decisions of `blocked`) set phases: what the API server or storage said
 while the cycle acted (a refused pod, a saved log, the bucket) comes back to a decision as an observation.
 
 Persist, then destroy: a cycle writes the Run's status before it deletes anything, and a pod is only
-deleted once its result is in the status the cycle OBSERVED (`reconcile.collectable`). What follows a
-Run's end (podGC, its parent's protection released, an automatic retry) is derived from its finished
-status by `finish_up`, until `status.settled` says it is done: a crash between any two writes loses
-nothing and does nothing twice.
+deleted once its result is in the status the cycle OBSERVED (`reconcile.collectable`).
 """
 
 from __future__ import annotations
@@ -35,8 +33,8 @@ from cairn_operator.blocked import invalid, merge_patch, pending, refused
 from cairn_operator.graph import InvalidJob, OpGraph, build, config_problem
 from cairn_operator.kube import Kube, Refused, newer_or_same
 from cairn_operator.limits import Backoff, PodSlots, Reservation
-from cairn_operator.models import GROUP, VERSION, JobSpec, RunSpec
-from cairn_operator.ports import Metrics, NoMetrics, Recorder
+from cairn_operator.models import JobSpec, RunSpec
+from cairn_operator.ports import Faults, Metrics, NoMetrics, Recorder
 from cairn_operator.reconcile import (
     CreatePod,
     DeletePod,
@@ -45,7 +43,6 @@ from cairn_operator.reconcile import (
     Result,
     RunInput,
     SaveLog,
-    collectable,
     logs_to_save,
     parse_result,
     reconcile,
@@ -53,8 +50,6 @@ from cairn_operator.reconcile import (
 )
 from cairn_operator.resources import (
     LABEL_JOB,
-    LABEL_PARENT,
-    LABEL_RETRY,
     LABEL_ROOT,
     needs_locations,
     pod_step,
@@ -65,27 +60,14 @@ from cairn_operator.resources import (
     step_service_account,
     step_versions,
 )
-from cairn_operator.rxdecide import FINISHED, PROTECT, retry_spec
+from cairn_operator.rxdecide import FINISHED
+from cairn_operator.settle import Settler
 from cairn_operator.storage import StorageFactory
 
 log = logging.getLogger("cairn.operator")
 
 #: Conflicts (409) in a row before a release of a parent's protection gives up, saying so.
 RELEASE_TRIES = 5
-
-
-class Faults:
-    """The crash-window test hook (`CAIRN_FAULT=POINT[,POINT...]`, optionally only for Runs in
-    `CAIRN_FAULT_NAMESPACE`): `exit` (os._exit(137), as a SIGKILL or an OOM kill would) the first time a
-    cycle reaches a named POINT. Points: `exit-after:status-write`, `exit-before:pod-delete`,
-    `exit-after:run-failed`. Never set in production."""
-
-    def __init__(self, points: frozenset[str], namespace: str | None, exit: Callable[[str], None]) -> None:
-        self.points, self.namespace, self.exit = points, namespace, exit
-
-    def __call__(self, point: str, namespace: str) -> None:
-        if point in self.points and self.namespace in (None, namespace):
-            self.exit(f"cairn-operator: CAIRN_FAULT {point} in namespace {namespace}: exiting\n")
 
 
 class NotYet(Exception):
@@ -137,6 +119,7 @@ class RunController:
     recorder: Recorder
     slots: PodSlots
     creators: ThreadPoolExecutor
+    settler: Settler  # what follows a Run's end
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     faults: Faults = field(default_factory=lambda: Faults(frozenset(), None, lambda _: None))
     metrics: Metrics = field(default_factory=NoMetrics)
@@ -206,7 +189,7 @@ class RunController:
         try:
             if status.get("phase") in FINISHED:
                 if not status.get("settled"):
-                    self.finish_up(body)
+                    self.settler.finish_up(body)
                 return None
             return self.sync(body)
         finally:
@@ -575,106 +558,6 @@ class RunController:
         for e in events:
             if isinstance(e, Event):
                 self.recorder.post(body, e.type, e.reason, e.message)
-
-    # ----- after the end ------------------------------------------------------------------------------
-    def finish_up(self, body: Mapping[str, Any]) -> None:
-        """What follows a Run's end, derived from its finished status alone (so a crash after the write that
-        finished it loses none of it, and a repeat does nothing twice): podGC of the pods whose results are
-        in the status, its parent's protection released (a child Run), its automatic retry
-        (spec.retryPolicy, a deterministic Reexecution name). Then `status.settled`."""
-        meta = body["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        status = dict(body.get("status") or {})
-        try:
-            run_spec: RunSpec | None = RunSpec.model_validate(dict(body.get("spec") or {}))
-        except ValidationError:
-            run_spec = None
-        if run_spec is not None:
-            strategy = run_spec.podGC.strategy if run_spec.podGC else "Never"
-            pods = self.kube.list_step_pods(namespace, name) if strategy != "Never" else []
-            for action in collectable(strategy, status, pods):
-                self.faults("exit-before:pod-delete", namespace)
-                self.kube.delete_pod(namespace, action.name)
-            if run_spec.execution is not None:
-                for parent in {(meta.get("labels") or {}).get(LABEL_PARENT)} - {None}:
-                    self.release_parent(namespace, str(parent), leaving=name)
-            policy = run_spec.retryPolicy
-            if (
-                status.get("phase") == RunPhase.FAILED.value
-                and status.get("jobSnapshot")
-                and policy
-                and policy.maxRetries
-            ):
-                self.retry_failed_run(namespace, name, meta, run_spec)
-        self.kube.patch_run_status(namespace, name, {"settled": True})
-        self.metrics.status_write("Run")
-
-    def live_children(self, namespace: str, parent: str, leaving: str | None = None) -> list[str]:
-        """What may still read the parent's outputs: its child Runs not finished, not being deleted and not
-        `leaving` (the child finishing or gone just now). A Reexecution protects its parent only once its
-        child exists (`rxdecide`), so one that has not made its child (or failed to) never holds it."""
-        return sorted(
-            k["metadata"]["name"]
-            for k in self.kube.list_runs(namespace, f"{LABEL_PARENT}={parent}")
-            if (k.get("status") or {}).get("phase") not in FINISHED
-            and not k["metadata"].get("deletionTimestamp")
-            and k["metadata"]["name"] != leaving
-        )
-
-    def release_parent(self, namespace: str, parent: str, leaving: str | None = None) -> None:
-        """The parent's protection goes once no live child remains: checked when a child finishes, when one
-        disappears, on every event of the parent and periodically. The parent is read again on a conflict;
-        after RELEASE_TRIES conflicts a Warning Event on the parent says so and ReleaseConflict is raised
-        (the caller's next check tries again): it never gives up silently."""
-        body: dict[str, Any] | None = None
-        for _ in range(RELEASE_TRIES):
-            body = self.kube.get_run(namespace, parent)
-            if body is None or PROTECT not in (body["metadata"].get("finalizers") or []):
-                return
-            if self.live_children(namespace, parent, leaving):
-                return
-            rest = [f for f in body["metadata"]["finalizers"] if f != PROTECT]
-            try:
-                self.kube.set_run_finalizers(namespace, parent, rest, body["metadata"]["resourceVersion"])
-                return
-            except Exception as exc:
-                if getattr(exc, "status", None) != 409:
-                    raise
-        message = (
-            f"could not release finalizer {PROTECT} of Run {parent}: it changed under each of {RELEASE_TRIES} "
-            "tries (409 Conflict); trying again at the next check"
-        )
-        assert body is not None
-        self.recorder.post(body, "Warning", "FinalizerReleaseConflict", message)
-        raise ReleaseConflict(message)
-
-    def retry_failed_run(self, namespace: str, name: str, meta: Mapping[str, Any], spec: RunSpec) -> None:
-        """spec.retryPolicy: a failed Run gets a Reexecution, like one a user would apply, until its root
-        lineage has had maxRetries of them. Names are deterministic, so a repeated cycle adds nothing."""
-        assert spec.retryPolicy is not None
-        root = (meta.get("labels") or {}).get(LABEL_ROOT) or name
-        done = self.kube.list_reexecutions(namespace, f"{LABEL_ROOT}={root},{LABEL_RETRY}")
-        if any((r["spec"] or {}).get("parentRun") == name for r in done):
-            return  # this Run was retried already
-        n = len(done) + 1
-        if n > spec.retryPolicy.maxRetries:
-            return
-        self.kube.create_reexecution(
-            {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "Reexecution",
-                "metadata": {
-                    "name": f"{root[:50].rstrip('-.')}-retry-{n}",
-                    "namespace": namespace,
-                    "labels": {LABEL_ROOT: root, LABEL_RETRY: str(n), LABEL_PARENT: name},
-                },
-                "spec": retry_spec(name, spec),  # with the Run's own overrides: a child inherits none
-            }
-        )
-
-
-class ReleaseConflict(Exception):
-    """The parent changed under every try: the next check tries again (a Warning Event said so)."""
 
 
 def _warning(reason: str, message: str) -> Event:

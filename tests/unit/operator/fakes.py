@@ -10,8 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cairn_operator.limits import Backoff, PodSlots
+from cairn_operator.ports import Faults
 from cairn_operator.reconcile import PodObs
-from cairn_operator.runs import Faults, RunController
+from cairn_operator.runs import RunController
+from cairn_operator.settle import Settler
 from cairn_operator.storage import StorageFactory
 
 
@@ -119,6 +121,7 @@ def controller(kube: FakeKube, events: Events, storage: Any = None, **kw: Any) -
         recorder=events,
         slots=PodSlots(100),
         creators=ThreadPoolExecutor(max_workers=2),
+        settler=Settler(kube, events),  # type: ignore[arg-type]
         clock=lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
         faults=Faults(frozenset(), None, lambda _: None),
         refused_backoff=Backoff(cap=60),

@@ -13,8 +13,10 @@ from kubernetes.client.rest import ApiException
 
 from cairn_operator.blocked import merge_patch
 from cairn_operator.limits import PodSlots
-from cairn_operator.runs import RELEASE_TRIES, Faults, ReleaseConflict, RunController
+from cairn_operator.ports import Faults
+from cairn_operator.runs import RunController
 from cairn_operator.rxdecide import PROTECT
+from cairn_operator.settle import RELEASE_TRIES, ReleaseConflict
 from tests.unit.operator.fakes import Events, FakeKube, controller
 
 
@@ -128,7 +130,7 @@ def world() -> dict[str, Any]:
 def release(world: dict[str, Any], parent: str, leaving: str | None = None) -> None:
     ctl: RunController = world["ctl"]
     world["kube"].reexecutions = world.get("rxs", [])
-    ctl.release_parent("ns", parent, leaving)
+    ctl.settler.release_parent("ns", parent, leaving)
 
 
 P = PROTECT

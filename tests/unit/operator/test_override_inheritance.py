@@ -88,6 +88,6 @@ def test_the_run_controllers_retry_is_made_with_retry_spec(overrides: Any) -> No
     kube = FakeKube()
     doc: dict[str, Any] = {"jobRef": {"name": "unreliable"}, "retryPolicy": {"maxRetries": 1}}
     spec = RunSpec.model_validate({**doc, "overrides": overrides} if overrides else doc)
-    controller(kube, Events()).retry_failed_run("ns", "r", {"name": "r"}, spec)
+    controller(kube, Events()).settler.retry_failed_run("ns", "r", {"name": "r"}, spec)
     assert [rx["spec"] for rx in kube.reexecutions] == [retry_spec("r", spec)]
     assert kube.reexecutions[0]["spec"].get("overrides") == overrides
