@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -24,17 +25,19 @@ from cairn_operator import models
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 CHART_CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "cairn" / "crds"
-DROP = {"title", "$defs", "discriminator"}
+DROP = frozenset({"title", "$defs", "discriminator"})
 #: Kept from the variants of an int-or-string: each applies only to values of its own type.
 INT_OR_STRING_KEEP = ("pattern", "maxLength", "minLength", "minimum", "maximum")
 #: Further CEL checks of map keys by their pattern, beyond the pattern and length (`k` is the key).
-KEY_EXTRA = {models.QUALIFIED_NAME: "(!k.contains('/') || k.indexOf('/') <= 253)"}
+KEY_EXTRA = MappingProxyType({models.QUALIFIED_NAME: "(!k.contains('/') || k.indexOf('/') <= 253)"})
 #: What keys of a pattern are, in the API server's message.
-KEY_NAMES = {
-    models.QUALIFIED_NAME: "qualified names (an optional DNS-1123 subdomain prefix of at most 253 characters "
-    "and '/', then at most 63 characters [-A-Za-z0-9_.], alphanumeric at both ends)",
-    models.DNS1123_LABEL: "DNS-1123 labels (op names)",
-}
+KEY_NAMES = MappingProxyType(
+    {
+        models.QUALIFIED_NAME: "qualified names (an optional DNS-1123 subdomain prefix of at most 253 characters "
+        "and '/', then at most 63 characters [-A-Za-z0-9_.], alphanumeric at both ends)",
+        models.DNS1123_LABEL: "DNS-1123 labels (op names)",
+    }
+)
 
 
 def key_rule(pattern: str | None, max_length: int | None) -> dict[str, str]:
@@ -48,7 +51,7 @@ def key_rule(pattern: str | None, max_length: int | None) -> dict[str, str]:
         checks.append(f"k.matches(r'{pattern}')")
         if pattern in KEY_EXTRA:
             checks.append(KEY_EXTRA[pattern])
-    if pattern in KEY_NAMES:
+    if pattern is not None and pattern in KEY_NAMES:
         what = f"be {KEY_NAMES[pattern]}"
     else:
         what = f"match {pattern}" if pattern else ""
@@ -184,7 +187,7 @@ def crd(
     }
 
 
-AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+AGE = MappingProxyType({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"})
 
 
 def label_path(key: str) -> str:
@@ -202,10 +205,10 @@ def all_crds() -> dict[str, dict[str, Any]]:
             JOB,
             models.JobSpec,
             None,
-            [{"name": "Image", "type": "string", "jsonPath": ".spec.image"}, AGE],
-            models.JOB_RULES,
+            [{"name": "Image", "type": "string", "jsonPath": ".spec.image"}, dict(AGE)],
+            [dict(r) for r in models.JOB_RULES],
             "A Cairn pipeline: ops, their wiring, images and storage.",
-            models.NAME_RULES,
+            [dict(r) for r in models.NAME_RULES],
         ),
         file_name(RUN): crd(
             RUN,
@@ -216,11 +219,11 @@ def all_crds() -> dict[str, dict[str, Any]]:
                 {"name": "Steps", "type": "string", "jsonPath": ".status.progress"},
                 {"name": "Failed", "type": "integer", "jsonPath": ".status.failedSteps"},
                 {"name": "Parent", "type": "string", "jsonPath": label_path(LABEL_PARENT)},
-                AGE,
+                dict(AGE),
             ],
             None,
             "One execution of a Job: one pod per op, outputs in S3.",
-            models.NAME_RULES,
+            [dict(r) for r in models.NAME_RULES],
         ),
         file_name(REEXECUTION): crd(
             REEXECUTION,
@@ -231,11 +234,11 @@ def all_crds() -> dict[str, dict[str, Any]]:
                 {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
                 {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                 {"name": "Child", "type": "string", "jsonPath": ".status.childRun"},
-                AGE,
+                dict(AGE),
             ],
             None,
             "Re-execute part of a finished Run as a linked child Run; the parent is never modified.",
-            models.NAME_RULES,
+            [dict(r) for r in models.NAME_RULES],
         ),
     }
 

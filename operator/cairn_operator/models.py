@@ -8,6 +8,7 @@ manifests at `kubectl apply`.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
@@ -45,12 +46,15 @@ CONFIG_KEY = r"^\.?[-_a-zA-Z0-9][-._a-zA-Z0-9]*$"
 #: metadata.name of a Job, Run or Reexecution: each is copied into label values (cairn.dev/job,
 #: cairn.dev/run, cairn.dev/parent-run, cairn.dev/root-run, cairn.dev/reexecution), at most 63 characters.
 MAX_NAME = 63
-NAME_RULES = [
-    {
-        "rule": f"self.metadata.name.size() <= {MAX_NAME}",
-        "message": f"metadata.name must be at most {MAX_NAME} characters (it becomes a label value)",
-    }
-]
+NAME_RULES = tuple(
+    MappingProxyType(rule)
+    for rule in [
+        {
+            "rule": f"self.metadata.name.size() <= {MAX_NAME}",
+            "message": f"metadata.name must be at most {MAX_NAME} characters (it becomes a label value)",
+        }
+    ]
+)
 MAX_OPS = 1000
 MAX_LABELS = 64
 #: Bounds of lists and maps: the API server refuses CEL rules whose worst-case cost (rule cost times
@@ -577,16 +581,21 @@ class JobSpec(Model):
     )
 
 
-JOB_RULES = [
-    {
-        "rule": "self.ops.all(o, has(o.command) || has(self.python))",
-        "message": "an op without `command` runs the Job's python entrypoint: set spec.python.job or the op's command",
-    },
-    {
-        "rule": "self.ops.all(o, has(o.image) || has(self.image))",
-        "message": "every op needs an image: set spec.image or the op's image",
-    },
-]
+JOB_RULES = tuple(
+    MappingProxyType(rule)
+    for rule in [
+        {
+            "rule": "self.ops.all(o, has(o.command) || has(self.python))",
+            "message": (
+                "an op without `command` runs the Job's python entrypoint: set spec.python.job or the op's command"
+            ),
+        },
+        {
+            "rule": "self.ops.all(o, has(o.image) || has(self.image))",
+            "message": "every op needs an image: set spec.image or the op's image",
+        },
+    ]
+)
 
 
 class PodGC(Model):

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from cairn import machine
@@ -165,7 +166,7 @@ _ROW_KEYS = (
 )
 
 
-_STATES: Mapping[str, StepState] = {s.value: s for s in StepState}
+_STATES: Mapping[str, StepState] = MappingProxyType({s.value: s for s in StepState})
 
 
 def row_of(st: Mapping[str, Any]) -> StepRow:

@@ -16,11 +16,11 @@ dropped. A podTemplate's `securityContext` replaces the pod-level defaults field
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel
@@ -50,14 +50,27 @@ GITOPS_PREFIXES = ("argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/", "helm.
 STEP_SERVICE_ACCOUNT = "cairn-step"
 STEP_UID = 65532
 #: The pod securityContext of every step pod, before a podTemplate's securityContext.
-POD_SECURITY_DEFAULTS: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "runAsUser": STEP_UID,
-    "runAsGroup": STEP_UID,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+POD_SECURITY_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "runAsNonRoot": True,
+        "runAsUser": STEP_UID,
+        "runAsGroup": STEP_UID,
+        "seccompProfile": MappingProxyType({"type": "RuntimeDefault"}),
+    }
+)
 #: The step container's securityContext (readOnlyRootFilesystem stays off: ops write temporary files).
-CONTAINER_SECURITY: dict[str, Any] = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+CONTAINER_SECURITY: Mapping[str, Any] = MappingProxyType(
+    {"allowPrivilegeEscalation": False, "capabilities": MappingProxyType({"drop": ("ALL",)})}
+)
+
+
+def thaw(value: Any) -> Any:
+    """A fresh, mutable copy of a constant table (read-only mappings and tuples become dicts and lists)."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [thaw(v) for v in value]
+    return value
 
 
 def _dns(part: str, n: int) -> str:
@@ -249,7 +262,7 @@ def step_pod(
         "command": command,
         "env": env,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
+        "securityContext": thaw(CONTAINER_SECURITY),
     }
     if op.resources:
         container["resources"] = op.resources.model_dump(exclude_none=True)
@@ -269,7 +282,7 @@ def step_pod(
         "restartPolicy": "Never",
         "serviceAccountName": service_account,
         "automountServiceAccountToken": False,
-        "securityContext": copy.deepcopy(POD_SECURITY_DEFAULTS),
+        "securityContext": thaw(POD_SECURITY_DEFAULTS),
         "containers": [container],
     }
     if op.timeoutSeconds:

@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import ValidationError
@@ -41,13 +42,15 @@ from cairn_operator.resources import (
 PROTECT = FINALIZER_CHILDREN
 #: Phases after which a Reexecution does nothing more (a dry run's Planned is one too).
 RX_DONE = frozenset(p.value for p in RxPhase if p.done)
-MODES = {
-    RxMode.ALL: Mode.ALL,
-    RxMode.SELECTED: Mode.SELECTED,
-    RxMode.FROM_SELECTED: Mode.FROM_SELECTED,
-    RxMode.FROM_FAILURE: Mode.FROM_FAILURE,
-    RxMode.STALE: Mode.STALE,
-}
+MODES: Mapping[RxMode, Mode] = MappingProxyType(
+    {
+        RxMode.ALL: Mode.ALL,
+        RxMode.SELECTED: Mode.SELECTED,
+        RxMode.FROM_SELECTED: Mode.FROM_SELECTED,
+        RxMode.FROM_FAILURE: Mode.FROM_FAILURE,
+        RxMode.STALE: Mode.STALE,
+    }
+)
 FINISHED = frozenset(p.value for p in RunPhase if p.finished)
 
 
