@@ -123,8 +123,7 @@ def _steps(conn: sqlite3.Connection, run_id: str, process_lost: bool) -> dict[st
     """The run's steps in order; of a run that lost its process, a step still running reads interrupted."""
     steps: dict[str, StepRecord] = {}
     for s, state, reason, src, started, finished, error, version, attempts in conn.execute(
-        "SELECT step, state, reason, source_run_id, started, finished, error, version, "
-        "(SELECT COUNT(*) FROM attempts a WHERE a.run_id=steps.run_id AND a.step=steps.step) FROM steps "
+        "SELECT step, state, reason, source_run_id, started, finished, error, version, attempts FROM steps "
         "WHERE run_id=? ORDER BY seq",
         (run_id,),
     ):

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS steps (
     finished REAL,
     error TEXT,
     version TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, step)
 );
 CREATE TABLE IF NOT EXISTS outputs (
@@ -86,14 +87,6 @@ CREATE TABLE IF NOT EXISTS mapping_keys (
     source_run_id TEXT NOT NULL,
     PRIMARY KEY (run_id, step, output)
 );
--- Added with retries: one row per attempt of a step, made when it starts (older stores: none).
-CREATE TABLE IF NOT EXISTS attempts (
-    run_id TEXT NOT NULL,
-    step TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    started REAL NOT NULL,
-    PRIMARY KEY (run_id, step, attempt)
-);
 """
 
 
@@ -105,7 +98,10 @@ class Column(NamedTuple):
 
 #: Columns added to a table after stores were written without them (new tables need no entry: SCHEMA creates
 #: them). Their rows in an old store read NULL: a step's version then reads as "unrecorded".
-ADDED_COLUMNS: tuple[Column, ...] = (Column("steps", "version", "TEXT"),)
+ADDED_COLUMNS: tuple[Column, ...] = (
+    Column("steps", "version", "TEXT"),
+    Column("steps", "attempts", "INTEGER NOT NULL DEFAULT 0"),  # with retries: attempts started (old runs: 0)
+)
 
 #: A step row to insert: step, state, reason, source run, version (of a step not executed: the version that
 #: produced what it reuses).
@@ -213,18 +209,12 @@ class RunStore:
             )
 
     def step_started(self, run_id: str, step: str) -> None:
-        """The step's next attempt starts (its first, or a retry): recorded in `attempts` too."""
-        now = time.time()
-        with self.tx() as c:
-            c.execute(
-                "UPDATE steps SET state=?, started=? WHERE run_id=? AND step=?",
-                (StepState.RUNNING.value, now, run_id, step),
-            )
-            c.execute(
-                "INSERT INTO attempts (run_id, step, attempt, started) SELECT ?, ?, COUNT(*) + 1, ? FROM attempts "
-                "WHERE run_id=? AND step=?",
-                (run_id, step, now, run_id, step),
-            )
+        """The step's next attempt starts (its first, or a retry): counted in its `attempts` (one statement:
+        this is on every step's path)."""
+        self._conn.execute(
+            "UPDATE steps SET state=?, started=?, attempts=attempts+1 WHERE run_id=? AND step=?",
+            (StepState.RUNNING.value, time.time(), run_id, step),
+        )
 
     def step_finished(
         self,

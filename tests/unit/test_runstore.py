@@ -72,8 +72,9 @@ def test_local_reads_the_environment_when_given_no_settings(tmp_path: Path, monk
 @pytest.mark.parametrize(
     ("existing", "missing"),
     [
-        ({"steps": {"run_id", "step", "version"}}, []),
-        ({"steps": {"run_id", "step"}}, [Column("steps", "version", "TEXT")]),
+        ({"steps": {"run_id", "step", "version", "attempts"}}, []),
+        ({"steps": {"run_id", "step", "attempts"}}, [Column("steps", "version", "TEXT")]),
+        ({"steps": {"run_id", "step", "version"}}, [Column("steps", "attempts", "INTEGER NOT NULL DEFAULT 0")]),
         ({}, list(ADDED_COLUMNS)),
     ],
 )
