@@ -128,7 +128,7 @@ class ActiveExecution:
         settled on the way (NotExecuted, Skipped). None: nothing is left to start."""
         if self.canceled:
             return None
-        now = self.clock.now()
+        now: dt.datetime | None = None  # read only when a retry is waiting (most steps never have one)
         later: tuple[dt.datetime, str] | None = None
         for step in self._waiting():
             decision = gate(self.deps[step], self._state, self._produced)
@@ -138,11 +138,14 @@ class ActiveExecution:
             if decision.gate is Gate.WAIT:
                 continue
             due = self.rows[step].next_attempt_at
-            if due is None or due <= now:
+            if due is None:
+                return step, 0.0
+            now = now or self.clock.now()
+            if due <= now:
                 return step, 0.0
             if later is None or due < later[0]:
                 later = (due, step)
-        return None if later is None else (later[1], (later[0] - now).total_seconds())
+        return None if later is None or now is None else (later[1], (later[0] - now).total_seconds())
 
     def _state(self, step: str) -> StepState:
         return self.rows[step].state

@@ -21,6 +21,7 @@ in emission order) as output ``items``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -255,7 +256,7 @@ class _InProcessBody:
                 emitted[name] = list(value)
 
         env = {**(self.step_env.get(dynamic.node_of(step)) or {}), **(self.step_env.get(step) or {})}
-        with _environ(env):
+        with _environ(env) if env else contextlib.nullcontext():
             config = job.op_config(active.launch.run_config, step)
             run_step_body(job, step, active.run_id, config, load, store, active.deps[step])
         return emitted
