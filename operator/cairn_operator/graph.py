@@ -13,7 +13,7 @@ from typing import Any
 
 from cairn.dynamic import check_graph, infer_mapped, node_of, split_step, value_key
 from cairn.errors import DefinitionError
-from cairn.planner import JobGraph
+from cairn.planner import JobGraph, input_ref
 from cairn_operator.models import JobSpec, OpSpec
 
 
@@ -67,11 +67,6 @@ class OpGraph:
         return OpGraph(g, {s: self.ops[node_of(s)] for s in g.steps})
 
 
-def parse_input(ref: str) -> tuple[str, str]:
-    op, _, out = ref.partition(".")
-    return op, out or "result"
-
-
 def build(spec: JobSpec) -> OpGraph:
     ops = {o.name: o for o in spec.ops}
     if len(ops) != len(spec.ops):
@@ -85,7 +80,7 @@ def build(spec: JobSpec) -> OpGraph:
             raise InvalidJob(f"op {o.name}: optionalOutputs {unknown_optional} are not in its outputs {o.outputs}")
         deps[o.name] = {}
         for inp, ref in o.inputs.items():
-            up, out = parse_input(ref)
+            up, out = input_ref(ref)
             if up not in ops:
                 raise InvalidJob(
                     f"op {o.name}: input {inp!r} reads {ref!r}, but the Job has no op {up!r} (its ops: {names}); "
@@ -103,7 +98,7 @@ def build(spec: JobSpec) -> OpGraph:
         if unknown_dynamic:
             raise InvalidJob(f"op {o.name}: dynamicOutputs {unknown_dynamic} are not in its outputs {o.outputs}")
         for inp, ref in o.collect.items():
-            up, out = parse_input(ref)
+            up, out = input_ref(ref)
             if up not in ops or out not in ops[up].outputs:
                 raise InvalidJob(
                     f"op {o.name}: collect input {inp!r} reads {ref!r}, which is not an output of an op of the Job "
@@ -111,7 +106,7 @@ def build(spec: JobSpec) -> OpGraph:
                 )
             if inp in o.inputs:
                 raise InvalidJob(f"op {o.name}: {inp!r} is both an input and a collect input; rename one")
-    collects = {o.name: {inp: parse_input(ref) for inp, ref in o.collect.items()} for o in spec.ops if o.collect}
+    collects = {o.name: {inp: input_ref(ref) for inp, ref in o.collect.items()} for o in spec.ops if o.collect}
     dynamic = {o.name: tuple(o.dynamicOutputs) for o in spec.ops if o.dynamicOutputs}
     mapped = infer_mapped([o.name for o in spec.ops], deps, dynamic)  # reading a dynamic output maps an op
     try:

@@ -16,6 +16,7 @@ import enum
 import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cairn import dynamic as dyn
 from cairn.errors import MissingOutputsError, ReexecutionError
@@ -39,6 +40,13 @@ class OutputRef:
     key: str
 
 
+def input_ref(ref: str) -> tuple[str, str]:
+    """A Job spec's input reference, `op` or `op.output`, as (op, output); an op's output is `result`
+    unless named. The one reading of the grammar: the operator's Job graph and the UI's use it."""
+    op, _, out = ref.partition(".")
+    return op, out or "result"
+
+
 @dataclass(frozen=True)
 class JobGraph:
     """What the planner needs of a job: steps in order, input wiring, outputs (name -> required).
@@ -55,6 +63,21 @@ class JobGraph:
     collects: Mapping[str, Mapping[str, tuple[str, str]]] = field(
         default_factory=dict
     )  # op -> input -> (mapped op, output)
+
+    @classmethod
+    def of_ops(cls, ops: Sequence[Mapping[str, Any]]) -> JobGraph:
+        """The graph of a Job spec's ops as written (`name`, `inputs`, `outputs`, `optionalOutputs`,
+        `dynamicOutputs`, `collect`), in the spec's order, not validated (the operator validates a Job
+        and orders its steps: `cairn_operator.graph.build`); for a reader of a Job that is known good."""
+        deps = {o["name"]: {i: input_ref(str(r)) for i, r in (o.get("inputs") or {}).items()} for o in ops}
+        outputs = {
+            o["name"]: {out: out not in (o.get("optionalOutputs") or ()) for out in o.get("outputs") or ["result"]}
+            for o in ops
+        }
+        dynamic = {o["name"]: tuple(o["dynamicOutputs"]) for o in ops if o.get("dynamicOutputs")}
+        collects = {o["name"]: {i: input_ref(str(r)) for i, r in o["collect"].items()} for o in ops if o.get("collect")}
+        mapped = dyn.infer_mapped(list(deps), deps, dynamic)
+        return cls(tuple(deps), deps, outputs, dynamic, mapped, collects)
 
     @functools.cached_property
     def graph(self) -> Graph:

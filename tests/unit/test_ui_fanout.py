@@ -42,3 +42,23 @@ def test_a_large_runs_output_uri_is_made_from_its_storage() -> None:
     ref = {"key": "ns/r.1/s/result", "etag": "e"}
     assert located(ref, {"bucket": "b", "prefix": "cairn"})["uri"] == "s3://b/cairn/ns/r.1/s/result"
     assert "uri" not in located(ref, None)
+
+
+@pytest.mark.parametrize("keys", [{}, {("split", "result"): ("a", "b")}, {("split", "result"): ()}])
+def test_the_uis_graph_of_a_job_spec_is_the_operators(keys: dict[tuple[str, str], tuple[str, ...]]) -> None:
+    """One job graph: the UI reads a Job spec's ops with the runtime's JobGraph, as the operator does."""
+    from cairn_operator.graph import build
+    from cairn_operator.models import JobSpec
+
+    ops: list[dict[str, Any]] = [
+        {"name": "split", "dynamicOutputs": ["result"], "command": ["x"]},
+        {"name": "process", "inputs": {"n": "split"}, "outputs": ["result", "log"], "command": ["x"]},
+        {"name": "report", "inputs": {"log": "process.log"}, "command": ["x"]},
+        {"name": "summarize", "collect": {"results": "process"}, "command": ["x"]},
+    ]
+    spec = JobSpec.model_validate({"image": "i", "storage": {"secretRef": {"name": "s"}}, "ops": ops})
+    operator = build(spec).job.concrete(keys)
+    status = {"split": {"keys": {"result": list(keys[("split", "result")])}}} if keys else {}
+    ui = upstream_of_ops(ops, status)
+    assert set(ui) == set(operator.steps)
+    assert ui == {s: list(dict.fromkeys(up for up, _ in operator.deps[s].values())) for s in ui}

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cairn.contract import RxMode
-from cairn.dynamic import expand, infer_mapped, status_keys
+from cairn.dynamic import status_keys
+from cairn.planner import JobGraph
 
 #: The UI's own mode: Selected with the steps the parent executed (Dagster's "Same steps").
 SAME_STEPS = "SameSteps"
@@ -107,19 +108,8 @@ def upstream_of_ops(ops: list[dict[str, Any]], status_steps: Mapping[str, Any] |
     """A Job spec's ops as step -> upstream steps (an input names `op` or `op.output`). With fan-out, the
     steps of the Run: each mapped op once per key its status knows (`op[key]`; `op[*]` while unknown)."""
 
-    def ref(src: Any) -> tuple[str, str]:
-        op, _, out = str(src).partition(".")
-        return op, out or "result"
-
-    deps = {op["name"]: {inp: ref(src) for inp, src in (op.get("inputs") or {}).items()} for op in ops}
-    dynamic = {op["name"]: tuple(op.get("dynamicOutputs") or ()) for op in ops if op.get("dynamicOutputs")}
-    collects = {op["name"]: {inp: ref(src) for inp, src in op["collect"].items()} for op in ops if op.get("collect")}
-    if dynamic or collects:
-        keys = status_keys(status_steps or {})
-        outputs = {op["name"]: dict.fromkeys(op.get("outputs") or ["result"], True) for op in ops}
-        mapped = infer_mapped(list(deps), deps, dynamic)
-        _, deps, _ = expand(list(deps), deps, outputs, dynamic, mapped, collects, keys)
-    return {step: list(dict.fromkeys(up for up, _ in d.values())) for step, d in deps.items()}
+    graph = JobGraph.of_ops(ops).concrete(status_keys(status_steps or {}))
+    return {step: list(dict.fromkeys(up for up, _ in graph.deps[step].values())) for step in graph.steps}
 
 
 def lineage_tree(runs: list[dict[str, Any]], root: str) -> dict[str, Any] | None:
