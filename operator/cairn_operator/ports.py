@@ -61,6 +61,11 @@ class Faults:
     def __init__(self, points: frozenset[str], namespace: str | None, exit: Callable[[str], None]) -> None:
         self.points, self.namespace, self.exit = points, namespace, exit
 
+    @classmethod
+    def none(cls) -> Faults:
+        """No point set: the hook never exits (production, and tests that do not crash)."""
+        return cls(frozenset(), None, lambda _: None)
+
     def __call__(self, point: str, namespace: str) -> None:
         if point in self.points and self.namespace in (None, namespace):
             self.exit(f"cairn-operator: CAIRN_FAULT {point} in namespace {namespace}: exiting\n")

@@ -96,7 +96,6 @@ class Prepared:
     """A Run ready to reconcile: its spec, its Job snapshot (spec and graph), the status it observed."""
 
     run_spec: RunSpec
-    snapshot: dict[str, Any]
     job_spec: JobSpec
     graph: OpGraph
     status: dict[str, Any]
@@ -121,7 +120,7 @@ class RunController:
     creators: ThreadPoolExecutor
     settler: Settler  # what follows a Run's end
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
-    faults: Faults = field(default_factory=lambda: Faults(frozenset(), None, lambda _: None))
+    faults: Faults = field(default_factory=Faults.none)
     metrics: Metrics = field(default_factory=NoMetrics)
     step_account: str = "cairn-step"
     resync: float = 1.0
@@ -241,12 +240,14 @@ class RunController:
         if isinstance(prepared, Outcome):
             return prepared
         run_spec, job_spec = prepared.run_spec, prepared.job_spec
-        pods = self._list_pods(meta["namespace"], meta["name"], run_spec, prepared.graph, status)
+        # Every step of a started Run has a row in its status (map instances too); before, every step is live.
+        known = status.get("steps") or {}
+        live = [s for s, st in known.items() if not StepState(st["phase"]).terminal] if known else prepared.graph.order
+        everything = not known or len(live) == len(known)
+        pods = self._list_pods(meta["namespace"], meta["name"], run_spec, live, everything)
         max_parallel = run_spec.maxParallel or job_spec.maxParallel
-        live = [s for s, st in (status.get("steps") or {}).items() if not StepState(st["phase"]).terminal]
-        wanted = len(live) if status.get("steps") else len(prepared.graph.order)
         # The operator-wide pod slots this cycle may use, taken atomically (other cycles run at once).
-        with self.slots.reserve(min(wanted, max_parallel)) as slots:
+        with self.slots.reserve(min(len(live), max_parallel)) as slots:
             run = self._observe(body, prepared, pods, max_parallel, slots.granted)
             return self._reconcile_and_create(body, prepared, run, pods, slots)
 
@@ -282,7 +283,7 @@ class RunController:
             # A root Run labels itself as its lineage's root: `kubectl get crun -l cairn.dev/root-run=X` lists all.
             root = (meta.get("labels") or {}).get(LABEL_ROOT) or name
             self.kube.label_run(namespace, name, {LABEL_JOB: run_spec.jobRef.name, LABEL_ROOT: root})
-        return Prepared(run_spec, snapshot, job_spec, graph, status)
+        return Prepared(run_spec, job_spec, graph, status)
 
     def load_snapshot(
         self, namespace: str, spec: RunSpec, status: Mapping[str, Any], uid: str = ""
@@ -321,15 +322,12 @@ class RunController:
         return snapshot, job_spec, graph
 
     def _list_pods(
-        self, namespace: str, name: str, run_spec: RunSpec, graph: OpGraph, status: Mapping[str, Any]
+        self, namespace: str, name: str, run_spec: RunSpec, live: Sequence[str], everything: bool
     ) -> list[PodObs]:
-        """Only the pods of steps still in flight: a long Run's finished pods need not be read every cycle
-        (all of them when podGC has to see them). Every step of a started Run has a row in its status."""
-        known = status.get("steps") or {}
-        live = [st for st in known if not StepState(known[st]["phase"]).terminal] if known else list(graph.order)
+        """Only the pods of the `live` steps (those in flight): a long Run's finished pods need not be read
+        every cycle; all of them when every step is live or podGC has to see them."""
         gc = run_spec.podGC is not None and run_spec.podGC.strategy != "Never"
         live_ops = sorted({node_of(st) for st in live})  # pods are labelled by op (an instance's key is annotated)
-        everything = not known or len(live) == len(known)
         return self.kube.list_step_pods(namespace, name, None if gc or everything else live_ops)
 
     def _observe(

@@ -57,7 +57,7 @@ def next_retry(
 class Settler:
     kube: Kube
     recorder: Recorder
-    faults: Faults = field(default_factory=lambda: Faults(frozenset(), None, lambda _: None))
+    faults: Faults = field(default_factory=Faults.none)
     metrics: Metrics = field(default_factory=NoMetrics)
 
     def finish_up(self, body: Mapping[str, Any]) -> None:

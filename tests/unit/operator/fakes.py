@@ -123,7 +123,7 @@ def controller(kube: FakeKube, events: Events, storage: Any = None, **kw: Any) -
         creators=ThreadPoolExecutor(max_workers=2),
         settler=Settler(kube, events),  # type: ignore[arg-type]
         clock=lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-        faults=Faults(frozenset(), None, lambda _: None),
+        faults=Faults.none(),
         refused_backoff=Backoff(cap=60),
         **kw,
     )
