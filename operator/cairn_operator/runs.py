@@ -33,6 +33,7 @@ from cairn_operator.blocked import invalid, merge_patch, pending, refused
 from cairn_operator.graph import InvalidJob, OpGraph, build, config_problem
 from cairn_operator.kube import Kube, Refused, newer_or_same
 from cairn_operator.limits import Backoff, PodSlots, Reservation
+from cairn_operator.lru import Lru
 from cairn_operator.models import JobSpec, RunSpec
 from cairn_operator.ports import Faults, Metrics, NoMetrics, Recorder
 from cairn_operator.reconcile import (
@@ -76,19 +77,6 @@ class NotYet(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-class Lru(dict[Any, Any]):
-    """A dict that forgets its oldest entry past `limit` entries."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def put(self, key: Any, value: Any) -> None:
-        if key not in self and len(self) >= self.limit:
-            self.pop(next(iter(self)))
-        self[key] = value
 
 
 @dataclass

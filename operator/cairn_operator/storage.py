@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from cairn_operator.graph import InvalidJob
+from cairn_operator.lru import Lru
 from cairn_operator.models import JobSpec
 
 
@@ -56,8 +57,8 @@ class StorageFactory:
     ) -> None:
         self.secrets, self.clock, self.ttl, self.opener, self.limit = secrets, clock, ttl, opener, limit
         self._lock = threading.Lock()
-        self._read: dict[tuple[str, str], tuple[float, str, dict[str, str]]] = {}  # -> (at, version, data)
-        self._opened: dict[tuple[str, str, str, str], Any] = {}
+        self._read = Lru(limit)  # (namespace, Secret) -> (read at, version, data)
+        self._opened = Lru(limit)  # (namespace, Secret, version, storage spec) -> IO manager
 
     def _secret(self, namespace: str, name: str) -> tuple[str, dict[str, str]]:
         now = self.clock()
@@ -67,9 +68,7 @@ class StorageFactory:
             return hit[1], hit[2]
         version, data = self.secrets.read_secret_versioned(namespace, name)
         with self._lock:
-            if len(self._read) >= self.limit:
-                self._read.pop(next(iter(self._read)))
-            self._read[(namespace, name)] = (now, version, data)
+            self._read.put((namespace, name), (now, version, data))
         return version, data
 
     def open(self, namespace: str, spec: JobSpec) -> Any:
@@ -81,9 +80,7 @@ class StorageFactory:
         if manager is None:
             manager = self.opener(spec, data)
             with self._lock:
-                if len(self._opened) >= self.limit:
-                    self._opened.pop(next(iter(self._opened)))
-                self._opened[key] = manager
+                self._opened.put(key, manager)
         return manager
 
     def bucket(self, namespace: str, spec: JobSpec) -> str | None:
