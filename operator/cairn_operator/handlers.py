@@ -137,30 +137,25 @@ def _register_runs(
         GROUP, VERSION, "runs", id="run_daemon", when=not_settled, cancellation_timeout=10.0, registry=registry
     )
     async def run_daemon(**kw: Any) -> None:
-        await run_loop(runs, threads, kw["body"], kw["namespace"], kw["name"], kw["stopped"], kw["logger"])
-
-
-async def run_loop(
-    runs: RunController, threads: Threads, body: Mapping[str, Any], namespace: str, name: str, stopped: Any, logger: Any
-) -> None:
-    """One per live Run: a cycle on every change of the Run or its pods, and every `resync` seconds. Each
-    cycle reads the Run as the watch last brought it (no GET)."""
-    wake = runs.wakers.setdefault((namespace, name), asyncio.Event())
-    try:
-        while not stopped:
-            wake.clear()
-            try:
-                delay = await threads.run(runs.cycle, dict(body))
-                if delay is None:
-                    return
-            except Exception as exc:  # keep serving: the next cycle retries (level-triggered)
-                logger.warning(f"reconcile of Run {namespace}/{name} failed, retrying: {exc}")
-                await asyncio.sleep(1.0)
-                delay = runs.resync
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), delay)
-    finally:
-        runs.forget(namespace, name)
+        """One per live Run: a cycle on every change of the Run or its pods, and every `resync` seconds. Each
+        cycle reads the Run as the watch last brought it (no GET)."""
+        body, namespace, name, stopped, logger = kw["body"], kw["namespace"], kw["name"], kw["stopped"], kw["logger"]
+        wake = runs.wakers.setdefault((namespace, name), asyncio.Event())
+        try:
+            while not stopped:
+                wake.clear()
+                try:
+                    delay = await threads.run(runs.cycle, dict(body))
+                    if delay is None:
+                        return
+                except Exception as exc:  # keep serving: the next cycle retries (level-triggered)
+                    logger.warning(f"reconcile of Run {namespace}/{name} failed, retrying: {exc}")
+                    await asyncio.sleep(1.0)
+                    delay = runs.resync
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), delay)
+        finally:
+            runs.forget(namespace, name)
 
 
 def _register_reexecutions(registry: kopf.OperatorRegistry, rxs: ReexecutionController, threads: Threads) -> None:

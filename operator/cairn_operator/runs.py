@@ -166,46 +166,40 @@ class RunController:
         return body
 
     def cycle(self, body: Mapping[str, Any] | None) -> float | None:
-        """One reconcile of a Run, in a worker thread; None once the Run is finished and settled (or gone),
-        else the seconds until the next one unless something wakes it."""
+        """One reconcile of a Run, in a worker thread: read what is, decide, act, write the status once (only
+        if it changed), then delete and post Events. None once the Run is finished and settled (or gone),
+        else the seconds until the next cycle unless something wakes it."""
         if body is None:
             return None
         body = self.current(body)
-        status = body.get("status") or {}
-        meta = body["metadata"]
+        meta, observed = body["metadata"], body.get("status") or {}
+        namespace = meta["namespace"]
         try:
-            if status.get("phase") in FINISHED:
-                if not status.get("settled"):
+            if observed.get("phase") in FINISHED:
+                if not observed.get("settled"):
                     self.settler.finish_up(body)
                 return None
-            return self.sync(body)
+            outcome = self._decide_and_act(body)
+            self._persist(body, outcome.status)
+            self.faults("exit-after:status-write", namespace)
+            failed = RunPhase.FAILED.value
+            if outcome.status.get("phase") == failed and observed.get("phase") != failed:
+                self.faults("exit-after:run-failed", namespace)
+            for action in outcome.deletes:
+                self.faults("exit-before:pod-delete", namespace)
+                self.kube.delete_pod(namespace, action.name, force=action.force)
+            self.post_events(body, outcome.events)
+            if outcome.status.get("phase") in FINISHED:
+                return 0.0  # what follows its end (`finish_up`) comes next, at once: its own write wakes no cycle
+            return outcome.delay
         finally:
-            self.metrics.run_cycle(meta["namespace"], meta["name"])
+            self.metrics.run_cycle(namespace, meta["name"])
 
     def forget(self, namespace: str, name: str) -> None:
         """The Run's daemon ended: its per-Run state goes."""
         self.wakers.pop((namespace, name), None)
         self.written.pop((namespace, name), None)
         self.metrics.forget("Run", namespace, name)
-
-    def sync(self, body: Mapping[str, Any]) -> float:
-        """One reconcile cycle of a live Run: read what is, decide, act, write the status once (only if it
-        changed), then delete and post Events. Returns the seconds until the next cycle."""
-        outcome = self._decide_and_act(body)
-        self._persist(body, outcome.status)
-        meta = body["metadata"]
-        observed = body.get("status") or {}
-        self.faults("exit-after:status-write", meta["namespace"])
-        failed = RunPhase.FAILED.value
-        if outcome.status.get("phase") == failed and observed.get("phase") != failed:
-            self.faults("exit-after:run-failed", meta["namespace"])
-        for action in outcome.deletes:
-            self.faults("exit-before:pod-delete", meta["namespace"])
-            self.kube.delete_pod(meta["namespace"], action.name, force=action.force)
-        self.post_events(body, outcome.events)
-        if outcome.status.get("phase") in FINISHED:
-            return 0.0  # what follows its end (`finish_up`) comes next, at once: its own write wakes no cycle
-        return outcome.delay
 
     def _persist(self, body: Mapping[str, Any], status: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -220,24 +214,39 @@ class RunController:
             self.written.pop((meta["namespace"], meta["name"]), None)
 
     def _decide_and_act(self, body: Mapping[str, Any]) -> Outcome:
+        """Observe, decide, create the new pods (several at once); when the API server refused a pod as
+        invalid (or it could not be built), decide again with that observation (the step fails, saying
+        why). A refusal an admin may fix drops this cycle's decisions and tries again after a growing delay."""
         meta = body["metadata"]
-        generation = int(meta.get("generation") or 1)
         # A deep copy: the status patch is computed as a diff against what the API server holds.
         status: dict[str, Any] = copy.deepcopy(dict(body.get("status") or {}))
-        prepared = self._prepare(body, status, generation)
+        prepared = self._prepare(body, status, int(meta.get("generation") or 1))
         if isinstance(prepared, Outcome):
             return prepared
-        run_spec, job_spec = prepared.run_spec, prepared.job_spec
+        run_spec = prepared.run_spec
         # Every step of a started Run has a row in its status (map instances too); before, every step is live.
         known = status.get("steps") or {}
         live = [s for s, st in known.items() if not StepState(st["phase"]).terminal] if known else prepared.graph.order
-        everything = not known or len(live) == len(known)
-        pods = self._list_pods(meta["namespace"], meta["name"], run_spec, live, everything)
-        max_parallel = run_spec.maxParallel or job_spec.maxParallel
+        pods = self._list_pods(meta["namespace"], meta["name"], run_spec, live, not known or len(live) == len(known))
+        max_parallel = run_spec.maxParallel or prepared.job_spec.maxParallel
         # The operator-wide pod slots this cycle may use, taken atomically (other cycles run at once).
         with self.slots.reserve(min(len(live), max_parallel)) as slots:
             run = self._observe(body, prepared, pods, max_parallel, slots.granted)
-            return self._reconcile_and_create(body, prepared, run, pods, slots)
+            result = reconcile(run, prepared.graph, pods, self.clock())
+            try:
+                failed = self._create_pods(meta, prepared, result, slots)
+            except Refused as exc:
+                return self._refused(body, prepared, exc)
+        self.refused_backoff.reset(f"{meta['namespace']}/{meta['name']}")
+        if failed:
+            run.refused = failed
+            result = reconcile(run, prepared.graph, pods, self.clock())  # the same decisions, with those failed
+        events = [a for a in result.actions if isinstance(a, Event)]
+        saves = logs_to_save(pods, status.get("steps") or {})
+        if saves:  # after the new pods: a log's copy is not on the path from one step to the next
+            saved, errors = self.save_logs(meta["namespace"], meta["name"], meta["uid"], prepared.job_spec, saves)
+            events += record_logs(result.status.get("steps") or {}, saved, errors)
+        return Outcome(result.status, self.resync, events, [a for a in result.actions if isinstance(a, DeletePod)])
 
     # ----- observe ------------------------------------------------------------------------------------
     def _prepare(self, body: Mapping[str, Any], status: dict[str, Any], generation: int) -> Prepared | Outcome:
@@ -407,44 +416,36 @@ class RunController:
             saved.setdefault(action.step, {})[str(action.attempt)] = key
         return saved, errors
 
-    # ----- decide and act -----------------------------------------------------------------------------
-    def _reconcile_and_create(
-        self, body: Mapping[str, Any], prepared: Prepared, run: RunInput, pods: list[PodObs], slots: Reservation
-    ) -> Outcome:
-        """Decide; create the new pods (several at once); when the API server refused a pod as invalid (or
-        it could not be built), decide again with that observation (the step fails, saying why). A refusal
-        an admin may fix drops this cycle's decisions and tries again after a growing delay."""
-        meta = body["metadata"]
-        key = f"{meta['namespace']}/{meta['name']}"
-        result = reconcile(run, prepared.graph, pods, self.clock())
-        try:
-            failed = self._create_pods(meta, prepared, result, slots)
-        except Refused as exc:
-            return self._refused(body, prepared, exc)
-        self.refused_backoff.reset(key)
-        if failed:
-            run.refused = failed
-            result = reconcile(run, prepared.graph, pods, self.clock())  # the same decisions, with those failed
-        events = [a for a in result.actions if isinstance(a, Event)]
-        saves = logs_to_save(pods, run.status.get("steps") or {})
-        if saves:  # after the new pods: a log's copy is not on the path from one step to the next
-            saved, errors = self.save_logs(meta["namespace"], meta["name"], meta["uid"], prepared.job_spec, saves)
-            events += record_logs(result.status.get("steps") or {}, saved, errors)
-        return Outcome(result.status, self.resync, events, [a for a in result.actions if isinstance(a, DeletePod)])
-
+    # ----- act ---------------------------------------------------------------------------------------
     def _create_pods(
         self, meta: Mapping[str, Any], prepared: Prepared, result: Result, slots: Reservation
     ) -> dict[str, str]:
         """Create the pods `result` asks for; step -> why for each pod that cannot be (refused as invalid,
         422, or too large to build). Raises Refused for a refusal an admin may fix."""
-        namespace = meta["namespace"]
+        namespace, run_spec = meta["namespace"], prepared.run_spec
         graph = result.graph or prepared.graph
         steps = result.status.get("steps") or {}
+        ops_config = (run_spec.config or {}).get("ops") or {}
         creates, failed = [], {}
         for a in result.actions:
             if isinstance(a, CreatePod):
                 try:
-                    creates.append(self._pod(meta, prepared, graph, steps, a))
+                    creates.append(
+                        step_pod(
+                            run=meta["name"],
+                            run_uid=meta["uid"],
+                            namespace=namespace,
+                            job_name=run_spec.jobRef.name,
+                            spec=prepared.job_spec,
+                            graph=graph,
+                            step=a.step,
+                            attempt=a.attempt,
+                            inputs=step_inputs(graph, a.step, steps),
+                            config=(ops_config.get(node_of(a.step)) or {}).get("config"),
+                            override=(run_spec.overrides or {}).get(node_of(a.step)),
+                            service_account=self.step_account,
+                        )
+                    )
                 except ContextTooLarge as exc:
                     failed[a.step] = str(exc)
         keys = [f"{namespace}/{c['metadata']['name']}" for c in creates]
@@ -464,25 +465,6 @@ class RunController:
             for step, refusal in refusals.items()
         )
         return failed
-
-    def _pod(
-        self, meta: Mapping[str, Any], prepared: Prepared, graph: OpGraph, steps: Mapping[str, Any], a: CreatePod
-    ) -> dict[str, Any]:
-        run_spec = prepared.run_spec
-        return step_pod(
-            run=meta["name"],
-            run_uid=meta["uid"],
-            namespace=meta["namespace"],
-            job_name=run_spec.jobRef.name,
-            spec=prepared.job_spec,
-            graph=graph,
-            step=a.step,
-            attempt=a.attempt,
-            inputs=step_inputs(graph, a.step, steps),
-            config=(((run_spec.config or {}).get("ops") or {}).get(node_of(a.step)) or {}).get("config"),
-            override=(run_spec.overrides or {}).get(node_of(a.step)),
-            service_account=self.step_account,
-        )
 
     def _create_all(self, namespace: str, pods: list[dict[str, Any]]) -> dict[str, Refused]:
         """Create pods (several at once: a fan-out creates hundreds); step -> the API server's refusal."""
