@@ -1,8 +1,10 @@
-"""Step selection, Dagster's grammar: a list of clauses, unioned.
+"""Step and op selection, Dagster's grammar: a list of clauses, unioned.
 
-A clause is a step name with an optional prefix and suffix: ``*name`` adds all ancestors, ``+name``
-one level of ancestors per ``+``; ``name*`` adds all descendants, ``name+`` one level per ``+``.
-With fan-out, ``op[key]`` names one instance of a mapped op, and ``op[*]`` (or plain ``op``) all of them.
+A clause is a name with an optional prefix and suffix: ``*name`` adds all ancestors, ``+name`` one level
+of ancestors per ``+``; ``name*`` adds all descendants, ``name+`` one level per ``+`` (Dagster also
+reads ``*+name`` and ``name+*`` as "all"). Step selection (re-execution, `resolve_selection`) names
+steps; with fan-out ``op[key]`` names one instance of a mapped op. Op selection for a fresh run
+(`select_ops`, Dagster's ``op_selection``) names the job's top-level nodes, or exact dotted node paths.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cairn.errors import StepSelectionError
+from cairn.errors import DagsterInvalidSubsetError, StepSelectionError
 
-_CLAUSE = re.compile(r"^(\*|\+*)([A-Za-z0-9_.\-]+(?:\[(?:[A-Za-z0-9_]+|\*)\])?)(\*|\+*)$")
+#: Dagster's clause: ancestors (``*``, ``+``...), a name (letters, digits, ``_ - . /``, brackets, ``?``),
+#: descendants; Cairn also reads ``op[*]`` (all instances of a mapped op).
+_CLAUSE = re.compile(r"^(\*?\+*)([./\w\[\]?\-]+|[./\w\-]+\[\*\])(\+*\*?)$")
 ALL = -1
 
 
@@ -69,7 +73,12 @@ def parse_clause(text: str) -> Clause | None:
     if not m:
         return None
     pre, name, post = m.groups()
-    return Clause(name, ALL if pre == "*" else len(pre), ALL if post == "*" else len(post))
+    return Clause(name, _depth(pre), _depth(post))
+
+
+def _depth(part: str) -> int:
+    """Dagster's depth of a prefix or suffix: any ``*`` is all levels, else one level per ``+``."""
+    return ALL if "*" in part else len(part)
 
 
 def parse_selection(selection: Sequence[str]) -> list[Clause]:
@@ -122,3 +131,68 @@ def _hint(unknown: Sequence[str], graph: Graph) -> str:
             shown = ", ".join(instances[:10]) + (f" and {len(instances) - 10} more" if len(instances) > 10 else "")
             hints.append(f"{op} has keys {shown}")
     return f" ({'; '.join(hints)})" if hints else ""
+
+
+def select_ops(graph: Graph, clauses: Sequence[str]) -> set[str]:
+    """Dagster's ``op_selection`` for a fresh run: the steps (ops, mapped ops unexpanded, nested ops by their
+    dotted names) of the selected nodes. Clauses name the job's top-level nodes (a graph node selects all its
+    ops) with Dagster's ``*``/``+`` grammar; ``["*"]`` is everything; if any clause has a dot, every clause
+    is an exact node path (``outer.inner``), without the grammar. No clauses: everything, as Dagster.
+    Raises DagsterInvalidSubsetError with Dagster's wording."""
+    if isinstance(clauses, str):
+        raise DagsterInvalidSubsetError(
+            f'Param "op_selection" is not a Sequence. Got {clauses!r} which is type {type(clauses)}. str is a '
+            f"disallowed Sequence type due to its likeliness to cause bugs. Pass a list: op_selection=[{clauses!r}]"
+        )
+    queries = list(clauses)
+    if not queries or queries == ["*"]:
+        return set(graph.steps)
+    if any("." in q for q in queries):
+        return _select_paths(graph, queries)
+    top = _top_level(graph)
+    chosen: set[str] = set()
+    for query in queries:
+        c = parse_clause(query)
+        if c is None or c.name not in top.upstream:
+            raise DagsterInvalidSubsetError(
+                f"No qualified ops to execute found for op_selection={queries} (the job's top-level nodes are "
+                f"{', '.join(top.steps)})"
+            )
+        chosen |= {c.name} | top.walk([c.name], c.up, "up") | top.walk([c.name], c.down, "down")
+    return {s for s in graph.steps if node_path(s)[0] in chosen}
+
+
+def node_path(step: str) -> tuple[str, ...]:
+    """A step's node path: ``outer.inner[k]`` -> (outer, inner); a top-level op -> (op,)."""
+    node = step.partition("[")[0] if step.endswith("]") else step
+    return tuple(node.split("."))
+
+
+def _top_level(graph: Graph) -> Graph:
+    """The graph of the job's top-level nodes (what Dagster's op selection walks): a graph node's edges
+    are those of its ops that cross its boundary."""
+    names = list(dict.fromkeys(node_path(s)[0] for s in graph.steps))
+    up: dict[str, list[str]] = {n: [] for n in names}
+    down: dict[str, list[str]] = {n: [] for n in names}
+    for s in graph.steps:
+        me = node_path(s)[0]
+        for u in graph.upstream[s]:
+            them = node_path(u)[0]
+            if them != me and them not in up[me]:
+                up[me].append(them)
+                down[them].append(me)
+    return Graph(tuple(names), {k: tuple(v) for k, v in up.items()}, {k: tuple(v) for k, v in down.items()})
+
+
+def _select_paths(graph: Graph, paths: Sequence[str]) -> set[str]:
+    """Exact node paths (``outer.inner``, ``outer``): each must name a node, each prefix a graph."""
+    leaves = {node_path(s) for s in graph.steps}
+    nodes = {p[: i + 1] for p in leaves for i in range(len(p))}
+    wanted = sorted({tuple(p.split(".")) for p in paths})
+    for path in wanted:
+        for i, name in enumerate(path):
+            if path[: i + 1] not in nodes:
+                raise DagsterInvalidSubsetError(f"Node {name} was selected, but no node named {name} was found.")
+            if i + 1 < len(path) and path[: i + 1] in leaves:
+                raise DagsterInvalidSubsetError(f"Children of node {name} were selected, but {name} is not a graph.")
+    return {s for s in graph.steps if any(node_path(s)[: len(p)] == p for p in wanted)}
