@@ -10,6 +10,9 @@ policies satisfy it:
   then with FULL jitter ``rand() * that`` and with PLUS_MINUS ``that + (2 * rand() * delay) - delay``.
 - `RetryRequested`: raised by an op's body, a retry asked for by the op itself (Dagster's name and
   arguments); `requested_rule` makes it a rule.
+- `Failure`: raised by an op's body, a failure with a description and metadata (Dagster's); with
+  ``allow_retries=False`` the op's retry policy does not apply. `rule_for` is the one decision: which rule
+  (if any) retries an attempt that raised.
 - `ExponentialRetries`: a Job's ``retries`` on a cluster (``limit`` and ``backoff{durationSeconds,
   factor, maxDurationSeconds}``): ``min(cap, base * factor**(n - 1))``, no jitter.
 """
@@ -17,11 +20,11 @@ policies satisfy it:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from cairn.errors import DefinitionError
+from cairn.errors import DagsterError, DefinitionError
 
 Rand = Callable[[], float]
 
@@ -118,6 +121,44 @@ class RetryRequested(Exception):
         super().__init__()
         self.max_retries = 1 if max_retries is None else max_retries
         self.seconds_to_wait = seconds_to_wait
+
+
+class Failure(Exception):
+    """Raised by an op's body: the step fails with `description` and `metadata` (Dagster's ``raise
+    Failure("no rows", metadata={"table": "t"})``). ``allow_retries=False``: the op's retry policy does not
+    apply, the step fails at once (default True: a retry policy retries it like any error)."""
+
+    def __init__(
+        self,
+        description: str | None = None,
+        metadata: Mapping[str, object] | None = None,
+        allow_retries: bool | None = None,
+    ) -> None:
+        super().__init__(description)
+        if description is not None and not isinstance(description, str):
+            raise TypeError(f"Failure(description={description!r}): a string or None")
+        if metadata is not None and not (isinstance(metadata, Mapping) and all(isinstance(k, str) for k in metadata)):
+            raise TypeError(f"Failure(metadata={metadata!r}): a mapping of string labels to values, or None")
+        if allow_retries is not None and not isinstance(allow_retries, bool):
+            raise TypeError(f"Failure(allow_retries={allow_retries!r}): True, False or None")
+        self.description = description
+        self.metadata: dict[str, object] = dict(metadata or {})
+        self.allow_retries = True if allow_retries is None else allow_retries
+
+
+def rule_for(exc: BaseException, policy: RetryPolicy | None) -> RetryRule | None:
+    """The rule that retries an attempt which raised `exc`, under the op's `policy` (None: not retried).
+
+    As Dagster decides it: a `RetryRequested` retries by its own numbers (the policy does not apply); a
+    Dagster framework error (`DagsterError`) is not retried; a `Failure(allow_retries=False)` is not
+    retried; any other exception is retried per the policy; an interrupt (not an `Exception`) is not."""
+    if isinstance(exc, RetryRequested):
+        return requested_rule(exc)
+    if policy is None or not isinstance(exc, Exception) or isinstance(exc, DagsterError):
+        return None
+    if isinstance(exc, Failure) and not exc.allow_retries:
+        return None
+    return policy.rule()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,100 @@
+"""Dagster's public names for what Cairn has: a porting user writes ``import cairn.dagster as dagster`` (or
+``as dg``, or ``from cairn.dagster import op, job, ...``) in place of ``import dagster``.
+
+Every name here is one of Dagster 1.13's public names (``dagster/__init__.py``), bound to Cairn's
+implementation of the same thing with Dagster's signature, defaults, behaviour and error classes
+(tests/unit/test_dagster_module.py checks the list against Dagster's). Cairn's own names (``Instance``,
+``Mode``, ``CairnError``...) are in ``cairn``, not here. A Dagster name Cairn does not have raises
+AttributeError saying so; the README's "Porting from Dagster" lists what is ported and every deliberate
+difference.
+"""
+
+import typing as _typing
+
+from cairn.definitions import (
+    DynamicOut,
+    DynamicOutput,
+    ExecutorDefinition,
+    Field,
+    In,
+    JobDefinition,
+    OpDefinition,
+    Out,
+    Output,
+    in_process_executor,
+    job,
+    op,
+    reconstructable,
+)
+from cairn.errors import (
+    DagsterError,
+    DagsterExecutionInterruptedError,
+    DagsterExecutionStepExecutionError,
+    DagsterExecutionStepNotFoundError,
+    DagsterInvalidConfigError,
+    DagsterInvalidDefinitionError,
+    DagsterInvalidInvocationError,
+    DagsterInvalidSubsetError,
+    DagsterInvariantViolationError,
+    DagsterResourceFunctionError,
+    DagsterRunNotFoundError,
+    DagsterUnknownResourceError,
+    DagsterUserCodeExecutionError,
+)
+from cairn.execution import ReexecutionOptions, execute_job
+from cairn.instance import Instance as DagsterInstance
+from cairn.retries import Backoff, Failure, Jitter, RetryPolicy, RetryRequested
+
+__all__ = [
+    "Backoff",
+    "DagsterError",
+    "DagsterExecutionInterruptedError",
+    "DagsterExecutionStepExecutionError",
+    "DagsterExecutionStepNotFoundError",
+    "DagsterInstance",
+    "DagsterInvalidConfigError",
+    "DagsterInvalidDefinitionError",
+    "DagsterInvalidInvocationError",
+    "DagsterInvalidSubsetError",
+    "DagsterInvariantViolationError",
+    "DagsterResourceFunctionError",
+    "DagsterRunNotFoundError",
+    "DagsterUnknownResourceError",
+    "DagsterUserCodeExecutionError",
+    "DynamicOut",
+    "DynamicOutput",
+    "ExecutorDefinition",
+    "Failure",
+    "Field",
+    "In",
+    "Jitter",
+    "JobDefinition",
+    "OpDefinition",
+    "Out",
+    "Output",
+    "ReexecutionOptions",
+    "RetryPolicy",
+    "RetryRequested",
+    "execute_job",
+    "in_process_executor",
+    "job",
+    "op",
+    "reconstructable",
+]
+
+#: What Cairn ports of Dagster, for the message of a name it does not have.
+_PORTED = "ops, graphs, jobs, their config, resources, IO managers, hooks, retries, execution and re-execution"
+
+
+def _not_ported(name: str) -> _typing.NoReturn:
+    """A Dagster name Cairn does not have: say so (``dagster.asset`` -> AttributeError with the reason)."""
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    raise AttributeError(
+        f"module {__name__!r} has no attribute {name!r}: Cairn has Dagster's public names for {_PORTED}; "
+        f"{name!r} is not one of them (the README's 'Porting from Dagster' lists the names and the differences)"
+    )
+
+
+if not _typing.TYPE_CHECKING:  # a type checker keeps reporting names this module does not have
+    __getattr__ = _not_ported
