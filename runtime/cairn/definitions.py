@@ -1,9 +1,10 @@
-"""Authoring ops and jobs, with Dagster's names so that porting a job is changing imports.
+"""Authoring ops and jobs with Dagster's names, signatures and defaults, so that porting a job is changing imports.
 
-``@op`` turns a function into an `OpDefinition`; ``@job`` runs its body once, at definition time, with
-ops *recording* their calls instead of running, which yields the job's graph: nodes (one per op call,
-aliased ``op_2``, ``op_3`` when an op is used again) and, for each node input, the upstream node and
-output it reads. Each node is one step of a run.
+``@op`` turns a function into an `OpDefinition`; ``@job`` (and ``@graph``, `cairn.graphs`) runs its body
+once, at definition time, with ops *recording* their calls instead of running, which yields the job's
+graph: nodes (one per op call, named ``op_2``, ``op_3`` when an op is used again, or by ``op.alias(name)``;
+an op inside a graph ``outer`` is the node ``outer.op``, as Dagster names its step) and, for each node
+input, the upstream node and output it reads. Each node is one step of a run.
 
 Dynamic fan-out, as Dagster writes it: an op with a `DynamicOut` yields ``DynamicOutput(value,
 mapping_key=...)``; in a job body its call returns a handle whose ``.map(fn)`` runs `fn` once at
@@ -18,48 +19,255 @@ key at run time), and whose ``.collect()`` gives a downstream op the list of all
 
 One level of fan-out (see `cairn.dynamic`): a mapped op has no dynamic output, reads one dimension, and
 an op outside the map reads a mapped op only through ``.collect()``.
+
+Types: a Python type given as an `Out`'s or `In`'s ``dagster_type`` (or as the op function's annotation)
+is checked when the step runs, with Dagster's `DagsterTypeCheckDidNotPass` and wording
+(`check_output_type`, `check_input_type`).
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import inspect
 import json
-import logging
+import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
 
 from cairn import dynamic
-from cairn.errors import ConfigError, DefinitionError
+from cairn.context import OpContext as OpContext  # re-exported: the op context lives in cairn.context
+from cairn.context import OpExecutionContext
+from cairn.errors import (
+    ConfigError,
+    DagsterError,
+    DagsterInvariantViolationError,
+    DefinitionError,
+)
 from cairn.io import FORMATS
 from cairn.retries import RetryPolicy
 
 
+class _NoValueSentinel:
+    """Dagster's "argument not given" marker (``In(default_value=...)``, ``Out(dagster_type=...)``)."""
+
+    def __repr__(self) -> str:
+        return "NoValue"
+
+
+NoValue: Any = _NoValueSentinel()
+
+#: Dagster's rule for the names of ops, graphs, jobs, aliases and outputs.
+NAME_PATTERN = r"^[A-Za-z0-9_]+$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+def check_name(name: object, what: str = "name") -> str:
+    """`name` if it is a valid Dagster name; DefinitionError with Dagster's wording otherwise."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DefinitionError(
+            f'"{name}" is not a valid name in Dagster. Names must be in regex {NAME_PATTERN}. '
+            f"(Cairn: the {what} is part of step keys and storage paths: use letters, digits and underscores.)"
+        )
+    return name
+
+
+def _param_error(param: str, expected: str, value: object) -> DefinitionError:
+    """Dagster's wording for an argument of the wrong type."""
+    return DefinitionError(
+        f'Param "{param}" is not {expected}. Got {value!r} which is type {type(value)}. '
+        f"(Cairn: {param} must be {expected}, got {value!r}.)"
+    )
+
+
+# --- Dagster types: the Python types Dagster checks values against -----------------------------------------
+
+
+class DagsterTypeCheckDidNotPass(DagsterError):
+    """A value did not match its output's or input's type (Dagster's error: a step failure)."""
+
+    def __init__(
+        self, description: str | None = None, metadata: Mapping[str, Any] | None = None, dagster_type: Any = None
+    ):
+        super().__init__(description)
+        self.description = description
+        self.metadata = dict(metadata or {})
+        self.dagster_type = dagster_type
+
+
+@dataclass(frozen=True)
+class TypeSpec:
+    """A resolved Dagster type: its display name (``Int``, ``[Int]``, ``Int?``) and how to check a value."""
+
+    display_name: str
+    kind: str  # "any", "scalar", "object", "list", "dict", "optional"
+    py: Any = None
+    inner: tuple[TypeSpec, ...] = ()
+
+
+ANY_TYPE = TypeSpec("Any", "any")
+_SCALARS: Mapping[Any, tuple[str, str]] = types.MappingProxyType(
+    {int: ("Int", "a int"), float: ("Float", "a float"), str: ("String", "a string"), bool: ("Bool", "a bool")}
+)
+
+
+def resolve_type(t: Any) -> TypeSpec:
+    """A dagster_type (a Python type, a typing generic, None or Any) as a `TypeSpec`; DefinitionError for a
+    value that is not a type (Dagster's wording)."""
+    if isinstance(t, TypeSpec):
+        return t
+    if t is None or t is NoValue or t is Any or t is object:
+        return ANY_TYPE
+    if t in _SCALARS:
+        return TypeSpec(_SCALARS[t][0], "scalar", t)
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if t is list or origin is list:
+        inner = resolve_type(args[0]) if args else ANY_TYPE
+        return TypeSpec(f"[{inner.display_name}]", "list", list, (inner,))
+    if origin is dict and len(args) == 2:
+        k, v = resolve_type(args[0]), resolve_type(args[1])
+        return TypeSpec(f"Dict[{k.display_name},{v.display_name}]", "dict", dict, (k, v))
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and len(args) == 2:
+            inner = resolve_type(rest[0])
+            return TypeSpec(f"{inner.display_name}?", "optional", None, (inner,))
+        return ANY_TYPE
+    if origin is not None:
+        return ANY_TYPE if not isinstance(origin, type) else TypeSpec(origin.__name__, "object", origin)
+    if isinstance(t, type):
+        return TypeSpec(t.__name__, "object", t)
+    raise DefinitionError(
+        f"Invalid type: dagster_type must be an instance of DagsterType or a Python type: got {t}. "
+        f"(Cairn: a storage format is keyword-only: Out(format={t!r}).)"
+    )
+
+
+def type_error(spec: TypeSpec, value: Any) -> str | None:
+    """Why `value` does not match `spec` (Dagster's description), or None when it does."""
+    if spec.kind == "any":
+        return None
+    if spec.kind == "optional":
+        return None if value is None else type_error(spec.inner[0], value)
+    if spec.kind == "scalar":
+        if isinstance(value, spec.py):
+            return None
+        return f'Value "{value}" of python type "{type(value).__name__}" must be {_SCALARS[spec.py][1]}.'
+    if spec.kind in ("list", "dict"):
+        if not isinstance(value, spec.py):
+            return f'Value "{value}" of python type "{type(value).__name__}" must be a {spec.py.__name__}.'
+        items = value if spec.kind == "list" else [x for kv in value.items() for x in kv]
+        specs = spec.inner * (len(items) if spec.kind == "list" else len(value))
+        return next((e for s, v in zip(specs, items, strict=True) if (e := type_error(s, v)) is not None), None)
+    if isinstance(value, spec.py):
+        return None
+    module = spec.py.__module__
+    qual = spec.py.__qualname__ if module == "builtins" else f"{module}.{spec.py.__qualname__}"
+    return (
+        f"Value of type {type(value)} failed type check for Dagster type {spec.display_name}, expected value "
+        f"to be of Python type {qual}."
+    )
+
+
+def _check_type_of(where: str, name: str, dagster_type: Any, value: Any) -> None:
+    if dagster_type is NoValue or dagster_type is None or dagster_type is Any:
+        return
+    spec = resolve_type(dagster_type)
+    error = type_error(spec, value)
+    if error is not None:
+        raise DagsterTypeCheckDidNotPass(
+            f'Type check failed for {where} "{name}" - expected type "{spec.display_name}". Description: {error}',
+            dagster_type=spec,
+        )
+
+
+def check_output_type(op_name: str, output_name: str, dagster_type: Any, value: Any) -> None:
+    """Check an output's value against its type as Dagster does when the step yields it (for a dynamic output,
+    each key's value); raises `DagsterTypeCheckDidNotPass` with Dagster's message. `op_name` is for callers'
+    context (Dagster's message names the output only)."""
+    _check_type_of("step output", output_name, dagster_type, value)
+
+
+def check_input_type(op_name: str, input_name: str, dagster_type: Any, value: Any) -> None:
+    """Check a loaded input's value against its type, as Dagster does before calling the op."""
+    _check_type_of("step input", input_name, dagster_type, value)
+
+
+# --- outputs, inputs, the values an op yields, config fields ------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Out:
-    """An op output. `is_required=False` lets the op omit it (its consumers are then SKIPPED).
+    """An op output, Dagster's signature: ``Out(int)``, ``Out(is_required=False)``. `is_required=False` lets
+    the op omit it (its consumers are then SKIPPED). Cairn's `format` (keyword-only) is how the value is
+    stored: "pickle" (default), "json" or "bytes"."""
 
-    `format` is how the value is stored: "pickle" (default), "json" or "bytes"."""
-
-    is_required: bool = True
-    format: str = "pickle"
+    dagster_type: Any = NoValue
     description: str | None = None
+    is_required: bool = True
+    io_manager_key: str | None = None
+    metadata: Mapping[str, Any] | None = field(default=None, compare=False)
+    code_version: str | None = None
+    format: str = field(default="pickle", kw_only=True)
 
     def __post_init__(self) -> None:
+        resolve_type(self.dagster_type)
         if self.format not in FORMATS:
             raise DefinitionError(f"Out(format={self.format!r}) is not one of {', '.join(FORMATS)}")
+        if not isinstance(self.is_required, bool):
+            raise _param_error("is_required", "a bool", self.is_required)
+        if self.io_manager_key is not None and not isinstance(self.io_manager_key, str):
+            raise _param_error("io_manager_key", "a str", self.io_manager_key)
+
+    @property
+    def is_dynamic(self) -> bool:
+        return False
 
 
+@dataclass(frozen=True)
 class DynamicOut(Out):
-    """A dynamic output: the op yields ``DynamicOutput(value, mapping_key=...)`` any number of times (zero
-    included), each key's value stored on its own in `format`; ops mapped over it run once per key."""
+    """A dynamic output (Dagster's signature, as `Out`): the op yields ``DynamicOutput(value, mapping_key=...)``
+    any number of times (zero included), each key's value stored on its own in `format`; ops mapped over
+    it run once per key. ``is_required=False`` lets the op emit no key at all (its mapped ops are skipped)."""
 
-    def __init__(self, format: str = "pickle", description: str | None = None) -> None:
-        super().__init__(is_required=True, format=format, description=description)
+    @property
+    def is_dynamic(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class In:
+    """An op input's declaration (the input itself is the function's parameter): its type, checked when the
+    step loads it, and a default value used when nothing is connected to it."""
+
+    dagster_type: Any = NoValue
+    description: str | None = None
+    default_value: Any = NoValue
+    metadata: Mapping[str, Any] | None = field(default=None, compare=False)
+    asset_key: Any = None
+    asset_partitions: Any = None
+    input_manager_key: str | None = None
+
+    def __post_init__(self) -> None:
+        resolve_type(self.dagster_type)
+
+
+@dataclass(frozen=True)
+class Output:
+    """A value an op yields for one of its outputs: ``yield Output(value, "a")``."""
+
+    value: Any
+    output_name: str = "result"
+    metadata: Mapping[str, Any] | None = field(default=None, compare=False)
+    data_version: Any = None
+    tags: Mapping[str, str] | None = field(default=None, kw_only=True, compare=False)
 
 
 @dataclass(frozen=True)
@@ -71,35 +279,42 @@ class DynamicOutput:
     value: Any
     mapping_key: str
     output_name: str = "result"
+    metadata: Mapping[str, Any] | None = field(default=None, compare=False)
 
-
-@dataclass(frozen=True)
-class In:
-    """An op input (declares metadata; inputs themselves come from the function's parameters)."""
-
-    description: str | None = None
-
-
-@dataclass(frozen=True)
-class Output:
-    """A value an op yields for one of its outputs: ``yield Output(value, "a")``."""
-
-    value: Any
-    output_name: str = "result"
+    def __post_init__(self) -> None:
+        if not isinstance(self.mapping_key, str) or not _NAME.match(self.mapping_key):
+            raise DefinitionError(
+                f'"{self.mapping_key}" is not a valid name in Dagster. Names must be in regex {NAME_PATTERN}. '
+                f"(Cairn: a mapping key names the step op[key]; replace other characters, e.g. "
+                f"key.replace('-', '_').)"
+            )
+        if self.output_name is None:
+            object.__setattr__(self, "output_name", "result")
 
 
 @dataclass(frozen=True)
 class Field:
-    """A config field with a type, a default and whether it is required."""
+    """A config field, Dagster's signature: ``Field(int, default_value=3, is_required=None, description=None)``.
+    Required unless it has a default value (or `is_required=False`)."""
 
-    type: type = object
-    default_value: Any = None
+    config: Any = object
+    default_value: Any = NoValue
     is_required: bool | None = None
     description: str | None = None
+    is_secret: bool = False
+
+    @property
+    def type(self) -> Any:
+        """Cairn's earlier name for `config`."""
+        return self.config
 
     @property
     def required(self) -> bool:
-        return self.is_required if self.is_required is not None else self.default_value is None
+        return self.is_required if self.is_required is not None else self.default_value is NoValue
+
+    @property
+    def default(self) -> Any:
+        return None if self.default_value is NoValue else self.default_value
 
 
 @dataclass(frozen=True)
@@ -108,114 +323,281 @@ class ExecutorDefinition:
 
 
 in_process_executor = ExecutorDefinition("in_process")
+multiprocess_executor = ExecutorDefinition("multiprocess")
 
 
-class OpContext:
-    """What an op sees as its `context` parameter."""
-
-    def __init__(self, run_id: str, step: str, op_config: Any, log: logging.Logger) -> None:
-        self.run_id = run_id
-        self.step = step
-        self.op_config = op_config
-        self.log = log
-
-    @property
-    def op_name(self) -> str:
-        """The node's name (``process`` for the step ``process[shard_1]``)."""
-        return dynamic.node_of(self.step)
-
-    @property
-    def mapping_key(self) -> str | None:
-        """The mapping key of a mapped step (``shard_1`` for ``process[shard_1]``), else None."""
-        return dynamic.split_step(self.step)[1]
-
-    def get_mapping_key(self) -> str | None:
-        """Dagster's name for `mapping_key`."""
-        return self.mapping_key
+# --- config: op config schemas and run config, checked with Dagster's wording -------------------------------
 
 
-def _check_config(op: str, schema: Any, value: Any) -> Any:
-    """Validate `value` against an op's config_schema and fill defaults; ConfigError on mismatch."""
-    where = f"run_config ops.{op}.config"
-    if schema is None:
-        return value
+class _Invalid(Exception):
+    """One config error (Dagster's message); turned into ConfigError by the job that checks."""
+
+
+def _at(path: str) -> str:
+    return "at the root" if path == "root" else f"at path {path}"
+
+
+def _dotted(path: str) -> str:
+    """``root:ops:a:config`` as Cairn has always named it: ``run_config ops.a.config``."""
+    return "run_config " + ".".join(path.split(":")[1:]) if path != "root" else "run_config"
+
+
+def config_type_name(schema: Any) -> str:
+    """How Dagster prints a config type in "Expected: ..." (``Int``, ``[Int]``, ``{ n: Int m?: String }``)."""
     if isinstance(schema, Field):
-        schema = schema.type
-    if isinstance(schema, dict):
-        value = {} if value is None else value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping with keys {sorted(schema)}, got {value!r}")
-        unknown = sorted(set(value) - set(schema))
-        if unknown:
-            raise ConfigError(f"{where} has unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(schema))}")
-        out: dict[str, Any] = {}
-        for key, spec in schema.items():
-            fld = spec if isinstance(spec, Field) else Field(type=spec)
-            if key in value:
-                out[key] = _check_type(f"{where}.{key}", fld.type, value[key])
-            elif fld.required:
-                raise ConfigError(f"{where} is missing required key {key!r} ({_type_name(fld.type)})")
-            else:
-                out[key] = fld.default_value
-        return out
-    if value is None:
-        raise ConfigError(f"{where} is required ({_type_name(schema)})")
-    return _check_type(where, schema, value)
+        return config_type_name(schema.config)
+    if isinstance(schema, Mapping):
+        parts = [f"{k}{'' if _required(v) else '?'}: {config_type_name(v)}" for k, v in sorted(schema.items())]
+        return "{ " + " ".join(parts) + " }" if parts else "{ }"
+    if isinstance(schema, list):
+        return f"[{config_type_name(schema[0]) if schema else 'Any'}]"
+    if schema is list:
+        return "[Any]"
+    if schema in _SCALARS:
+        return _SCALARS[schema][0]
+    return "Any"
 
 
-def _type_name(t: Any) -> str:
-    return getattr(t, "__name__", str(t))
+def _required(schema: Any) -> bool:
+    """Whether a config schema needs a value (a Field with a default, or a shape of optional fields, does not)."""
+    if isinstance(schema, Field):
+        return schema.required
+    if isinstance(schema, Mapping):
+        return any(_required(v) for v in schema.values())
+    return schema is not None and schema is not Any and schema is not object
 
 
-def _check_type(where: str, t: Any, value: Any) -> Any:
-    if t is object or t is Any:
+def check_config(path: str, schema: Any, value: Any) -> Any:
+    """`value` checked against a config schema at `path` (``root:ops:my_op:config``), defaults filled in;
+    `_Invalid` with Dagster's message on the first error."""
+    if isinstance(schema, Field):
+        if value is None and not schema.required:
+            return schema.default
+        schema = schema.config
+    if schema is None or schema is Any or schema is object:
         return value
+    if isinstance(schema, Mapping):
+        return _check_shape(path, schema, {} if value is None else value)
+    if isinstance(schema, list) or schema is list:
+        if not isinstance(value, list):
+            raise _Invalid(f'Value {_at(path)} must be list. Expected: "{config_type_name(schema)}".')
+        item = schema[0] if isinstance(schema, list) and schema else None
+        return [check_config(f"{path}[{i}]", item, v) for i, v in enumerate(value)]
+    if schema is dict:
+        if not isinstance(value, dict):
+            raise _Invalid(f'Value {_at(path)} must be dict. Expected: "{{ }}".')
+        return value
+    return _check_scalar(path, schema, value)
+
+
+def _check_shape(path: str, schema: Mapping[str, Any], value: Any) -> dict[str, Any]:
+    expected = config_type_name(schema)
+    if not isinstance(value, Mapping):
+        raise _Invalid(f'Value {_at(path)} must be dict. Expected: "{expected}".')
+    unknown = sorted(set(value) - set(schema))
+    if unknown:
+        raise _Invalid(
+            f'Received unexpected config entry "{unknown[0]}" {_at(path)}. Expected: "{expected}". '
+            f"(Cairn: {_dotted(path)} has unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(schema))}.)"
+        )
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        if key in value:
+            out[key] = check_config(f"{path}:{key}", spec, value[key])
+        elif _required(spec):
+            raise _Invalid(
+                f'Missing required config entry "{key}" {_at(path)}. You must provide this value in your run '
+                f"config. (Cairn: {key} is {config_type_name(spec)}.)"
+            )
+        else:
+            out[key] = check_config(f"{path}:{key}", spec, None) if isinstance(spec, Mapping) else _default(spec)
+    return out
+
+
+def _default(spec: Any) -> Any:
+    return spec.default if isinstance(spec, Field) else None
+
+
+def _check_scalar(path: str, t: Any, value: Any) -> Any:
     if t is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if isinstance(t, type) and (not isinstance(value, t) or (t is int and isinstance(value, bool))):
-        raise ConfigError(f"{where} must be {_type_name(t)}, got {type(value).__name__} {value!r}")
+    if isinstance(t, type) and (not isinstance(value, t) or (t in (int, float) and isinstance(value, bool))):
+        raise _Invalid(
+            f'Invalid scalar {_at(path)}. Value "{value}" of type "{type(value)}" is not valid for expected type '
+            f'"{config_type_name(t)}". (Cairn: {_dotted(path)} must be {t.__name__}, got {type(value).__name__} '
+            f"{value!r}.)"
+        )
     return value
 
 
+def merge_config(base: Mapping[str, Any] | None, over: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`over` laid on `base`, mappings merged key by key (how a job's default `config` meets a run's)."""
+    out = dict(base or {})
+    for key, value in (over or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_config(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# --- ops -----------------------------------------------------------------------------------------------------
+
+#: Dagster's names for an op function's context parameter (its first parameter).
+CONTEXT_NAMES = frozenset({"context", "_", "_context", "context_"})
+_GENERATOR_ORIGINS = (Iterator, Iterable, collections.abc.Generator, collections.abc.AsyncIterator)
+
+
+def takes_context(params: Sequence[inspect.Parameter], hints: Mapping[str, Any]) -> bool:
+    """Whether an op function's first parameter is its context: named as Dagster names it (``context``, ``_``,
+    ``_context``, ``context_``) or annotated with the context type."""
+    if not params:
+        return False
+    first = params[0]
+    hint = hints.get(first.name)
+    return first.name in CONTEXT_NAMES or (isinstance(hint, type) and issubclass(hint, OpExecutionContext))
+
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The function's resolved annotations; none when one cannot be resolved (a local forward reference)."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:
+        return {}
+
+
+def _return_type(fn: Callable[..., Any], hints: Mapping[str, Any]) -> Any:
+    """The type an op's single output takes from the return annotation (Dagster's inference), or NoValue:
+    generator functions, ``Iterator[...]``, ``Output``/``DynamicOutput`` and ``None`` annotations give none."""
+    t = hints.get("return", NoValue)
+    if t is NoValue or t is None or type(None) is t or inspect.isgeneratorfunction(fn):
+        return NoValue
+    origin = typing.get_origin(t) or t
+    if origin in _GENERATOR_ORIGINS or origin in (Output, DynamicOutput):
+        return NoValue
+    try:
+        resolve_type(t)
+    except DefinitionError:
+        return NoValue
+    return t
+
+
+def _tags(tags: object) -> dict[str, str]:
+    """Dagster's op tags: a mapping; values that are not strings are stored as JSON."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise _param_error("tags", "one of ['Mapping']", tags)
+    return {str(k): v if isinstance(v, str) else json.dumps(v, sort_keys=True) for k, v in tags.items()}
+
+
+def _resource_keys(keys: object) -> frozenset[str]:
+    if keys is None:
+        return frozenset()
+    if isinstance(keys, str):
+        return frozenset({keys})
+    if not isinstance(keys, Iterable) or not all(isinstance(k, str) for k in keys):
+        raise _param_error("required_resource_keys", "a set of str", keys)
+    return frozenset(keys)
+
+
+def _retry_policy(policy: object) -> RetryPolicy | None:
+    if policy is not None and not isinstance(policy, RetryPolicy):
+        raise _param_error("retry_policy", "a RetryPolicy", policy)
+    return policy
+
+
 class OpDefinition:
-    """An op: a function with named inputs (its parameters) and named outputs."""
+    """An op: a function with named inputs (its parameters) and named outputs. Dagster's constructor order;
+    `@op` is how ops are usually declared."""
 
     def __init__(
         self,
-        fn: Callable[..., Any],
+        compute_fn: Callable[..., Any],
         name: str | None = None,
-        out: Mapping[str, Out] | Out | None = None,
-        config_schema: Any = None,
         ins: Mapping[str, In] | None = None,
+        outs: Mapping[str, Out] | Out | None = None,
         description: str | None = None,
-        code_version: str | None = None,
+        config_schema: Any = None,
+        required_resource_keys: AbstractSet[str] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        version: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        code_version: str | None = None,
+        pool: str | None = None,
     ) -> None:
-        self.fn = fn
-        self.name = name or fn.__name__
-        self.explicit_code_version = code_version
-        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
-            raise DefinitionError(f"op {self.name}: retry_policy must be a RetryPolicy, got {retry_policy!r}")
-        self.retry_policy = retry_policy  # how a failed step of this op is retried (`cairn.retries`)
-        if isinstance(out, Out):
-            out = {"result": out}
-        self.outs: dict[str, Out] = dict(out) if out else {"result": Out()}
+        self.fn = compute_fn
+        self.retry_policy = _retry_policy(retry_policy)  # how a failed step of this op is retried (`cairn.retries`)
+        self.tags = _tags(tags)
+        self.required_resource_keys = _resource_keys(required_resource_keys)
+        self.name = check_name(name or getattr(compute_fn, "__name__", None), "op name")
+        if version is not None and code_version is not None:
+            raise DefinitionError('Do not use deprecated "version" now that you are using "code_version".')
+        self.explicit_code_version = code_version or version
+        self.pool = pool
         self.config_schema = config_schema
-        self.description = description or inspect.getdoc(fn)
-        params = list(inspect.signature(fn).parameters.values())
-        self.takes_context = bool(params) and params[0].name in ("context", "ctx", "_context")
-        if self.takes_context:
-            params = params[1:]
+        self.description = description or inspect.getdoc(compute_fn)
+        hints = _type_hints(compute_fn)
+        params = list(inspect.signature(compute_fn).parameters.values())
+        self.takes_context = takes_context(params, hints)
+        self._set_inputs(params[1:] if self.takes_context else params, dict(ins or {}), hints)
+        self._set_outs(outs, hints)
+
+    def _set_inputs(self, params: list[inspect.Parameter], ins: dict[str, In], hints: Mapping[str, Any]) -> None:
         for p in params:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                raise DefinitionError(f"op {self.name}: *args/**kwargs inputs are not supported ({p})")
-        self.dynamic_outs: tuple[str, ...] = tuple(n for n, o in self.outs.items() if isinstance(o, DynamicOut))
+                kind = "positional vararg" if p.kind is p.VAR_POSITIONAL else "keyword vararg"
+                raise DefinitionError(
+                    f"@op '{self.name}' decorated function has {kind} parameter '{p}'. @op decorated functions "
+                    f"should only have keyword arguments that match input names and, if system information is "
+                    f"required, a first positional parameter named 'context'."
+                )
         self.inputs: list[str] = [p.name for p in params]
-        self.input_defaults: dict[str, Any] = {p.name: p.default for p in params if p.default is not p.empty}
-        self.ins = dict(ins or {})
-        unknown = sorted(set(self.ins) - set(self.inputs))
+        unknown = sorted(set(ins) - set(self.inputs))
         if unknown:
-            raise DefinitionError(f"op {self.name}: ins names {unknown} that are not parameters of {fn.__name__}")
+            raise DefinitionError(
+                f"@op '{self.name}' decorated function does not have argument(s) '{', '.join(unknown)}'. "
+                f"@op-decorated functions should have an argument for each of their Ins, except for Ins that "
+                f"have the Nothing dagster_type. Alternatively, they can accept **kwargs."
+            )
+        for p in params:
+            declared = ins.get(p.name, In())
+            if declared.dagster_type is NoValue and p.name in hints:
+                declared = replace(declared, dagster_type=hints[p.name])
+            if declared.default_value is NoValue and p.default is not p.empty:
+                declared = replace(declared, default_value=p.default)
+            ins[p.name] = declared
+        self.ins: dict[str, In] = {n: ins[n] for n in self.inputs}
+        self.input_defaults: dict[str, Any] = {
+            n: i.default_value for n, i in self.ins.items() if i.default_value is not NoValue
+        }
+
+    def _set_outs(self, outs: Mapping[str, Out] | Out | None, hints: Mapping[str, Any]) -> None:
+        if isinstance(outs, Out):
+            outs = {"result": outs}
+        if outs is not None and not isinstance(outs, Mapping):
+            raise _param_error("out", "an Out or a dict of Out", outs)
+        given = dict(outs) if outs else {"result": Out()}
+        for out_name, out in given.items():
+            check_name(out_name, "output name")
+            if not isinstance(out, Out):
+                raise _param_error(f"out[{out_name!r}]", "an Out", out)
+        if len(given) == 1:
+            ((only, out),) = given.items()
+            if out.dagster_type is NoValue and not out.is_dynamic:
+                returned = _return_type(self.fn, hints)
+                if returned is not NoValue:
+                    given[only] = replace(out, dagster_type=returned)
+        self.outs: dict[str, Out] = given
+        self.dynamic_outs: tuple[str, ...] = tuple(n for n, o in self.outs.items() if o.is_dynamic)
+
+    @property
+    def compute_fn(self) -> Callable[..., Any]:
+        return self.fn
+
+    @property
+    def version(self) -> str | None:
+        return self.explicit_code_version
 
     def __repr__(self) -> str:
         return f"<op {self.name}>"
@@ -234,59 +616,128 @@ class OpDefinition:
             text = code.co_code + repr(code.co_consts).encode() if code is not None else self.name.encode()
         return "src:" + hashlib.sha256(text).hexdigest()[:12]
 
+    def alias(self, name: str) -> PendingNodeInvocation:
+        """This op under another node name in a job body: ``add.alias("add_again")(x)``."""
+        return PendingNodeInvocation(self).alias(name)
+
+    def tag(self, tags: Mapping[str, str] | None) -> PendingNodeInvocation:
+        """This op with more tags for one node: ``op.tag({"team": "data"})()``."""
+        return PendingNodeInvocation(self).tag(tags)
+
+    def with_hooks(self, hook_defs: AbstractSet[Any]) -> PendingNodeInvocation:
+        """This op with hooks for one node: ``op.with_hooks({notify})()``."""
+        return PendingNodeInvocation(self).with_hooks(hook_defs)
+
+    def with_retry_policy(self, retry_policy: RetryPolicy) -> PendingNodeInvocation:
+        """This op with a retry policy for one node (it wins over the op's and the job's)."""
+        return PendingNodeInvocation(self).with_retry_policy(retry_policy)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = _Builder.current
         if builder is None:  # direct invocation, e.g. in a unit test of the op
             return self.fn(*args, **kwargs)
-        return builder.add(self, args, kwargs)
+        return builder.invoke(PendingNodeInvocation(self), args, kwargs)
+
+
+@dataclass(frozen=True)
+class PendingNodeInvocation:
+    """An op (or graph) with what one of its nodes changes: an alias, tags, hooks, a retry policy (Dagster's
+    ``op.alias(...)``, ``.tag(...)``, ``.with_hooks(...)``, ``.with_retry_policy(...)``, chainable). Called
+    in a job or graph body it adds that node; called elsewhere it runs the op."""
+
+    node_def: Any
+    given_alias: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    hook_defs: frozenset[Any] = frozenset()
+    retry_policy: RetryPolicy | None = None
+
+    def alias(self, name: str) -> PendingNodeInvocation:
+        return replace(self, given_alias=check_name(name, "alias"))
+
+    def tag(self, tags: Mapping[str, str] | None) -> PendingNodeInvocation:
+        return replace(self, tags={**self.tags, **_tags(tags)})
+
+    def with_hooks(self, hook_defs: AbstractSet[Any]) -> PendingNodeInvocation:
+        if not isinstance(hook_defs, AbstractSet):
+            raise _param_error("hook_defs", "one of ['frozenset', 'set']", hook_defs)
+        return replace(self, hook_defs=self.hook_defs | frozenset(hook_defs))
+
+    def with_retry_policy(self, retry_policy: RetryPolicy) -> PendingNodeInvocation:
+        if not isinstance(retry_policy, RetryPolicy):
+            raise _param_error("retry_policy", "a RetryPolicy", retry_policy)
+        return replace(self, retry_policy=retry_policy)
+
+    @property
+    def name(self) -> str:
+        return self.given_alias or self.node_def.name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        builder = _Builder.current
+        if builder is None:
+            return self.node_def(*args, **kwargs)
+        return builder.invoke(self, args, kwargs)
 
 
 @overload
-def op(fn: Callable[..., Any]) -> OpDefinition: ...
+def op(compute_fn: Callable[..., Any]) -> OpDefinition: ...
 
 
 @overload
 def op(
-    fn: None = None,
+    compute_fn: None = None,
     *,
     name: str | None = None,
+    description: str | None = None,
+    ins: Mapping[str, In] | None = None,
     out: Mapping[str, Out] | Out | None = None,
     config_schema: Any = None,
-    ins: Mapping[str, In] | None = None,
-    description: str | None = None,
-    code_version: str | None = None,
+    required_resource_keys: AbstractSet[str] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    version: str | None = None,
     retry_policy: RetryPolicy | None = None,
+    code_version: str | None = None,
+    pool: str | None = None,
 ) -> Callable[[Callable[..., Any]], OpDefinition]: ...
 
 
 def op(
-    fn: Callable[..., Any] | None = None,
+    compute_fn: Callable[..., Any] | None = None,
     *,
     name: str | None = None,
+    description: str | None = None,
+    ins: Mapping[str, In] | None = None,
     out: Mapping[str, Out] | Out | None = None,
     config_schema: Any = None,
-    ins: Mapping[str, In] | None = None,
-    description: str | None = None,
-    code_version: str | None = None,
+    required_resource_keys: AbstractSet[str] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    version: str | None = None,
     retry_policy: RetryPolicy | None = None,
+    code_version: str | None = None,
+    pool: str | None = None,
 ) -> OpDefinition | Callable[[Callable[..., Any]], OpDefinition]:
-    """Declare an op, bare (``@op``) or with options (``@op(name=..., out={...}, config_schema=...,
-    code_version="v2", retry_policy=RetryPolicy(max_retries=3, delay=1))``)."""
+    """Declare an op, bare (``@op``) or with Dagster's options (``@op(name=..., out={...}, config_schema=...,
+    tags={...}, required_resource_keys={"db"}, code_version="v2", retry_policy=RetryPolicy(max_retries=3))``)."""
 
     def wrap(f: Callable[..., Any]) -> OpDefinition:
         return OpDefinition(
             f,
             name=name,
-            out=out,
-            config_schema=config_schema,
             ins=ins,
+            outs=out,
             description=description,
-            code_version=code_version,
+            config_schema=config_schema,
+            required_resource_keys=required_resource_keys,
+            tags=tags,
+            version=version,
             retry_policy=retry_policy,
+            code_version=code_version,
+            pool=pool,
         )
 
-    return wrap(fn) if fn is not None else wrap
+    return wrap(compute_fn) if compute_fn is not None else wrap
 
+
+# --- job bodies: handles, nodes and the builder that records calls -----------------------------------------
 
 Dim = tuple[str, str]  # a fan-out dimension: (dynamic node, dynamic output)
 
@@ -354,7 +805,8 @@ class CollectHandle(OutputHandle):
 
 @dataclass
 class Node:
-    """One use of an op in a job: a step (a mapped node: one step per mapping key)."""
+    """One use of an op in a job: a step (a mapped node: one step per mapping key). `name` is the step key's
+    node part: ``op``, ``op_2``, an alias, or ``graph.op`` inside a graph."""
 
     name: str
     op: OpDefinition
@@ -363,66 +815,139 @@ class Node:
     mapped: Dim | None = None
     #: inputs that collect a mapped node's output: input -> that output
     collects: dict[str, OutputHandle] = field(default_factory=dict)
+    #: the op's tags merged with the invocation's (``op.tag({...})()``)
+    tags: dict[str, str] = field(default_factory=dict)
+    #: hooks of this node (``op.with_hooks({...})()``, and those of the graphs around it); the job's apart
+    hook_defs: frozenset[Any] = frozenset()
+    #: this node's retry policy (``op.with_retry_policy(...)()``), which wins over the op's and the job's
+    retry_policy: RetryPolicy | None = None
+
+
+@dataclass
+class GraphNode:
+    """One use of a graph in a job: its ops are the nodes ``name.op``; `outputs` maps each graph output to
+    the inner node output it is (``{"result": ("outer.inner.add", "result")}``)."""
+
+    name: str
+    graph: Any
+    outputs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    #: the graph's default config (`@graph(config={...})`), its section of the run config's ops
+    config: Mapping[str, Any] | None = None
 
 
 class _Builder:
+    """Records a job or graph body's calls as nodes. `scope` is the graph nodes the current call is inside."""
+
     current: _Builder | None = None
 
-    def __init__(self, job_name: str) -> None:
+    def __init__(self, job_name: str, kind: str = "job") -> None:
         self.job_name = job_name
+        self.kind = kind
         self.nodes: dict[str, Node] = {}
+        self.graphs: dict[str, GraphNode] = {}
         self.uses: dict[str, int] = {}
         self.maps: list[Dim] = []  # the fan-outs whose `fn` is running now, innermost last
+        self.scope: list[str] = []  # enclosing graph nodes (full names), innermost last
+        self.hooks: list[frozenset[Any]] = []  # hooks of the enclosing graph nodes
 
-    def add(self, opdef: OpDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        n = self.uses.get(opdef.name, 0) + 1
-        self.uses[opdef.name] = n
-        name = opdef.name if n == 1 else f"{opdef.name}_{n}"
-        if len(args) > len(opdef.inputs):
+    @property
+    def where(self) -> str:
+        return f"@{self.kind} {self.job_name}"
+
+    def node_name(self, base: str, alias: str | None) -> str:
+        """The full name of a new node: ``base``, ``base_2``... or the alias, inside the current scope."""
+        prefix = f"{self.scope[-1]}." if self.scope else ""
+        if alias is not None:
+            name = prefix + alias
+        else:
+            n = self.uses.get(prefix + base, 0) + 1
+            self.uses[prefix + base] = n
+            name = prefix + (base if n == 1 else f"{base}_{n}")
+        if name in self.nodes or name in self.graphs:
             raise DefinitionError(
-                f"job {self.job_name}: op {opdef.name} takes {len(opdef.inputs)} input(s) "
-                f"({', '.join(opdef.inputs) or 'none'}) but was given {len(args)}"
+                f"{self.where} invoked the same node ({name.rsplit('.', 1)[-1]}) twice without aliasing. "
+                f"(Cairn: give one of them another name, e.g. {base}.alias('{base}_again')().)"
             )
-        given: dict[str, Any] = dict(zip(opdef.inputs, args, strict=False))
+        return name
+
+    def invoke(self, inv: PendingNodeInvocation, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if isinstance(inv.node_def, OpDefinition):
+            return self.add(inv.node_def, args, kwargs, inv)
+        return inv.node_def.compose(self, inv, args, kwargs)
+
+    def bind(self, what: str, inputs: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The values given to a node's inputs, by position then by name."""
+        if len(args) > len(inputs):
+            raise DefinitionError(
+                f"{self.where}: {what} takes {len(inputs)} input(s) ({', '.join(inputs) or 'none'}) but was "
+                f"given {len(args)}"
+            )
+        given: dict[str, Any] = dict(zip(inputs, args, strict=False))
         for k, v in kwargs.items():
-            if k not in opdef.inputs:
-                raise DefinitionError(f"job {self.job_name}: op {opdef.name} has no input {k!r}")
+            if k not in inputs:
+                raise DefinitionError(f"{self.where}: {what} has no input {k!r}; its inputs: {', '.join(inputs)}")
             if k in given:
-                raise DefinitionError(f"job {self.job_name}: op {opdef.name} got input {k!r} twice")
+                raise DefinitionError(f"{self.where}: {what} got input {k!r} twice")
             given[k] = v
-        node = Node(name, opdef)
+        for inp, value in given.items():
+            self._check_input(what, inputs, inp, value)
+        return given
+
+    def _check_input(self, what: str, inputs: Sequence[str], inp: str, value: Any) -> None:
+        if isinstance(value, tuple) and value and all(isinstance(v, OutputHandle) for v in value):
+            raise DefinitionError(
+                f"{self.where}: input {inp!r} of {what} was given all outputs of {value[0].node}; unpack them "
+                f"first: a, b = {value[0].node.rsplit('.', 1)[-1]}()"
+            )
+        if not isinstance(value, OutputHandle):
+            position = f" (at position {inputs.index(inp)})" if inp in inputs else ""
+            raise DefinitionError(
+                f'In {self.where}, received invalid type {type(value)} for input "{inp}"{position} in {what}. '
+                f"Must pass the output from previous node invocations or inputs to the composition function as "
+                f"inputs when invoking nodes during composition. (Cairn: an input must be an op's output, got "
+                f"{type(value).__name__}; constants go in config, config_schema.)"
+            )
+
+    def add(
+        self, opdef: OpDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], inv: PendingNodeInvocation
+    ) -> Any:
+        name = self.node_name(opdef.name, inv.given_alias)
+        given = self.bind(f'op invocation "{name}"', opdef.inputs, args, kwargs)
+        hooks = frozenset().union(inv.hook_defs, *self.hooks)
+        node = Node(name, opdef, tags={**opdef.tags, **inv.tags}, hook_defs=hooks, retry_policy=inv.retry_policy)
         for inp in opdef.inputs:
             if inp not in given:
                 if inp in opdef.input_defaults:
                     continue
                 raise DefinitionError(
-                    f"job {self.job_name}: input {inp!r} of op {opdef.name} is not connected; pass the output "
-                    f"of an upstream op, e.g. {opdef.name}({inp}=upstream())"
+                    f"{self.where}: input {inp!r} of op {name} is not connected; pass the output of an upstream "
+                    f"op, e.g. {opdef.name}({inp}=upstream()), or give it a default (In(default_value=...))"
                 )
             value = given[inp]
-            if isinstance(value, tuple) and value and all(isinstance(v, OutputHandle) for v in value):
-                raise DefinitionError(
-                    f"job {self.job_name}: input {inp!r} of {opdef.name} was given all outputs of "
-                    f"{value[0].node}; unpack them first: a, b = {value[0].node}()"
-                )
-            if not isinstance(value, OutputHandle):
-                raise DefinitionError(
-                    f"job {self.job_name}: input {inp!r} of op {opdef.name} must be an op's output, got "
-                    f"{type(value).__name__}; constants go in config (config_schema) instead"
-                )
             if isinstance(value, CollectHandle):
                 if value.dim in self.maps:
                     raise DefinitionError(
-                        f"job {self.job_name}: input {inp!r} of op {opdef.name} collects {value.node} inside the "
-                        f"map over {value.dim[0]}.{value.dim[1]} that {value.node} belongs to; collect outside it"
+                        f"{self.where}: input {inp!r} of op {name} collects {value.node} inside the map over "
+                        f"{value.dim[0]}.{value.dim[1]} that {value.node} belongs to; collect outside it"
                     )
                 node.collects[inp] = OutputHandle(value.node, value.output)
             else:
                 node.inputs[inp] = value
         node.mapped = self._dimension(name, opdef, node)
         self.nodes[name] = node
-        handles = tuple(self._handle(node, o) for o in opdef.outs)
-        return handles[0] if len(handles) == 1 else handles
+        return self.results(name, [self._handle(node, o) for o in opdef.outs])
+
+    @staticmethod
+    def results(name: str, handles: Sequence[OutputHandle], names: Sequence[str] | None = None) -> Any:
+        """What a call returns: its one output's handle, or a named tuple of them (``a, b = op()``, ``op().a``)."""
+        if len(handles) == 1:
+            return handles[0]
+        if not handles:
+            return None
+        fields = list(names) if names is not None else [h.output for h in handles]
+        make: Any = collections.namedtuple
+        return make(f"{name.replace('.', '_')}_outputs", fields, rename=True)(*handles)
 
     def _dimension(self, name: str, opdef: OpDefinition, node: Node) -> Dim | None:
         """The dimension a node is mapped over: that of its per-key inputs, which must be the map being
@@ -431,8 +956,8 @@ class _Builder:
         if len(dims) > 1:
             listed = " and ".join(f"{d[0]}.{d[1]} (input {inp!r})" for d, inp in dims.items())
             raise DefinitionError(
-                f"job {self.job_name}: op {opdef.name} reads two fan-out dimensions, {listed}; an op is mapped "
-                f"over one dimension: collect one of them first"
+                f"{self.where}: op {name} reads two fan-out dimensions, {listed}; an op is mapped over one "
+                f"dimension: collect one of them first"
             )
         if not dims:
             return None
@@ -440,13 +965,13 @@ class _Builder:
         if not self.maps or self.maps[-1] != dim:
             h = node.inputs[inp]
             raise DefinitionError(
-                f"job {self.job_name}: input {inp!r} of op {name} reads mapped op {h.node} (one step per key of "
+                f"{self.where}: input {inp!r} of op {name} reads mapped op {h.node} (one step per key of "
                 f"{dim[0]}.{dim[1]}) without collecting it; use .collect() (a list of all keys' values), or call "
                 f"{opdef.name} inside .map(...)"
             )
         if opdef.dynamic_outs:
             raise DefinitionError(
-                f"job {self.job_name}: op {name} is mapped over {dim[0]}.{dim[1]} and also has a dynamic output; "
+                f"{self.where}: op {name} is mapped over {dim[0]}.{dim[1]} and also has a dynamic output; "
                 f"fan-out is one level deep: collect first, then fan out again"
             )
         return dim
@@ -459,9 +984,41 @@ class _Builder:
             return DynamicOutputHandle(node.name, output)
         return OutputHandle(node.name, output)
 
+    def record(self, body: Callable[..., Any], *args: Any) -> Any:
+        """Run a job or graph body with this builder current; returns what the body returns."""
+        previous, _Builder.current = _Builder.current, self
+        try:
+            return body(*args)
+        finally:
+            _Builder.current = previous
+
+
+# --- jobs ----------------------------------------------------------------------------------------------------
+
+#: Run config's top-level sections, as Dagster names them.
+RUN_CONFIG_SECTIONS = ("execution", "loggers", "ops", "resources")
+_EXECUTION_KEYS = frozenset({"config", "in_process", "multiprocess"})
+_DEFAULT_RESOURCES = frozenset({"io_manager"})
+
+
+def _job_args(name: str, op_retry_policy: object, hooks: object, resource_defs: object, config: object) -> None:
+    """Refusals of @job's arguments, with Dagster's wording."""
+    if op_retry_policy is not None and not isinstance(op_retry_policy, RetryPolicy):
+        raise _param_error("op_retry_policy", "a RetryPolicy", op_retry_policy)
+    if hooks is not None and not isinstance(hooks, AbstractSet):
+        raise _param_error("hook_defs", "one of ['frozenset', 'set']", hooks)
+    if resource_defs is not None and not isinstance(resource_defs, Mapping):
+        raise _param_error("resource_defs", "a Mapping", resource_defs)
+    if config is not None and not isinstance(config, Mapping):
+        raise DefinitionError(
+            f"job {name}: config must be a run config mapping ({{'ops': {{...}}}}); got {type(config).__name__} "
+            f"(Cairn does not read ConfigMapping or PartitionedConfig)"
+        )
+
 
 class JobDefinition:
-    """A job: its nodes in a topological order and, per node, where each input comes from."""
+    """A job: its nodes in a topological order and, per node, where each input comes from; with what
+    Dagster's `@job` gives it (resources, hooks, default run config, tags, retry policy for its ops)."""
 
     def __init__(
         self,
@@ -471,15 +1028,32 @@ class JobDefinition:
         tags: Mapping[str, str] | None = None,
         description: str | None = None,
         op_retry_policy: RetryPolicy | None = None,
+        *,
+        resource_defs: Mapping[str, Any] | None = None,
+        hook_defs: AbstractSet[Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        logger_defs: Mapping[str, Any] | None = None,
+        input_values: Mapping[str, Any] | None = None,
+        run_tags: Mapping[str, str] | None = None,
+        graphs: Mapping[str, GraphNode] | None = None,
     ) -> None:
-        self.name = name
+        _job_args(name, op_retry_policy, hook_defs, resource_defs, config)
+        self.name = check_name(name, "job name")
         self.nodes = dict(nodes)
-        if op_retry_policy is not None and not isinstance(op_retry_policy, RetryPolicy):
-            raise DefinitionError(f"job {name}: op_retry_policy must be a RetryPolicy, got {op_retry_policy!r}")
         self.op_retry_policy = op_retry_policy  # for its ops without a retry_policy of their own
         self.executor_def = executor_def or in_process_executor
-        self.tags = dict(tags or {})
+        self.tags = _tags(tags)
+        self.run_tags = _tags(run_tags) if run_tags is not None else None
         self.description = description
+        self.resource_defs: dict[str, Any] = dict(resource_defs or {})
+        self.hook_defs: frozenset[Any] = frozenset(hook_defs or ())
+        self.config: dict[str, Any] | None = dict(config) if config is not None else None
+        self.metadata = dict(metadata or {})
+        self.logger_defs = dict(logger_defs or {})
+        self.input_values = dict(input_values or {})
+        self.graphs: dict[str, GraphNode] = dict(graphs or {})
+        self.default_config = merge_config(_graph_defaults(self.graphs), self.config)
         self.module_ref: str | None = None  # module:attr when known (set by reconstructable or the loader)
         if not self.nodes:
             raise DefinitionError(f"job {name} has no ops; call at least one op in its body")
@@ -489,6 +1063,16 @@ class JobDefinition:
 
     def __repr__(self) -> str:
         return f"<job {self.name}: {', '.join(self.nodes)}>"
+
+    def get_definition(self) -> JobDefinition:
+        """Dagster's `ReconstructableJob.get_definition()`: the job itself (`reconstructable` returns the job)."""
+        return self
+
+    def execute_in_process(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the job in this process, as Dagster's `JobDefinition.execute_in_process` (`cairn.results`)."""
+        import importlib
+
+        return importlib.import_module("cairn.results").execute_in_process(self, *args, **kwargs)
 
     def step_versions(self, run_config: Mapping[str, Any] | None) -> dict[str, str]:
         """Each step's version in a run with `run_config`: its op's code version and a hash of its config
@@ -501,8 +1085,10 @@ class JobDefinition:
         return out
 
     def retry_policy(self, step: str) -> RetryPolicy | None:
-        """How a failed step is retried: its op's retry_policy, else the job's op_retry_policy (Dagster's rule)."""
-        return self.nodes[dynamic.node_of(step)].op.retry_policy or self.op_retry_policy
+        """How a failed step is retried, Dagster's precedence: the node's (``op.with_retry_policy(...)()``),
+        else its op's retry_policy, else the job's op_retry_policy."""
+        node = self.nodes[dynamic.node_of(step)]
+        return node.retry_policy or node.op.retry_policy or self.op_retry_policy
 
     @property
     def step_keys(self) -> list[str]:
@@ -539,75 +1125,274 @@ class JobDefinition:
         for n, node in self.nodes.items():
             yield n, node.op
 
+    def graph_output(self, node: str, output: str = "result") -> tuple[str, str] | None:
+        """The (node, output) a graph node's output is (``("outer", "a")`` -> ``("outer.inner.add", "result")``),
+        following graphs inside graphs; None for a node that is not a graph."""
+        graph = self.graphs.get(node)
+        if graph is None:
+            return None
+        return graph.outputs.get(output)
+
+    def resolved_run_config(self, run_config: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The run config a run uses: the job's default `config` (and its graphs' defaults) with `run_config`
+        laid over it, as Dagster fills a run's config from the job's."""
+        if not self.default_config:
+            return dict(run_config or {})
+        return merge_config(self.default_config, run_config)
+
     def op_config(self, run_config: Mapping[str, Any] | None, step: str) -> Any:
-        """A step's validated config: ``ops.<node>.config`` (every instance of a mapped op shares it)."""
-        step = dynamic.node_of(step)
-        ops = (run_config or {}).get("ops") or {}
-        entry = ops.get(step) or {}
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"run_config ops.{step} must be a mapping like {{'config': {{...}}}}")
-        return _check_config(step, self.nodes[step].op.config_schema, entry.get("config"))
+        """A step's validated config: ``ops.<node>.config``, for a node inside graphs
+        ``ops.<graph>.ops.<node>.config`` (the flat ``ops."<graph>.<node>".config`` is read too, which is how a
+        step's pod gets it); every instance of a mapped op shares it."""
+        node = dynamic.node_of(step)
+        cfg = self.resolved_run_config(run_config)
+        parts = node.split(".")
+        entry, where = _node_entry(cfg.get("ops"), parts)
+        if entry is None and len(parts) > 1 and isinstance(cfg.get("ops"), Mapping) and node in cfg["ops"]:
+            entry, where = cfg["ops"][node], f"root:ops:{node}"
+        try:
+            if entry is not None and not isinstance(entry, Mapping):
+                raise _Invalid(
+                    f'Value at path {where} must be dict. Expected: "{{ config?: ... }}". (Cairn: run_config '
+                    f"{_dotted(where)} must be a mapping like {{'config': {{...}}}}.)"
+                )
+            schema = self.nodes[node].op.config_schema
+            value = entry.get("config") if entry is not None else None
+            if value is None and _required(schema):
+                raise _Invalid(_missing_config(cfg, parts))
+            return check_config(f"{where}:config", schema, value)
+        except _Invalid as exc:
+            raise ConfigError(f"Error in config for job {self.name}", [str(exc)], run_config) from None
 
     def validate_run_config(self, run_config: Mapping[str, Any] | None) -> None:
-        """Check run_config as a whole before anything runs."""
-        run_config = run_config or {}
-        unknown_top = sorted(set(run_config) - {"ops"})
-        if unknown_top:
-            raise ConfigError(f"run_config has unknown key(s) {unknown_top}; only 'ops' is supported")
-        ops = run_config.get("ops") or {}
-        unknown = sorted(set(ops) - set(self.nodes))
-        if unknown:
-            raise ConfigError(
-                f"run_config names op(s) not in job {self.name}: {', '.join(unknown)}; "
-                f"its ops are {', '.join(self.nodes)}"
-            )
+        """Check run_config as a whole before anything runs: Dagster's sections (`ops`, `resources`,
+        `execution`, `loggers`); `execution` names an executor or gives `config` and is not read by the
+        in-process executor; `loggers` is accepted and not read."""
+        cfg = self.resolved_run_config(run_config)
+        try:
+            if not isinstance(cfg, Mapping):
+                raise _Invalid(f'Value at the root must be dict. Expected: "{self._expected_root()}".')
+            unknown = sorted(set(cfg) - set(RUN_CONFIG_SECTIONS))
+            if unknown:
+                raise _Invalid(
+                    f'Received unexpected config entry "{unknown[0]}" at the root. '
+                    f'Expected: "{self._expected_root()}". '
+                    f"(Cairn: run_config has unknown key(s) {unknown}; its sections are "
+                    f"{', '.join(RUN_CONFIG_SECTIONS)}.)"
+                )
+            _check_section(cfg, "execution", _EXECUTION_KEYS)
+            _check_section(cfg, "loggers", None)
+            self._check_ops(cfg.get("ops"), "root:ops", "")
+        except _Invalid as exc:
+            raise ConfigError(f"Error in config for job {self.name}", [str(exc)], run_config) from None
+        self._check_resources(cfg.get("resources"))
         for step in self.nodes:
             self.op_config(run_config, step)
 
+    def _expected_root(self) -> str:
+        return "{ execution?: { config?: Any } loggers?: { } ops?: { ... } resources?: { ... } }"
+
+    def _children(self, prefix: str) -> dict[str, bool]:
+        """The nodes directly inside graph node `prefix` ("" for the job): name -> whether it is a graph."""
+        out: dict[str, bool] = {}
+        for full in [*self.nodes, *self.graphs]:
+            if full.startswith(prefix) and "." not in full[len(prefix) :]:
+                out[full[len(prefix) :]] = full in self.graphs
+        return out
+
+    def _check_ops(self, ops: Any, path: str, prefix: str) -> None:
+        """The ops section (or a graph's ``ops``): each key one of the nodes there, each entry a mapping with
+        ``config`` (and ``inputs``) for an op, ``ops`` (and ``config``) for a graph."""
+        if ops is None:
+            return
+        children = self._children(prefix)
+        expected = "{ " + " ".join(f"{c}?: {{ ... }}" for c in sorted(children)) + " }"
+        if not isinstance(ops, Mapping):
+            raise _Invalid(f'Value at path {path} must be dict. Expected: "{expected}".')
+        unknown = sorted(set(ops) - set(children))
+        if unknown:
+            raise _Invalid(
+                f'Received unexpected config entry "{unknown[0]}" at path {path}. Expected: "{expected}". '
+                f"(Cairn: run_config names op(s) not in job {self.name}: {', '.join(unknown)}; its "
+                f"{'ops' if not prefix else 'nodes in ' + prefix[:-1]} are {', '.join(children)}.)"
+            )
+        for child, entry in ops.items():
+            where = f"{path}:{child}"
+            allowed = {"ops", "config"} if children[child] else {"config", "inputs", "outputs"}
+            if not isinstance(entry, Mapping):
+                shape = " ".join(a + "?: ..." for a in sorted(allowed))
+                raise _Invalid(
+                    f'Value at path {where} must be dict. Expected: "{{ {shape} }}". '
+                    f"(Cairn: run_config {_dotted(where)} must be a mapping like {{'config': {{...}}}}.)"
+                )
+            extra = sorted(set(entry) - allowed)
+            if extra:
+                raise _Invalid(
+                    f'Received unexpected config entry "{extra[0]}" at path {where}. Expected: "{sorted(allowed)}".'
+                )
+            if children[child]:
+                self._check_ops(entry.get("ops"), f"{where}:ops", f"{prefix}{child}.")
+
+    def _check_resources(self, resources: Any) -> None:
+        """The resources section, checked by `cairn.resources.check_resources_config` (resources' own config
+        schemas); without that module, only that each name is a resource of this job."""
+        try:
+            import importlib
+
+            check = importlib.import_module("cairn.resources").check_resources_config
+        except (ImportError, AttributeError):
+            check = None
+        if check is not None:
+            check(self.resource_defs, resources or {})
+            return
+        known = set(self.resource_defs) | _DEFAULT_RESOURCES
+        if resources is not None and not isinstance(resources, Mapping):
+            raise ConfigError(f"Error in config for job {self.name}", ["Value at path root:resources must be dict."])
+        unknown = sorted(set(resources or {}) - known)
+        if unknown:
+            raise ConfigError(
+                f"Error in config for job {self.name}",
+                [
+                    f'Received unexpected config entry "{unknown[0]}" at path root:resources. Expected: '
+                    f'"{{ {" ".join(k + "?: { config?: Any }" for k in sorted(known))} }}".'
+                ],
+            )
+
+
+def _check_section(cfg: Mapping[str, Any], section: str, allowed: AbstractSet[str] | None) -> None:
+    value = cfg.get(section)
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"Value at path root:{section} must be dict.")
+    extra = sorted(set(value) - allowed) if allowed is not None else []
+    if extra:
+        raise _Invalid(
+            f'Received unexpected config entry "{extra[0]}" at path root:{section}. Expected: '
+            f'"{{ {" ".join(k + "?: { config?: Any }" for k in sorted(allowed or ()))} }}".'
+        )
+
+
+def _node_entry(ops: Any, parts: Sequence[str]) -> tuple[Any, str]:
+    """The run config entry of the node at `parts` (``["outer", "inner", "add"]`` reads
+    ``ops.outer.ops.inner.ops.add``) and its path; None when absent."""
+    where = "root:ops"
+    entry: Any = None
+    for i, part in enumerate(parts):
+        if not isinstance(ops, Mapping) or part not in ops:
+            return None, f"{where}:{':ops:'.join(parts[i:])}"
+        entry, where = ops[part], f"{where}:{part}"
+        if i < len(parts) - 1:
+            ops = entry.get("ops") if isinstance(entry, Mapping) else None
+            where = f"{where}:ops"
+    return entry, where
+
+
+def _missing_config(cfg: Mapping[str, Any], parts: Sequence[str]) -> str:
+    """Dagster's message for a required op config that is absent: it names the outermost missing entry."""
+    end = " You must provide this value in your run config."
+    if not isinstance(cfg.get("ops"), Mapping):
+        return f'Missing required config entry "ops" at the root.{end}'
+    ops, where = cfg["ops"], "root:ops"
+    for part in parts:
+        if not isinstance(ops, Mapping) or part not in ops:
+            return f'Missing required config entry "{part}" at path {where}.{end}'
+        entry, where = ops[part], f"{where}:{part}"
+        ops = entry.get("ops") if isinstance(entry, Mapping) else None
+        where = f"{where}:ops" if part != parts[-1] else where
+    return f'Missing required config entry "config" at path {where}.{end}'
+
+
+def _graph_defaults(graphs: Mapping[str, GraphNode]) -> dict[str, Any]:
+    """The default config of the graphs in a job (``@graph(config={...})``) placed at their run config path."""
+    out: dict[str, Any] = {}
+    for name, graph in sorted(graphs.items(), key=lambda kv: -kv[0].count(".")):
+        if graph.config:
+            section: dict[str, Any] = dict(graph.config)
+            for part in reversed(name.split(".")):
+                section = {"ops": {part: section}}
+            out = merge_config(section, out)
+    return out
+
 
 @overload
-def job(fn: Callable[[], Any]) -> JobDefinition: ...
+def job(compose_fn: Callable[[], Any]) -> JobDefinition: ...
 
 
 @overload
 def job(
-    fn: None = None,
+    compose_fn: None = None,
     *,
     name: str | None = None,
-    executor_def: ExecutorDefinition | None = None,
-    tags: Mapping[str, str] | None = None,
     description: str | None = None,
+    resource_defs: Mapping[str, object] | None = None,
+    config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_tags: Mapping[str, str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    logger_defs: Mapping[str, Any] | None = None,
+    executor_def: ExecutorDefinition | None = None,
+    hooks: AbstractSet[Any] | None = None,
     op_retry_policy: RetryPolicy | None = None,
+    partitions_def: Any = None,
+    input_values: Mapping[str, object] | None = None,
+    owners: Sequence[str] | None = None,
 ) -> Callable[[Callable[[], Any]], JobDefinition]: ...
 
 
 def job(
-    fn: Callable[[], Any] | None = None,
+    compose_fn: Callable[[], Any] | None = None,
     *,
     name: str | None = None,
-    executor_def: ExecutorDefinition | None = None,
-    tags: Mapping[str, str] | None = None,
     description: str | None = None,
+    resource_defs: Mapping[str, object] | None = None,
+    config: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    run_tags: Mapping[str, str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    logger_defs: Mapping[str, Any] | None = None,
+    executor_def: ExecutorDefinition | None = None,
+    hooks: AbstractSet[Any] | None = None,
     op_retry_policy: RetryPolicy | None = None,
+    partitions_def: Any = None,
+    input_values: Mapping[str, object] | None = None,
+    owners: Sequence[str] | None = None,
 ) -> JobDefinition | Callable[[Callable[[], Any]], JobDefinition]:
-    """Declare a job by composing ops: its body calls ops, passing outputs to inputs. `op_retry_policy`:
-    how its ops without a retry_policy of their own are retried."""
+    """Declare a job by composing ops (and graphs): its body calls them, passing outputs to inputs. Dagster's
+    arguments: `resource_defs` (resources by key), `config` (the default run config), `tags`, `hooks` (for
+    every op), `op_retry_policy` (for ops without a retry_policy of their own), `executor_def`...;
+    `logger_defs` and `owners` are accepted and not used; `partitions_def` is refused (no partitions)."""
+    if partitions_def is not None:
+        raise DefinitionError("partitions_def: Cairn has no partitioned jobs; remove it (or run one job per partition)")
+    if input_values:
+        raise DefinitionError(
+            "input_values: Cairn's job inputs come from ops; pass the value from an op (or from config) instead"
+        )
 
     def wrap(f: Callable[[], Any]) -> JobDefinition:
         job_name = name or f.__name__
-        builder = _Builder(job_name)
-        previous, _Builder.current = _Builder.current, builder
-        try:
-            f()
-        finally:
-            _Builder.current = previous
+        _job_args(job_name, op_retry_policy, hooks, resource_defs, config)
+        builder = _Builder(check_name(job_name, "job name"))
+        builder.record(f)
         jd = JobDefinition(
-            job_name, builder.nodes, executor_def, tags, description or inspect.getdoc(f), op_retry_policy
+            job_name,
+            builder.nodes,
+            executor_def,
+            tags,
+            description or inspect.getdoc(f),
+            op_retry_policy,
+            resource_defs=resource_defs,
+            hook_defs=hooks,
+            config=config,
+            metadata=metadata,
+            logger_defs=logger_defs,
+            run_tags=run_tags,
+            graphs=builder.graphs,
         )
         jd.module_ref = _where_defined(f)
         return jd
 
-    return wrap(fn) if fn is not None else wrap
+    return wrap(compose_fn) if compose_fn is not None else wrap
 
 
 def _where_defined(f: Callable[..., Any]) -> str | None:
@@ -623,8 +1408,34 @@ def _where_defined(f: Callable[..., Any]) -> str | None:
     return f"{module}:{f.__name__}" if module else None
 
 
-def reconstructable(target: JobDefinition) -> JobDefinition:
-    """Accepted for Dagster compatibility: records where the job is defined and returns it."""
-    if not isinstance(target, JobDefinition):
-        raise DefinitionError(f"reconstructable() takes a job, got {type(target).__name__}")
-    return target
+_RECON_HINT = "Use a function or decorated function defined at module scope instead, or use build_reconstructable_job."
+
+
+def reconstructable(target: JobDefinition | Callable[[], JobDefinition]) -> JobDefinition:
+    """Dagster's ``reconstructable``: a job, or a module-level function that returns one (Dagster's usual
+    ``reconstructable(define_job)``). Returns the job (built by calling the function once), recording where
+    it comes from (`module_ref`, ``module:define_job`` for a function) so other processes can load it."""
+    if isinstance(target, JobDefinition):
+        return target
+    if not callable(target) or isinstance(target, OpDefinition | PendingNodeInvocation):
+        raise DagsterInvariantViolationError(
+            f"Reconstructable target should be a function or definition produced by a decorated function, got "
+            f"{type(target)}. (Cairn: pass a @job or a module-level function that returns one.)"
+        )
+    fn_name = getattr(target, "__name__", "")
+    if fn_name == "<lambda>":
+        raise DagsterInvariantViolationError(f"Reconstructable target can not be a lambda. {_RECON_HINT}")
+    qualname = getattr(target, "__qualname__", fn_name)
+    if qualname != fn_name:
+        raise DagsterInvariantViolationError(
+            f'Reconstructable target "{fn_name}" has a different __qualname__ "{qualname}" indicating it is not '
+            f"defined at module scope. {_RECON_HINT}"
+        )
+    built = target()
+    if not isinstance(built, JobDefinition):
+        raise DagsterInvariantViolationError(
+            f"Reconstructable target {fn_name} returned {type(built).__name__}, not a job. (Cairn: the function "
+            f"must return a @job, e.g. def define_job(): return my_job.)"
+        )
+    built.module_ref = _where_defined(target)
+    return built
