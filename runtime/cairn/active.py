@@ -10,12 +10,17 @@ the loop waits for it only when nothing else can start.
 Fan-out (`cairn.dynamic`): each mapped op is a placeholder ``op[*]`` until its dynamic step has run;
 when it succeeds its keys are recorded and the placeholder's row replaced by one row per key
 (`machine.expand`).
+
+Events: every transition is also a Dagster event (`cairn.events`), in Dagster's order, kept for the run's
+result (`EventLog.events`) and written to the run store in batches (one statement per `EventLog.BATCH`
+events and one at the end of the run, not one per event).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import random
 import time
 import traceback
@@ -23,8 +28,24 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cairn import dynamic, machine
+from cairn import dynamic, machine, retries
 from cairn.definitions import JobDefinition
+from cairn.events import (
+    DagsterEvent,
+    DagsterEventType,
+    HandledOutputData,
+    JobFailureData,
+    LoadedInputData,
+    StepInputData,
+    StepOutputData,
+    StepOutputHandle,
+    StepRetryData,
+    StepSuccessData,
+    interrupted_failure,
+    pack,
+    step_failure,
+)
+from cairn.events import SerializableErrorInfo as ErrorInfo
 from cairn.instance import Instance
 from cairn.io import StoredOutput
 from cairn.launch import Launch
@@ -37,6 +58,8 @@ from cairn.stepbody import job_graph
 Event = tuple[str, str, Mapping[str, Any]]  # (kind, step or "", details)
 Emit = Callable[[Event], None]
 _log = logging.getLogger("cairn.execution")
+T = DagsterEventType
+IO_MANAGER = "io_manager"  # the manager key Dagster names in LOADED_INPUT and HANDLED_OUTPUT
 
 
 @dataclass(frozen=True)
@@ -49,6 +72,33 @@ class Clock:
 
     def now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.wall(), dt.UTC)
+
+
+class EventLog:
+    """A run's Dagster events in order: kept for its result and written to the run store in batches."""
+
+    BATCH = 512
+
+    def __init__(self, instance: Instance, run_id: str, job_name: str) -> None:
+        self.instance, self.run_id, self.job_name = instance, run_id, job_name
+        self.events: list[DagsterEvent] = []
+        self._rows: list[tuple[int, float, str, str | None, str | None, str | None]] = []
+        self._pid = os.getpid()
+
+    def add(
+        self, kind: DagsterEventType, step: str | None = None, data: Any = None, tags: Mapping[str, str] | None = None
+    ) -> DagsterEvent:
+        event = DagsterEvent(kind.value, self.job_name, step, data, self._pid, tags)
+        self.events.append(event)
+        self._rows.append((len(self.events), time.time(), *pack(event)))
+        if len(self._rows) >= self.BATCH:
+            self.flush()
+        return event
+
+    def flush(self) -> None:
+        if self._rows:
+            self.instance.record_events(self.run_id, self._rows)
+            self._rows = []
 
 
 class ActiveExecution:
@@ -82,6 +132,9 @@ class ActiveExecution:
         self.first_error: BaseException | None = None
         self.canceled = False
         self._cursor = 0  # every step before it is finished
+        self.log = EventLog(instance, self.run_id, job.name)
+        self._inputs: dict[str, list[str]] = {}  # step -> inputs loaded whose STEP_INPUT is not told yet
+        self.failed_order: list[str] = []  # the steps that failed, in the order they failed
 
     def create(self) -> None:
         """The run's rows in the store; tell `run_start`."""
@@ -105,6 +158,7 @@ class ActiveExecution:
             ),
         )
         start = {"run_id": self.run_id, "steps": list(self.to_run), "parent": parent.run_id if parent else None}
+        self.log.add(T.RUN_START)
         self.emit(("run_start", "", start))
 
     def _kept(self, step: str) -> str | None:
@@ -157,6 +211,8 @@ class ActiveExecution:
         self.rows[step] = moved.row
         self.instance.step_finished(self.run_id, step, moved.row.state, reason=moved.row.reason)
         kind = "step_not_executed" if moved.row.state is StepState.NOT_EXECUTED else "step_skipped"
+        if moved.row.state is StepState.SKIPPED:
+            self.log.add(T.STEP_SKIPPED, step)
         self.emit((kind, step, {"reason": moved.row.reason}))
 
     # ----- what each result does ------------------------------------------------------------------------
@@ -165,14 +221,41 @@ class ActiveExecution:
         moved = machine.start(step, self.rows[step])
         self.rows[step] = moved.row
         self.instance.step_started(self.run_id, step)
-        self.emit(("step_start", step, {"attempt": moved.row.attempt} if moved.row.attempt > 1 else {}))
-        return moved.row.attempt
+        attempt = moved.row.attempt
+        if attempt > 1:  # Dagster tells a retry's start as STEP_RESTARTED, not STEP_START
+            self.log.add(T.STEP_RESTARTED, step, tags={"attempt": str(attempt)})
+        else:
+            self.log.add(T.STEP_START, step)
+        self.emit(("step_start", step, {"attempt": attempt} if attempt > 1 else {}))
+        return attempt
+
+    def input_loaded(self, step: str, inp: str, up: str, out: str) -> None:
+        """An input of the running attempt is loaded (a collected input: one of its parts)."""
+        name = dynamic.node_of(inp)
+        self.log.add(T.LOADED_INPUT, step, LoadedInputData(name, IO_MANAGER, dynamic.dynamic_output(out)[0], up))
+        pending = self._inputs.setdefault(step, [])
+        if name not in pending:
+            pending.append(name)
+
+    def input_failed(self, step: str) -> None:
+        """An input could not be loaded: the op is not called, so no input is told as received."""
+        self._inputs.pop(step, None)
+
+    def _inputs_received(self, step: str) -> None:
+        for name in self._inputs.pop(step, ()):
+            self.log.add(T.STEP_INPUT, step, StepInputData(name))
 
     def output_stored(self, step: str, output: str, stored: StoredOutput, fmt: str) -> None:
         """An output of the running attempt is written: from now on the run's index points at it."""
         self.instance.record_output(self.run_id, step, output, stored, fmt)
         self.available[(step, output)] = OutputRef(self.run_id, stored.key)
         self.stored.setdefault(step, []).append(output)
+        name, key = dynamic.dynamic_output(output)
+        if key is None and name in self.job.nodes[dynamic.node_of(step)].op.dynamic_outs:
+            return  # a dynamic output's key index: Cairn's bookkeeping, not an output of the op
+        self._inputs_received(step)
+        self.log.add(T.STEP_OUTPUT, step, StepOutputData(StepOutputHandle(step, name, key)))
+        self.log.add(T.HANDLED_OUTPUT, step, HandledOutputData(name, IO_MANAGER))
 
     def succeeded(self, step: str, emitted: Mapping[str, Sequence[str]], duration: float) -> None:
         for out in self.inherited_outputs.get(step, ()):  # what an ancestor emitted and this run did not: gone
@@ -186,6 +269,8 @@ class ActiveExecution:
         self.rows[step] = moved.row
         version = self.launch.versions[dynamic.node_of(step)]
         self.instance.step_finished(self.run_id, step, StepState.SUCCEEDED, version=version)
+        self._inputs_received(step)
+        self.log.add(T.STEP_SUCCESS, step, StepSuccessData(duration * 1000.0))
         self.emit(("step_success", step, {"duration": duration}))
 
     def failed(self, step: str, exc: BaseException, duration: float) -> None:
@@ -197,20 +282,27 @@ class ActiveExecution:
         self.rows[step] = moved.row
         trace = "".join(traceback.format_exception(exc)).strip()
         self.instance.step_finished(self.run_id, step, moved.row.state, error=trace)
+        self._inputs_received(step)
         if moved.row.state is StepState.RETRYING:
             self._discard_attempt(step)
             assert moved.row.next_attempt_at is not None
             delay = (moved.row.next_attempt_at - now).total_seconds()
+            self.log.add(T.STEP_UP_FOR_RETRY, step, StepRetryData(ErrorInfo.from_exception(told), delay))
             info = {"error": error, "attempt": moved.row.attempt, "delay": delay, "duration": duration}
             self.emit(("step_retry", step, info))
             return
         self.errors[step] = trace
         self.first_error = self.first_error or exc
+        self.failed_order.append(step)
+        failure = step_failure(dynamic.node_of(step), exc, getattr(retries, "Failure", None))
+        self.log.add(T.STEP_FAILURE, step, failure)
         self.emit(("step_failure", step, {"error": error, "duration": duration}))
 
     def _rule(self, step: str, exc: BaseException) -> RetryRule | None:
         if isinstance(exc, RetryRequested):  # the op asked: its policy does not apply (as in Dagster)
             return requested_rule(exc)
+        if getattr(exc, "allow_retries", True) is False:  # Failure(allow_retries=False): never retried
+            return None
         policy = self.job.retry_policy(step)
         return policy.rule() if policy is not None and isinstance(exc, Exception) else None
 
@@ -225,6 +317,8 @@ class ActiveExecution:
         moved = machine.interrupt(step, self.rows[step], "run canceled", self.clock.now())
         self.rows[step] = moved.row
         self.instance.step_finished(self.run_id, step, StepState.INTERRUPTED, error="interrupted: run canceled")
+        self.failed_order.append(step)
+        self.log.add(T.STEP_FAILURE, step, interrupted_failure())
         self.emit(("step_interrupted", step, {}))
         self.canceled = True
 
@@ -242,8 +336,19 @@ class ActiveExecution:
         phase = machine.run_result({s: self.rows[s].state for s in self.order}, "canceled" if self.canceled else None)
         status = phase.phase.public()
         self.instance.run_finished(self.run_id, status)
+        self._run_ended(phase.phase)
         self.emit(("run_end", "", {"run_id": self.run_id, "status": status.value}))
         return phase.phase
+
+    def _run_ended(self, phase: RunPhase) -> None:
+        if phase is RunPhase.SUCCEEDED:
+            self.log.add(T.RUN_SUCCESS)
+        elif phase is RunPhase.CANCELED:
+            self.log.add(T.RUN_CANCELED)
+        else:
+            failed = tuple(self.failed_order)
+            self.log.add(T.RUN_FAILURE, None, JobFailureData(None, "STEP_FAILURE" if failed else None, None, failed))
+        self.log.flush()
 
     # ----- fan-out ----------------------------------------------------------------------------------------
     def _keys_came(self, step: str, output: str, ks: Sequence[str]) -> None:

@@ -121,6 +121,9 @@ class Progress:
             "step_start": lambda: f"  ...   {step}",
             "step_success": lambda: f"  ok    {step}  ({d['duration'] * 1000:.0f} ms)",
             "step_failure": lambda: f"  FAIL  {step}  {d['error']}",
+            "step_retry": lambda: (
+                f"  retry {step}  attempt {d['attempt']} failed ({d['error']}); next attempt in {d['delay']:.3g} s"
+            ),
             "step_skipped": lambda: f"  skip  {step}  ({d['reason']})",
             "step_not_executed": lambda: f"  --    {step}  ({d['reason']})",
             "step_interrupted": lambda: f"  INT   {step}  interrupted",

@@ -17,6 +17,12 @@ recorded (table ``mapping_keys``) and each placeholder row is replaced by one ro
 keys of a dynamic step the run reuses come from the plan (and are recorded for the run's children).
 A dynamic output ``items`` is stored per key as output ``items[key]``, and its key index (a JSON list,
 in emission order) as output ``items``.
+
+Dagster's API: `execute_job(job, instance, run_config, tags, raise_on_error, op_selection,
+reexecution_options, asset_selection)` in Dagster's order (Cairn's `on_event` and `clock` keyword-only) returns
+a `cairn.results.JobExecutionResult` (a context manager; its events are `cairn.events`); the job's default
+config (`@job(config=...)`) is used when no run_config is given; `raise_on_error=True` raises the op's own
+error, as Dagster's in-process executor does.
 """
 
 from __future__ import annotations
@@ -26,20 +32,17 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from cairn import dynamic
 from cairn.active import ActiveExecution, Clock, Event
 from cairn.definitions import JobDefinition
-from cairn.errors import CairnError
-from cairn.instance import Instance, RunRecord
+from cairn.errors import CairnError, DagsterInvariantViolationError
+from cairn.instance import Instance
 from cairn.launch import TAG_MODE, TAG_PARENT, TAG_ROOT, ReexecutionOptions, prepare
-from cairn.planner import Plan
-from cairn.runstate import StepState
-from cairn.status import RunStatus, StepStatus
+from cairn.results import ExecuteJobResult, JobExecutionResult
 from cairn.stepbody import concrete_deps, instance_key, job_graph, outs_format, run_step_body
 
 __all__ = [
@@ -49,6 +52,7 @@ __all__ = [
     "Clock",
     "Event",
     "ExecuteJobResult",
+    "JobExecutionResult",
     "ReexecutionOptions",
     "RunCanceled",
     "StepExecutionError",
@@ -62,65 +66,11 @@ __all__ = [
 
 
 class StepExecutionError(CairnError):
-    """An op raised; `raise_on_error=True` re-raises it as this, with the original as __cause__."""
+    """Cairn's earlier error of `raise_on_error=True`; now, as in Dagster, the op's own error is raised."""
 
 
 class RunCanceled(BaseException):
     """Raised inside the running op when the run is canceled (SIGTERM)."""
-
-
-@dataclass
-class ExecuteJobResult:
-    run_id: str
-    status: RunStatus
-    step_statuses: dict[str, StepStatus]
-    executed_steps: list[str]
-    instance: Instance
-    job: JobDefinition
-    plan: Plan
-    errors: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def success(self) -> bool:
-        return self.status is RunStatus.SUCCESS
-
-    def get_run(self) -> RunRecord:
-        return self.instance.get_run(self.run_id)
-
-    def output_for_node(self, node: str, output: str = "result") -> Any:
-        """The value of a step's output, loaded from whichever run produced it.
-
-        As in Dagster, a dynamic output (``output_for_node("split", "items")``) and a mapped op named
-        without a key (``output_for_node("process")``) give a dict of mapping key -> value, in key
-        order; one instance (``output_for_node("process[shard_1]")``) gives its value."""
-        run = self.get_run()
-        jd = self.job.nodes.get(node)
-        if jd is not None and output in jd.op.dynamic_outs:
-            ks = run.keys.get((node, output))
-            if ks is None:
-                raise CairnError(
-                    f"run {self.run_id} has no mapping keys of {node}.{output} (step status "
-                    f"{run.step_statuses.get(node, 'unknown')})"
-                )
-            return {k: self._load(run, node, f"{output}[{k}]") for k in ks}
-        if jd is not None and jd.mapped is not None:
-            ks = run.keys.get(jd.mapped)
-            if ks is None:
-                raise CairnError(
-                    f"run {self.run_id} has no instances of mapped op {node}: its dynamic step "
-                    f"{jd.mapped[0]} did not emit keys"
-                )
-            return {k: self._load(run, dynamic.step_key(node, k), output) for k in ks}
-        return self._load(run, node, output)
-
-    def _load(self, run: RunRecord, step: str, output: str) -> Any:
-        ref = run.outputs.get((step, output))
-        if ref is None:
-            raise CairnError(
-                f"run {self.run_id} has no output {output!r} of step {step!r} "
-                f"(step status {run.step_statuses.get(step, 'unknown')})"
-            )
-        return self.instance.io_manager.load(ref.key, run.formats.get((step, output), "pickle"))
 
 
 @contextmanager
@@ -159,39 +109,77 @@ def execute_job(
     job: JobDefinition,
     instance: Instance | None = None,
     run_config: Mapping[str, Any] | None = None,
-    reexecution_options: ReexecutionOptions | None = None,
-    raise_on_error: bool = False,
     tags: Mapping[str, str] | None = None,
+    raise_on_error: bool = False,
+    op_selection: Sequence[str] | None = None,
+    reexecution_options: ReexecutionOptions | None = None,
+    asset_selection: Sequence[Any] | None = None,
+    *,
     on_event: Callable[[Event], None] | None = None,
     clock: Clock | None = None,
-) -> ExecuteJobResult:
-    """Run `job` (or re-execute part of an earlier run of it) in this process. `clock`: how the run
-    tells the time, waits before a retry and draws a retry's jitter (tests pass a fake one)."""
-    instance = instance or Instance.local()
-    launch = prepare(job, instance, run_config, reexecution_options, tags)
+) -> JobExecutionResult:
+    """Run `job` (or re-execute part of an earlier run of it) in this process, Dagster's arguments in Dagster's
+    order; `instance` defaults to the local one (`Instance.local()`). `op_selection` runs only the selected
+    ops of a fresh run. Cairn's own: `on_event` is told each progress event (kind, step, details); `clock`
+    is how the run tells the time, waits before a retry and draws a retry's jitter (tests pass a fake one)."""
+    outcome = run_job(
+        job,
+        instance or Instance.local(),
+        run_config,
+        tags,
+        raise_on_error,
+        op_selection,
+        reexecution_options,
+        asset_selection,
+        on_event=on_event,
+        clock=clock,
+    )
+    return JobExecutionResult(**outcome)
+
+
+def run_job(
+    job: JobDefinition,
+    instance: Instance,
+    run_config: Mapping[str, Any] | None,
+    tags: Mapping[str, str] | None,
+    raise_on_error: bool,
+    op_selection: Sequence[str] | None,
+    reexecution_options: ReexecutionOptions | None,
+    asset_selection: Sequence[Any] | None,
+    *,
+    on_event: Callable[[Event], None] | None = None,
+    clock: Clock | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """The run itself, shared by `execute_job` and `execute_in_process`: what their results are made of."""
+    if asset_selection:
+        raise DagsterInvariantViolationError("asset_selection: Cairn's jobs have no assets; select ops instead")
+    if reexecution_options is not None and op_selection is not None:
+        raise DagsterInvariantViolationError("re-execution and op selection cannot be used together at this time.")
+    if run_config is None and reexecution_options is None:
+        default = getattr(job, "config", None)  # the job's default run config (@job(config=...))
+        run_config = default if isinstance(default, Mapping) else None
+    launch = prepare(job, instance, run_config, reexecution_options, tags, op_selection=op_selection, run_id=run_id)
     active = ActiveExecution(instance, job, launch, on_event or (lambda _e: None), clock or Clock())
     active.create()
     body = _InProcessBody(active, launch.step_env)
     with _cancel_on_sigterm():
         _drive(active, body)
-    phase = active.finish()
-    order = active.order
-    result = ExecuteJobResult(
-        run_id=active.run_id,
-        status=phase.public(),
-        step_statuses={s: active.rows[s].state.public() for s in order},
-        executed_steps=[s for s in order if active.rows[s].state.ran],
-        instance=instance,
-        job=job,
-        plan=launch.plan,
-        errors=active.errors,
-    )
+    status = active.finish().public()
     if raise_on_error and active.first_error is not None:
-        failed = next(s for s in order if active.rows[s].state is StepState.FAILED)
-        raise StepExecutionError(
-            f"step {failed} of run {active.run_id} failed: {active.first_error}"
-        ) from active.first_error
-    return result
+        raise active.first_error  # Dagster's in-process executor raises the op's own error
+    order = active.order
+    return {
+        "run_id": active.run_id,
+        "status": status,
+        "step_statuses": {s: active.rows[s].state.public() for s in order},
+        "executed_steps": [s for s in order if active.rows[s].state.ran],
+        "instance": instance,
+        "job": job,
+        "plan": launch.plan,
+        "events": active.log.events,
+        "errors": active.errors,
+    }
 
 
 def _drive(active: ActiveExecution, body: _InProcessBody) -> None:
@@ -242,12 +230,15 @@ class _InProcessBody:
         def load(inp: str, up: str, out: str) -> Any:
             ref = active.available[(up, out)]
             try:
-                return io.load(ref.key, outs_format(job, up, out))
+                value = io.load(ref.key, outs_format(job, up, out))
             except CairnError as exc:
+                active.input_failed(step)
                 raise CairnError(
                     f"step {step}: cannot load input {inp!r} (output {out!r} of step {up!r} "
                     f"from run {ref.run_id}, key {ref.key}): {exc}"
                 ) from exc
+            active.input_loaded(step, inp, up, out)
+            return value
 
         def store(name: str, value: Any, fmt: str) -> None:
             stored = io.store(instance_key(active.instance, active.run_id, step, name), value, fmt)

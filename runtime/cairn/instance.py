@@ -8,22 +8,42 @@ Layout of an instance directory (``$CAIRN_HOME``, else ``./.cairn``)::
 
 What a run looks like read back is `cairn.records` (re-exported here: `RunRecord`, `StepRecord`); which run
 lost its process, `cairn.liveness`.
+
+With Dagster's names (`DagsterInstance` is this class): `DagsterInstance.ephemeral()` (runs and outputs in
+this process's memory), `DagsterInstance.get()` (the environment's, as `local`), `local_temp()`,
+`instance_for_test()` (a temporary instance for a `with` block), `get_run_by_id` (None for an unknown run),
+`all_logs` and `get_records_for_run` (a run's events, `cairn.events`), `get_runs`.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
+from cairn import events, records
 from cairn.errors import CairnError
-from cairn.io import FilesystemIOManager, IOManager
+from cairn.io import FileSource, FilesystemIOManager, IOManager, StoredOutput, serialize
 from cairn.records import RunRecord, StepRecord
 from cairn.runstore import SCHEMA, RunStore
 
-__all__ = ["SCHEMA", "Instance", "InstanceSettings", "OutputStore", "RunRecord", "StepRecord", "settings_from_env"]
+__all__ = [
+    "SCHEMA",
+    "DagsterInstance",
+    "Instance",
+    "InstanceSettings",
+    "MemoryOutputs",
+    "OutputStore",
+    "RunRecord",
+    "StepRecord",
+    "instance_for_test",
+    "settings_from_env",
+]
 
 
 class OutputStore(enum.Enum):
@@ -60,12 +80,85 @@ class Instance(RunStore):
     """A run store (`cairn.runstore.RunStore`, in ``runs.db``) and an output store in one directory; runs
     store their outputs under `namespace`."""
 
-    def __init__(self, root: Path, io_manager: IOManager | None = None, namespace: str = "local") -> None:
-        self.root = Path(root).absolute()
-        self.root.mkdir(parents=True, exist_ok=True)
-        super().__init__(self.root / "runs.db")
+    def __init__(
+        self, root: Path, io_manager: IOManager | None = None, namespace: str = "local", *, in_memory: bool = False
+    ) -> None:
+        self.root = Path(root) if in_memory else Path(root).absolute()
+        if not in_memory:
+            self.root.mkdir(parents=True, exist_ok=True)
+        super().__init__(Path(":memory:") if in_memory else self.root / "runs.db")
         self.namespace = namespace
-        self.io_manager: IOManager = io_manager or FilesystemIOManager(self.root / "storage")
+        self.io_manager: IOManager = io_manager or (
+            MemoryOutputs() if in_memory else FilesystemIOManager(self.root / "storage")
+        )
+
+    @classmethod
+    def ephemeral(cls) -> Instance:
+        """Dagster's ephemeral instance: runs and outputs in this process's memory, gone with it."""
+        return cls(Path(":memory:"), in_memory=True)
+
+    @classmethod
+    def get(cls) -> Instance:
+        """Dagster's `DagsterInstance.get()`: the instance the environment names (`local`)."""
+        return cls.local()
+
+    @classmethod
+    def local_temp(cls, tempdir: str | None = None) -> Instance:
+        """An instance in a new temporary directory (under `tempdir`), left in place."""
+        return cls(Path(tempfile.mkdtemp(prefix="cairn-", dir=tempdir)))
+
+    # ----- reads with Dagster's names ---------------------------------------------------------------------
+    def get_run_by_id(self, run_id: str) -> RunRecord | None:
+        return self.get_run(run_id) if self.has_run(run_id) else None
+
+    def get_runs(self, filters: Any = None, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first; `filters` (Dagster's RunsFilter) by its `run_ids`, `job_name` and `statuses`."""
+        runs = self.list_runs(limit if limit is not None and filters is None else 1 << 30)
+        if filters is not None:
+            ids, job, statuses = (getattr(filters, a, None) for a in ("run_ids", "job_name", "statuses"))
+            runs = [
+                r
+                for r in runs
+                if (not ids or r.run_id in ids)
+                and (not job or r.job_name == job)
+                and (not statuses or r.status in statuses)
+            ]
+        return runs[:limit] if limit is not None else runs
+
+    def get_runs_count(self, filters: Any = None) -> int:
+        return len(self.get_runs(filters))
+
+    def _events(
+        self, run_id: str, after: int = 0, limit: int | None = None, ascending: bool = True
+    ) -> list[tuple[int, events.EventLogEntry]]:
+        job = self.get_run(run_id).job_name
+        rows = records.read_events(self._conn, run_id, after, limit, ascending)
+        return [(seq, events.log_entry(run_id, ts, events.unpack(job, t, s, d, g))) for seq, ts, t, s, d, g in rows]
+
+    def all_logs(self, run_id: str, of_type: Any = None) -> list[events.EventLogEntry]:
+        """The run's events in order (`of_type`: a DagsterEventType or a set of them)."""
+        wanted = _types(of_type)
+        return [e for _, e in self._events(run_id) if wanted is None or e.dagster_event_type in wanted]
+
+    def get_records_for_run(
+        self,
+        run_id: str,
+        cursor: str | None = None,
+        of_type: Any = None,
+        limit: int | None = None,
+        ascending: bool = True,
+    ) -> events.EventRecordsResult:
+        """The run's event records after `cursor` (the `cursor` of a previous result), at most `limit`."""
+        wanted = _types(of_type)
+        rows = [
+            (seq, e)
+            for seq, e in self._events(run_id, int(cursor or 0), None, ascending)
+            if wanted is None or e.dagster_event_type in wanted
+        ]
+        page = rows[:limit] if limit is not None else rows
+        recs = [events.EventLogRecord(seq, e) for seq, e in page]
+        last = str(page[-1][0]) if page else (cursor or "0")
+        return events.EventRecordsResult(recs, last, len(page) < len(rows))
 
     @classmethod
     def local(
@@ -89,3 +182,66 @@ class Instance(RunStore):
 
     def __repr__(self) -> str:
         return f"<Instance {self.root}>"
+
+
+#: Dagster's name for the instance.
+DagsterInstance = Instance
+
+
+def _types(of_type: Any) -> set[events.DagsterEventType] | None:
+    if of_type is None:
+        return None
+    if isinstance(of_type, events.DagsterEventType):
+        return {of_type}
+    return set(of_type)
+
+
+@contextmanager
+def instance_for_test(
+    overrides: Mapping[str, Any] | None = None, set_dagster_home: bool = True, temp_dir: str | None = None
+) -> Iterator[Instance]:
+    """Dagster's `instance_for_test`: a local instance in a temporary directory for the block, removed after;
+    while it lasts CAIRN_HOME names it (`DagsterInstance.get()` returns it), unless `set_dagster_home=False`.
+    `overrides` (Dagster's instance settings) are accepted and not read: Cairn's instance has none of them."""
+    with tempfile.TemporaryDirectory(dir=temp_dir) as home:
+        before = os.environ.get("CAIRN_HOME")
+        if set_dagster_home:
+            os.environ["CAIRN_HOME"] = home
+        instance = Instance(Path(home))
+        try:
+            yield instance
+        finally:
+            instance.close()
+            if set_dagster_home:
+                if before is None:
+                    os.environ.pop("CAIRN_HOME", None)
+                else:
+                    os.environ["CAIRN_HOME"] = before
+
+
+class MemoryOutputs:
+    """Outputs kept as objects in this process's memory, as Dagster's in-memory IO manager keeps them: the
+    output store of an ephemeral instance (nothing is serialized; a later process cannot read them)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
+    def store(self, key: str, value: Any, fmt: str = "pickle") -> StoredOutput:
+        self._values[key] = value.path.read_bytes() if isinstance(value, FileSource) else value
+        return StoredOutput(key=key, size=0, sha256="")
+
+    def load(self, key: str, fmt: str = "pickle") -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise CairnError(f"stored output {key} is missing from this ephemeral instance's memory") from None
+
+    def exists(self, key: str) -> bool:
+        return key in self._values
+
+    def load_into(self, key: str, sink: IO[bytes]) -> None:
+        value = self.load(key)
+        serialize(value, "bytes" if isinstance(value, bytes) else "pickle", sink)
+
+    def describe(self, key: str) -> str:
+        return f"memory:{key}"

@@ -13,17 +13,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cairn import dynamic
 from cairn.definitions import JobDefinition
-from cairn.errors import ReexecutionError
+from cairn.errors import ConfigError, DagsterInvariantViolationError, ReexecutionError
 from cairn.instance import Instance, RunRecord
-from cairn.planner import Mode, Plan, Request, initial_plan, plan_checked
+from cairn.planner import JobGraph, Mode, Plan, Request, initial_plan, plan_checked
 from cairn.runstate import RunPhase
+from cairn.selection import select_ops
 from cairn.status import RunStatus
 from cairn.stepbody import job_graph
 
 TAG_PARENT = "cairn.dev/parent-run"
 TAG_ROOT = "cairn.dev/root-run"
 TAG_MODE = "cairn.dev/reexecution-mode"
+
+
+class DagsterRunAlreadyExists(DagsterInvariantViolationError):
+    """A run with the given run_id is already in the instance."""
 
 
 @dataclass
@@ -90,15 +96,24 @@ def prepare(
     run_config: Mapping[str, Any] | None,
     options: ReexecutionOptions | None,
     tags: Mapping[str, str] | None,
+    op_selection: Sequence[str] | None = None,
+    run_id: str | None = None,
 ) -> Launch:
-    """A first run executes every step; a re-execution runs what its options select of its parent
-    (whose run config it takes unless given one). Raises ReexecutionError, StepSelectionError, ConfigError."""
+    """A first run executes every step (with `op_selection`, Dagster's op selection: the selected ops only);
+    a re-execution runs what its options select of its parent (whose run config it takes unless given one).
+    `run_id`: the new run's id (default: a new UUID). Raises ReexecutionError, StepSelectionError,
+    ConfigError, DagsterInvalidSubsetError."""
     run_tags = {**job.tags, **(tags or {})}
+    new_id = run_id or str(uuid.uuid4())
+    if run_id is not None and instance.has_run(run_id):
+        raise DagsterRunAlreadyExists(f"Attempting to add a run with run_id {run_id} that already exists")
     if options is None:
         versions = job.step_versions(run_config)
         config = dict(run_config or {})
         job.validate_run_config(config)
-        return Launch(str(uuid.uuid4()), config, run_tags, initial_plan(job_graph(job)), versions)
+        graph = job_graph(job)
+        the_plan = initial_plan(graph) if op_selection is None else selected_plan(job.name, graph, op_selection)
+        return Launch(new_id, config, run_tags, the_plan, versions)
     parent = _parent(job, instance, options.parent_run_id)
     if run_config is None:
         run_config = parent.run_config
@@ -108,7 +123,34 @@ def prepare(
     run_tags.update({TAG_PARENT: parent.run_id, TAG_ROOT: parent.root_run_id, TAG_MODE: options.mode.value})
     config = dict(run_config or {})
     job.validate_run_config(config)
-    return Launch(str(uuid.uuid4()), config, run_tags, the_plan, versions, parent, options.mode.value, options.step_env)
+    return Launch(new_id, config, run_tags, the_plan, versions, parent, options.mode.value, options.step_env)
+
+
+def selected_plan(job_name: str, graph: JobGraph, op_selection: Sequence[str]) -> Plan:
+    """A fresh run of the ops `op_selection` selects (Dagster's grammar, `cairn.selection.select_ops`); the
+    others are not executed ("not selected"). An input of a selected op read from an op not selected cannot
+    be given (Cairn reads no op inputs from config): refused with Dagster's config error."""
+    chosen = {dynamic.node_of(s) for s in select_ops(graph.graph, op_selection)}
+    for node in graph.steps:
+        if node not in chosen:
+            continue
+        reads = {**graph.deps.get(node, {}), **graph.collects.get(node, {})}
+        for inp, (up, _) in reads.items():
+            if dynamic.node_of(up) not in chosen:
+                raise ConfigError(
+                    f"Error in config for job {job_name}",
+                    [
+                        f'Error 1: Missing required config entry "ops" at the root. You must provide this value in '
+                        f"your run config. Example config for the missing entry: {{'ops': {{'{node}': {{'inputs': "
+                        f"{{'{inp}': '<selector>'}}}}}}}}",
+                        f"Cairn reads no op inputs from config: select the op that produces input {inp!r} of "
+                        f"{node} too (op_selection=['*{node}'])",
+                    ],
+                )
+    steps = graph.concrete({}).steps
+    to_run = tuple((s, "initial") for s in steps if dynamic.node_of(s) in chosen)
+    not_run = tuple(s for s in steps if dynamic.node_of(s) not in chosen)
+    return Plan(to_run, {}, {}, {}, not_run, steps=steps)
 
 
 def _parent(job: JobDefinition, instance: Instance, run_id: str) -> RunRecord:

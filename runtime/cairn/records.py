@@ -1,6 +1,10 @@
 """The local run store's read model: what a run looks like read back (`RunRecord`, `StepRecord`) and the queries
 that build it from the store's tables (`cairn.runstore` writes them).
 
+A `RunRecord` is also Dagster's `DagsterRun` for a porting user (`run_id`, `job_name`, `status`, `tags`,
+`parent_run_id`, `root_run_id`, `run_config`, `is_success`, `is_failure`, `is_finished`...). A run's events
+(table ``events``) are read by `read_events`, as rows `cairn.events.unpack` turns back into events.
+
 A run whose process died without a word (status STARTED, its process gone from this host: `cairn.liveness`)
 reads back as FAILURE with its running steps interrupted; nothing is written for that, so the record in the
 store is unchanged and a later reader decides again.
@@ -18,7 +22,10 @@ from cairn.io import StoredOutput
 from cairn.liveness import alive, lost
 from cairn.planner import OutputRef, RunView
 from cairn.runstate import RunPhase, StepState
-from cairn.status import RunStatus, StepStatus
+from cairn.status import FINISHED_STATUSES, RunStatus, StepStatus
+
+#: A stored event: seq, timestamp, event type value, step key, data JSON, logging tags JSON.
+EventRow = tuple[int, float, str, str | None, str | None, str | None]
 
 
 @dataclass
@@ -78,6 +85,39 @@ class RunRecord:
     @property
     def step_statuses(self) -> dict[str, StepStatus]:
         return {s: r.status for s, r in self.steps.items()}
+
+    # ----- Dagster's DagsterRun -------------------------------------------------------------------------
+    @property
+    def is_success(self) -> bool:
+        return self.status is RunStatus.SUCCESS
+
+    @property
+    def is_failure(self) -> bool:
+        return self.status is RunStatus.FAILURE
+
+    @property
+    def is_failure_or_canceled(self) -> bool:
+        return self.status is RunStatus.FAILURE or self.status is RunStatus.CANCELED
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def is_resume_retry(self) -> bool:
+        """A re-execution from failure (Dagster's tag ``dagster/is_resume_retry``)."""
+        return self.mode == "from_failure"
+
+    @property
+    def previous_run_id(self) -> str | None:
+        return self.parent_run_id
+
+    @property
+    def step_keys_to_execute(self) -> list[str] | None:
+        """The steps this run executed (None: a first run, which executes them all, as Dagster says)."""
+        if self.parent_run_id is None:
+            return None
+        return [s for s, r in self.steps.items() if r.state.ran or r.state.waiting]
 
 
 def read_run(
@@ -158,6 +198,19 @@ def _keys(conn: sqlite3.Connection, run_id: str) -> dict[tuple[str, str], tuple[
             "SELECT step, output, keys FROM mapping_keys WHERE run_id=? ORDER BY step, output", (run_id,)
         )
     }
+
+
+def read_events(
+    conn: sqlite3.Connection, run_id: str, after: int = 0, limit: int | None = None, ascending: bool = True
+) -> list[EventRow]:
+    """The run's stored events after seq `after` (0: from the first), in order (or newest first)."""
+    order = "ASC" if ascending else "DESC"
+    sql = f"SELECT seq, ts, event_type, step_key, data, tags FROM events WHERE run_id=? AND seq>? ORDER BY seq {order}"
+    params: tuple[object, ...] = (run_id, after)
+    if limit is not None:
+        sql += " LIMIT ?"
+        params = (*params, limit)
+    return list(conn.execute(sql, params))
 
 
 def lineage_ids(conn: sqlite3.Connection, root_run_id: str) -> list[str]:

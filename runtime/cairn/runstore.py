@@ -9,6 +9,8 @@ Tables:
 - ``outputs``: each run's output index, (step, output) -> the run that wrote the value and its storage key.
 - ``mapping_keys``: per run, the keys each dynamic (step, output) emitted in its lineage (`cairn.dynamic`):
   those it emitted itself and those of the dynamic steps it reuses, so a child of a child still sees them.
+- ``events``: each run's Dagster events in order (``seq``), as `cairn.events.pack` writes them: type, step
+  key, data and logging tags as JSON; written in batches (`record_events`), read back by `read_events`.
   With fan-out, a mapped op's steps are its instances ``op[key]`` (a placeholder ``op[*]`` until the keys
   are known, replaced by the instances once its dynamic step ran).
 
@@ -86,6 +88,17 @@ CREATE TABLE IF NOT EXISTS mapping_keys (
     keys TEXT NOT NULL,
     source_run_id TEXT NOT NULL,
     PRIMARY KEY (run_id, step, output)
+);
+-- Added with Dagster's events: opening an older store creates it (its runs read back with no events).
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    event_type TEXT NOT NULL,
+    step_key TEXT,
+    data TEXT,
+    tags TEXT,
+    PRIMARY KEY (run_id, seq)
 );
 """
 
@@ -270,6 +283,13 @@ class RunStore:
     def forget_output(self, run_id: str, step: str, output: str) -> None:
         """Drop an inherited entry of the run's output index: the step ran again without producing it."""
         self._conn.execute("DELETE FROM outputs WHERE run_id=? AND step=? AND output=?", (run_id, step, output))
+
+    def record_events(self, run_id: str, rows: Sequence[records.EventRow]) -> None:
+        """Append events of a run (seq, timestamp, type, step key, data JSON, tags JSON): one statement."""
+        self._conn.executemany(
+            "INSERT INTO events (run_id, seq, ts, event_type, step_key, data, tags) VALUES (?,?,?,?,?,?,?)",
+            [(run_id, *row) for row in rows],
+        )
 
     def run_finished(self, run_id: str, status: RunStatus) -> None:
         self._conn.execute("UPDATE runs SET status=?, updated=? WHERE run_id=?", (status.value, time.time(), run_id))

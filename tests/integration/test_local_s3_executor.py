@@ -40,7 +40,7 @@ def test_reexecution_reads_reused_outputs_from_s3_without_copying(
         f"{prefix}/local/{second.run_id}/unreliable/result",
         f"{prefix}/local/{second.run_id}/end/result",
     }  # start was not copied
-    assert second.output_for_node("end") == 20
+    assert second.output_from_lineage("end") == 20
 
     s3.delete_object(Bucket=s3.bucket, Key=f"{prefix}/local/{first.run_id}/start/result")
     with pytest.raises(MissingOutputsError, match=f"s3://{s3.bucket}/{prefix}/local/{first.run_id}/start/result"):
@@ -153,4 +153,4 @@ def test_an_output_upload_that_fails_fails_its_step_records_nothing_and_from_fai
         outage_job, instance=instance, reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance)
     )
     assert again.success and again.step_statuses["produce"] is StepStatus.REUSED
-    assert again.output_for_node("upload_during_outage") == b"x" * 1024
+    assert again.output_from_lineage("upload_during_outage") == b"x" * 1024

@@ -229,8 +229,8 @@ def test_a_failing_shard_then_from_failure_reruns_exactly_it_and_the_collector(
     run = first.get_run()
     assert run.keys == {("split", "items"): ("a", "b", "c")}
     assert list(run.steps) == list(first.step_statuses)  # placeholders replaced in order, in the store too
-    assert first.output_for_node("proc[a]") == "A:100"
-    assert first.output_for_node("split", "items") == {"a": "A", "b": "B", "c": "C"}
+    assert first.output_from_lineage("proc[a]") == "A:100"
+    assert first.output_from_lineage("split", "items") == {"a": "A", "b": "B", "c": "C"}
     monkeypatch.setenv(FAIL_ENV, "")
     child = execute_job(
         fan, instance=instance, reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance)
@@ -238,14 +238,14 @@ def test_a_failing_shard_then_from_failure_reruns_exactly_it_and_the_collector(
     assert child.success
     assert child.executed_steps == ["proc[b]", "score[b]", "summarize"] == ran()
     assert child.step_statuses["proc[a]"] is REUSED and child.step_statuses["split"] is REUSED
-    assert child.output_for_node("summarize") == ["A:100!", "B:100!", "C:100!", 3]
-    assert child.output_for_node("score") == {"a": "A:100!", "b": "B:100!", "c": "C:100!"}
+    assert child.output_from_lineage("summarize") == ["A:100!", "B:100!", "C:100!", 3]
+    assert child.output_from_lineage("score") == {"a": "A:100!", "b": "B:100!", "c": "C:100!"}
     assert child.get_run().keys == {("split", "items"): ("a", "b", "c")}  # recorded on the child too
     # a grandchild sees the keys through the child
     grand = execute_job(
         fan, instance=instance, reexecution_options=ReexecutionOptions(child.run_id, step_selection=["summarize"])
     )
-    assert grand.executed_steps == ["summarize"] and grand.output_for_node("summarize")[-1] == 3
+    assert grand.executed_steps == ["summarize"] and grand.output_from_lineage("summarize")[-1] == 3
 
 
 def test_output_for_node_of_a_mapped_op_with_a_failed_instance_names_it(
@@ -254,7 +254,7 @@ def test_output_for_node_of_a_mapped_op_with_a_failed_instance_names_it(
     monkeypatch.setenv(FAIL_ENV, "b")
     first = execute_job(fan, instance=instance)
     with pytest.raises(Exception, match=r"no output 'result' of step 'score\[b\]'"):
-        first.output_for_node("score")
+        first.output_from_lineage("score")
 
 
 @pytest.mark.parametrize(
@@ -285,7 +285,7 @@ def test_a_rerun_dynamic_step_with_other_keys_remaps_over_the_new_keys_only(inst
     )
     assert child.success
     assert child.executed_steps == ["split", "proc[b]", "proc[d]", "score[b]", "score[d]", "summarize"]
-    assert child.output_for_node("summarize") == ["B:100!", "D:100!", 2]
+    assert child.output_from_lineage("summarize") == ["B:100!", "D:100!", 2]
     changed = [d for kind, _, d in events if kind == "keys_changed"]
     assert changed == [{"output": "items", "added": ["d"], "removed": ["a", "c"], "before": ["a", "b", "c"]}]
     run = child.get_run()
@@ -299,9 +299,9 @@ def test_zero_keys_map_nothing_and_collect_an_empty_list(instance: Instance) -> 
     result = execute_job(fan, instance=instance, run_config=keys_config())
     assert result.success
     assert list(result.step_statuses) == ["split", "model", "summarize"]
-    assert result.output_for_node("summarize") == [0]
+    assert result.output_from_lineage("summarize") == [0]
     assert result.get_run().keys == {("split", "items"): ()}
-    assert result.output_for_node("proc") == {}
+    assert result.output_from_lineage("proc") == {}
 
 
 @op(out=DynamicOut(), config_schema={"keys": Field(list)})
@@ -326,7 +326,7 @@ def simple() -> None:
 
 def test_a_returned_list_of_dynamic_outputs_keeps_emission_order(instance: Instance) -> None:
     result = execute_job(simple, instance=instance, run_config={"ops": {"emit_keys": {"config": {"keys": ["z", "a"]}}}})
-    assert result.success and result.output_for_node("listed") == [0, 2]
+    assert result.success and result.output_from_lineage("listed") == [0, 2]
     assert result.executed_steps == ["emit_keys", "double[z]", "double[a]", "listed"]
 
 
@@ -419,7 +419,7 @@ def test_the_example_fanout_job(instance: Instance, monkeypatch: pytest.MonkeyPa
         fanout, instance=instance, reexecution_options=ReexecutionOptions.from_failure(first.run_id, instance)
     )
     assert child.executed_steps == ["process[shard_1]", "summarize"]
-    assert child.output_for_node("summarize") == 1 + 4 + 9
+    assert child.output_from_lineage("summarize") == 1 + 4 + 9
 
 
 # ----- the pod step entrypoint -----------------------------------------------------------------------
@@ -569,7 +569,7 @@ def test_stale_reruns_a_changed_mapped_op_in_every_key(instance: Instance) -> No
     assert child.plan.reason("score[a]") == f"stale: {old} -> {new}" and str(new).startswith("v2+cfg:")
     assert child.plan.reason("summarize") == "downstream-of:score[a]"
     assert child.step_statuses["proc[b]"] is REUSED and child.step_statuses["split"] is REUSED
-    assert child.output_for_node("summarize") == ["A:100?", "B:100?", "C:100?", 3]
+    assert child.output_from_lineage("summarize") == ["A:100?", "B:100?", "C:100?", 3]
 
 
 def _same_job_with_score_changed() -> Any:
