@@ -482,6 +482,14 @@ def _return_type(fn: Callable[..., Any], hints: Mapping[str, Any]) -> Any:
     return t
 
 
+def _resource_params(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """The parameters that are resources, not inputs (annotated with a `ConfigurableResource` class or
+    ``ResourceParam[...]``, as Dagster reads them; `cairn.resources` decides)."""
+    from cairn.resources import resource_params  # cairn.resources builds on the op context, not on ops
+
+    return tuple(resource_params(fn))
+
+
 def _tags(tags: object) -> dict[str, str]:
     """Dagster's op tags: a mapping; values that are not strings are stored as JSON."""
     if tags is None:
@@ -540,7 +548,9 @@ class OpDefinition:
         hints = _type_hints(compute_fn)
         params = list(inspect.signature(compute_fn).parameters.values())
         self.takes_context = takes_context(params, hints)
-        self._set_inputs(params[1:] if self.takes_context else params, dict(ins or {}), hints)
+        self.resource_params = _resource_params(compute_fn)
+        inputs = [p for p in (params[1:] if self.takes_context else params) if p.name not in self.resource_params]
+        self._set_inputs(inputs, dict(ins or {}), hints)
         self._set_outs(outs, hints)
 
     def _set_inputs(self, params: list[inspect.Parameter], ins: dict[str, In], hints: Mapping[str, Any]) -> None:
@@ -1147,9 +1157,11 @@ class JobDefinition:
         node = dynamic.node_of(step)
         cfg = self.resolved_run_config(run_config)
         parts = node.split(".")
-        entry, where = _node_entry(cfg.get("ops"), parts)
-        if entry is None and len(parts) > 1 and isinstance(cfg.get("ops"), Mapping) and node in cfg["ops"]:
-            entry, where = cfg["ops"][node], f"root:ops:{node}"
+        given = (run_config or {}).get("ops")
+        if len(parts) > 1 and isinstance(given, Mapping) and node in given:  # the flat key wins: a pod's config
+            entry, where = given[node], f"root:ops:{node}"
+        else:
+            entry, where = _node_entry(cfg.get("ops"), parts)
         try:
             if entry is not None and not isinstance(entry, Mapping):
                 raise _Invalid(
@@ -1162,7 +1174,7 @@ class JobDefinition:
                 raise _Invalid(_missing_config(cfg, parts))
             return check_config(f"{where}:config", schema, value)
         except _Invalid as exc:
-            raise ConfigError(f"Error in config for job {self.name}", [str(exc)], run_config) from None
+            raise ConfigError(f"Error in config for job {self.name}", [f"    Error 1: {exc}"], run_config) from None
 
     def validate_run_config(self, run_config: Mapping[str, Any] | None) -> None:
         """Check run_config as a whole before anything runs: Dagster's sections (`ops`, `resources`,
@@ -1184,7 +1196,7 @@ class JobDefinition:
             _check_section(cfg, "loggers", None)
             self._check_ops(cfg.get("ops"), "root:ops", "")
         except _Invalid as exc:
-            raise ConfigError(f"Error in config for job {self.name}", [str(exc)], run_config) from None
+            raise ConfigError(f"Error in config for job {self.name}", [f"    Error 1: {exc}"], run_config) from None
         self._check_resources(cfg.get("resources"))
         for step in self.nodes:
             self.op_config(run_config, step)
@@ -1243,7 +1255,7 @@ class JobDefinition:
         except (ImportError, AttributeError):
             check = None
         if check is not None:
-            check(self.resource_defs, resources or {})
+            check(self.resource_defs, resources or {}, self.name)
             return
         known = set(self.resource_defs) | _DEFAULT_RESOURCES
         if resources is not None and not isinstance(resources, Mapping):
@@ -1253,7 +1265,7 @@ class JobDefinition:
             raise ConfigError(
                 f"Error in config for job {self.name}",
                 [
-                    f'Received unexpected config entry "{unknown[0]}" at path root:resources. Expected: '
+                    f'    Error 1: Received unexpected config entry "{unknown[0]}" at path root:resources. Expected: '
                     f'"{{ {" ".join(k + "?: { config?: Any }" for k in sorted(known))} }}".'
                 ],
             )
