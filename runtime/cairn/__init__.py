@@ -9,29 +9,15 @@ The authoring and execution API has Dagster's names, so that porting a job is ch
     from cairn import Backoff, Failure, Jitter, RetryPolicy, RetryRequested   # @op(retry_policy=RetryPolicy(...))
 """
 
-from cairn.definitions import (
-    DynamicOut,
-    DynamicOutput,
-    ExecutorDefinition,
-    Field,
-    In,
-    JobDefinition,
-    OpContext,
-    OpDefinition,
-    Out,
-    Output,
-    in_process_executor,
-    job,
-    op,
-    reconstructable,
-)
-from cairn.errors import (
-    CairnError,
-    ConfigError,
+from cairn.dagster import (
+    Backoff,
     DagsterError,
+    DagsterEvent,
+    DagsterEventType,
     DagsterExecutionInterruptedError,
     DagsterExecutionStepExecutionError,
     DagsterExecutionStepNotFoundError,
+    DagsterInstance,
     DagsterInvalidConfigError,
     DagsterInvalidDefinitionError,
     DagsterInvalidInvocationError,
@@ -39,24 +25,72 @@ from cairn.errors import (
     DagsterInvariantViolationError,
     DagsterResourceFunctionError,
     DagsterRunNotFoundError,
+    DagsterRunStatus,
+    DagsterTypeCheckDidNotPass,
     DagsterUnknownResourceError,
     DagsterUserCodeExecutionError,
+    DynamicOut,
+    DynamicOutput,
+    EventLogEntry,
+    EventLogRecord,
+    EventRecordsResult,
+    ExecuteInProcessResult,
+    ExecutorDefinition,
+    Failure,
+    Field,
+    GraphDefinition,
+    GraphIn,
+    GraphOut,
+    In,
+    Jitter,
+    JobDefinition,
+    JobExecutionResult,
+    OpDefinition,
+    OpExecutionContext,
+    Out,
+    Output,
+    PendingNodeInvocation,
+    ReexecutionOptions,
+    RetryPolicy,
+    RetryRequested,
+    execute_job,
+    graph,
+    in_process_executor,
+    instance_for_test,
+    job,
+    multiprocess_executor,
+    op,
+    reconstructable,
+)
+from cairn.definitions import (
+    OpContext,
+)
+from cairn.errors import (
+    CairnError,
+    ConfigError,
     DefinitionError,
     MissingOutputsError,
     ReexecutionError,
     RunNotFoundError,
     StepSelectionError,
 )
-from cairn.execution import Clock, ExecuteJobResult, ReexecutionOptions, StepExecutionError, execute_job
-from cairn.instance import Instance, RunRecord, StepRecord
-from cairn.planner import Mode
-from cairn.retries import Backoff, Failure, Jitter, RetryPolicy, RetryRequested
-from cairn.status import RunStatus, StepStatus
-
-#: Dagster's name for the instance, so that `DagsterInstance.get()`-style code ports by import.
-DagsterInstance = Instance
-
-__version__ = "0.1.0"
+from cairn.execution import (
+    Clock,
+    ExecuteJobResult,
+    StepExecutionError,
+)
+from cairn.instance import (
+    Instance,
+    RunRecord,
+    StepRecord,
+)
+from cairn.planner import (
+    Mode,
+)
+from cairn.status import (
+    RunStatus,
+    StepStatus,
+)
 
 __all__ = [
     "Backoff",
@@ -64,6 +98,8 @@ __all__ = [
     "Clock",
     "ConfigError",
     "DagsterError",
+    "DagsterEvent",
+    "DagsterEventType",
     "DagsterExecutionInterruptedError",
     "DagsterExecutionStepExecutionError",
     "DagsterExecutionStepNotFoundError",
@@ -75,25 +111,37 @@ __all__ = [
     "DagsterInvariantViolationError",
     "DagsterResourceFunctionError",
     "DagsterRunNotFoundError",
+    "DagsterRunStatus",
+    "DagsterTypeCheckDidNotPass",
     "DagsterUnknownResourceError",
     "DagsterUserCodeExecutionError",
     "DefinitionError",
     "DynamicOut",
     "DynamicOutput",
+    "EventLogEntry",
+    "EventLogRecord",
+    "EventRecordsResult",
+    "ExecuteInProcessResult",
     "ExecuteJobResult",
     "ExecutorDefinition",
     "Failure",
     "Field",
+    "GraphDefinition",
+    "GraphIn",
+    "GraphOut",
     "In",
     "Instance",
     "Jitter",
     "JobDefinition",
+    "JobExecutionResult",
     "MissingOutputsError",
     "Mode",
     "OpContext",
     "OpDefinition",
+    "OpExecutionContext",
     "Out",
     "Output",
+    "PendingNodeInvocation",
     "ReexecutionError",
     "ReexecutionOptions",
     "RetryPolicy",
@@ -106,8 +154,13 @@ __all__ = [
     "StepSelectionError",
     "StepStatus",
     "execute_job",
+    "graph",
     "in_process_executor",
+    "instance_for_test",
     "job",
+    "multiprocess_executor",
     "op",
     "reconstructable",
 ]
+
+__version__ = "0.1.0"

@@ -11,7 +11,11 @@ difference.
 
 import typing as _typing
 
+from cairn.context import (
+    OpExecutionContext,
+)
 from cairn.definitions import (
+    DagsterTypeCheckDidNotPass,
     DynamicOut,
     DynamicOutput,
     ExecutorDefinition,
@@ -21,8 +25,10 @@ from cairn.definitions import (
     OpDefinition,
     Out,
     Output,
+    PendingNodeInvocation,
     in_process_executor,
     job,
+    multiprocess_executor,
     op,
     reconstructable,
 )
@@ -41,13 +47,47 @@ from cairn.errors import (
     DagsterUnknownResourceError,
     DagsterUserCodeExecutionError,
 )
-from cairn.execution import ReexecutionOptions, execute_job
-from cairn.instance import Instance as DagsterInstance
-from cairn.retries import Backoff, Failure, Jitter, RetryPolicy, RetryRequested
+from cairn.events import (
+    DagsterEvent,
+    DagsterEventType,
+    EventLogEntry,
+    EventLogRecord,
+    EventRecordsResult,
+)
+from cairn.execution import (
+    ReexecutionOptions,
+    execute_job,
+)
+from cairn.graphs import (
+    GraphDefinition,
+    GraphIn,
+    GraphOut,
+    graph,
+)
+from cairn.instance import (
+    DagsterInstance,
+    instance_for_test,
+)
+from cairn.results import (
+    ExecuteInProcessResult,
+    JobExecutionResult,
+)
+from cairn.retries import (
+    Backoff,
+    Failure,
+    Jitter,
+    RetryPolicy,
+    RetryRequested,
+)
+from cairn.status import (
+    DagsterRunStatus,
+)
 
 __all__ = [
     "Backoff",
     "DagsterError",
+    "DagsterEvent",
+    "DagsterEventType",
     "DagsterExecutionInterruptedError",
     "DagsterExecutionStepExecutionError",
     "DagsterExecutionStepNotFoundError",
@@ -59,25 +99,40 @@ __all__ = [
     "DagsterInvariantViolationError",
     "DagsterResourceFunctionError",
     "DagsterRunNotFoundError",
+    "DagsterRunStatus",
+    "DagsterTypeCheckDidNotPass",
     "DagsterUnknownResourceError",
     "DagsterUserCodeExecutionError",
     "DynamicOut",
     "DynamicOutput",
+    "EventLogEntry",
+    "EventLogRecord",
+    "EventRecordsResult",
+    "ExecuteInProcessResult",
     "ExecutorDefinition",
     "Failure",
     "Field",
+    "GraphDefinition",
+    "GraphIn",
+    "GraphOut",
     "In",
     "Jitter",
     "JobDefinition",
+    "JobExecutionResult",
     "OpDefinition",
+    "OpExecutionContext",
     "Out",
     "Output",
+    "PendingNodeInvocation",
     "ReexecutionOptions",
     "RetryPolicy",
     "RetryRequested",
     "execute_job",
+    "graph",
     "in_process_executor",
+    "instance_for_test",
     "job",
+    "multiprocess_executor",
     "op",
     "reconstructable",
 ]

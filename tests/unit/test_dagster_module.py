@@ -123,6 +123,17 @@ REQUIRED = (
     "DagsterExecutionStepNotFoundError",
     "DagsterInvalidSubsetError",
     "DagsterRunNotFoundError",
+    "graph",
+    "GraphIn",
+    "GraphOut",
+    "OpExecutionContext",
+    "DagsterEventType",
+    "DagsterEvent",
+    "DagsterRunStatus",
+    "instance_for_test",
+    "JobExecutionResult",
+    "ExecuteInProcessResult",
+    "multiprocess_executor",
 )
 
 
