@@ -1,9 +1,11 @@
 """One step's body: load its inputs, call its op, hand each output to storage as soon as it is produced.
 
 Shared by the in-process executor (`cairn.execution`) and the pod entrypoint (`cairn.step`): neither
-the run's state nor retries live here, only what one attempt of one step does. Also the concrete
-wiring of a step (`concrete_deps`, over the planner's view of a job, `job_graph`) and how each output
-is stored (`outs_format`, `instance_key`).
+the run's state nor retries live here, only what one attempt of one step does: its resources initialised
+(`cairn.resources`) and torn down after it, its inputs and outputs type-checked, outputs of a job IO manager
+handed to it, and its hooks (`cairn.hooks`) run once its outcome is final. Also the concrete wiring of a step
+(`concrete_deps`, over the planner's view of a job, `job_graph`) and how each output is stored (`outs_format`,
+`instance_key`).
 """
 
 from __future__ import annotations
@@ -14,15 +16,36 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cairn import dynamic
-from cairn.definitions import DynamicOutput, JobDefinition, Node, OpContext, OpDefinition, Output
+from cairn.context import OpExecutionContext
+from cairn.definitions import (
+    DynamicOutput,
+    JobDefinition,
+    Node,
+    OpDefinition,
+    Output,
+    check_input_type,
+    check_output_type,
+)
 from cairn.errors import CairnError
+from cairn.hooks import HookContext, HookDefinition, run_hooks, step_hooks, will_retry
 from cairn.planner import JobGraph
+from cairn.resources import (
+    InputContext,
+    ManagedOutput,
+    OutputContext,
+    build_resources,
+    check_required_resources,
+    managed_io_manager_key,
+    op_resource_keys,
+    resource_params,
+)
 
 if TYPE_CHECKING:
     from cairn.instance import Instance
 
 Load = Callable[[str, str, str], Any]  # (input, upstream step, output) -> value
 Store = Callable[[str, Any, str], None]  # (output, value, format)
+Emit = Callable[[tuple[str, str, Mapping[str, Any]]], None]  # (kind, step, details), as cairn.active.Event
 
 
 def job_graph(job: JobDefinition) -> JobGraph:
@@ -76,6 +99,13 @@ def run_step_body(
     load: Load,
     store: Store,
     deps: Mapping[str, tuple[str, str]] | None = None,
+    *,
+    resources: Any = None,
+    resources_config: Mapping[str, Any] | None = None,
+    retry_number: int | None = None,
+    emit: Emit | None = None,
+    run_tags: Mapping[str, str] | None = None,
+    instance: Any = None,
 ) -> list[str]:
     """Run one step's op: load each input with `load(input, upstream step, output)`, call the op, and
     hand each output to `store(name, value, format)` as soon as it is produced. Returns the outputs
@@ -85,16 +115,208 @@ def run_step_body(
     step cannot do): an instance ``op[key]`` loads e.g. ``("split", "items[key]")``, and a collect input
     ``xs`` is the list of its ``xs[k]`` inputs' values, in their order (the keys' emission order). Each
     ``DynamicOutput`` of dynamic output ``items`` is stored as ``items[key]``; once the op returned, the
-    list of keys as output ``items`` (format json)."""
+    list of keys as output ``items`` (format json).
+
+    Resources (`cairn.resources`): `resources` are the run's, already initialised (`run_resources`); without
+    them the step initialises what it needs from ``job.resource_defs`` and `resources_config` (the run config's
+    ``resources`` section) and tears them down when it ends, hooks included. An output handled by a job IO
+    manager goes to its ``handle_output`` and `store` gets its `ManagedOutput` record (format json, as
+    `outs_format` says); an input read from such an output is loaded by that IO manager. Hooks
+    (`cairn.hooks`) run once the outcome is final: `retry_number` (0 for the first attempt; None: unknown, the
+    attempt counts as the last: its failure hooks run) says whether a failure will be retried; `emit` is told each hook's outcome
+    (``("hook_completed" | "hook_errored" | "hook_skipped", step, {"hook": name[, "error": text]})``)."""
     node = job.nodes[dynamic.node_of(step)]
-    opdef = node.op
-    kwargs = _inputs(node, step, concrete_deps(job, step) if deps is None else deps, load)
-    args: list[Any] = []
-    if opdef.takes_context:
-        args.append(OpContext(run_id, step, op_config, logging.getLogger(f"cairn.{job.name}.{step}")))
-    outputs = _Outputs(opdef, store)
-    outputs.take(opdef.fn(*args, **kwargs))
-    return outputs.close()
+    deps = concrete_deps(job, step) if deps is None else deps
+    body = _StepBody(job, node, step, run_id, op_config, retry_number, emit, run_tags, instance)
+    keys = body.resource_keys(deps)
+    if resources is not None or not keys:
+        return body.run(load, store, deps, resources)
+    _check_provided(job, keys)
+    rdefs = getattr(job, "resource_defs", None) or {}
+    with build_resources(rdefs, instance, resources_config or {}, required_keys=keys, run_id=run_id) as built:
+        return body.run(load, store, deps, built)
+
+
+def _check_provided(job: JobDefinition, keys: frozenset[str]) -> None:
+    """Dagster's definition error for a resource the step needs and the job does not define."""
+    if keys - set(getattr(job, "resource_defs", None) or {}):
+        check_required_resources(job)
+
+
+class _StepBody:
+    """One attempt of one step with its resources: inputs, the op, outputs, hooks."""
+
+    def __init__(
+        self,
+        job: JobDefinition,
+        node: Node,
+        step: str,
+        run_id: str,
+        op_config: Any,
+        retry_number: int | None,
+        emit: Emit | None,
+        run_tags: Mapping[str, str] | None,
+        instance: Any,
+    ) -> None:
+        self.job, self.node, self.op, self.step, self.run_id = job, node, node.op, step, run_id
+        self.op_config, self.retry_number, self.emit, self.run_tags = op_config, retry_number, emit, run_tags
+        self.instance = instance
+        self.hooks = step_hooks(job, node)
+        self.log = logging.getLogger(f"cairn.{job.name}.{step}")
+        self.resources: Any = None
+
+    def resource_keys(self, deps: Mapping[str, tuple[str, str]]) -> frozenset[str]:
+        """What the step needs initialised: its op's resources, its hooks', and the job IO managers of its
+        outputs and of the upstream outputs it reads (none, the common case, costs nothing more)."""
+        keys = set(getattr(self.op, "required_resource_keys", None) or ())
+        for hook in self.hooks:
+            keys |= hook.required_resource_keys
+        if not getattr(self.job, "resource_defs", None):
+            return frozenset(keys)
+        keys |= op_resource_keys(self.op)
+        managed = [managed_io_manager_key(self.job, self.node.name, out) for out in self.op.outs]
+        managed += [self._managed(up, out) for up, out in deps.values()]
+        return frozenset(keys | {k for k in managed if k is not None})
+
+    def _managed(self, step: str, output: str) -> str | None:
+        return managed_io_manager_key(self.job, dynamic.node_of(step), dynamic.dynamic_output(output)[0])
+
+    def run(self, load: Load, store: Store, deps: Mapping[str, tuple[str, str]], resources: Any) -> list[str]:
+        """Load, call, store; then the hooks of the final outcome."""
+        self.resources = resources
+        if getattr(self.job, "resource_defs", None):
+            load, store = self._managed_load(load), self._managed_store(store)
+        outputs = _Outputs(self.op, store, keep=bool(self.hooks))
+        try:
+            kwargs = _inputs(self.node, self.step, deps, self._typed(load))
+            kwargs.update({name: getattr(resources, name) for name in self._resource_params()})
+            args = [self._context()] if self.op.takes_context else []
+            outputs.take(self.op.fn(*args, **kwargs))
+            produced = outputs.close()
+        except Exception as exc:
+            self._hooks(False, exc, {})
+            raise
+        self._hooks(True, None, outputs.values)
+        return produced
+
+    def _resource_params(self) -> tuple[str, ...]:
+        if not getattr(self.job, "resource_defs", None):
+            return ()
+        return tuple(n for n in resource_params(self.op.fn) if n not in self.op.inputs)
+
+    def _context(self) -> OpExecutionContext:
+        op_keys = op_resource_keys(self.op)
+        values = {k: getattr(self.resources, k) for k in op_keys if self.resources is not None and k in self.resources}
+        return OpExecutionContext(
+            self.run_id,
+            self.step,
+            self.op_config,
+            self.log,
+            resources=values,
+            retry_number=self.retry_number or 0,
+            op_def=self.op,
+            job_name=self.job.name,
+            run_tags=self.run_tags,
+        )
+
+    def _typed(self, load: Load) -> Load:
+        """`load`, each value checked against its input's type (Dagster's check before the op runs)."""
+        ins = getattr(self.op, "ins", None) or {}
+
+        def typed(inp: str, up: str, out: str) -> Any:
+            value = load(inp, up, out)
+            declared = ins.get(dynamic.split_step(inp)[0])
+            if declared is not None and dynamic.split_step(inp)[0] not in self.node.collects:
+                check_input_type(self.op.name, inp, getattr(declared, "dagster_type", None), value)
+            return value
+
+        return typed if ins else load
+
+    def _managed_store(self, store: Store) -> Store:
+        """`store`, outputs of a job IO manager handed to it (Cairn's store keeps their `ManagedOutput`)."""
+
+        def managed(name: str, value: Any, fmt: str) -> None:
+            base, key = dynamic.dynamic_output(name)
+            io_key = managed_io_manager_key(self.job, self.node.name, base)
+            if io_key is None or (base in self.op.dynamic_outs and key is None):
+                store(name, value, fmt)
+                return
+            out = self.op.outs[base]
+            context = OutputContext(
+                step_key=self.step,
+                name=base,
+                job_name=self.job.name,
+                run_id=self.run_id,
+                definition_metadata=getattr(out, "metadata", None),
+                mapping_key=key,
+                dagster_type=getattr(out, "dagster_type", None),
+                log_manager=self.log,
+                resources=self.resources,
+                op_def=self.op,
+            )
+            getattr(self.resources, io_key).handle_output(context, value)
+            store(name, ManagedOutput(io_key, self.run_id, self.step, base, key).as_json(), "json")
+
+        return managed
+
+    def _managed_load(self, load: Load) -> Load:
+        """`load`, values of a job IO manager's outputs loaded by it, as the run that produced them."""
+
+        def managed(inp: str, up: str, out: str) -> Any:
+            value = load(inp, up, out)
+            io_key = self._managed(up, out)
+            record = ManagedOutput.from_stored(value) if io_key is not None else None
+            if record is None or io_key is None:
+                return value
+            upstream = self.job.nodes.get(dynamic.node_of(up))
+            context = InputContext(
+                name=dynamic.split_step(inp)[0],
+                job_name=self.job.name,
+                op_def=self.op,
+                upstream_output=OutputContext(
+                    step_key=record.step_key,
+                    name=record.name,
+                    job_name=self.job.name,
+                    run_id=record.run_id,
+                    mapping_key=record.mapping_key,
+                    op_def=upstream.op if upstream is not None else None,
+                    log_manager=self.log,
+                ),
+                log_manager=self.log,
+                resources=self.resources,
+                instance=self.instance,
+            )
+            return getattr(self.resources, io_key).load_input(context)
+
+        return managed
+
+    def _hooks(self, succeeded: bool, exc: BaseException | None, values: Mapping[str, Any]) -> None:
+        """The hooks of this outcome (none when the failure will be retried), each outcome told to `emit`."""
+        if not self.hooks:
+            return
+        retrying = exc is not None and will_retry(self.job.retry_policy(self.step), exc, self.retry_number)
+
+        def context_for(hook: HookDefinition) -> HookContext:
+            keys = hook.required_resource_keys
+            return HookContext(
+                hook_def=hook,
+                op=self.node,
+                step_key=self.step,
+                run_id=self.run_id,
+                job_name=self.job.name,
+                resources={k: getattr(self.resources, k) for k in keys if self.resources is not None},
+                op_config=self.op_config,
+                op_exception=exc,
+                op_output_values=values,
+                instance=self.instance,
+            )
+
+        for result in run_hooks(self.hooks, succeeded, retrying, context_for):
+            details: dict[str, Any] = {"hook": result.hook}
+            if result.error is not None:
+                details["error"] = f"{type(result.error).__name__}: {result.error}"
+            if self.emit is not None:
+                self.emit((result.outcome.value.lower(), self.step, details))
 
 
 def _inputs(node: Node, step: str, deps: Mapping[str, tuple[str, str]], load: Load) -> dict[str, Any]:
@@ -116,8 +338,10 @@ def _inputs(node: Node, step: str, deps: Mapping[str, tuple[str, str]], load: Lo
 class _Outputs:
     """What an op returned or yielded, checked against its declared outputs and stored as it comes."""
 
-    def __init__(self, opdef: OpDefinition, store: Store) -> None:
+    def __init__(self, opdef: OpDefinition, store: Store, keep: bool = False) -> None:
         self.opdef = opdef
+        self.keep = keep  # keep each output's value (for success hooks' op_output_values)
+        self.values: dict[str, Any] = {}
         self.outs = opdef.outs
         self.dyn = opdef.dynamic_outs
         self.store = store
@@ -183,8 +407,11 @@ class _Outputs:
             )
         if name in self.produced:
             raise CairnError(f"op {self.opdef.name} yielded output {name!r} twice")
+        check_output_type(self.opdef.name, name, getattr(self.outs[name], "dagster_type", None), v)
         self.store(name, v, self.outs[name].format)
         self.produced.append(name)
+        if self.keep:
+            self.values[name] = v
 
     def dynamic(self, item: DynamicOutput) -> None:
         name = item.output_name
@@ -195,9 +422,12 @@ class _Outputs:
                 f"it DynamicOut() or yield Output(value, {name!r})"
             )
         key = dynamic.check_key(self.opdef.name, name, item.mapping_key, self.seen[name])
+        check_output_type(self.opdef.name, name, getattr(self.outs[name], "dagster_type", None), item.value)
         self.store(f"{name}[{key}]", item.value, self.outs[name].format)
         self.keys[name].append(key)
         self.produced.append(f"{name}[{key}]")
+        if self.keep:
+            self.values.setdefault(name, {})[key] = item.value
 
     def item(self, item: Any) -> None:
         if isinstance(item, DynamicOutput):
@@ -221,6 +451,8 @@ def outs_format(job: JobDefinition, step: str, output: str) -> str:
         return "pickle"
     if name in node.op.dynamic_outs and key is None:
         return "json"
+    if managed_io_manager_key(job, node.name, name) is not None:
+        return "json"  # the value is with a job IO manager; Cairn's store keeps its ManagedOutput record
     return out.format
 
 
