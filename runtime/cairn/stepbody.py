@@ -122,9 +122,10 @@ def run_step_body(
     ``resources`` section) and tears them down when it ends, hooks included. An output handled by a job IO
     manager goes to its ``handle_output`` and `store` gets its `ManagedOutput` record (format json, as
     `outs_format` says); an input read from such an output is loaded by that IO manager. Hooks
-    (`cairn.hooks`) run once the outcome is final: `retry_number` (0 for the first attempt; None: unknown, the
-    attempt counts as the last: its failure hooks run) says whether a failure will be retried; `emit` is told each hook's outcome
-    (``("hook_completed" | "hook_errored" | "hook_skipped", step, {"hook": name[, "error": text]})``)."""
+    (`cairn.hooks`) run once the outcome is final: `retry_number` (0 for the first attempt; None: unknown,
+    the attempt counts as the last and its failure hooks run) says whether a failure will be retried; `emit`
+    is told each hook's outcome (``("hook_completed" | "hook_errored" | "hook_skipped", step, {"hook": name[,
+    "error": text]})``)."""
     node = job.nodes[dynamic.node_of(step)]
     deps = concrete_deps(job, step) if deps is None else deps
     body = _StepBody(job, node, step, run_id, op_config, retry_number, emit, run_tags, instance)
