@@ -4,8 +4,11 @@
 The step context (JSON, or ``@path``, or the env var ``CAIRN_STEP_CONTEXT``) says where each input is
 (chosen by the planner: ``"upstream.output": {"key": ..., "run_id": ...}``), where outputs go
 (``storage``: ``{"kind": "s3", "bucket", "prefix", "endpoint"}`` or ``{"kind": "fs", "root"}``), the
-namespace that keys are made in, and the op's config. Credentials come only from the environment
-(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), never from the context.
+namespace that keys are made in, and the op's config. Optional: ``resources``, the run config's section of
+that name (each job resource's config: ``{key: {"config": ...}}``), and ``attempt`` (1 for the first), which
+decides whether a failure's hooks run now or wait for the last attempt (without it every failed attempt runs
+them). Hook outcomes are printed to stderr. Credentials come only from the environment (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY), never from the context.
 
 It loads the inputs, runs the op, stores its outputs, and writes a small JSON result to the
 termination message path ($CAIRN_TERMINATION_MESSAGE_PATH, else /dev/termination-log):
@@ -246,8 +249,20 @@ def run(job_ref: str, run_id: str, step: str, ctx: Mapping[str, Any]) -> dict[st
         if name in dynamic_outs:
             result.setdefault("dynamic", {})[name] = {"count": len(value)}
 
+    attempt = ctx.get("attempt")  # 1 for the first, when the context says it: hooks then fire on the last only
     try:
-        run_step_body(job, step, run_id, op_config, load, store, deps)
+        run_step_body(
+            job,
+            step,
+            run_id,
+            op_config,
+            load,
+            store,
+            deps,
+            resources_config=ctx.get("resources") or {},
+            retry_number=int(attempt) - 1 if attempt else None,
+            emit=_print_event,
+        )
         result["status"] = ResultStatus.SUCCESS
     except Exception as exc:
         result["status"] = ResultStatus.FAILURE
@@ -259,6 +274,12 @@ def run(job_ref: str, run_id: str, step: str, ctx: Mapping[str, Any]) -> dict[st
         traceback.print_exc()
     result["duration_s"] = round(time.monotonic() - t0, 4)
     return result
+
+
+def _print_event(event: tuple[str, str, Mapping[str, Any]]) -> None:
+    """A step body's event (a hook's outcome) in the pod's log."""
+    kind, step, details = event
+    print(f"cairn: {kind} {step} {json.dumps(dict(details), default=str)}", file=sys.stderr)
 
 
 def _reported(stored: StoredOutput, fmt: str) -> dict[str, Any]:
