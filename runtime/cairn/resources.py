@@ -1214,3 +1214,43 @@ def run_resources(
         required_keys=job_resource_keys(job),
         run_id=run_id,
     )
+
+
+def load_managed(record: ManagedOutput, job: Any, resources: Any, input_name: str | None = None, **context: Any) -> Any:
+    """The value of an output a job IO manager handled, loaded by it (``resources`` holds it initialised) as
+    the input `input_name` of a downstream step would, with the producing run's id in `upstream_output`."""
+    node = getattr(job, "nodes", {}).get(record.step_key.split("[", 1)[0])
+    upstream = OutputContext(
+        step_key=record.step_key,
+        name=record.name,
+        job_name=getattr(job, "name", None),
+        run_id=record.run_id,
+        mapping_key=record.mapping_key,
+        op_def=node.op if node is not None else None,
+        log_manager=context.get("log_manager"),
+    )
+    input_context = InputContext(
+        name=input_name,
+        job_name=getattr(job, "name", None),
+        upstream_output=upstream,
+        resources=resources,
+        **context,
+    )
+    return getattr(resources, record.io_manager_key).load_input(input_context)
+
+
+def resolve_stored(
+    job: Any, value: Any, run_config: Mapping[str, Any] | None = None, instance: Any = None, resources: Any = None
+) -> Any:
+    """A value read from Cairn's store as its user sees it: a `ManagedOutput` record loaded through its IO
+    manager (`resources` when the run's are still open, else that IO manager initialised for the call, with
+    the run config's ``resources`` section); any other value as it is. For a result's ``output_for_node``."""
+    record = ManagedOutput.from_stored(value)
+    if record is None:
+        return value
+    if resources is not None and record.io_manager_key in resources:
+        return load_managed(record, job, resources)
+    config = (run_config or {}).get("resources") or {}
+    rdefs = getattr(job, "resource_defs", None) or {}
+    with build_resources(rdefs, instance, config, required_keys={record.io_manager_key}) as built:
+        return load_managed(record, job, built)

@@ -30,11 +30,11 @@ from cairn.errors import CairnError
 from cairn.hooks import HookContext, HookDefinition, run_hooks, step_hooks, will_retry
 from cairn.planner import JobGraph
 from cairn.resources import (
-    InputContext,
     ManagedOutput,
     OutputContext,
     build_resources,
     check_required_resources,
+    load_managed,
     managed_io_manager_key,
     op_resource_keys,
     resource_params,
@@ -265,29 +265,11 @@ class _StepBody:
 
         def managed(inp: str, up: str, out: str) -> Any:
             value = load(inp, up, out)
-            io_key = self._managed(up, out)
-            record = ManagedOutput.from_stored(value) if io_key is not None else None
-            if record is None or io_key is None:
+            record = ManagedOutput.from_stored(value) if self._managed(up, out) is not None else None
+            if record is None:
                 return value
-            upstream = self.job.nodes.get(dynamic.node_of(up))
-            context = InputContext(
-                name=dynamic.split_step(inp)[0],
-                job_name=self.job.name,
-                op_def=self.op,
-                upstream_output=OutputContext(
-                    step_key=record.step_key,
-                    name=record.name,
-                    job_name=self.job.name,
-                    run_id=record.run_id,
-                    mapping_key=record.mapping_key,
-                    op_def=upstream.op if upstream is not None else None,
-                    log_manager=self.log,
-                ),
-                log_manager=self.log,
-                resources=self.resources,
-                instance=self.instance,
-            )
-            return getattr(self.resources, io_key).load_input(context)
+            name = dynamic.split_step(inp)[0]
+            return load_managed(record, self.job, self.resources, name, op_def=self.op, instance=self.instance)
 
         return managed
 
