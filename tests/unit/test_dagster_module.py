@@ -134,6 +134,17 @@ REQUIRED = (
     "JobExecutionResult",
     "ExecuteInProcessResult",
     "multiprocess_executor",
+    "ConfigurableResource",
+    "resource",
+    "InitResourceContext",
+    "build_init_resource_context",
+    "fs_io_manager",
+    "mem_io_manager",
+    "IOManager",
+    "io_manager",
+    "success_hook",
+    "failure_hook",
+    "HookContext",
 )
 
 
