@@ -28,6 +28,7 @@ is checked when the step runs, with Dagster's `DagsterTypeCheckDidNotPass` and w
 from __future__ import annotations
 
 import collections
+import copy
 import functools
 import hashlib
 import inspect
@@ -48,6 +49,7 @@ from cairn.context import OpExecutionContext
 from cairn.errors import (
     ConfigError,
     DagsterError,
+    DagsterInvalidInvocationError,
     DagsterInvariantViolationError,
     DefinitionError,
 )
@@ -113,6 +115,18 @@ class TypeSpec:
 
 
 ANY_TYPE = TypeSpec("Any", "any")
+
+
+class Nothing:
+    """Dagster's `Nothing` type: an input of this type (``ins={"start": In(Nothing)}``) is an ordering-only
+    dependency, not a parameter of the op function, and may be left unconnected; an output of this type
+    carries no value."""
+
+    def __init__(self) -> None:
+        raise DagsterInvalidInvocationError("Nothing is a type marker: use it as In(Nothing) or Out(Nothing)")
+
+
+NOTHING_TYPE = TypeSpec("Nothing", "nothing", Nothing)
 _SCALARS: Mapping[Any, tuple[str, str]] = types.MappingProxyType(
     {int: ("Int", "a int"), float: ("Float", "a float"), str: ("String", "a string"), bool: ("Bool", "a bool")}
 )
@@ -125,6 +139,8 @@ def resolve_type(t: Any) -> TypeSpec:
         return t
     if t is None or t is NoValue or t is Any or t is object:
         return ANY_TYPE
+    if t is Nothing:
+        return NOTHING_TYPE
     if t in _SCALARS:
         return TypeSpec(_SCALARS[t][0], "scalar", t)
     origin, args = typing.get_origin(t), typing.get_args(t)
@@ -154,6 +170,8 @@ def type_error(spec: TypeSpec, value: Any) -> str | None:
     """Why `value` does not match `spec` (Dagster's description), or None when it does."""
     if spec.kind == "any":
         return None
+    if spec.kind == "nothing":
+        return None if value is None else f"Value must be None or unset, got a {type(value)}"
     if spec.kind == "optional":
         return None if value is None else type_error(spec.inner[0], value)
     if spec.kind == "scalar":
@@ -177,8 +195,8 @@ def type_error(spec: TypeSpec, value: Any) -> str | None:
 
 
 def _check_type_of(where: str, name: str, dagster_type: Any, value: Any) -> None:
-    if dagster_type is NoValue or dagster_type is None or dagster_type is Any:
-        return
+    if dagster_type is NoValue or dagster_type is None or dagster_type is Any or type(value) is dagster_type:
+        return  # the usual cases, decided without resolving the type
     spec = resolve_type(dagster_type)
     error = type_error(spec, value)
     if error is not None:
@@ -322,8 +340,10 @@ class ExecutorDefinition:
     name: str
 
 
+#: Dagster's executors by name; every job runs in process locally and one pod per step on a cluster.
 in_process_executor = ExecutorDefinition("in_process")
 multiprocess_executor = ExecutorDefinition("multiprocess")
+multi_or_in_process_executor = ExecutorDefinition("multi_or_in_process")
 
 
 # --- config: op config schemas and run config, checked with Dagster's wording -------------------------------
@@ -563,6 +583,9 @@ class OpDefinition:
                     f"required, a first positional parameter named 'context'."
                 )
         self.inputs: list[str] = [p.name for p in params]
+        #: ordering-only inputs (``In(Nothing)``): not parameters, never loaded, may stay unconnected
+        self.nothing_inputs = frozenset(n for n, i in ins.items() if i.dagster_type is Nothing and n not in self.inputs)
+        self.inputs += sorted(self.nothing_inputs)
         unknown = sorted(set(ins) - set(self.inputs))
         if unknown:
             raise DefinitionError(
@@ -572,12 +595,17 @@ class OpDefinition:
             )
         for p in params:
             declared = ins.get(p.name, In())
+            if declared.dagster_type is Nothing:
+                raise DefinitionError(
+                    f"@op '{self.name}': input '{p.name}' is In(Nothing), an ordering-only input, so it must not be "
+                    f"a parameter of the function; remove the parameter"
+                )
             if declared.dagster_type is NoValue and p.name in hints:
                 declared = replace(declared, dagster_type=hints[p.name])
             if declared.default_value is NoValue and p.default is not p.empty:
                 declared = replace(declared, default_value=p.default)
             ins[p.name] = declared
-        self.ins: dict[str, In] = {n: ins[n] for n in self.inputs}
+        self.ins: dict[str, In] = {n: ins[n] for n in self.inputs}  # Nothing inputs last
         self.input_defaults: dict[str, Any] = {
             n: i.default_value for n, i in self.ins.items() if i.default_value is not NoValue
         }
@@ -604,6 +632,11 @@ class OpDefinition:
     @property
     def compute_fn(self) -> Callable[..., Any]:
         return self.fn
+
+    @property
+    def positional_inputs(self) -> list[str]:
+        """The inputs in the order a call in a job body passes them positionally."""
+        return [i for i in self.inputs if i not in self.nothing_inputs]
 
     @property
     def version(self) -> str | None:
@@ -831,6 +864,8 @@ class Node:
     hook_defs: frozenset[Any] = frozenset()
     #: this node's retry policy (``op.with_retry_policy(...)()``), which wins over the op's and the job's
     retry_policy: RetryPolicy | None = None
+    #: ordering-only inputs (``In(Nothing)``) -> the output they wait for; in `JobDefinition.deps`, not loaded
+    after: dict[str, OutputHandle] = field(default_factory=dict)
 
 
 @dataclass
@@ -886,14 +921,24 @@ class _Builder:
             return self.add(inv.node_def, args, kwargs, inv)
         return inv.node_def.compose(self, inv, args, kwargs)
 
-    def bind(self, what: str, inputs: Sequence[str], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The values given to a node's inputs, by position then by name."""
-        if len(args) > len(inputs):
+    def bind(
+        self,
+        what: str,
+        inputs: Sequence[str],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        positional: Sequence[str] | None = None,
+        many: AbstractSet[str] = frozenset(),
+    ) -> dict[str, Any]:
+        """The values given to a node's inputs, by position (`positional`, default all) then by name; inputs in
+        `many` (ordering-only ones) may take a list of outputs."""
+        positional = inputs if positional is None else positional
+        if len(args) > len(positional):
             raise DefinitionError(
-                f"{self.where}: {what} takes {len(inputs)} input(s) ({', '.join(inputs) or 'none'}) but was "
-                f"given {len(args)}"
+                f"{self.where}: {what} takes {len(positional)} positional input(s) ({', '.join(positional) or 'none'}) "
+                f"but was given {len(args)}"
             )
-        given: dict[str, Any] = dict(zip(inputs, args, strict=False))
+        given: dict[str, Any] = dict(zip(positional, args, strict=False))
         for k, v in kwargs.items():
             if k not in inputs:
                 raise DefinitionError(f"{self.where}: {what} has no input {k!r}; its inputs: {', '.join(inputs)}")
@@ -901,7 +946,8 @@ class _Builder:
                 raise DefinitionError(f"{self.where}: {what} got input {k!r} twice")
             given[k] = v
         for inp, value in given.items():
-            self._check_input(what, inputs, inp, value)
+            for one in value if inp in many and isinstance(value, list | tuple) else [value]:
+                self._check_input(what, inputs, inp, one)
         return given
 
     def _check_input(self, what: str, inputs: Sequence[str], inp: str, value: Any) -> None:
@@ -923,19 +969,24 @@ class _Builder:
         self, opdef: OpDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], inv: PendingNodeInvocation
     ) -> Any:
         name = self.node_name(opdef.name, inv.given_alias)
-        given = self.bind(f'op invocation "{name}"', opdef.inputs, args, kwargs)
+        given = self.bind(
+            f'op invocation "{name}"', opdef.inputs, args, kwargs, opdef.positional_inputs, opdef.nothing_inputs
+        )
         hooks = frozenset().union(inv.hook_defs, *self.hooks)
         node = Node(name, opdef, tags={**opdef.tags, **inv.tags}, hook_defs=hooks, retry_policy=inv.retry_policy)
         for inp in opdef.inputs:
             if inp not in given:
-                if inp in opdef.input_defaults:
+                if inp in opdef.input_defaults or inp in opdef.nothing_inputs:
                     continue
                 raise DefinitionError(
                     f"{self.where}: input {inp!r} of op {name} is not connected; pass the output of an upstream "
                     f"op, e.g. {opdef.name}({inp}=upstream()), or give it a default (In(default_value=...))"
                 )
             value = given[inp]
-            if isinstance(value, CollectHandle):
+            if inp in opdef.nothing_inputs:  # ordering only: in deps(), never loaded by the step
+                for i, h in enumerate(value if isinstance(value, list | tuple) else [value]):
+                    node.after[inp if i == 0 else f"{inp}__{i}"] = OutputHandle(h.node, h.output)
+            elif isinstance(value, CollectHandle):
                 if value.dim in self.maps:
                     raise DefinitionError(
                         f"{self.where}: input {inp!r} of op {name} collects {value.node} inside the map over "
@@ -1074,6 +1125,14 @@ class JobDefinition:
     def __repr__(self) -> str:
         return f"<job {self.name}: {', '.join(self.nodes)}>"
 
+    def with_hooks(self, hook_defs: AbstractSet[Any]) -> JobDefinition:
+        """A copy of this job with more job-level hooks (Dagster's `JobDefinition.with_hooks`)."""
+        if not isinstance(hook_defs, AbstractSet):
+            raise _param_error("hook_defs", "one of ['frozenset', 'set']", hook_defs)
+        made = copy.copy(self)
+        made.hook_defs = self.hook_defs | frozenset(hook_defs)
+        return made
+
     def get_definition(self) -> JobDefinition:
         """Dagster's `ReconstructableJob.get_definition()`: the job itself (`reconstructable` returns the job)."""
         return self
@@ -1105,8 +1164,12 @@ class JobDefinition:
         return list(self.nodes)  # calls are recorded in dependency order
 
     def deps(self) -> dict[str, dict[str, tuple[str, str]]]:
-        """step -> {input: (upstream step, output)}: the static wiring, without collect inputs."""
-        return {n: {i: (h.node, h.output) for i, h in node.inputs.items()} for n, node in self.nodes.items()}
+        """step -> {input: (upstream step, output)}: the static wiring, without collect inputs; with the
+        ordering-only (``In(Nothing)``) inputs, which the step does not load."""
+        return {
+            n: {i: (h.node, h.output) for i, h in (*node.inputs.items(), *node.after.items())}
+            for n, node in self.nodes.items()
+        }
 
     def dynamic_outputs(self) -> dict[str, tuple[str, ...]]:
         """node -> its dynamic outputs (nodes with none are left out)."""
