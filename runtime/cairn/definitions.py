@@ -461,6 +461,125 @@ def merge_config(base: Mapping[str, Any] | None, over: Mapping[str, Any] | None)
     return out
 
 
+# --- Pythonic config: a class whose annotated fields are an op's config (Dagster's ``Config``) --------------
+
+
+def _field_schema(t: Any, default: Any) -> Any:
+    """The config schema of one annotated field: a nested `Config` is its shape, ``list[X]`` is ``[X]``,
+    ``X | None`` is optional; other annotations are not checked."""
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if isinstance(default, Config):
+        default = default.to_config_dict()
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        inner = _field_schema(rest[0], NoValue) if len(rest) == 1 else object
+        return Field(inner, default_value=None if default is NoValue else default, is_required=False)
+    if isinstance(t, type) and issubclass(t, Config):
+        schema: Any = config_schema_of(t)
+    elif t is list or origin is list:
+        schema = [_field_schema(args[0], NoValue)] if args else list
+    elif t in _SCALARS or t is dict:
+        schema = t
+    else:
+        schema = object
+    return schema if default is NoValue else Field(schema, default_value=default)
+
+
+def config_schema_of(cls: type) -> dict[str, Any]:
+    """A `Config` class's fields as a config schema (``{"n": int, "m": Field(str, default_value="x")}``)."""
+    hints = {k: v for k, v in typing.get_type_hints(cls).items() if typing.get_origin(v) is not typing.ClassVar}
+    return {
+        name: _field_schema(t, getattr(cls, name, NoValue)) for name, t in hints.items() if not name.startswith("_")
+    }
+
+
+class Config:
+    """Dagster's Pythonic config: ``class Greeting(Config): name: str; times: int = 1``; an op taking a
+    parameter ``config: Greeting`` gets it built from its run config (``ops.<op>.config``), checked against
+    the fields (Dagster's config errors). Instances are read-only."""
+
+    def __init__(self, **values: Any) -> None:
+        schema = config_schema_of(type(self))
+        try:
+            checked = check_config("root", schema, values)
+        except _Invalid as exc:
+            raise ConfigError(f"Error in config for {type(self).__name__}", [f"    Error 1: {exc}"], values) from None
+        hints = typing.get_type_hints(type(self))
+        for name, value in checked.items():
+            t = hints.get(name)
+            if isinstance(t, type) and issubclass(t, Config) and isinstance(value, Mapping):
+                value = t(**value)
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise DagsterInvalidInvocationError(f"'{type(self).__name__}' is a frozen config; it cannot set {name!r}")
+
+    def to_config_dict(self) -> dict[str, Any]:
+        """The values as run config (nested configs as mappings)."""
+        return {k: v.to_config_dict() if isinstance(v, Config) else v for k, v in vars(self).items()}
+
+    def model_dump(self) -> dict[str, Any]:
+        return self.to_config_dict()
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash((type(self), json.dumps(self.to_config_dict(), sort_keys=True, default=str)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
+
+
+class RunConfig(dict[str, Any]):
+    """Dagster's ``RunConfig(ops=..., resources=..., loggers=..., execution=...)``: run config whose op entries
+    may be `Config` instances; it is the run config mapping itself (``{"ops": {name: {"config": {...}}}}``)."""
+
+    def __init__(
+        self,
+        ops: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        loggers: Mapping[str, Any] | None = None,
+        execution: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if ops:
+            self["ops"] = {k: {"config": v.to_config_dict()} if isinstance(v, Config) else v for k, v in ops.items()}
+        if resources:
+            self["resources"] = {k: _resource_entry(v) for k, v in resources.items()}
+        if loggers:
+            self["loggers"] = dict(loggers)
+        if execution:
+            self["execution"] = dict(execution)
+
+    def to_config_dict(self) -> dict[str, Any]:
+        return dict(self)
+
+
+def _resource_entry(value: Any) -> Any:
+    """A resource's run config entry: a `Config`-like object's values under ``config``, a mapping as given."""
+    dump = getattr(value, "to_config_dict", None) or getattr(value, "model_dump", None)
+    return {"config": dump()} if callable(dump) and not isinstance(value, Mapping) else value
+
+
+def _config_param(fn: Callable[..., Any], hints: Mapping[str, Any]) -> type[Config] | None:
+    """The `Config` class of an op function's ``config`` parameter (Dagster's Pythonic config), if any."""
+    t = hints.get("config")
+    return t if isinstance(t, type) and issubclass(t, Config) else None
+
+
+def _with_config(fn: Callable[..., Any], cls: type[Config], passes_context: bool) -> Callable[..., Any]:
+    """`fn` called with ``config=cls(**op_config)``, taking the context first (to read the op config)."""
+
+    @functools.wraps(fn)
+    def run(context: Any, *args: Any, **kwargs: Any) -> Any:
+        given = context.op_config
+        kwargs["config"] = given if isinstance(given, cls) else cls(**(given or {}))
+        return fn(context, *args, **kwargs) if passes_context else fn(*args, **kwargs)
+
+    return run
+
+
 # --- ops -----------------------------------------------------------------------------------------------------
 
 #: Dagster's names for an op function's context parameter (its first parameter).
@@ -569,9 +688,27 @@ class OpDefinition:
         params = list(inspect.signature(compute_fn).parameters.values())
         self.takes_context = takes_context(params, hints)
         self.resource_params = _resource_params(compute_fn)
-        inputs = [p for p in (params[1:] if self.takes_context else params) if p.name not in self.resource_params]
+        skip = {*self.resource_params, *(["config"] if self._pythonic_config(hints) else [])}
+        inputs = [p for p in (params[1:] if self.takes_context else params) if p.name not in skip]
         self._set_inputs(inputs, dict(ins or {}), hints)
         self._set_outs(outs, hints)
+        if self.config_class is not None:
+            self.fn = _with_config(compute_fn, self.config_class, self.takes_context)
+            self.takes_context = True
+
+    def _pythonic_config(self, hints: Mapping[str, Any]) -> bool:
+        """A ``config: SomeConfig`` parameter makes the op's config schema that class's fields."""
+        self.user_fn = self.fn
+        self.config_class = _config_param(self.fn, hints)
+        if self.config_class is None:
+            return False
+        if self.config_schema is not None:
+            raise DefinitionError(
+                f"@op '{self.name}' has a config parameter of type {self.config_class.__name__} and also "
+                f"config_schema; give one of them"
+            )
+        self.config_schema = config_schema_of(self.config_class)
+        return True
 
     def _set_inputs(self, params: list[inspect.Parameter], ins: dict[str, In], hints: Mapping[str, Any]) -> None:
         for p in params:
@@ -631,7 +768,7 @@ class OpDefinition:
 
     @property
     def compute_fn(self) -> Callable[..., Any]:
-        return self.fn
+        return self.user_fn
 
     @property
     def positional_inputs(self) -> list[str]:
@@ -653,9 +790,9 @@ class OpDefinition:
         if self.explicit_code_version:
             return self.explicit_code_version
         try:
-            text = inspect.getsource(self.fn).encode()
+            text = inspect.getsource(self.user_fn).encode()
         except (OSError, TypeError):
-            code = getattr(self.fn, "__code__", None)
+            code = getattr(self.user_fn, "__code__", None)
             text = code.co_code + repr(code.co_consts).encode() if code is not None else self.name.encode()
         return "src:" + hashlib.sha256(text).hexdigest()[:12]
 
@@ -678,7 +815,7 @@ class OpDefinition:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = _Builder.current
         if builder is None:  # direct invocation, e.g. in a unit test of the op
-            return self.fn(*args, **kwargs)
+            return self.user_fn(*args, **kwargs)
         return builder.invoke(PendingNodeInvocation(self), args, kwargs)
 
 
