@@ -382,12 +382,25 @@ def _is_decorated_fn(arg: Any) -> bool:
     return inspect.isfunction(arg) or inspect.ismethod(arg)
 
 
+@typing.overload
+def resource(config_schema: Callable[..., Any]) -> ResourceDefinition: ...
+
+
+@typing.overload
 def resource(
     config_schema: Any = None,
     description: str | None = None,
     required_resource_keys: typing.AbstractSet[str] | None = None,
     version: str | None = None,
-) -> Any:
+) -> Callable[[Callable[..., Any]], ResourceDefinition]: ...
+
+
+def resource(
+    config_schema: Any = None,
+    description: str | None = None,
+    required_resource_keys: typing.AbstractSet[str] | None = None,
+    version: str | None = None,
+) -> ResourceDefinition | Callable[[Callable[..., Any]], ResourceDefinition]:
     """Declare a resource: ``@resource`` or ``@resource(config_schema={"url": str})`` on a function of its
     `InitResourceContext` (``context.resource_config``, ``context.resources``) returning or yielding it."""
     if _is_decorated_fn(config_schema):
@@ -399,6 +412,11 @@ def resource(
     return wrap
 
 
+@typing.overload
+def io_manager(config_schema: Callable[..., Any]) -> IOManagerDefinition: ...
+
+
+@typing.overload
 def io_manager(
     config_schema: Any = None,
     description: str | None = None,
@@ -406,7 +424,17 @@ def io_manager(
     input_config_schema: Any = None,
     required_resource_keys: typing.AbstractSet[str] | None = None,
     version: str | None = None,
-) -> Any:
+) -> Callable[[Callable[..., Any]], IOManagerDefinition]: ...
+
+
+def io_manager(
+    config_schema: Any = None,
+    description: str | None = None,
+    output_config_schema: Any = None,
+    input_config_schema: Any = None,
+    required_resource_keys: typing.AbstractSet[str] | None = None,
+    version: str | None = None,
+) -> IOManagerDefinition | Callable[[Callable[..., Any]], IOManagerDefinition]:
     """Declare an IO manager: a resource function returning an `IOManager`."""
     if _is_decorated_fn(config_schema):
         return IOManagerDefinition(config_schema)
@@ -607,14 +635,10 @@ def _pythonic_def(cls: type[ConfigurableResource], given: Mapping[str, Any]) -> 
     return (IOManagerDefinition if io else ResourceDefinition)(resource_fn, schema, inspect.getdoc(cls))
 
 
-class ResourceParam:
-    """``def my_op(client: ResourceParam[Client])``: the parameter is the job resource of the same name."""
-
-    def __class_getitem__(cls, item: Any) -> Any:
-        return Annotated[item, RESOURCE_PARAM]
-
-
 RESOURCE_PARAM = "resource_param"
+_T = typing.TypeVar("_T")
+#: ``def my_op(client: ResourceParam[Client])``: the parameter is the job resource of the same name.
+ResourceParam = Annotated[_T, RESOURCE_PARAM]
 
 
 def resource_params(fn: Callable[..., Any]) -> tuple[str, ...]:
@@ -1090,8 +1114,17 @@ def output_io_manager_key(out: Any) -> str:
 def op_resource_keys(opdef: Any) -> frozenset[str]:
     """The resources an op's body needs: its ``required_resource_keys`` and its resource parameters."""
     keys = frozenset(getattr(opdef, "required_resource_keys", None) or ())
+    return keys | frozenset(op_resource_params(opdef))
+
+
+def op_resource_params(opdef: Any) -> tuple[str, ...]:
+    """An op's resource parameters: as the op recorded them (``OpDefinition.resource_params``), else read from
+    its function."""
+    recorded = getattr(opdef, "resource_params", None)
+    if recorded is not None:
+        return tuple(recorded)
     fn = getattr(opdef, "fn", None)
-    return keys | frozenset(resource_params(fn)) if fn is not None else keys
+    return resource_params(fn) if fn is not None else ()
 
 
 def check_required_resources(job: Any) -> None:
@@ -1206,13 +1239,14 @@ def run_resources(
     job: Any, run_config: Mapping[str, Any] | None = None, instance: Any = None, run_id: str | None = None
 ) -> contextlib.AbstractContextManager[Any]:
     """The resources of a whole run of `job` (what its steps may use), for an executor that keeps them for the
-    run, as Dagster's in-process executor does (`mem_io_manager` then keeps outputs from step to step)."""
+    run, as Dagster's in-process executor does (`mem_io_manager` then keeps outputs from step to step). A
+    resource the job does not define: `check_required_resources`'s error, before anything is initialised."""
+    rdefs = getattr(job, "resource_defs", None) or {}
+    keys = job_resource_keys(job)
+    if keys - set(rdefs):
+        check_required_resources(job)
     return build_resources(
-        getattr(job, "resource_defs", None) or {},
-        instance,
-        (run_config or {}).get("resources") or {},
-        required_keys=job_resource_keys(job),
-        run_id=run_id,
+        rdefs, instance, (run_config or {}).get("resources") or {}, required_keys=keys, run_id=run_id
     )
 
 

@@ -37,7 +37,7 @@ from cairn.resources import (
     load_managed,
     managed_io_manager_key,
     op_resource_keys,
-    resource_params,
+    op_resource_params,
 )
 
 if TYPE_CHECKING:
@@ -169,12 +169,11 @@ class _StepBody:
     def resource_keys(self, deps: Mapping[str, tuple[str, str]]) -> frozenset[str]:
         """What the step needs initialised: its op's resources, its hooks', and the job IO managers of its
         outputs and of the upstream outputs it reads (none, the common case, costs nothing more)."""
-        keys = set(getattr(self.op, "required_resource_keys", None) or ())
+        keys = set(op_resource_keys(self.op))
         for hook in self.hooks:
             keys |= hook.required_resource_keys
         if not getattr(self.job, "resource_defs", None):
             return frozenset(keys)
-        keys |= op_resource_keys(self.op)
         managed = [managed_io_manager_key(self.job, self.node.name, out) for out in self.op.outs]
         managed += [self._managed(up, out) for up, out in deps.values()]
         return frozenset(keys | {k for k in managed if k is not None})
@@ -201,9 +200,7 @@ class _StepBody:
         return produced
 
     def _resource_params(self) -> tuple[str, ...]:
-        if not getattr(self.job, "resource_defs", None):
-            return ()
-        return tuple(n for n in resource_params(self.op.fn) if n not in self.op.inputs)
+        return tuple(n for n in op_resource_params(self.op) if n not in self.op.inputs)
 
     def _context(self) -> OpExecutionContext:
         op_keys = op_resource_keys(self.op)
