@@ -362,10 +362,158 @@ def _dotted(path: str) -> str:
     return "run_config " + ".".join(path.split(":")[1:]) if path != "root" else "run_config"
 
 
+class ConfigType:
+    """Dagster's config type objects (`Array`, `Noneable`, `Shape`, `Permissive`, `Selector`, the `*Source`
+    scalars): each checks a value at a path, says whether a value is needed and prints its name."""
+
+    required = True
+    type_name = "Any"
+
+    def check(self, path: str, value: Any) -> Any:
+        return value
+
+
+@dataclass(frozen=True)
+class Array(ConfigType):
+    """A list of values of one config type: ``Array(int)`` is ``[int]``."""
+
+    inner_type: Any = object
+
+    @property
+    def type_name(self) -> str:  # type: ignore[override]
+        return f"[{config_type_name(self.inner_type)}]"
+
+    def check(self, path: str, value: Any) -> Any:
+        return check_config(path, [self.inner_type], value)
+
+
+@dataclass(frozen=True)
+class Noneable(ConfigType):
+    """A config type that also takes None (and may be left out)."""
+
+    inner_type: Any = object
+    required = False
+
+    @property
+    def type_name(self) -> str:  # type: ignore[override]
+        return f"{config_type_name(self.inner_type)}?"
+
+    def check(self, path: str, value: Any) -> Any:
+        return None if value is None else check_config(path, self.inner_type, value)
+
+
+@dataclass(frozen=True)
+class Shape(ConfigType):
+    """A mapping with these fields (what a plain dict schema is)."""
+
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+    @property
+    def required(self) -> bool:  # type: ignore[override]
+        return _required(dict(self.fields))
+
+    @property
+    def type_name(self) -> str:  # type: ignore[override]
+        return config_type_name(dict(self.fields))
+
+    def check(self, path: str, value: Any) -> Any:
+        return check_config(path, dict(self.fields), value)
+
+
+@dataclass(frozen=True)
+class Permissive(ConfigType):
+    """A mapping with these fields checked and any other keys kept as given."""
+
+    fields: Mapping[str, Any] | None = None
+    description: str | None = None
+
+    @property
+    def required(self) -> bool:  # type: ignore[override]
+        return _required(dict(self.fields or {}))
+
+    @property
+    def type_name(self) -> str:  # type: ignore[override]
+        return config_type_name(dict(self.fields or {}))
+
+    def check(self, path: str, value: Any) -> Any:
+        value = {} if value is None else value
+        if not isinstance(value, Mapping):
+            raise _Invalid(f'Value {_at(path)} must be dict. Expected: "{self.type_name}".')
+        known = dict(self.fields or {})
+        checked = check_config(path, known, {k: v for k, v in value.items() if k in known})
+        return {**{k: v for k, v in value.items() if k not in known}, **checked}
+
+
+@dataclass(frozen=True)
+class Selector(ConfigType):
+    """A mapping with exactly one of these fields."""
+
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    description: str | None = None
+
+    @property
+    def type_name(self) -> str:  # type: ignore[override]
+        return config_type_name(dict(self.fields))
+
+    def check(self, path: str, value: Any) -> Any:
+        if not isinstance(value, Mapping) or len(value) != 1:
+            raise _Invalid(
+                f"Must specify exactly one key {_at(path)}; the selector's keys: {', '.join(sorted(self.fields))}."
+            )
+        ((key, inner),) = value.items()
+        if key not in self.fields:
+            raise _Invalid(f'Received unexpected config entry "{key}" {_at(path)}. Expected: "{self.type_name}".')
+        return {key: check_config(f"{path}:{key}", self.fields[key], inner)}
+
+
+@dataclass(frozen=True)
+class _Source(ConfigType):
+    """A scalar given as such or read from the environment: ``{"env": "NAME"}`` (Dagster's StringSource...)."""
+
+    scalar: Any = str
+
+    @property
+    def type_name(self) -> str:  # type: ignore[override]
+        return f"{config_type_name(self.scalar)}Source"
+
+    def check(self, path: str, value: Any) -> Any:
+        if isinstance(value, Mapping) and set(value) == {"env"}:
+            import os
+
+            name = value["env"]
+            if name not in os.environ:
+                raise _Invalid(
+                    f'You have attempted to fetch the environment variable "{name}" which is not set. In order for '
+                    f"this execution to succeed it must be set in this environment."
+                )
+            raw = os.environ[name]
+            return raw if self.scalar is str else _from_env(path, self.scalar, raw)
+        return check_config(path, self.scalar, value)
+
+
+def _from_env(path: str, scalar: Any, raw: str) -> Any:
+    if scalar is bool:
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise _Invalid(f'Value "{raw}" {_at(path)} is not a valid boolean (true, false, 1 or 0).')
+        return raw.lower() in ("true", "1")
+    try:
+        return int(raw)
+    except ValueError:
+        raise _Invalid(f'Value "{raw}" {_at(path)} is not a valid integer.') from None
+
+
+StringSource = _Source(str)
+IntSource = _Source(int)
+BoolSource = _Source(bool)
+
+
 def config_type_name(schema: Any) -> str:
     """How Dagster prints a config type in "Expected: ..." (``Int``, ``[Int]``, ``{ n: Int m?: String }``)."""
     if isinstance(schema, Field):
         return config_type_name(schema.config)
+    if isinstance(schema, ConfigType):
+        return schema.type_name
     if isinstance(schema, Mapping):
         parts = [f"{k}{'' if _required(v) else '?'}: {config_type_name(v)}" for k, v in sorted(schema.items())]
         return "{ " + " ".join(parts) + " }" if parts else "{ }"
@@ -382,6 +530,8 @@ def _required(schema: Any) -> bool:
     """Whether a config schema needs a value (a Field with a default, or a shape of optional fields, does not)."""
     if isinstance(schema, Field):
         return schema.required
+    if isinstance(schema, ConfigType):
+        return schema.required
     if isinstance(schema, Mapping):
         return any(_required(v) for v in schema.values())
     return schema is not None and schema is not Any and schema is not object
@@ -396,6 +546,8 @@ def check_config(path: str, schema: Any, value: Any) -> Any:
         schema = schema.config
     if schema is None or schema is Any or schema is object:
         return value
+    if isinstance(schema, ConfigType):
+        return schema.check(path, value)
     if isinstance(schema, Mapping):
         return _check_shape(path, schema, {} if value is None else value)
     if isinstance(schema, list) or schema is list:
@@ -430,7 +582,8 @@ def _check_shape(path: str, schema: Mapping[str, Any], value: Any) -> dict[str, 
                 f"config. (Cairn: {key} is {config_type_name(spec)}.)"
             )
         else:
-            out[key] = check_config(f"{path}:{key}", spec, None) if isinstance(spec, Mapping) else _default(spec)
+            nested = isinstance(spec, Mapping | Shape | Permissive)
+            out[key] = check_config(f"{path}:{key}", spec, None) if nested else _default(spec)
     return out
 
 
