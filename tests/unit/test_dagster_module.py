@@ -2,7 +2,10 @@
 public names and is the same object `cairn` exports; a name it lacks says so; Failure and the retry decision."""
 
 import importlib
+import importlib.util
+import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -365,3 +368,98 @@ def test_run_config_as_dagster_writes_it() -> None:
         "execution": {},
     }
     assert as_run_config(rc) == rc.to_config_dict() and as_run_config({"ops": {}}) == {"ops": {}}
+
+
+# --- bench/dagster_public_tests.py: Dagster's tests with only their imports changed ---------------------
+
+
+def _harness() -> types.ModuleType:
+    path = Path(__file__).resolve().parents[2] / "bench" / "dagster_public_tests.py"
+    spec = importlib.util.spec_from_file_location("dagster_public_tests", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("dagster_public_tests", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+H = _harness()
+CAIRN_TARGET = H.Target("cairn", "python", "cairn.dagster", frozenset({"op", "job", "DagsterInstance"}), frozenset())
+PUBLIC = frozenset({"op", "job", "DagsterInstance", "asset", "instance_for_test"})
+
+
+@pytest.mark.parametrize(
+    ("source", "imports", "skipped", "failed"),
+    [
+        ("import dagster as dg\n\ndef test_a():\n    dg.op\n", ["import cairn.dagster as dg"], {}, {}),
+        ("from dagster import op, job\n", ["from cairn.dagster import (op, job)"], {}, {}),
+        (  # an internal module's public name: the public import
+            "from dagster._core.instance import DagsterInstance\n",
+            ["from cairn.dagster import (DagsterInstance)"],
+            {},
+            {},
+        ),
+        (  # an internal name: the tests that read it are skipped
+            "from dagster._core.execution.api import create_execution_plan\n\n"
+            "def test_a():\n    create_execution_plan()\n\ndef test_b():\n    pass\n",
+            [],
+            {"test_a": "uses internals: dagster._core.execution.api.create_execution_plan"},
+            {},
+        ),
+        (  # a public name Cairn lacks: the tests that need it fail with the name
+            "import dagster as dg\n\n@dg.asset\ndef thing():\n    pass\n\ndef test_a():\n    thing()\n",
+            ["import cairn.dagster as dg"],
+            {},
+            {"test_a": "harness: needs dagster.asset, which cairn does not have"},
+        ),
+        (  # through a helper, and through an attribute of the module
+            "import dagster as dg\n\ndef helper():\n    return dg._check\n\ndef test_a():\n    helper()\n",
+            ["import cairn.dagster as dg"],
+            {"test_a": "uses internals: dagster._check"},
+            {},
+        ),
+        (
+            "import objgraph\n\ndef test_a():\n    objgraph.count()\n",
+            [],
+            {"test_a": "missing test dependency: objgraph"},
+            {},
+        ),
+    ],
+)
+def test_the_harness_changes_only_imports(
+    source: str, imports: list[str], skipped: dict[str, str], failed: dict[str, str]
+) -> None:
+    out = H.rewrite(source, CAIRN_TARGET, PUBLIC)
+    compile(out.source, "rewritten", "exec")
+    lines = out.source.splitlines()
+    for line in imports:
+        assert line in lines
+    assert not [ln for ln in lines if ln.startswith(("import dagster", "from dagster"))]
+    assert out.skipped == skipped
+    assert out.failed == failed
+    kept = [ln for ln in source.splitlines() if ln and not ln.startswith(("import ", "from "))]
+    if not skipped and not failed:
+        assert all(ln in lines for ln in kept)  # the tests themselves are untouched
+
+
+def test_the_harness_reads_junit_reports() -> None:
+    xml = (
+        '<testsuites><testsuite><testcase classname="f" name="test_ok"/>'
+        '<testcase classname="f" name="test_bad"><failure message="AssertionError: 1 != 2&#10;more"/></testcase>'
+        '<testcase classname="f" name="test_skip"><skipped message="uses internals: dagster._x"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    outcomes = H.parse_junit(xml, "a.py")
+    assert [(o.test, o.status, o.message) for o in outcomes] == [
+        ("a.py::test_ok", "passed", ""),
+        ("a.py::test_bad", "failed", "AssertionError: 1 != 2"),
+        ("a.py::test_skip", "skipped", "uses internals: dagster._x"),
+    ]
+    assert H.counts(outcomes) == {
+        "tried": 3,
+        "passed": 1,
+        "failed": 1,
+        "skipped-internals": 1,
+        "skipped-missing-dep": 0,
+        "skipped-other": 0,
+    }
