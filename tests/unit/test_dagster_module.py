@@ -11,8 +11,6 @@ import pytest
 
 import cairn
 import cairn.dagster as dg
-from cairn.config import Config, RunConfig, as_run_config, config_arg, config_schema_of
-from cairn.resources import ConfigField, check_config
 from cairn.retries import Backoff, Failure, Jitter, RetryPolicy, RetryRequested, rule_for
 
 #: Dagster 1.13.29's public names: the names `dagster/__init__.py` imports from its own modules (data, taken
@@ -150,6 +148,8 @@ REQUIRED = (
     "success_hook",
     "failure_hook",
     "HookContext",
+    "Config",
+    "RunConfig",
 )
 
 
@@ -267,107 +267,6 @@ def test_rule_for_jitter_draws_from_rand() -> None:
     rule = rule_for(_boom(), policy)
     assert rule is not None
     assert rule.delay(1, lambda: 0.25) == 0.25
-
-
-# --- Config: Dagster's Pythonic op config (cairn.config) -------------------------------------------------
-
-
-class Inner(Config):
-    n: int = 3
-
-
-class Greeting(Config):
-    name: str
-    count: int = 2
-    inner: Inner = Inner()
-    tags: list[str] = []  # a field default: copied per instance
-    maybe: int | None = None
-
-
-def greet(context: object, config: Greeting) -> str:
-    return f"{config.name} x{config.count}"
-
-
-def test_config_fields_defaults_and_equality() -> None:
-    g = Greeting(name="a")
-    assert (g.name, g.count, g.inner, g.tags, g.maybe) == ("a", 2, Inner(n=3), [], None)
-    assert g == Greeting(name="a") and g != Greeting(name="b")
-    assert repr(g) == "Greeting(name='a', count=2, inner=Inner(n=3), tags=[], maybe=None)"
-    assert str(g) == "name='a' count=2 inner=Inner(n=3) tags=[] maybe=None"
-    assert g.model_dump() == {"name": "a", "count": 2, "inner": {"n": 3}, "tags": [], "maybe": None}
-    assert Greeting(name="a", inner={"n": 5}).inner == Inner(n=5)  # type: ignore[arg-type]
-    assert Greeting(name="a").tags is not Greeting(name="b").tags  # mutable defaults are not shared
-
-
-def test_config_is_frozen_with_dagsters_wording() -> None:
-    with pytest.raises(
-        dg.DagsterInvalidInvocationError,
-        match=r"^'Greeting' is a Pythonic config class and does not support item assignment, as it inherits from "
-        r"'pydantic.BaseModel' with frozen=True.$",
-    ):
-        Greeting(name="a").name = "b"
-
-
-@pytest.mark.parametrize(
-    ("data", "lines"),
-    [
-        ({}, ["1 validation error for Greeting", "name", "  Field required"]),
-        ({"name": "a", "count": "2"}, ["1 validation error for Greeting", "count", "  Input should be int"]),
-        ({"name": "a", "colour": "red"}, ["1 validation error for Greeting", "colour", "  Extra inputs are not"]),
-        ({"count": 1.5}, ["2 validation errors for Greeting", "name", "  Field required", "count"]),
-    ],
-)
-def test_config_refuses_missing_and_mistyped_fields(data: dict[str, object], lines: list[str]) -> None:
-    with pytest.raises(ValueError) as info:
-        Greeting(**data)
-    got = str(info.value).splitlines()
-    assert [g[: len(w)] for g, w in zip(got, lines, strict=False)] == lines
-
-
-def test_the_config_parameter_gives_the_schema_and_the_value() -> None:
-    arg = config_arg(greet)
-    assert arg is not None
-    value, errors = check_config(arg.schema, {"name": "a", "inner": {"n": 5}})
-    assert errors == []
-    assert arg.value(value) == Greeting(name="a", inner=Inner(n=5))
-    _, errors = check_config(arg.schema, {"count": "x"})
-    assert errors == [
-        'Missing required config entry "name" at the root. You must provide this value in your run config.',
-        'Invalid scalar at path root:count. Value "x" of type "<class \'str\'>" is not valid for expected type "Int".',
-    ]
-
-
-def test_config_arg_is_the_parameter_named_config() -> None:
-    def untyped(config):  # type: ignore[no-untyped-def]
-        return config
-
-    def none() -> None:
-        pass
-
-    assert config_arg(none) is None
-    plain = config_arg(untyped)
-    assert plain is not None and plain.schema is None and plain.value({"a": 1}) == {"a": 1}
-    with pytest.raises(dg.DagsterInvalidDefinitionError, match=r"^If the @op has a config arg, you cannot specify a"):
-        config_arg(greet, config_schema={"a": int})
-
-
-@pytest.mark.parametrize(
-    ("annotation", "schema"),
-    [(int, int), (str, str), (list[int], [int]), (dict, None), (Inner, {"n": ConfigField(int, default_value=3)})],
-)
-def test_config_schema_of(annotation: object, schema: object) -> None:
-    assert config_schema_of(annotation) == schema
-
-
-def test_run_config_as_dagster_writes_it() -> None:
-    rc = RunConfig(ops={"greet": Greeting(name="b", count=7), "raw": {"config": 1}})
-    assert rc.to_config_dict() == {
-        "loggers": {},
-        "resources": {},
-        "ops": {"greet": {"config": {"name": "b", "count": 7, "inner": {"n": 3}, "tags": []}}, "raw": {"config": 1}},
-        "execution": {},
-    }
-    assert as_run_config(rc) == rc.to_config_dict() and as_run_config({"ops": {}}) == {"ops": {}}
 
 
 # --- bench/dagster_public_tests.py: Dagster's tests with only their imports changed ---------------------
