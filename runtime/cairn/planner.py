@@ -19,9 +19,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cairn import dynamic as dyn
-from cairn.errors import MissingOutputsError, ReexecutionError
+from cairn.errors import (
+    DagsterInvalidSubsetError,
+    DagsterInvariantViolationError,
+    MissingOutputsError,
+    ReexecutionError,
+)
 from cairn.runstate import RunPhase, StepState, from_failure_reason, stays_skipped
-from cairn.selection import Graph, resolve_selection
+from cairn.selection import Graph, StepSubsetError, resolve_selection, unknown_steps
+
+#: Dagster's key of a mapped op's unresolved step: ``op[?]`` is its instances for the keys its dynamic step
+#: emits (the parent's, or, when the dynamic step runs again, the ones it emits then).
+UNRESOLVED = "?"
+
+
+class ReexecutionInvariantError(ReexecutionError, DagsterInvariantViolationError):
+    """A re-execution Dagster refuses as an invariant violation (from failure of a run that did not fail, a
+    mapped op's steps selected whose keys the parent never knew)."""
+
+
+class NothingToRetryError(ReexecutionError, DagsterInvalidSubsetError):
+    """From failure of a run where every step succeeded or stays skipped: Dagster's DagsterInvalidSubsetError."""
 
 
 class Mode(enum.Enum):
@@ -97,6 +115,25 @@ class JobGraph:
         )
         return JobGraph(steps, deps, outputs)
 
+    def subset(self, nodes: Collection[str]) -> JobGraph:
+        """The job as a run with an op selection has it: only `nodes` (static step names), in order, with
+        their wiring to each other (an op selection is closed upstream: an op's inputs come from selected
+        ops, `cairn.launch.selected_plan` refuses others)."""
+        keep = tuple(s for s in self.steps if s in nodes)
+        kept = set(keep)
+
+        def wires(table: Mapping[str, Mapping[str, tuple[str, str]]]) -> dict[str, dict[str, tuple[str, str]]]:
+            return {s: {i: r for i, r in table[s].items() if r[0] in kept} for s in keep if s in table}
+
+        return JobGraph(
+            keep,
+            wires(self.deps),
+            {s: self.outputs[s] for s in keep if s in self.outputs},
+            {s: v for s, v in self.dynamic.items() if s in kept},
+            {s: v for s, v in self.mapped.items() if s in kept and v[0] in kept},
+            wires(self.collects),
+        )
+
     def dimensions(self) -> dict[tuple[str, str], tuple[str, ...]]:
         """(dynamic op, output) -> the ops mapped over it."""
         dims: dict[tuple[str, str], tuple[str, ...]] = {}
@@ -165,13 +202,16 @@ def plan(job: JobGraph, parent: RunView, request: Request, known_runs: Collectio
 
     With fan-out, the parent's steps are its mapped ops' instances (`op[key]`), each planned on its own:
     from failure re-runs exactly the failed or never-run instances and what depends on them. A dynamic
-    step that runs again may emit other keys, so every op mapped over it is re-run whole (`op[*]`,
-    listed in `Plan.remapped`) and nothing of the parent's map is mixed in.
+    step that runs again may emit other keys (`Plan.remapped`): nothing of the parent's map over it is
+    mixed in. From failure (and All, Stale) then re-runs every op mapped over it whole (`op[*]`); a
+    selection runs what it names, as Dagster (`plan_selected`).
 
     Linear in steps + edges: a 10,000-step plan takes milliseconds (bench/local_vs_dagster.py)."""
     if not job.fans_out:
         return _plan(job, parent, request, known_runs, {})
     parent_keys = {dim: tuple(ks) for dim, ks in parent.keys.items()}
+    if request.mode in (Mode.SELECTED, Mode.FROM_SELECTED):
+        return plan_selected(job, parent, request, known_runs, parent_keys)
     first = job.concrete(parent_keys)
     reasons = _reasons(first, parent, request)
     rerun = {dim: parent_keys.get(dim, ()) for dim in job.dimensions() if dim[0] in reasons}
@@ -185,9 +225,134 @@ def plan(job: JobGraph, parent: RunView, request: Request, known_runs: Collectio
             instance = next((reasons[s] for s in first.steps if dyn.node_of(s) == op and s in reasons), None)
             remap[dyn.step_key(op, dyn.ANY)] = instance or f"map-rerun:{dim[0]}"
     reasons2 = {s: remap.get(s) or reasons[s] for s in second.steps if s in remap or s in reasons}
-    if request.mode is not Mode.SELECTED:  # what reads a re-run map (a collector over zero keys too) runs
-        _add_downstream(second.graph, [s for s in second.steps if s in remap], reasons2)
+    _add_downstream(second.graph, [s for s in second.steps if s in remap], reasons2)  # a collector too
     return dataclasses.replace(_plan(second, parent, request, known_runs, kept, reasons2), remapped=rerun)
+
+
+def selection_graph(job: JobGraph, keys: dyn.Keys) -> Graph:
+    """The steps a step selection names in a re-execution of a run that knew `keys`, as Dagster's plan has
+    them: the concrete steps (each mapped op's instances `op[k]`) and, for every mapped op, its unresolved
+    step `op[?]`, wired as its placeholder (after the dynamic step and the `[?]` of the mapped ops it reads).
+    A collector reads the instances (or, while the keys are unknown, the `[?]` it collects; Cairn: also when
+    the parent emitted zero keys, so that `split*` re-runs it, where Dagster leaves it out)."""
+    known = job.concrete(keys)
+    unresolved = job.concrete({})
+    placeholders = {dyn.node_of(s): s for s in unresolved.steps if dyn.is_placeholder(s)}
+    instances: dict[str, list[str]] = {}
+    for s in known.steps:
+        if not dyn.is_placeholder(s):
+            instances.setdefault(dyn.node_of(s), []).append(s)
+    steps: list[str] = []
+    deps: dict[str, dict[str, tuple[str, str]]] = {}
+    for node in job.steps:
+        if node in placeholders:
+            steps.append(dyn.step_key(node, UNRESOLVED))
+            deps[steps[-1]] = {i: (_unresolved(up), o) for i, (up, o) in unresolved.deps[placeholders[node]].items()}
+        for s in instances.get(node, ()):
+            steps.append(s)
+            deps[s] = {i: (_unresolved(up), o) for i, (up, o) in known.deps[s].items()}
+        for inp, (up, out) in (job.collects.get(node) or {}).items():  # zero keys: still downstream (Cairn's)
+            if keys.get(job.mapped[up]) == ():
+                deps[node][f"{inp}[{UNRESOLVED}]"] = (dyn.step_key(up, UNRESOLVED), out)
+    return Graph.of(steps, deps)
+
+
+def _unresolved(step: str) -> str:
+    """A placeholder `op[*]` as Dagster names it in a selection, `op[?]`."""
+    return dyn.step_key(dyn.node_of(step), UNRESOLVED) if dyn.is_placeholder(step) else step
+
+
+def plan_selected(
+    job: JobGraph,
+    parent: RunView,
+    request: Request,
+    known_runs: Collection[str] | None,
+    parent_keys: Mapping[tuple[str, str], tuple[str, ...]],
+) -> Plan:
+    """A selection over a job that fans out, as Dagster runs it: the steps it names, no more. `op[k]` is one
+    instance; `op[?]` all the instances of the keys the dynamic step emits (the parent's, or if the dynamic
+    step is selected too, the ones it emits now); selecting the dynamic step alone runs only it (its maps
+    are not executed, and the parent's instances over it are not this run's: `Plan.remapped`)."""
+    graph = selection_graph(job, parent_keys)
+    chosen = resolve_selection(list(request.selection), graph)
+    named = dict.fromkeys(chosen, "selected")
+    if request.mode is Mode.FROM_SELECTED:
+        _add_downstream(graph, chosen, named)
+    selected_dims = {dim for dim in job.dimensions() if dim[0] in named}
+    _check_selected(job, parent, named, selected_dims, parent_keys, graph)
+    forced = {s: "missing-output" for s in request.force if s not in named}
+    rerun = {dim: parent_keys.get(dim, ()) for dim in job.dimensions() if dim[0] in named or dim[0] in forced}
+    kept = {dim: ks for dim, ks in parent_keys.items() if dim not in rerun}
+    reasons: dict[str, str] = {}
+    for s, why in {**named, **forced}.items():
+        node, key = dyn.split_step(s)
+        dim = job.mapped.get(node)
+        if dim is None:
+            reasons.setdefault(s, why)
+        elif dim in rerun:  # over the keys the dynamic step emits now (an instance: only when forced)
+            reasons.setdefault(dyn.step_key(node, dyn.ANY), why)
+        elif key == UNRESOLVED:
+            for k in parent_keys.get(dim, ()):
+                reasons.setdefault(dyn.step_key(node, k), why)
+        else:
+            reasons.setdefault(s, why)
+    if not reasons:
+        raise StepSubsetError(
+            f"No qualified steps to execute found for step_selection={list(request.selection)} (the selected "
+            f"mapped ops have no instances: {', '.join(sorted({d[0] for d in job.dimensions()}))} emitted no keys "
+            f"in run {parent.run_id})"
+        )
+    p = _plan(job.concrete(kept), parent, request, known_runs, kept, reasons)
+    return dataclasses.replace(p, remapped=rerun) if rerun else p
+
+
+def _check_selected(
+    job: JobGraph,
+    parent: RunView,
+    named: Mapping[str, str],
+    selected_dims: Collection[tuple[str, str]],
+    parent_keys: Mapping[tuple[str, str], tuple[str, ...]],
+    graph: Graph,
+) -> None:
+    """Dagster's refusals of a selection over dynamic steps: an instance `op[k]` of a map whose dynamic step
+    is selected too (its keys are not known any more) unless `op[?]` is; a step over keys the parent never
+    knew whose dynamic step is not selected. And Cairn's: a step that reads a map over keys emitted again
+    (`op[?]` over its upstream map, a collector) while that map is not selected."""
+    stale = [
+        s
+        for s in named
+        if (dim := job.mapped.get(dyn.node_of(s))) in selected_dims
+        and dyn.split_step(s)[1] != UNRESOLVED
+        and dyn.step_key(dyn.node_of(s), UNRESOLVED) not in named
+    ]
+    if stale:
+        raise unknown_steps("Can not build subset plan from", stale, graph)
+    for s in named:
+        node, key = dyn.split_step(s)
+        for op, dim in _maps_read(job, node, key == UNRESOLVED):
+            if dim not in selected_dims and dim not in parent_keys:
+                raise ReexecutionInvariantError(
+                    f'Unresolved ExecutionStep "{s}" is resolved by "{dim[0]}" which is not part of the current step '
+                    f"selection or known state from parent run. (Run {parent.run_id} has no keys of "
+                    f"{dim[0]}.{dim[1]}: select {dim[0]} too, e.g. step_selection=['{dim[0]}*'])"
+                )
+            if dim in selected_dims and op != node and dyn.step_key(op, UNRESOLVED) not in named:
+                raise StepSubsetError(
+                    f"Cannot execute step {s!r}: it reads {op}, whose steps follow the keys {dim[0]} (selected) "
+                    f"emits now, but {op}[?] is not selected. Select it too, e.g. step_selection=['{dim[0]}*']"
+                )
+
+
+def _maps_read(job: JobGraph, node: str, unresolved: bool) -> list[tuple[str, tuple[str, str]]]:
+    """(mapped op, its dimension) whose keys a step decides on: an unresolved step `op[?]` its own op and the
+    maps it reads per key; a collector the maps it collects. An instance `op[k]` none (its key is known)."""
+    found: list[tuple[str, tuple[str, str]]] = []
+    if unresolved:
+        found.append((node, job.mapped[node]))
+        found += [(up, job.mapped[up]) for up, _ in (job.deps.get(node) or {}).values() if up in job.mapped]
+    elif node not in job.mapped:
+        found += [(up, job.mapped[up]) for up, _ in (job.collects.get(node) or {}).values() if up in job.mapped]
+    return found
 
 
 def _reasons(job: JobGraph, parent: RunView, request: Request) -> dict[str, str]:
@@ -346,7 +511,7 @@ def _from_failure(job: JobGraph, parent: RunView) -> dict[str, str]:
     """One pass in topological order: failed and interrupted steps, then what is downstream of them,
     then steps that never started (and their downstream); skipped steps stay skipped."""
     if not parent.status.can_resume_from_failure:
-        raise ReexecutionError("Cannot reexecute from failure a run that is not failed or canceled")
+        raise ReexecutionInvariantError("Cannot reexecute from failure a run that is not failed or canceled")
     reasons: dict[str, str] = {}
     seed_of: dict[str, str] = {}  # step with a reason -> the step its reason comes from
     get_state = parent.steps.get
@@ -376,7 +541,7 @@ def _from_failure(job: JobGraph, parent: RunView) -> dict[str, str]:
             reasons[s] = why
             seed_of[s] = s
     if not reasons:
-        raise ReexecutionError("No steps needed to be retried in the failed run.")
+        raise NothingToRetryError("No steps needed to be retried in the failed run.")
     return reasons
 
 

@@ -19,6 +19,9 @@ from cairn.errors import DagsterInvalidSubsetError, StepSelectionError
 #: descendants; Cairn also reads ``op[*]`` (all instances of a mapped op).
 _CLAUSE = re.compile(r"^(\*?\+*)([./\w\[\]?\-]+|[./\w\-]+\[\*\])(\+*\*?)$")
 ALL = -1
+#: A run started with an op selection records it (a JSON list) under this tag; its re-executions plan
+#: within it and carry it on, as Dagster's runs carry their `op_selection`.
+OP_SELECTION_TAG = "cairn.dev/op-selection"
 
 
 @dataclass(frozen=True)
@@ -81,28 +84,47 @@ def _depth(part: str) -> int:
     return ALL if "*" in part else len(part)
 
 
+class StepSubsetError(StepSelectionError, DagsterInvalidSubsetError):
+    """A step selection that cannot be built into a subset (a clause that parses to nothing, a selection that
+    cannot run as a whole): Dagster's DagsterInvalidSubsetError, and still a Cairn StepSelectionError."""
+
+
+def unknown_steps(prefix: str, keys: Sequence[str], graph: Graph) -> StepSelectionError:
+    """Dagster's refusal of unknown step keys (``{prefix} unknown step: a`` / ``unknown steps: a, b``), with
+    a hint where Cairn has one (a mapped op's keys, its ``op[?]``)."""
+    plural = "s" if len(keys) > 1 else ""
+    return StepSelectionError(
+        f"{prefix} unknown step{plural}: {', '.join(keys)}{_hint(keys, graph)}", step_keys=list(keys)
+    )
+
+
 def parse_selection(selection: Sequence[str]) -> list[Clause]:
     if isinstance(selection, str):
         selection = [selection]
     clauses = [parse_clause(c) for c in selection]
     if not clauses or any(c is None for c in clauses):
-        raise StepSelectionError(f"No qualified steps to execute found for step_selection={list(selection)}")
+        raise StepSubsetError(f"No qualified steps to execute found for step_selection={list(selection)}")
     return [c for c in clauses if c is not None]
 
 
 def resolve_selection(selection: Sequence[str], graph: Graph) -> list[str]:
-    """The selected steps, in the graph's order; errors name unknown steps or malformed clauses."""
-    clauses = parse_selection(selection)
-    matches = {c.name: _matching(c.name, graph) for c in clauses}
-    unknown = sorted(name for name, found in matches.items() if not found)
+    """The selected steps, in the graph's order. As Dagster: names that are not steps first
+    (DagsterExecutionStepNotFoundError, ``Step selection refers to unknown step: x``, in the selection's
+    order), then a clause that parses to nothing (DagsterInvalidSubsetError, ``No qualified steps ...``).
+    ``op[*]`` (Cairn's) is ``op[?]`` (Dagster's) where the graph has it."""
+    texts = [selection] if isinstance(selection, str) else list(selection)
+    parsed = [parse_clause(t) for t in texts]
+    names = {c.name: _matching(c.name, graph) for c in parsed if c is not None}
+    unknown = [c.name for c in parsed if c is not None and names[c.name] is None]
     if unknown:
-        raise StepSelectionError(
-            f"Step selection refers to unknown step(s): {', '.join(unknown)}{_hint(unknown, graph)}"
-        )
+        raise unknown_steps("Step selection refers to", unknown, graph)
+    if not texts or any(c is None for c in parsed):
+        raise StepSubsetError(f"No qualified steps to execute found for step_selection={texts}")
     chosen: set[str] = set()
-    for c in clauses:
-        found = matches[c.name]
-        chosen |= found
+    for c in parsed:
+        assert c is not None
+        found = [names[c.name] or c.name]
+        chosen.update(found)
         if c.up:
             chosen |= graph.walk(found, c.up, "up")
         if c.down:
@@ -110,26 +132,29 @@ def resolve_selection(selection: Sequence[str], graph: Graph) -> list[str]:
     return [s for s in graph.steps if s in chosen]
 
 
-def _matching(name: str, graph: Graph) -> set[str]:
-    """The steps a clause's name selects: the step itself; for a mapped op (``op`` or ``op[*]``) all its
-    instances (or its placeholder while its keys are unknown)."""
+def _matching(name: str, graph: Graph) -> str | None:
+    """The step a clause's name selects: the step itself, or for ``op[*]`` / ``op[?]`` the other spelling."""
     if name in graph.upstream:
-        return {name}
-    op = name[: -len("[*]")] if name.endswith("[*]") else name
-    if "[" in op:
-        return set()
-    return {s for s in graph.steps if s.startswith(op + "[") and s.endswith("]")}
+        return name
+    for a, b in (("[*]", "[?]"), ("[?]", "[*]")):
+        if name.endswith(a) and name[: -len(a)] + b in graph.upstream:
+            return name[: -len(a)] + b
+    return None
 
 
 def _hint(unknown: Sequence[str], graph: Graph) -> str:
-    """For an unknown instance ``op[key]`` of a mapped op: the keys it has."""
-    hints = []
+    """For a mapped op named without a key, or an unknown instance ``op[key]``: the keys it has."""
+    hints: list[str] = []
+    told: set[str] = set()
     for name in unknown:
-        op, _, key = name.partition("[")
-        instances = [s[len(op) + 1 : -1] for s in sorted(_matching(op, graph))]
-        if key and instances:
-            shown = ", ".join(instances[:10]) + (f" and {len(instances) - 10} more" if len(instances) > 10 else "")
-            hints.append(f"{op} has keys {shown}")
+        op, bracket, _ = name.partition("[")
+        if op in told or not any(s.startswith(op + "[") for s in graph.upstream):
+            continue
+        told.add(op)
+        instances = [s[len(op) + 1 : -1] for s in graph.steps if s.startswith(op + "[") and s[len(op) + 1] not in "?*"]
+        shown = ", ".join(instances[:10]) + (f" and {len(instances) - 10} more" if len(instances) > 10 else "")
+        keys = f"has keys {shown}" if instances else "has no known keys"
+        hints.append(f"{op} {keys}" if bracket else f"{op} is mapped ({keys}): select {op}[?] for all its steps")
     return f" ({'; '.join(hints)})" if hints else ""
 
 

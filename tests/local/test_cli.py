@@ -66,7 +66,7 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert "Cannot reexecute from failure a run that is not failed or canceled" in res.stderr
     res = cairn(home, "reexecute", run_id, "--select", "nope")
-    assert "Step selection refers to unknown step(s): nope" in res.stderr
+    assert "Step selection refers to unknown step: nope" in res.stderr
     res = cairn(home, "run", f"{EXAMPLE}:missing_job")
     assert res.returncode == 2 and "has no attribute 'missing_job'; jobs defined there: unreliable_job" in res.stderr
     res = cairn(home, "runs", "show", "0000")

@@ -196,7 +196,7 @@ def test_outputs_come_from_the_run_that_produced_them() -> None:
             RunPhase.SUCCEEDED,
             Request(Mode.SELECTED, ("nope", "zz*")),
             StepSelectionError,
-            "Step selection refers to unknown step(s): nope, zz",
+            "Step selection refers to unknown steps: nope, zz",
         ),
         (
             ALL_OK,
