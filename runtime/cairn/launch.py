@@ -8,6 +8,7 @@ step versions the run records and returns a `Launch`. Nothing is written to the 
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from cairn.errors import ConfigError, DagsterInvariantViolationError, Reexecutio
 from cairn.instance import Instance, RunRecord
 from cairn.planner import JobGraph, Mode, Plan, Request, initial_plan, plan_checked
 from cairn.runstate import RunPhase
-from cairn.selection import select_ops
+from cairn.selection import OP_SELECTION_TAG, select_ops
 from cairn.status import RunStatus
 from cairn.stepbody import job_graph
 
@@ -169,6 +170,9 @@ def _plan(
     job: JobDefinition, instance: Instance, parent: RunRecord, options: ReexecutionOptions, versions: Mapping[str, str]
 ) -> Plan:
     graph = job_graph(job)
+    chosen = parent.tags.get(OP_SELECTION_TAG)
+    if chosen:  # a run of an op selection: its re-executions know only the selected ops, as Dagster
+        graph = graph.subset({dynamic.node_of(s) for s in select_ops(graph.graph, json.loads(chosen))})
     io = instance.io_manager
     the_plan = plan_checked(
         graph,
