@@ -33,17 +33,13 @@ from cairn.definitions import JobDefinition
 from cairn.events import (
     DagsterEvent,
     DagsterEventType,
-    HandledOutputData,
+    HookData,
     JobFailureData,
-    LoadedInputData,
-    StepInputData,
-    StepOutputData,
-    StepOutputHandle,
     StepRetryData,
-    StepSuccessData,
     interrupted_failure,
-    pack,
+    payload,
     step_failure,
+    unpack,
 )
 from cairn.events import SerializableErrorInfo as ErrorInfo
 from cairn.instance import Instance
@@ -51,7 +47,7 @@ from cairn.io import StoredOutput
 from cairn.launch import Launch
 from cairn.machine import Moved, Planned, StepRow
 from cairn.planner import OutputRef
-from cairn.retries import RetryRequested, RetryRule, requested_rule
+from cairn.retries import RetryRequested, RetryRule
 from cairn.runstate import Gate, RunPhase, StepState, gate
 from cairn.stepbody import job_graph
 
@@ -59,6 +55,7 @@ Event = tuple[str, str, Mapping[str, Any]]  # (kind, step or "", details)
 Emit = Callable[[Event], None]
 _log = logging.getLogger("cairn.execution")
 T = DagsterEventType
+_HOOK_EVENTS = {"hook_completed": T.HOOK_COMPLETED, "hook_errored": T.HOOK_ERRORED, "hook_skipped": T.HOOK_SKIPPED}
 IO_MANAGER = "io_manager"  # the manager key Dagster names in LOADED_INPUT and HANDLED_OUTPUT
 
 
@@ -75,30 +72,42 @@ class Clock:
 
 
 class EventLog:
-    """A run's Dagster events in order: kept for its result and written to the run store in batches."""
+    """A run's Dagster events in order, as the run store keeps them (`cairn.events.pack`'s form after a
+    timestamp): written in batches (one row of the store per `BATCH` events, and the rest when the run ends)
+    and made `DagsterEvent`s only when read (`events`), so that recording one costs a list append."""
 
     BATCH = 512
 
     def __init__(self, instance: Instance, run_id: str, job_name: str) -> None:
         self.instance, self.run_id, self.job_name = instance, run_id, job_name
-        self.events: list[DagsterEvent] = []
-        self._rows: list[tuple[int, float, str, str | None, str | None, str | None]] = []
+        self.rows: list[list[Any]] = []  # [timestamp, event type value, step key, payload, logging tags]
+        self._flushed = 0
+        self._events: list[DagsterEvent] = []
         self._pid = os.getpid()
 
     def add(
-        self, kind: DagsterEventType, step: str | None = None, data: Any = None, tags: Mapping[str, str] | None = None
-    ) -> DagsterEvent:
-        event = DagsterEvent(kind.value, self.job_name, step, data, self._pid, tags)
-        self.events.append(event)
-        self._rows.append((len(self.events), time.time(), *pack(event)))
-        if len(self._rows) >= self.BATCH:
+        self, kind: DagsterEventType, step: str | None = None, body: Any = None, tags: Mapping[str, str] | None = None
+    ) -> None:
+        """Record an event whose data is given in its stored form (`cairn.events.payload`)."""
+        self.rows.append([time.time(), kind.value, step, body, tags])
+        if len(self.rows) - self._flushed >= self.BATCH:
             self.flush()
-        return event
+
+    def add_data(self, kind: DagsterEventType, step: str | None, data: Any) -> None:
+        self.add(kind, step, payload(kind.value, data))
 
     def flush(self) -> None:
-        if self._rows:
-            self.instance.record_events(self.run_id, self._rows)
-            self._rows = []
+        if len(self.rows) > self._flushed:
+            self.instance.record_events(self.run_id, self._flushed + 1, self.rows[self._flushed :])
+            self._flushed = len(self.rows)
+
+    @property
+    def events(self) -> list[DagsterEvent]:
+        for _, kind, step, body, tags in self.rows[len(self._events) :]:
+            event = unpack(self.job_name, kind, step, body, tags)
+            event.pid = self._pid
+            self._events.append(event)
+        return self._events
 
 
 class ActiveExecution:
@@ -232,7 +241,7 @@ class ActiveExecution:
     def input_loaded(self, step: str, inp: str, up: str, out: str) -> None:
         """An input of the running attempt is loaded (a collected input: one of its parts)."""
         name = dynamic.node_of(inp)
-        self.log.add(T.LOADED_INPUT, step, LoadedInputData(name, IO_MANAGER, dynamic.dynamic_output(out)[0], up))
+        self.log.add(T.LOADED_INPUT, step, [name, IO_MANAGER, dynamic.dynamic_output(out)[0], up])
         pending = self._inputs.setdefault(step, [])
         if name not in pending:
             pending.append(name)
@@ -243,7 +252,7 @@ class ActiveExecution:
 
     def _inputs_received(self, step: str) -> None:
         for name in self._inputs.pop(step, ()):
-            self.log.add(T.STEP_INPUT, step, StepInputData(name))
+            self.log.add(T.STEP_INPUT, step, name)
 
     def output_stored(self, step: str, output: str, stored: StoredOutput, fmt: str) -> None:
         """An output of the running attempt is written: from now on the run's index points at it."""
@@ -254,8 +263,8 @@ class ActiveExecution:
         if key is None and name in self.job.nodes[dynamic.node_of(step)].op.dynamic_outs:
             return  # a dynamic output's key index: Cairn's bookkeeping, not an output of the op
         self._inputs_received(step)
-        self.log.add(T.STEP_OUTPUT, step, StepOutputData(StepOutputHandle(step, name, key)))
-        self.log.add(T.HANDLED_OUTPUT, step, HandledOutputData(name, IO_MANAGER))
+        self.log.add(T.STEP_OUTPUT, step, [step, name, key])
+        self.log.add(T.HANDLED_OUTPUT, step, [name, IO_MANAGER])
 
     def succeeded(self, step: str, emitted: Mapping[str, Sequence[str]], duration: float) -> None:
         for out in self.inherited_outputs.get(step, ()):  # what an ancestor emitted and this run did not: gone
@@ -270,7 +279,7 @@ class ActiveExecution:
         version = self.launch.versions[dynamic.node_of(step)]
         self.instance.step_finished(self.run_id, step, StepState.SUCCEEDED, version=version)
         self._inputs_received(step)
-        self.log.add(T.STEP_SUCCESS, step, StepSuccessData(duration * 1000.0))
+        self.log.add(T.STEP_SUCCESS, step, duration * 1000.0)
         self.emit(("step_success", step, {"duration": duration}))
 
     def failed(self, step: str, exc: BaseException, duration: float) -> None:
@@ -287,24 +296,19 @@ class ActiveExecution:
             self._discard_attempt(step)
             assert moved.row.next_attempt_at is not None
             delay = (moved.row.next_attempt_at - now).total_seconds()
-            self.log.add(T.STEP_UP_FOR_RETRY, step, StepRetryData(ErrorInfo.from_exception(told), delay))
+            self.log.add_data(T.STEP_UP_FOR_RETRY, step, StepRetryData(ErrorInfo.from_exception(told), delay))
             info = {"error": error, "attempt": moved.row.attempt, "delay": delay, "duration": duration}
             self.emit(("step_retry", step, info))
             return
         self.errors[step] = trace
         self.first_error = self.first_error or exc
         self.failed_order.append(step)
-        failure = step_failure(dynamic.node_of(step), exc, getattr(retries, "Failure", None))
-        self.log.add(T.STEP_FAILURE, step, failure)
+        failure = step_failure(dynamic.node_of(step), exc, retries.Failure)
+        self.log.add_data(T.STEP_FAILURE, step, failure)
         self.emit(("step_failure", step, {"error": error, "duration": duration}))
 
     def _rule(self, step: str, exc: BaseException) -> RetryRule | None:
-        if isinstance(exc, RetryRequested):  # the op asked: its policy does not apply (as in Dagster)
-            return requested_rule(exc)
-        if getattr(exc, "allow_retries", True) is False:  # Failure(allow_retries=False): never retried
-            return None
-        policy = self.job.retry_policy(step)
-        return policy.rule() if policy is not None and isinstance(exc, Exception) else None
+        return retries.rule_for(exc, self.job.retry_policy(step))
 
     def _discard_attempt(self, step: str) -> None:
         """A failed attempt's outputs are not the step's: the next attempt stores its own."""
@@ -318,9 +322,31 @@ class ActiveExecution:
         self.rows[step] = moved.row
         self.instance.step_finished(self.run_id, step, StepState.INTERRUPTED, error="interrupted: run canceled")
         self.failed_order.append(step)
-        self.log.add(T.STEP_FAILURE, step, interrupted_failure())
+        self.log.add_data(T.STEP_FAILURE, step, interrupted_failure())
         self.emit(("step_interrupted", step, {}))
         self.canceled = True
+
+    def hooks_ran(self, step: str, told: Sequence[Event]) -> None:
+        """The step's hooks ran (after its outcome, as Dagster orders them): HOOK_COMPLETED, HOOK_ERRORED or
+        HOOK_SKIPPED each, as the step body told them."""
+        for kind, _, details in told:
+            event_type = _HOOK_EVENTS.get(kind)
+            if event_type is not None:
+                text = details.get("error")
+                error = ErrorInfo(str(text), [], None) if text is not None else None
+                self.log.add_data(event_type, step, HookData(str(details.get("hook", "")), error))
+            self.emit((kind, step, details))
+
+    def resources_failed(self, exc: BaseException) -> None:
+        """The run's resources could not be initialised: no step runs, the run fails (RESOURCE_INIT_FAILURE)."""
+        self.log.add(T.RESOURCE_INIT_FAILURE, None, None)
+        self.first_error = self.first_error or exc
+        self.errors["<resources>"] = "".join(traceback.format_exception(exc)).strip()
+        now = self.clock.now()
+        for step in [s for s in self.order if not self.rows[s].state.terminal]:
+            moved = machine.cancel(step, self.rows[step], now)
+            self.rows[step] = moved.row
+            self.instance.step_finished(self.run_id, step, moved.row.state, reason="resources failed to initialise")
 
     def cancel_rest(self) -> None:
         """A canceled run starts no other step: each waiting one is Canceled (one still running, Interrupted)."""
@@ -347,7 +373,8 @@ class ActiveExecution:
             self.log.add(T.RUN_CANCELED)
         else:
             failed = tuple(self.failed_order)
-            self.log.add(T.RUN_FAILURE, None, JobFailureData(None, "STEP_FAILURE" if failed else None, None, failed))
+            reason = "STEP_FAILURE" if failed else None
+            self.log.add_data(T.RUN_FAILURE, None, JobFailureData(None, reason, None, failed))
         self.log.flush()
 
     # ----- fan-out ----------------------------------------------------------------------------------------

@@ -14,8 +14,6 @@ reads it back, with the same type, step key, data and message.
 from __future__ import annotations
 
 import enum
-import json
-import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from typing import Any
 from cairn import dynamic
 
 
-class DagsterEventType(str, enum.Enum):
+class DagsterEventType(str, enum.Enum):  # noqa: UP042 (str() as Dagster's: DagsterEventType.X)
     """The types of events of a run, with Dagster's names and stored values (a run's own are PIPELINE_*)."""
 
     STEP_OUTPUT = "STEP_OUTPUT"
@@ -412,6 +410,10 @@ def _success_message(e: DagsterEvent) -> str:
     return f'Finished execution of step "{e.step_key}" in {took}.'
 
 
+def _node(e: DagsterEvent) -> str:
+    return dynamic.node_of(e.step_key) if e.step_key else ""
+
+
 def _restart_message(e: DagsterEvent) -> str:
     attempt = e.logging_tags.get("attempt", "?")
     return f'Started re-execution (attempt # {attempt}) of step "{e.step_key}".'
@@ -434,9 +436,18 @@ _MESSAGES: dict[str, Callable[[DagsterEvent], str]] = {
     T.STEP_FAILURE.value: lambda e: f'Execution of step "{e.step_key}" failed.',
     T.STEP_UP_FOR_RETRY.value: lambda e: f'Execution of step "{e.step_key}" failed and has requested a retry.',
     T.STEP_SKIPPED.value: lambda e: f'Skipped execution of step "{e.step_key}".',
-    T.HOOK_COMPLETED.value: lambda e: f'Finished the execution of hook "{e.event_specific_data.hook_name}".',
-    T.HOOK_ERRORED.value: lambda e: f'Error in hook "{e.event_specific_data.hook_name}".',
-    T.HOOK_SKIPPED.value: lambda e: f'Skipped the execution of hook "{e.event_specific_data.hook_name}".',
+    T.HOOK_COMPLETED.value: lambda e: (
+        f'Finished the execution of hook "{e.event_specific_data.hook_name}" triggered for "{_node(e)}".'
+    ),
+    T.HOOK_ERRORED.value: lambda e: (
+        e.event_specific_data.error.message.strip()
+        if e.event_specific_data.error is not None
+        else f'Error occurred during the execution of hook "{e.event_specific_data.hook_name}".'
+    ),
+    T.HOOK_SKIPPED.value: lambda e: (
+        f'Skipped the execution of hook "{e.event_specific_data.hook_name}". It did not meet its triggering '
+        f'condition during the execution of "{_node(e)}".'
+    ),
 }
 
 
@@ -553,26 +564,32 @@ _PACK: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     T.HOOK_ERRORED.value: (lambda d: [d.hook_name, _error_json(d.error)], lambda v: HookData(v[0], _error_of(v[1]))),
 }
 
-#: A stored event: type, step key, its data as JSON (or None), its logging tags as JSON (or None).
-Packed = tuple[str, str | None, str | None, str | None]
+#: An event as stored: type, step key, its data as a JSON value (`payload`), its logging tags (or None).
+Packed = tuple[str, str | None, Any, Mapping[str, str] | None]
+
+
+def payload(event_type: str, data: Any) -> Any:
+    """An event's data as the JSON value the run store keeps (None: no data)."""
+    codec = _PACK.get(event_type)
+    return codec[0](data) if codec is not None and data is not None else None
 
 
 def pack(event: DagsterEvent) -> Packed:
-    codec = _PACK.get(event.event_type_value)
-    data = event.event_specific_data
-    body = json.dumps(codec[0](data)) if codec is not None and data is not None else None
-    tags = json.dumps(event.logging_tags) if event.logging_tags else None
-    return event.event_type_value, event.step_key, body, tags
+    return (
+        event.event_type_value,
+        event.step_key,
+        payload(event.event_type_value, event.event_specific_data),
+        event.logging_tags or None,
+    )
 
 
-def unpack(job_name: str, event_type: str, step_key: str | None, body: str | None, tags: str | None) -> DagsterEvent:
+def unpack(
+    job_name: str, event_type: str, step_key: str | None, body: Any, tags: Mapping[str, str] | None
+) -> DagsterEvent:
+    """The event a stored (type, step key, payload, tags) is."""
     codec = _PACK.get(event_type)
-    data = codec[1](json.loads(body)) if codec is not None and body is not None else None
-    return DagsterEvent(event_type, job_name, step_key, data, None, json.loads(tags) if tags else None)
-
-
-def this_pid() -> int:
-    return os.getpid()
+    data = codec[1](body) if codec is not None and body is not None else None
+    return DagsterEvent(event_type, job_name, step_key, data, None, tags)
 
 
 # ----- what a failed attempt says ------------------------------------------------------------------------

@@ -39,9 +39,10 @@ from typing import Any
 from cairn import dynamic
 from cairn.active import ActiveExecution, Clock, Event
 from cairn.definitions import JobDefinition
-from cairn.errors import CairnError, DagsterInvariantViolationError
+from cairn.errors import CairnError, DagsterInvariantViolationError, DagsterResourceFunctionError
 from cairn.instance import Instance
 from cairn.launch import TAG_MODE, TAG_PARENT, TAG_ROOT, ReexecutionOptions, prepare
+from cairn.resources import check_reexecution_io, run_resources
 from cairn.results import ExecuteJobResult, JobExecutionResult
 from cairn.stepbody import concrete_deps, instance_key, job_graph, outs_format, run_step_body
 
@@ -157,14 +158,15 @@ def run_job(
     if reexecution_options is not None and op_selection is not None:
         raise DagsterInvariantViolationError("re-execution and op selection cannot be used together at this time.")
     if run_config is None and reexecution_options is None:
-        default = getattr(job, "config", None)  # the job's default run config (@job(config=...))
+        default = getattr(job, "default_config", None)  # the job's default run config (@job(config=...))
         run_config = default if isinstance(default, Mapping) else None
+    if reexecution_options is not None:
+        check_reexecution_io(job)
     launch = prepare(job, instance, run_config, reexecution_options, tags, op_selection=op_selection, run_id=run_id)
     active = ActiveExecution(instance, job, launch, on_event or (lambda _e: None), clock or Clock())
     active.create()
-    body = _InProcessBody(active, launch.step_env)
     with _cancel_on_sigterm():
-        _drive(active, body)
+        _run_with_resources(active, launch.step_env)
     status = active.finish().public()
     if raise_on_error and active.first_error is not None:
         raise active.first_error  # Dagster's in-process executor raises the op's own error
@@ -180,6 +182,20 @@ def run_job(
         "events": active.log.events,
         "errors": active.errors,
     }
+
+
+def _run_with_resources(active: ActiveExecution, step_env: Mapping[str, Mapping[str, str]]) -> None:
+    """The loop with the job's resources initialised once for the run, as Dagster's in-process executor does
+    (a resource that fails to initialise fails the run before any step starts)."""
+    job, config = active.job, active.launch.run_config
+    if not getattr(job, "resource_defs", None):
+        _drive(active, _InProcessBody(active, step_env, None, config))
+        return
+    try:
+        with run_resources(job, config, active.instance, active.run_id) as resources:
+            _drive(active, _InProcessBody(active, step_env, resources, config))
+    except DagsterResourceFunctionError as exc:
+        active.resources_failed(exc)
 
 
 def _drive(active: ActiveExecution, body: _InProcessBody) -> None:
@@ -208,17 +224,32 @@ def _attempt(active: ActiveExecution, body: _InProcessBody, step: str) -> None:
         return
     except (Exception, SystemExit) as exc:  # an op calling sys.exit() fails its step, not the run
         active.failed(step, exc, time.perf_counter() - t0)
+        active.hooks_ran(step, body.take_hook_events())
         return
     active.succeeded(step, emitted, time.perf_counter() - t0)
+    active.hooks_ran(step, body.take_hook_events())
 
 
 class _InProcessBody:
     """One step's body in this process: inputs loaded from the run's index, outputs stored through the
     instance's IO manager, the step's env overrides set while its op runs."""
 
-    def __init__(self, active: ActiveExecution, step_env: Mapping[str, Mapping[str, str]]) -> None:
+    def __init__(
+        self,
+        active: ActiveExecution,
+        step_env: Mapping[str, Mapping[str, str]],
+        resources: Any,
+        run_config: Mapping[str, Any],
+    ) -> None:
         self.active = active
         self.step_env = step_env
+        self.resources = resources
+        self.resources_config = run_config.get("resources") or {}
+        self.hook_events: list[Event] = []  # told by the step body; recorded after the step's own outcome
+
+    def take_hook_events(self) -> list[Event]:
+        told, self.hook_events = self.hook_events, []
+        return told
 
     def __call__(self, step: str) -> dict[str, list[str]]:
         """Run the step's op; returns the keys of each dynamic output it emitted."""
@@ -249,5 +280,19 @@ class _InProcessBody:
         env = {**(self.step_env.get(dynamic.node_of(step)) or {}), **(self.step_env.get(step) or {})}
         with _environ(env) if env else contextlib.nullcontext():
             config = job.op_config(active.launch.run_config, step)
-            run_step_body(job, step, active.run_id, config, load, store, active.deps[step])
+            run_step_body(
+                job,
+                step,
+                active.run_id,
+                config,
+                load,
+                store,
+                active.deps[step],
+                resources=self.resources,
+                resources_config=self.resources_config,
+                retry_number=active.rows[step].attempt - 1,
+                emit=self.hook_events.append,
+                run_tags=active.launch.tags,
+                instance=active.instance,
+            )
         return emitted

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,15 +31,18 @@ from cairn.errors import CairnError
 from cairn.io import FileSource, FilesystemIOManager, IOManager, StoredOutput, serialize
 from cairn.records import RunRecord, StepRecord
 from cairn.runstore import SCHEMA, RunStore
+from cairn.status import RunStatus
 
 __all__ = [
     "SCHEMA",
     "DagsterInstance",
+    "DagsterRun",
     "Instance",
     "InstanceSettings",
     "MemoryOutputs",
     "OutputStore",
     "RunRecord",
+    "RunsFilter",
     "StepRecord",
     "instance_for_test",
     "settings_from_env",
@@ -128,11 +131,9 @@ class Instance(RunStore):
     def get_runs_count(self, filters: Any = None) -> int:
         return len(self.get_runs(filters))
 
-    def _events(
-        self, run_id: str, after: int = 0, limit: int | None = None, ascending: bool = True
-    ) -> list[tuple[int, events.EventLogEntry]]:
+    def _events(self, run_id: str) -> list[tuple[int, events.EventLogEntry]]:
         job = self.get_run(run_id).job_name
-        rows = records.read_events(self._conn, run_id, after, limit, ascending)
+        rows = records.read_events(self._conn, run_id)
         return [(seq, events.log_entry(run_id, ts, events.unpack(job, t, s, d, g))) for seq, ts, t, s, d, g in rows]
 
     def all_logs(self, run_id: str, of_type: Any = None) -> list[events.EventLogEntry]:
@@ -149,12 +150,15 @@ class Instance(RunStore):
         ascending: bool = True,
     ) -> events.EventRecordsResult:
         """The run's event records after `cursor` (the `cursor` of a previous result), at most `limit`."""
-        wanted = _types(of_type)
+        wanted, after = _types(of_type), int(cursor or 0)
         rows = [
             (seq, e)
-            for seq, e in self._events(run_id, int(cursor or 0), None, ascending)
-            if wanted is None or e.dagster_event_type in wanted
+            for seq, e in self._events(run_id)
+            if (seq > after if ascending else after == 0 or seq < after)
+            and (wanted is None or e.dagster_event_type in wanted)
         ]
+        if not ascending:
+            rows.reverse()
         page = rows[:limit] if limit is not None else rows
         recs = [events.EventLogRecord(seq, e) for seq, e in page]
         last = str(page[-1][0]) if page else (cursor or "0")
@@ -186,6 +190,17 @@ class Instance(RunStore):
 
 #: Dagster's name for the instance.
 DagsterInstance = Instance
+#: Dagster's name for a run as the instance gives it back.
+DagsterRun = RunRecord
+
+
+@dataclass(frozen=True)
+class RunsFilter:
+    """Dagster's filter of `get_runs`: runs with one of `run_ids`, of `job_name`, with one of `statuses`."""
+
+    run_ids: Sequence[str] | None = None
+    job_name: str | None = None
+    statuses: Sequence[RunStatus] | None = None
 
 
 def _types(of_type: Any) -> set[events.DagsterEventType] | None:

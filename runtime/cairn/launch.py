@@ -104,7 +104,8 @@ def prepare(
     a re-execution runs what its options select of its parent (whose run config it takes unless given one).
     `run_id`: the new run's id (default: a new UUID). Raises ReexecutionError, StepSelectionError,
     ConfigError, DagsterInvalidSubsetError."""
-    run_tags = {**job.tags, **(tags or {})}
+    job_run_tags = getattr(job, "run_tags", None)  # Dagster: a job's run_tags, else its tags, tag its runs
+    run_tags = {**(job.tags if job_run_tags is None else job_run_tags), **(tags or {})}
     new_id = run_id or str(uuid.uuid4())
     if run_id is not None and instance.has_run(run_id):
         raise DagsterRunAlreadyExists(f"Attempting to add a run with run_id {run_id} that already exists")

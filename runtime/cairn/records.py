@@ -24,8 +24,8 @@ from cairn.planner import OutputRef, RunView
 from cairn.runstate import RunPhase, StepState
 from cairn.status import FINISHED_STATUSES, RunStatus, StepStatus
 
-#: A stored event: seq, timestamp, event type value, step key, data JSON, logging tags JSON.
-EventRow = tuple[int, float, str, str | None, str | None, str | None]
+#: A stored event: its number in the run (from 1), timestamp, event type value, step key, data, logging tags.
+EventRow = tuple[int, float, str, str | None, Any, dict[str, str] | None]
 
 
 @dataclass
@@ -200,17 +200,15 @@ def _keys(conn: sqlite3.Connection, run_id: str) -> dict[tuple[str, str], tuple[
     }
 
 
-def read_events(
-    conn: sqlite3.Connection, run_id: str, after: int = 0, limit: int | None = None, ascending: bool = True
-) -> list[EventRow]:
-    """The run's stored events after seq `after` (0: from the first), in order (or newest first)."""
-    order = "ASC" if ascending else "DESC"
-    sql = f"SELECT seq, ts, event_type, step_key, data, tags FROM events WHERE run_id=? AND seq>? ORDER BY seq {order}"
-    params: tuple[object, ...] = (run_id, after)
-    if limit is not None:
-        sql += " LIMIT ?"
-        params = (*params, limit)
-    return list(conn.execute(sql, params))
+def read_events(conn: sqlite3.Connection, run_id: str) -> list[EventRow]:
+    """The run's stored events, in order."""
+    out: list[EventRow] = []
+    for first, batch in conn.execute(
+        "SELECT first_seq, batch FROM events WHERE run_id=? ORDER BY first_seq", (run_id,)
+    ):
+        rows = json.loads(batch)
+        out.extend((first + i, ts, kind, step, body, tags) for i, (ts, kind, step, body, tags) in enumerate(rows))
+    return out
 
 
 def lineage_ids(conn: sqlite3.Connection, root_run_id: str) -> list[str]:

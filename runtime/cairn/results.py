@@ -171,11 +171,13 @@ class ExecutionResult:
     def _resolve(self, node_str: str, output_name: str) -> tuple[str, str]:
         """The op node and output a node's output comes from (a graph node's: through its output mapping)."""
         jd = self.job.nodes.get(dynamic.node_of(node_str))
+        graphs: Mapping[str, Any] = getattr(self.job, "graphs", None) or {}
+        if jd is None and node_str in graphs:
+            outputs: Mapping[str, tuple[str, str]] = graphs[node_str].outputs
+            if output_name not in outputs:
+                raise DagsterInvariantViolationError(f"{node_str} has no output named {output_name}.")
+            return outputs[output_name]
         if jd is None:
-            resolve = getattr(self.job, "resolve_output", None)
-            if resolve is not None:
-                resolved: tuple[str, str] = resolve(node_str, output_name)
-                return resolved
             raise DagsterInvariantViolationError(f"{self.job.name} has no op named {node_str}.")
         if output_name not in jd.op.outs:
             raise DagsterInvariantViolationError(f"{node_str} has no output named {output_name}.")
@@ -209,7 +211,36 @@ class ExecutionResult:
         ref = run.outputs.get((step, stored))
         if ref is None:  # stored by an attempt that failed later, and retried without it
             raise DagsterInvariantViolationError(f"run {run.run_id} has no stored output {stored!r} of step {step!r}")
-        return self.instance.io_manager.load(ref.key, run.formats.get((step, stored), "pickle"))
+        value = self.instance.io_manager.load(ref.key, run.formats.get((step, stored), "pickle"))
+        return self._managed(run, value)
+
+    def _managed(self, run: RunRecord, value: Any) -> Any:
+        """A value a job IO manager handled is loaded by it (its resource initialised for the load, as Dagster
+        re-initialises resources to read a result's outputs); any other value is the value."""
+        from cairn.resources import InputContext, ManagedOutput, OutputContext, build_resources
+
+        record = ManagedOutput.from_stored(value)
+        if record is None:
+            return value
+        defs = getattr(self.job, "resource_defs", None) or {}
+        config = run.run_config.get("resources") or {}
+        key = record.io_manager_key
+        with build_resources(defs, self.instance, config, required_keys={key}, run_id=run.run_id) as resources:
+            upstream = OutputContext(
+                step_key=record.step_key,
+                name=record.name,
+                job_name=self.job.name,
+                run_id=record.run_id,
+                mapping_key=record.mapping_key,
+            )
+            context = InputContext(
+                name="dummy_input_name",
+                job_name=self.job.name,
+                upstream_output=upstream,
+                resources=resources,
+                instance=self.instance,
+            )
+            return getattr(resources, key).load_input(context)
 
     def output_from_lineage(self, node: str, output_name: str = DEFAULT_OUTPUT) -> Any:
         """Cairn's own: the value in this run's output index, loaded from whichever run produced it (this
@@ -232,7 +263,7 @@ class ExecutionResult:
                 f"run {run.run_id} has no output {output!r} of step {step!r} "
                 f"(step status {run.step_statuses.get(step, 'unknown')})"
             )
-        return self.instance.io_manager.load(ref.key, run.formats.get((step, output), "pickle"))
+        return self._managed(run, self.instance.io_manager.load(ref.key, run.formats.get((step, output), "pickle")))
 
 
 def _keys_or_raise(run: RunRecord, dim: tuple[str, str], what: str) -> tuple[str, ...]:

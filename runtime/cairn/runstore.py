@@ -9,8 +9,9 @@ Tables:
 - ``outputs``: each run's output index, (step, output) -> the run that wrote the value and its storage key.
 - ``mapping_keys``: per run, the keys each dynamic (step, output) emitted in its lineage (`cairn.dynamic`):
   those it emitted itself and those of the dynamic steps it reuses, so a child of a child still sees them.
-- ``events``: each run's Dagster events in order (``seq``), as `cairn.events.pack` writes them: type, step
-  key, data and logging tags as JSON; written in batches (`record_events`), read back by `read_events`.
+- ``events``: each run's Dagster events in order, in batches: a row per batch (its first event's number,
+  ``first_seq``, from 1), the batch a JSON list of [timestamp, type, step key, data, logging tags]
+  (`cairn.events.pack`'s form); written by `record_events`, read back by `records.read_events`.
   With fan-out, a mapped op's steps are its instances ``op[key]`` (a placeholder ``op[*]`` until the keys
   are known, replaced by the instances once its dynamic step ran).
 
@@ -92,13 +93,9 @@ CREATE TABLE IF NOT EXISTS mapping_keys (
 -- Added with Dagster's events: opening an older store creates it (its runs read back with no events).
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    event_type TEXT NOT NULL,
-    step_key TEXT,
-    data TEXT,
-    tags TEXT,
-    PRIMARY KEY (run_id, seq)
+    first_seq INTEGER NOT NULL,
+    batch TEXT NOT NULL,
+    PRIMARY KEY (run_id, first_seq)
 );
 """
 
@@ -284,11 +281,11 @@ class RunStore:
         """Drop an inherited entry of the run's output index: the step ran again without producing it."""
         self._conn.execute("DELETE FROM outputs WHERE run_id=? AND step=? AND output=?", (run_id, step, output))
 
-    def record_events(self, run_id: str, rows: Sequence[records.EventRow]) -> None:
-        """Append events of a run (seq, timestamp, type, step key, data JSON, tags JSON): one statement."""
-        self._conn.executemany(
-            "INSERT INTO events (run_id, seq, ts, event_type, step_key, data, tags) VALUES (?,?,?,?,?,?,?)",
-            [(run_id, *row) for row in rows],
+    def record_events(self, run_id: str, first_seq: int, batch: Sequence[Sequence[Any]]) -> None:
+        """Append a batch of a run's events ([timestamp, type, step key, data, tags] each, numbered from
+        `first_seq`): one statement, one row."""
+        self._conn.execute(
+            "INSERT INTO events (run_id, first_seq, batch) VALUES (?,?,?)", (run_id, first_seq, json.dumps(batch))
         )
 
     def run_finished(self, run_id: str, status: RunStatus) -> None:
