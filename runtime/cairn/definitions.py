@@ -492,6 +492,27 @@ class _Source(ConfigType):
         return check_config(path, self.scalar, value)
 
 
+@dataclass(frozen=True)
+class _Configured(ConfigType):
+    """The config of a configured op (``op.configured(config, name)``): the fixed config (or, with a
+    `config_schema`, the given config mapped by the function), checked against the op's own schema."""
+
+    original: Any = None
+    config_or_fn: Any = None
+    schema: Any = None
+
+    @property
+    def required(self) -> bool:  # type: ignore[override]
+        return callable(self.config_or_fn) and _required(self.schema)
+
+    def check(self, path: str, value: Any) -> Any:
+        if callable(self.config_or_fn):
+            fixed = self.config_or_fn(check_config(path, self.schema, value))
+        else:
+            fixed = self.config_or_fn
+        return check_config(path, self.original, fixed)
+
+
 def _from_env(path: str, scalar: Any, raw: str) -> Any:
     if scalar is bool:
         if raw.lower() not in ("true", "false", "1", "0"):
@@ -948,6 +969,17 @@ class OpDefinition:
             code = getattr(self.user_fn, "__code__", None)
             text = code.co_code + repr(code.co_consts).encode() if code is not None else self.name.encode()
         return "src:" + hashlib.sha256(text).hexdigest()[:12]
+
+    def configured(
+        self, config_or_config_fn: Any, name: str, config_schema: Any = None, description: str | None = None
+    ) -> OpDefinition:
+        """A copy of this op named `name` whose config is `config_or_config_fn` (Dagster's ``configured``);
+        with `config_schema`, a function mapping the config given in a run (checked against it) to this op's."""
+        made = copy.copy(self)
+        made.name = check_name(name, "op name")
+        made.config_schema = _Configured(self.config_schema, config_or_config_fn, config_schema)
+        made.description = description or self.description
+        return made
 
     def alias(self, name: str) -> PendingNodeInvocation:
         """This op under another node name in a job body: ``add.alias("add_again")(x)``."""
