@@ -1,6 +1,7 @@
 """Resources and IO managers as Dagster defines them: `@resource`, `ResourceDefinition`, `ConfigurableResource`,
-`InitResourceContext`, `build_resources`, `IOManager`, `@io_manager`, `fs_io_manager`, `mem_io_manager`, their
-run config (``resources: {key: {config: {...}}}``) and the checks a job's resources must pass.
+`InitResourceContext`, `build_resources`, `build_op_context`, `IOManager`, `@io_manager`, `fs_io_manager`,
+`mem_io_manager`, their run config (``resources: {key: {config: {...}}}``) and the checks a job's resources must
+pass.
 
 A job's ``resource_defs`` map keys to resources: a `ResourceDefinition` (from ``@resource`` or ``@io_manager``),
 a `ConfigurableResource` instance (its typed fields are its config), ``SomeResource.configure_at_launch()``
@@ -31,7 +32,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar
 
-from cairn.context import Resources
+from cairn.context import OpExecutionContext, Resources
 from cairn.errors import (
     ConfigError,
     DagsterInvalidInvocationError,
@@ -1288,3 +1289,59 @@ def resolve_stored(
     rdefs = getattr(job, "resource_defs", None) or {}
     with build_resources(rdefs, instance, config, required_keys={record.io_manager_key}) as built:
         return load_managed(record, job, built)
+
+
+class DirectOpExecutionContext(OpExecutionContext):
+    """The op context `build_op_context` builds for calling an op directly in a test (run id ``EPHEMERAL``);
+    as a context manager (``with build_op_context(...) as context:``) its resources are torn down at the end."""
+
+    def __init__(
+        self,
+        resources: Any,
+        op_config: Any,
+        mapping_key: str | None,
+        run_tags: Mapping[str, str] | None,
+        instance: Any,
+        stack: contextlib.ExitStack,
+    ) -> None:
+        super().__init__(EPHEMERAL_RUN_ID, "", op_config, _log("op"), resources=resources, run_tags=run_tags)
+        self.instance = instance
+        self._mapping_key = mapping_key
+        self._stack = stack
+
+    @property
+    def mapping_key(self) -> str | None:
+        return self._mapping_key
+
+    def __enter__(self) -> DirectOpExecutionContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+
+def build_op_context(
+    resources: Mapping[str, Any] | None = None,
+    op_config: Any = None,
+    resources_config: Mapping[str, Any] | None = None,
+    instance: Any = None,
+    config: Any = None,
+    partition_key: str | None = None,
+    partition_key_range: Any = None,
+    mapping_key: str | None = None,
+    run_tags: Mapping[str, str] | None = None,
+    event_loop: Any = None,
+) -> DirectOpExecutionContext:
+    """An op context for calling an op directly in a test: ``my_op(build_op_context(resources={"db": db},
+    op_config={...}))``. `resources` may hold resource definitions (initialised now, with `resources_config`)
+    or plain values; used as a context manager, the resources are torn down at its end."""
+    if op_config is not None and config is not None:
+        raise DagsterInvalidInvocationError(
+            "Attempted to invoke ``build_op_context`` with both ``op_config``, and its legacy version, ``config``. "
+            "Please provide one or the other."
+        )
+    stack = contextlib.ExitStack()
+    built = stack.enter_context(build_resources(resources or {}, instance, resources_config or {}))
+    return DirectOpExecutionContext(
+        built, op_config if op_config is not None else config, mapping_key, run_tags, instance, stack
+    )
