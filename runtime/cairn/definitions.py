@@ -1565,10 +1565,10 @@ class JobDefinition:
         """Check run_config as a whole before anything runs: Dagster's sections (`ops`, `resources`,
         `execution`, `loggers`); `execution` names an executor or gives `config` and is not read by the
         in-process executor; `loggers` is accepted and not read."""
-        cfg = self.resolved_run_config(run_config)
         try:
-            if not isinstance(cfg, Mapping):
+            if run_config is not None and not isinstance(run_config, Mapping):
                 raise _Invalid(f'Value at the root must be dict. Expected: "{self._expected_root()}".')
+            cfg = self.resolved_run_config(run_config)
             unknown = sorted(set(cfg) - set(RUN_CONFIG_SECTIONS))
             if unknown:
                 raise _Invalid(
@@ -1582,7 +1582,7 @@ class JobDefinition:
             self._check_ops(cfg.get("ops"), "root:ops", "")
         except _Invalid as exc:
             raise ConfigError(f"Error in config for job {self.name}", [f"    Error 1: {exc}"], run_config) from None
-        self._check_resources(cfg.get("resources"))
+        self._check_resources(self.resolved_run_config(run_config).get("resources"))
         for step in self.nodes:
             self.op_config(run_config, step)
 
