@@ -212,6 +212,7 @@ class InitResourceContext:
         self.dagster_run = dagster_run
         self.log_manager = log_manager or _log(key)
         self.run_id = run_id if run_id is not None else getattr(dagster_run, "run_id", None)
+        self._key = key
 
     @property
     def log(self) -> logging.Logger:
@@ -231,6 +232,7 @@ class InitResourceContext:
             self.dagster_run,
             self.log_manager,
             run_id=self.run_id,
+            key=self._key,
         )
 
 
@@ -252,24 +254,34 @@ def _takes_context(fn: Callable[..., Any]) -> bool:
 
 
 @contextlib.contextmanager
-def _opened(result: Any) -> Iterator[Any]:
+def _opened(result: Any, key: str | None) -> Iterator[Any]:
     """A resource function's result as its value for the block: a generator's one yield (its code after the
-    yield is the teardown), a context manager's value, or the result itself."""
-    if inspect.isgenerator(result):
-        try:
-            value = next(result)
-        except StopIteration:
-            raise DagsterInvariantViolationError("Resource generator function did not yield a value") from None
-        try:
-            yield value
-        finally:
-            with contextlib.suppress(StopIteration):
-                next(result)
-    elif isinstance(result, contextlib.AbstractContextManager) and not isinstance(result, IOManager):
-        with result as value:
-            yield value
-    else:
+    yield is the teardown), a ``@contextmanager``'s value, or the result itself (Dagster's three forms). A
+    teardown that raises is logged, not raised (Dagster reports it and goes on)."""
+    if not (inspect.isgenerator(result) or isinstance(result, contextlib.ContextDecorator)):
         yield result
+        return
+    steps = _generator_steps(result)
+    try:
+        value = next(steps)
+    except StopIteration:
+        raise DagsterInvariantViolationError(f"Resource generator {key} must yield one item.") from None
+    try:
+        yield value
+    finally:
+        try:
+            next(steps, None)
+        except Exception:
+            _log(key).exception("teardown of resource %s raised", key)
+
+
+def _generator_steps(result: Any) -> Iterator[Any]:
+    """A generator's or a context manager's value, then its teardown, as one generator."""
+    if inspect.isgenerator(result):
+        yield from result
+        return
+    with result as value:
+        yield value
 
 
 class ResourceDefinition:
@@ -341,7 +353,7 @@ class ResourceDefinition:
 
     def open(self, context: InitResourceContext) -> contextlib.AbstractContextManager[Any]:
         """The resource for a block: initialised, torn down after it."""
-        return _opened(self.open_value(context))
+        return _opened(self.open_value(context), getattr(context, "_key", None))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the resource function directly (a test): with a context from `build_init_resource_context`."""
