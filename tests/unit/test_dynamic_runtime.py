@@ -262,7 +262,7 @@ def test_output_for_node_of_a_mapped_op_with_a_failed_instance_names_it(
     [
         (["proc[b]"], ["proc[b]"]),
         (["proc[*]"], ["proc[a]", "proc[b]", "proc[c]"]),
-        (["proc"], ["proc[a]", "proc[b]", "proc[c]"]),
+        (["proc[?]"], ["proc[a]", "proc[b]", "proc[c]"]),
         (["proc[b]*"], ["proc[b]", "score[b]", "summarize"]),
     ],
 )
