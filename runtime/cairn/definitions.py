@@ -1203,6 +1203,18 @@ class GraphNode:
     config: Mapping[str, Any] | None = None
 
 
+def _gathering(fn: Callable[..., Any], sizes: Mapping[str, int]) -> Callable[..., Any]:
+    """`fn` called with each fanned-in input's parts ``<input>__<i>`` gathered into the list ``<input>``."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        for inp, n in sizes.items():
+            kwargs[inp] = [kwargs.pop(f"{inp}__{i}") for i in range(n)]
+        return fn(*args, **kwargs)
+
+    return run
+
+
 class _Builder:
     """Records a job or graph body's calls as nodes. `scope` is the graph nodes the current call is inside."""
 
@@ -1268,7 +1280,8 @@ class _Builder:
                 raise DefinitionError(f"{self.where}: {what} got input {k!r} twice")
             given[k] = v
         for inp, value in given.items():
-            for one in value if inp in many and isinstance(value, list | tuple) else [value]:
+            listed = isinstance(value, list) or (inp in many and isinstance(value, tuple))
+            for one in value if listed else [value]:
                 self._check_input(what, inputs, inp, one)
         return given
 
@@ -1294,6 +1307,9 @@ class _Builder:
         given = self.bind(
             f'op invocation "{name}"', opdef.inputs, args, kwargs, opdef.positional_inputs, opdef.nothing_inputs
         )
+        fan = {inp: v for inp, v in given.items() if isinstance(v, list) and inp not in opdef.nothing_inputs}
+        if fan:  # Dagster's fan-in, op([a(), b()]): the input is the list of those outputs' values
+            opdef = self._fan_in(name, opdef, fan, given)
         hooks = frozenset().union(inv.hook_defs, *self.hooks)
         node = Node(name, opdef, tags={**opdef.tags, **inv.tags}, hook_defs=hooks, retry_policy=inv.retry_policy)
         for inp in opdef.inputs:
@@ -1320,6 +1336,28 @@ class _Builder:
         node.mapped = self._dimension(name, opdef, node)
         self.nodes[name] = node
         return self.results(name, [self._handle(node, o) for o in opdef.outs])
+
+    def _fan_in(
+        self, name: str, opdef: OpDefinition, fan: Mapping[str, list[Any]], given: dict[str, Any]
+    ) -> OpDefinition:
+        """The op of a node whose inputs take lists of outputs: each list's parts are the inputs
+        ``<input>__<i>`` (in `given`, replacing the list), gathered back into the list when the step runs."""
+        for inp, values in fan.items():
+            for h in values:
+                if isinstance(h, CollectHandle | DynamicOutputHandle) or h.dim is not None:
+                    raise DefinitionError(
+                        f"{self.where}: input {inp!r} of op {name} fans in {h.node}.{h.output}, a mapped or dynamic "
+                        f"output; fan in plain outputs, or collect it: {h.node.rsplit('.', 1)[-1]}(...).collect()"
+                    )
+            del given[inp]
+            given.update({f"{inp}__{i}": h for i, h in enumerate(values)})
+        sizes = {inp: len(values) for inp, values in fan.items()}
+        made = copy.copy(opdef)
+        made.inputs = [
+            p for inp in opdef.inputs for p in ([f"{inp}__{i}" for i in range(sizes[inp])] if inp in sizes else [inp])
+        ]
+        made.fn = _gathering(opdef.fn, sizes)
+        return made
 
     @staticmethod
     def results(name: str, handles: Sequence[OutputHandle], names: Sequence[str] | None = None) -> Any:
