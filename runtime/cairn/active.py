@@ -121,7 +121,9 @@ class ActiveExecution:
         self.keys: dict[tuple[str, str], tuple[str, ...]] = {dim: tuple(ks) for dim, ks in plan.keys.items()}
         concrete = self.graph.concrete(self.keys)
         self.order: list[str] = list(plan.steps or concrete.steps)
-        self.deps = concrete.deps
+        self.input_values = launch.input_values  # inputs given in run config (an op selection's)
+        self.deps = concrete.deps  # each step's inputs (its body reads them)
+        self.waits_on = self._waits_on(self.deps)  # what each step waits for: its inputs not given in config
         self.to_run = dict(plan.to_run)
         self.planned = Planned(self.to_run, plan.reused_steps, plan.skipped)
         self.rows: dict[str, StepRow] = {s: machine.initial_row(s, self.planned) for s in self.order}
@@ -194,7 +196,7 @@ class ActiveExecution:
         now: dt.datetime | None = None  # read only when a retry is waiting (most steps never have one)
         later: tuple[dt.datetime, str] | None = None
         for step in self._waiting():
-            decision = gate(self.deps[step], self._state, self._produced)
+            decision = gate(self.waits_on[step], self._state, self._produced)
             if decision.state is not None:
                 self._settle(step, machine.settle(step, self.rows[step], decision))
                 continue
@@ -210,6 +212,23 @@ class ActiveExecution:
                 later = (due, step)
         return None if later is None or now is None else (later[1], (later[0] - now).total_seconds())
 
+    def _waits_on(
+        self, deps: Mapping[str, Mapping[str, tuple[str, str]]]
+    ) -> Mapping[str, Mapping[str, tuple[str, str]]]:
+        if not self.input_values:
+            return deps
+        return {
+            s: {i: ref for i, ref in d.items() if i not in self.input_values.get(dynamic.node_of(s), {})}
+            for s, d in deps.items()
+        }
+
+    def input_given(self, step: str, inp: str) -> Any:
+        """An input's value given in run config: no LOADED_INPUT (nothing is loaded), its STEP_INPUT later."""
+        pending = self._inputs.setdefault(step, [])
+        if inp not in pending:
+            pending.append(inp)
+        return self.input_values[dynamic.node_of(step)][inp]
+
     def _state(self, step: str) -> StepState:
         return self.rows[step].state
 
@@ -220,7 +239,7 @@ class ActiveExecution:
         self.rows[step] = moved.row
         self.instance.step_finished(self.run_id, step, moved.row.state, reason=moved.row.reason)
         kind = "step_not_executed" if moved.row.state is StepState.NOT_EXECUTED else "step_skipped"
-        if moved.row.state is StepState.SKIPPED:
+        if moved.row.state is StepState.SKIPPED and not dynamic.is_placeholder(step):  # Dagster: no unresolved step
             self.log.add(T.STEP_SKIPPED, step)
         self.emit((kind, step, {"reason": moved.row.reason}))
 
@@ -274,6 +293,7 @@ class ActiveExecution:
             for out, ks in emitted.items():
                 self._keys_came(step, out, ks)
             self.deps = self.graph.concrete(self.keys).deps
+            self.waits_on = self._waits_on(self.deps)
         moved = machine.succeed(step, self.rows[step], self.clock.now())
         self.rows[step] = moved.row
         version = self.launch.versions[dynamic.node_of(step)]

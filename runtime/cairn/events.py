@@ -147,6 +147,23 @@ class SerializableErrorInfo:
 
 
 @dataclass(frozen=True)
+class MetadataValue:
+    """A metadata entry's value as Dagster normalizes it: the raw value is ``.value`` (Dagster's
+    ``TextMetadataValue("data").value == "data"``)."""
+
+    value: Any
+
+    @property
+    def text(self) -> str:
+        return str(self.value)
+
+
+def normalize_metadata(metadata: Mapping[str, Any] | None) -> dict[str, MetadataValue]:
+    """Each value of `metadata` as a `MetadataValue` (one already is stays)."""
+    return {k: v if isinstance(v, MetadataValue) else MetadataValue(v) for k, v in (metadata or {}).items()}
+
+
+@dataclass(frozen=True)
 class UserFailureData:
     """What a `Failure` raised by an op said: its label, description and metadata."""
 
@@ -524,13 +541,17 @@ def _error_of(v: Any) -> SerializableErrorInfo | None:
 
 def _failure_json(d: StepFailureData) -> Any:
     user = d.user_failure_data
-    user_v = [user.label, user.description, _plain(user.metadata)] if user else None
+    user_v = [user.label, user.description, _plain({k: _raw(v) for k, v in user.metadata.items()})] if user else None
     return [_error_json(d.error), user_v, d.error_source.value]
 
 
 def _failure_of(v: Any) -> StepFailureData:
-    user = UserFailureData(v[1][0], v[1][1], v[1][2]) if v[1] else None
+    user = UserFailureData(v[1][0], v[1][1], normalize_metadata(v[1][2])) if v[1] else None
     return StepFailureData(_error_of(v[0]), user, ErrorSource(v[2]))
+
+
+def _raw(value: Any) -> Any:
+    return value.value if isinstance(value, MetadataValue) else value
 
 
 def _plain(metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -602,7 +623,7 @@ def step_failure(node: str, exc: BaseException, failure_cls: type[BaseException]
     user = None
     if failure_cls is not None and isinstance(exc, failure_cls):
         metadata = getattr(exc, "metadata", None) or {}
-        user = UserFailureData("intentional-failure", getattr(exc, "description", None), _plain(metadata))
+        user = UserFailureData("intentional-failure", getattr(exc, "description", None), normalize_metadata(metadata))
     if isinstance(exc, DagsterError) and user is None:
         return StepFailureData(SerializableErrorInfo.from_exception(exc), None, ErrorSource.FRAMEWORK_ERROR)
     wrapper = SerializableErrorInfo(

@@ -258,7 +258,11 @@ class _InProcessBody:
         dynamic_outs = job.nodes[dynamic.node_of(step)].op.dynamic_outs
         emitted: dict[str, list[str]] = {}
 
+        given = active.input_values.get(dynamic.node_of(step), {})
+
         def load(inp: str, up: str, out: str) -> Any:
+            if inp in given:
+                return active.input_given(step, inp)
             ref = active.available[(up, out)]
             try:
                 value = io.load(ref.key, outs_format(job, up, out))

@@ -89,6 +89,8 @@ class Launch:
     parent: RunRecord | None = None
     mode: str | None = None
     step_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: node -> input -> value: inputs an op selection leaves unconnected, given in run config (``inputs``)
+    input_values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def prepare(
@@ -114,8 +116,10 @@ def prepare(
         config = dict(run_config or {})
         job.validate_run_config(config)
         graph = job_graph(job)
-        the_plan = initial_plan(graph) if op_selection is None else selected_plan(job.name, graph, op_selection)
-        return Launch(new_id, config, run_tags, the_plan, versions)
+        if op_selection is None:
+            return Launch(new_id, config, run_tags, initial_plan(graph), versions)
+        the_plan, given = selected_plan(job.name, graph, op_selection, config)
+        return Launch(new_id, config, run_tags, the_plan, versions, input_values=given)
     parent = _parent(job, instance, options.parent_run_id)
     if run_config is None:
         run_config = parent.run_config
@@ -128,31 +132,48 @@ def prepare(
     return Launch(new_id, config, run_tags, the_plan, versions, parent, options.mode.value, options.step_env)
 
 
-def selected_plan(job_name: str, graph: JobGraph, op_selection: Sequence[str]) -> Plan:
+def selected_plan(
+    job_name: str, graph: JobGraph, op_selection: Sequence[str], run_config: Mapping[str, Any]
+) -> tuple[Plan, dict[str, dict[str, Any]]]:
     """A fresh run of the ops `op_selection` selects (Dagster's grammar, `cairn.selection.select_ops`); the
-    others are not executed ("not selected"). An input of a selected op read from an op not selected cannot
-    be given (Cairn reads no op inputs from config): refused with Dagster's config error."""
+    others are not executed ("not selected"). An input of a selected op read from an op not selected takes its
+    value from the run config, as Dagster's ``ops: {op: {inputs: {x: {value: 5}}}}`` (or ``{x: 5}``), else
+    the run is refused with Dagster's config error. Returns the plan and those values (node -> input -> value)."""
     chosen = {dynamic.node_of(s) for s in select_ops(graph.graph, op_selection)}
+    given: dict[str, dict[str, Any]] = {}
     for node in graph.steps:
-        if node not in chosen:
-            continue
-        reads = {**graph.deps.get(node, {}), **graph.collects.get(node, {})}
+        reads = {**graph.deps.get(node, {}), **graph.collects.get(node, {})} if node in chosen else {}
         for inp, (up, _) in reads.items():
-            if dynamic.node_of(up) not in chosen:
-                raise ConfigError(
-                    f"Error in config for job {job_name}",
-                    [
-                        f'Error 1: Missing required config entry "ops" at the root. You must provide this value in '
-                        f"your run config. Example config for the missing entry: {{'ops': {{'{node}': {{'inputs': "
-                        f"{{'{inp}': '<selector>'}}}}}}}}",
-                        f"Cairn reads no op inputs from config: select the op that produces input {inp!r} of "
-                        f"{node} too (op_selection=['*{node}'])",
-                    ],
-                )
+            if dynamic.node_of(up) in chosen:
+                continue
+            configured = _op_entry(run_config, node).get("inputs") or {}
+            if inp not in configured:
+                raise ConfigError(f"Error in config for job {job_name}", [_missing_input(node, inp)])
+            value = configured[inp]
+            given.setdefault(node, {})[inp] = (
+                value["value"] if isinstance(value, Mapping) and set(value) == {"value"} else value
+            )
     steps = graph.concrete({}).steps
     to_run = tuple((s, "initial") for s in steps if dynamic.node_of(s) in chosen)
     not_run = tuple(s for s in steps if dynamic.node_of(s) not in chosen)
-    return Plan(to_run, {}, {}, {}, not_run, steps=steps)
+    return Plan(to_run, {}, {}, {}, not_run, steps=steps), given
+
+
+def _op_entry(run_config: Mapping[str, Any], node: str) -> Mapping[str, Any]:
+    """The run config's entry of a node (``outer.inner``: ``ops: {outer: {ops: {inner: ...}}}``)."""
+    entry: Any = {"ops": run_config.get("ops") or {}}
+    for part in node.split("."):
+        entry = (entry.get("ops") or {}).get(part) if isinstance(entry, Mapping) else None
+    return entry if isinstance(entry, Mapping) else {}
+
+
+def _missing_input(node: str, inp: str) -> str:
+    return (
+        f'Error 1: Missing required config entry "ops" at the root. You must provide this value in your run config. '
+        f"Example config for the missing entry: {{'ops': {{'{node}': {{'inputs': {{'{inp}': '<selector>'}}}}}}}} "
+        f"(Cairn: input {inp!r} of {node} is read from an op not selected: select it too, op_selection="
+        f"['*{node}'], or give the value in run config: ops.{node}.inputs.{inp}.value)"
+    )
 
 
 def _parent(job: JobDefinition, instance: Instance, run_id: str) -> RunRecord:

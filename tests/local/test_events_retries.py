@@ -11,7 +11,7 @@ import pytest
 
 from cairn.active import Clock
 from cairn.definitions import DynamicOut, DynamicOutput, job, op
-from cairn.events import DagsterEventType, ErrorSource, UserFailureData
+from cairn.events import DagsterEventType, ErrorSource
 from cairn.execution import execute_job
 from cairn.instance import Instance
 from cairn.retries import Failure, RetryPolicy, RetryRequested
@@ -138,7 +138,9 @@ def test_retry_requested_and_failure_without_retries(instance: Instance) -> None
     ]
     assert _kinds(result.events_for_node("gives_up")) == [T.STEP_START, T.STEP_FAILURE]
     data = result.failure_data_for_node("gives_up")
-    assert data is not None and data.user_failure_data == UserFailureData("intentional-failure", "no more", {"rows": 0})
+    assert data is not None and data.user_failure_data is not None
+    assert (data.user_failure_data.label, data.user_failure_data.description) == ("intentional-failure", "no more")
+    assert data.user_failure_data.metadata["rows"].value == 0  # Dagster's normalized metadata value
     assert result.retry_attempts_for_node("gives_up") == 0
 
 

@@ -456,3 +456,17 @@ def test_get_runs_with_dagsters_filter(instance: Instance) -> None:
     assert [r.run_id for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))] == [bad.run_id]
     assert [r.run_id for r in instance.get_runs(RunsFilter(job_name="adding"))] == [ok.run_id]
     assert instance.get_runs_count() == 2 and len(instance.get_runs(limit=1)) == 1
+
+
+@pytest.mark.parametrize("given", [{"value": 4}, 4])
+def test_op_selection_takes_unconnected_inputs_from_config(instance: Instance, given: Any) -> None:
+    config = {"ops": {"add": {"inputs": {"x": given, "y": {"value": 10}}}}}
+    with execute_job(adding, instance, op_selection=["add"], run_config=config) as result:
+        assert result.executed_steps == ["add"] and result.output_for_node("add") == 14
+        assert _kinds_of(result.events_for_node("add"))[:3] == [T.STEP_START, T.STEP_INPUT, T.STEP_INPUT]
+    with pytest.raises(DagsterInvalidConfigError, match=r"ops\.add\.inputs\.y"):
+        execute_job(adding, instance, op_selection=["add"], run_config={"ops": {"add": {"inputs": {"x": 1}}}})
+
+
+def _kinds_of(events: Any) -> list[DagsterEventType]:
+    return [e.event_type for e in events]

@@ -18,6 +18,7 @@ from cairn.events import (
     HandledOutputData,
     JobFailureData,
     LoadedInputData,
+    MetadataValue,
     NodeHandle,
     SerializableErrorInfo,
     StepFailureData,
@@ -153,7 +154,8 @@ def test_an_event_reads_back_from_its_stored_row(event: DagsterEvent, message: s
 
 def test_failure_data_round_trip_keeps_the_error_chain_and_user_data() -> None:
     data = StepFailureData(
-        SerializableErrorInfo("Wrapper\n", [], "W", ERROR), UserFailureData("intentional-failure", "no", {"n": 1})
+        SerializableErrorInfo("Wrapper\n", [], "W", ERROR),
+        UserFailureData("intentional-failure", "no", {"n": MetadataValue(1)}),
     )
     back = unpack("j", *json.loads(json.dumps(pack(_event(T.STEP_FAILURE, "s", data))))).step_failure_data
     assert back == data and back.error is not None and back.error.cause == ERROR
@@ -246,7 +248,7 @@ class _Failure(Exception):
             _Failure("no more", {"n": 1}),
             _Failure,
             ErrorSource.USER_CODE_ERROR,
-            UserFailureData("intentional-failure", "no more", {"n": 1}),
+            UserFailureData("intentional-failure", "no more", {"n": MetadataValue(1)}),
         ),
         (RuntimeError("x"), _Failure, ErrorSource.USER_CODE_ERROR, None),
     ],
