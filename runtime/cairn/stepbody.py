@@ -129,9 +129,11 @@ def run_step_body(
     node = job.nodes[dynamic.node_of(step)]
     deps = concrete_deps(job, step) if deps is None else deps
     body = _StepBody(job, node, step, run_id, op_config, retry_number, emit, run_tags, instance)
-    keys = body.resource_keys(deps)
-    if resources is not None or not keys:
+    if resources is not None:
         return body.run(load, store, deps, resources)
+    keys = body.resource_keys(deps)
+    if not keys:
+        return body.run(load, store, deps, None)
     _check_provided(job, keys)
     rdefs = getattr(job, "resource_defs", None) or {}
     with build_resources(rdefs, instance, resources_config or {}, required_keys=keys, run_id=run_id) as built:
