@@ -742,6 +742,16 @@ def _config_param(fn: Callable[..., Any], hints: Mapping[str, Any]) -> type[Conf
     return t if isinstance(t, type) and issubclass(t, Config) else None
 
 
+def _defaulting(fn: Callable[..., Any], defaults: Mapping[str, Any]) -> Callable[..., Any]:
+    """`fn` with `defaults` for the keyword arguments a call leaves out (``In(default_value=...)``)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **{**defaults, **kwargs})
+
+    return run
+
+
 def _with_config(fn: Callable[..., Any], cls: type[Config], passes_context: bool) -> Callable[..., Any]:
     """`fn` called with ``config=cls(**op_config)``, taking the context first (to read the op config)."""
 
@@ -867,7 +877,7 @@ class OpDefinition:
         self._set_inputs(inputs, dict(ins or {}), hints)
         self._set_outs(outs, hints)
         if self.config_class is not None:
-            self.fn = _with_config(compute_fn, self.config_class, self.takes_context)
+            self.fn = _with_config(self.fn, self.config_class, self.takes_context)
             self.takes_context = True
 
     def _pythonic_config(self, hints: Mapping[str, Any]) -> bool:
@@ -920,6 +930,13 @@ class OpDefinition:
         self.input_defaults: dict[str, Any] = {
             n: i.default_value for n, i in self.ins.items() if i.default_value is not NoValue
         }
+        declared_only = {
+            p.name: self.input_defaults[p.name]
+            for p in params
+            if p.default is p.empty and p.name in self.input_defaults
+        }
+        if declared_only:  # In(default_value=...) on a parameter without one: the call gets it when unconnected
+            self.fn = _defaulting(self.fn, declared_only)
 
     def _set_outs(self, outs: Mapping[str, Out] | Out | None, hints: Mapping[str, Any]) -> None:
         if isinstance(outs, Out):
