@@ -1680,7 +1680,8 @@ class JobDefinition:
             extra = sorted(set(entry) - allowed)
             if extra:
                 raise _Invalid(
-                    f'Received unexpected config entry "{extra[0]}" at path {where}. Expected: "{sorted(allowed)}".'
+                    f'Received unexpected config entry "{extra[0]}" at path {where}. '
+                    f'Expected: "{{ {" ".join(a + "?: ..." for a in sorted(allowed))} }}".'
                 )
             if children[child]:
                 self._check_ops(entry.get("ops"), f"{where}:ops", f"{prefix}{child}.")
