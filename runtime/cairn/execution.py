@@ -157,9 +157,6 @@ def run_job(
         raise DagsterInvariantViolationError("asset_selection: Cairn's jobs have no assets; select ops instead")
     if reexecution_options is not None and op_selection is not None:
         raise DagsterInvariantViolationError("re-execution and op selection cannot be used together at this time.")
-    if run_config is None and reexecution_options is None:
-        default = getattr(job, "default_config", None)  # the job's default run config (@job(config=...))
-        run_config = default if isinstance(default, Mapping) else None
     if reexecution_options is not None:
         check_reexecution_io(job)
     launch = prepare(job, instance, run_config, reexecution_options, tags, op_selection=op_selection, run_id=run_id)

@@ -102,24 +102,19 @@ def prepare(
     op_selection: Sequence[str] | None = None,
     run_id: str | None = None,
 ) -> Launch:
-    """A first run executes every step (with `op_selection`, Dagster's op selection: the selected ops only);
-    a re-execution runs what its options select of its parent (whose run config it takes unless given one).
-    `run_id`: the new run's id (default: a new UUID). Raises ReexecutionError, StepSelectionError,
-    ConfigError, DagsterInvalidSubsetError."""
+    """A first run executes every step (with `op_selection`, Dagster's op selection: the selected ops only,
+    recorded in the run's tag ``cairn.dev/op-selection``); a re-execution runs what its options select of its
+    parent (whose run config it takes unless given one; an op selection's run, within its ops). The run config
+    recorded is the job's default config with the given one laid over it, as Dagster resolves it. `run_id`: the
+    new run's id (default: a new UUID). Raises ReexecutionError, StepSelectionError, ConfigError,
+    DagsterInvalidSubsetError."""
     job_run_tags = getattr(job, "run_tags", None)  # Dagster: a job's run_tags, else its tags, tag its runs
     run_tags = {**(job.tags if job_run_tags is None else job_run_tags), **(tags or {})}
     new_id = run_id or str(uuid.uuid4())
     if run_id is not None and instance.has_run(run_id):
         raise DagsterRunAlreadyExists(f"Attempting to add a run with run_id {run_id} that already exists")
     if options is None:
-        versions = job.step_versions(run_config)
-        config = dict(run_config or {})
-        job.validate_run_config(config)
-        graph = job_graph(job)
-        if op_selection is None:
-            return Launch(new_id, config, run_tags, initial_plan(graph), versions)
-        the_plan, given = selected_plan(job.name, graph, op_selection, config)
-        return Launch(new_id, config, run_tags, the_plan, versions, input_values=given)
+        return _fresh(job, new_id, run_config, run_tags, op_selection)
     parent = _parent(job, instance, options.parent_run_id)
     if run_config is None:
         run_config = parent.run_config
@@ -127,9 +122,35 @@ def prepare(
     the_plan = _plan(job, instance, parent, options, versions)
     assert options.mode is not None
     run_tags.update({TAG_PARENT: parent.run_id, TAG_ROOT: parent.root_run_id, TAG_MODE: options.mode.value})
-    config = dict(run_config or {})
+    if OP_SELECTION_TAG in parent.tags:  # Dagster's child runs keep their parent's op selection
+        run_tags[OP_SELECTION_TAG] = parent.tags[OP_SELECTION_TAG]
+    config = _resolved(job, run_config)
     job.validate_run_config(config)
     return Launch(new_id, config, run_tags, the_plan, versions, parent, options.mode.value, options.step_env)
+
+
+def _fresh(
+    job: JobDefinition,
+    run_id: str,
+    run_config: Mapping[str, Any] | None,
+    run_tags: dict[str, str],
+    op_selection: Sequence[str] | None,
+) -> Launch:
+    job.validate_run_config(run_config)
+    versions = job.step_versions(run_config)
+    config = _resolved(job, run_config)
+    graph = job_graph(job)
+    if op_selection is None:
+        return Launch(run_id, config, run_tags, initial_plan(graph), versions)
+    the_plan, given = selected_plan(job.name, graph, op_selection, config)
+    run_tags[OP_SELECTION_TAG] = json.dumps(list(op_selection))
+    return Launch(run_id, config, run_tags, the_plan, versions, input_values=given)
+
+
+def _resolved(job: JobDefinition, run_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run config a run records: the job's default config with `run_config` laid over it."""
+    resolve = getattr(job, "resolved_run_config", None)
+    return dict(resolve(run_config)) if resolve is not None else dict(run_config or {})
 
 
 def selected_plan(

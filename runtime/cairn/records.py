@@ -109,6 +109,12 @@ class RunRecord:
         return self.mode == "from_failure"
 
     @property
+    def op_selection(self) -> list[str] | None:
+        """The op selection the run was started with (Dagster's `DagsterRun.op_selection`), None: all ops."""
+        chosen = self.tags.get("cairn.dev/op-selection")
+        return list(json.loads(chosen)) if chosen else None
+
+    @property
     def previous_run_id(self) -> str | None:
         return self.parent_run_id
 

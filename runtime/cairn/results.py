@@ -15,6 +15,7 @@ As in Dagster, `execute_job`'s result gives outputs only inside ``with execute_j
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -67,8 +68,9 @@ class ExecutionResult:
     def job_def(self) -> JobDefinition:
         return self.job
 
-    @property
+    @functools.cached_property
     def dagster_run(self) -> RunRecord:
+        """The run as the instance recorded it (read once: a finished run does not change)."""
         return self.instance.get_run(self._run_id)
 
     def get_run(self) -> RunRecord:
@@ -139,6 +141,28 @@ class ExecutionResult:
 
     get_job_success_event = get_run_success_event
     get_job_failure_event = get_run_failure_event
+
+    def _data_for_node(self, node_str: str, kind: DagsterEventType) -> list[Any]:
+        return [e.event_specific_data for e in self.events_for_node(node_str) if e.event_type_value == kind.value]
+
+    def asset_materializations_for_node(self, node_name: str) -> list[Any]:
+        """Cairn's ops materialize no assets: always empty (Dagster's method, for tests that ask)."""
+        return self._data_for_node(node_name, DagsterEventType.ASSET_MATERIALIZATION)
+
+    def asset_observations_for_node(self, node_name: str) -> list[Any]:
+        return self._data_for_node(node_name, DagsterEventType.ASSET_OBSERVATION)
+
+    def expectation_results_for_node(self, node_str: str) -> list[Any]:
+        return self._data_for_node(node_str, DagsterEventType.STEP_EXPECTATION_RESULT)
+
+    def get_asset_materialization_events(self) -> list[DagsterEvent]:
+        return self.filter_events(lambda e: e.is_step_materialization)
+
+    def get_asset_observation_events(self) -> list[DagsterEvent]:
+        return self.filter_events(lambda e: e.is_asset_observation)
+
+    def compute_events_for_handle(self, handle: NodeHandle) -> list[DagsterEvent]:
+        return self.events_for_node(str(handle))
 
     def retry_attempts_for_node(self, node_str: str) -> int:
         return sum(1 for e in self.events_for_node(node_str) if e.is_step_restarted)

@@ -344,6 +344,9 @@ def test_op_selection_runs_the_selected_ops(
         return
     result = execute_job(adding, instance, op_selection=selection)
     assert result.success and result.executed_steps == executed
+    assert (
+        result.dagster_run.op_selection == selection and execute_job(adding, instance).dagster_run.op_selection is None
+    )
     assert [e.step_key for e in result.get_step_success_events()] == executed
 
 
