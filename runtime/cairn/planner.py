@@ -117,8 +117,8 @@ class JobGraph:
 
     def subset(self, nodes: Collection[str]) -> JobGraph:
         """The job as a run with an op selection has it: only `nodes` (static step names), in order, with
-        their wiring to each other (an op selection is closed upstream: an op's inputs come from selected
-        ops, `cairn.launch.selected_plan` refuses others)."""
+        their wiring to each other (an input read from an op not selected comes from run config, as Dagster:
+        `cairn.launch.selected_plan`; the planner does not see it)."""
         keep = tuple(s for s in self.steps if s in nodes)
         kept = set(keep)
 
