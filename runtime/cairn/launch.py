@@ -19,7 +19,6 @@ from cairn.definitions import JobDefinition
 from cairn.errors import ConfigError, DagsterInvariantViolationError, ReexecutionError
 from cairn.instance import Instance, RunRecord
 from cairn.planner import JobGraph, Mode, Plan, Request, initial_plan, plan_checked
-from cairn.runstate import RunPhase
 from cairn.selection import OP_SELECTION_TAG, select_ops
 from cairn.status import RunStatus
 from cairn.stepbody import job_graph
@@ -67,9 +66,10 @@ class ReexecutionOptions:
 
     @classmethod
     def from_failure(cls, run_id: str, instance: Instance, rerun_missing: bool = False) -> ReexecutionOptions:
-        run = instance.get_run(run_id)
-        if not RunPhase.of(run.status).can_resume_from_failure:
-            raise ReexecutionError("Cannot reexecute from failure a run that is not failed or canceled")
+        """Dagster's: re-execute what run `run_id` did not finish. As in Dagster nothing is read here (`instance`
+        is Dagster's argument): a parent that did not fail or was not canceled is refused when the re-execution
+        is planned (DagsterInvariantViolationError "Cannot reexecute from failure a run that is not failed or
+        canceled")."""
         return cls(parent_run_id=run_id, mode=Mode.FROM_FAILURE, rerun_missing=rerun_missing)
 
     def request(self) -> Request:
