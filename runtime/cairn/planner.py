@@ -306,6 +306,21 @@ def plan_selected(
     return dataclasses.replace(p, remapped=rerun) if rerun else p
 
 
+def same_steps_selection(job: JobGraph, steps: Sequence[str]) -> list[str]:
+    """A selection of exactly `steps` (a run's executed steps: "Same steps") that a re-execution accepts:
+    where a dynamic step is among them, its maps' instances (keyed by what it emitted then) become their
+    `op[?]` (what it emits now), once each, in place of the first."""
+    rerun = {dim for dim in job.dimensions() if dim[0] in steps}
+    out: list[str] = []
+    for s in steps:
+        node = dyn.node_of(s)
+        if job.mapped.get(node) in rerun:
+            s = dyn.step_key(node, UNRESOLVED)
+        if s not in out:
+            out.append(s)
+    return out
+
+
 def _check_selected(
     job: JobGraph,
     parent: RunView,

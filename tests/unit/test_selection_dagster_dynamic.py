@@ -19,7 +19,7 @@ from cairn.errors import (
     DagsterInvariantViolationError,
     ReexecutionError,
 )
-from cairn.planner import JobGraph, Mode, OutputRef, Plan, Request, RunView, plan
+from cairn.planner import JobGraph, Mode, OutputRef, Plan, Request, RunView, plan, same_steps_selection
 from cairn.runstate import RunPhase, StepState
 
 S, F, N = StepState.SUCCEEDED, StepState.FAILED, StepState.NOT_EXECUTED
@@ -203,3 +203,22 @@ def test_from_failure_with_nothing_to_retry_is_dagsters_invalid_subset() -> None
     finished = RunView("p", RunPhase.FAILED, "p", {"split": S, "merge": S}, outputs, keys={("split", "result"): ()})
     with pytest.raises(DagsterInvalidSubsetError, match=r"^No steps needed to be retried in the failed run\.$"):
         plan(fanout(), finished, Request(Mode.FROM_FAILURE))
+
+
+P, M = "process", "merge"
+
+
+@pytest.mark.parametrize(
+    ("steps", "selection", "runs"),
+    [
+        (["split", f"{P}[a]", f"{P}[b]", M], ["split", f"{P}[?]", M], ["split", f"{P}[*]", M]),
+        ([f"{P}[a]", f"{P}[b]", M], [f"{P}[a]", f"{P}[b]", M], [f"{P}[a]", f"{P}[b]", M]),
+        (["split"], ["split"], ["split"]),
+    ],
+)
+def test_same_steps_becomes_a_selection_dagster_accepts(
+    steps: list[str], selection: list[str], runs: list[str]
+) -> None:
+    assert same_steps_selection(fanout(), steps) == selection
+    p = plan(fanout(), run_of(*PARENTS["all succeeded"]), Request(SEL, tuple(selection)))
+    assert p.steps_to_run == runs
