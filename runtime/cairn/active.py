@@ -142,6 +142,7 @@ class ActiveExecution:
         self.errors: dict[str, str] = {}
         self.first_error: BaseException | None = None
         self.canceled = False
+        self.stop_on_error = False  # raise_on_error: the first failed step ends the run (Dagster in-process)
         self._cursor = 0  # every step before it is finished
         self.log = EventLog(instance, self.run_id, job.name)
         self._inputs: dict[str, list[str]] = {}  # step -> inputs loaded whose STEP_INPUT is not told yet
@@ -192,6 +193,9 @@ class ActiveExecution:
         order that is ready and due, else the retrying step due first. Steps that can no longer run are
         settled on the way (NotExecuted, Skipped). None: nothing is left to start."""
         if self.canceled:
+            return None
+        if self.stop_on_error and self.first_error is not None:
+            self._abandon("not executed: an earlier step failed and the run raises its error")
             return None
         now: dt.datetime | None = None  # read only when a retry is waiting (most steps never have one)
         later: tuple[dt.datetime, str] | None = None
@@ -362,11 +366,15 @@ class ActiveExecution:
         self.log.add(T.RESOURCE_INIT_FAILURE, None, None)
         self.first_error = self.first_error or exc
         self.errors["<resources>"] = "".join(traceback.format_exception(exc)).strip()
+        self._abandon("resources failed to initialise")
+
+    def _abandon(self, reason: str) -> None:
+        """Every step not finished is Canceled (the run fails; a re-execution from failure runs them)."""
         now = self.clock.now()
         for step in [s for s in self.order if not self.rows[s].state.terminal]:
             moved = machine.cancel(step, self.rows[step], now)
             self.rows[step] = moved.row
-            self.instance.step_finished(self.run_id, step, moved.row.state, reason="resources failed to initialise")
+            self.instance.step_finished(self.run_id, step, moved.row.state, reason=reason)
 
     def cancel_rest(self) -> None:
         """A canceled run starts no other step: each waiting one is Canceled (one still running, Interrupted)."""

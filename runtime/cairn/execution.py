@@ -161,12 +161,13 @@ def run_job(
         check_reexecution_io(job)
     launch = prepare(job, instance, run_config, reexecution_options, tags, op_selection=op_selection, run_id=run_id)
     active = ActiveExecution(instance, job, launch, on_event or (lambda _e: None), clock or Clock())
+    active.stop_on_error = raise_on_error
     active.create()
     with _cancel_on_sigterm():
         _run_with_resources(active, launch.step_env)
     status = active.finish().public()
     if raise_on_error and active.first_error is not None:
-        raise active.first_error  # Dagster's in-process executor raises the op's own error
+        raise active.first_error  # as Dagster's in-process executor: the op's own error, no other step run
     order = active.order
     return {
         "run_id": active.run_id,

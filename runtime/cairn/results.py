@@ -392,5 +392,5 @@ def _with_resources(job: JobDefinition, resources: Mapping[str, object] | None) 
     if not resources:
         return job
     replaced = copy.copy(job)
-    replaced.resource_defs = {**(getattr(job, "resource_defs", None) or {}), **resources}  # type: ignore[attr-defined]
+    replaced.resource_defs = {**(getattr(job, "resource_defs", None) or {}), **resources}
     return replaced

@@ -24,6 +24,7 @@ from cairn.execution import execute_job
 from cairn.instance import DagsterInstance, Instance, RunsFilter, instance_for_test
 from cairn.launch import ReexecutionOptions
 from cairn.results import OUTSIDE_WITH, ExecuteInProcessResult, JobExecutionResult, execute_in_process
+from cairn.runstate import StepState
 from cairn.status import DagsterRunStatus
 
 T = DagsterEventType
@@ -322,6 +323,10 @@ def test_raise_on_error_raises_the_ops_own_error_after_the_run_is_recorded(insta
     assert type(err.value) is ValueError
     (run,) = instance.get_runs()
     assert run.status is DagsterRunStatus.FAILURE
+    # as Dagster's in-process executor, no step runs after the failure (a re-execution from failure runs it)
+    assert run.steps["two"].state is StepState.CANCELED
+    child = execute_job(failing, instance, reexecution_options=ReexecutionOptions.from_failure(run.run_id, instance))
+    assert child.executed_steps == ["bad", "two"]
 
 
 # ----- op selection ---------------------------------------------------------------------------------------
