@@ -99,7 +99,7 @@ def test_dry_run_plans_without_a_child(kube: Any, ns: str, failed_parent: dict[s
 @pytest.mark.parametrize(
     ("spec", "message", "reason"),
     [
-        ({"mode": "Selected", "stepSelection": ["nope"]}, "Step selection refers to unknown step(s): nope", "Invalid"),
+        ({"mode": "Selected", "stepSelection": ["nope"]}, "Step selection refers to unknown step: nope", "Invalid"),
         (
             {"mode": "Selected", "stepSelection": ["un*reliable"]},
             "No qualified steps to execute found for step_selection=['un*reliable']",
