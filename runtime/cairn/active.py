@@ -26,6 +26,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from cairn import dynamic, machine, retries
@@ -55,7 +56,9 @@ Event = tuple[str, str, Mapping[str, Any]]  # (kind, step or "", details)
 Emit = Callable[[Event], None]
 _log = logging.getLogger("cairn.execution")
 T = DagsterEventType
-_HOOK_EVENTS = {"hook_completed": T.HOOK_COMPLETED, "hook_errored": T.HOOK_ERRORED, "hook_skipped": T.HOOK_SKIPPED}
+_HOOK_EVENTS = MappingProxyType(
+    {"hook_completed": T.HOOK_COMPLETED, "hook_errored": T.HOOK_ERRORED, "hook_skipped": T.HOOK_SKIPPED}
+)
 IO_MANAGER = "io_manager"  # the manager key Dagster names in LOADED_INPUT and HANDLED_OUTPUT
 
 

@@ -17,6 +17,7 @@ import enum
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from cairn import dynamic
@@ -436,36 +437,40 @@ def _restart_message(e: DagsterEvent) -> str:
     return f'Started re-execution (attempt # {attempt}) of step "{e.step_key}".'
 
 
-_MESSAGES: dict[str, Callable[[DagsterEvent], str]] = {
-    T.RUN_START.value: lambda e: f'Started execution of run for "{e.job_name}".',
-    T.RUN_SUCCESS.value: lambda e: f'Finished execution of run for "{e.job_name}".',
-    T.RUN_FAILURE.value: _run_failure_message,
-    T.RUN_CANCELED.value: lambda e: f'Execution of run for "{e.job_name}" canceled.',
-    T.STEP_START.value: lambda e: f'Started execution of step "{e.step_key}".',
-    T.STEP_RESTARTED.value: _restart_message,
-    T.STEP_OUTPUT.value: _output_message,
-    T.HANDLED_OUTPUT.value: lambda e: (
-        f'Handled output "{e.event_specific_data.output_name}" using IO manager "{e.event_specific_data.manager_key}"'
-    ),
-    T.LOADED_INPUT.value: _loaded_message,
-    T.STEP_INPUT.value: lambda e: f'Got input "{e.event_specific_data.input_name}" of type "Any". (Type check passed).',
-    T.STEP_SUCCESS.value: _success_message,
-    T.STEP_FAILURE.value: lambda e: f'Execution of step "{e.step_key}" failed.',
-    T.STEP_UP_FOR_RETRY.value: lambda e: f'Execution of step "{e.step_key}" failed and has requested a retry.',
-    T.STEP_SKIPPED.value: lambda e: f'Skipped execution of step "{e.step_key}".',
-    T.HOOK_COMPLETED.value: lambda e: (
-        f'Finished the execution of hook "{e.event_specific_data.hook_name}" triggered for "{_node(e)}".'
-    ),
-    T.HOOK_ERRORED.value: lambda e: (
-        e.event_specific_data.error.message.strip()
-        if e.event_specific_data.error is not None
-        else f'Error occurred during the execution of hook "{e.event_specific_data.hook_name}".'
-    ),
-    T.HOOK_SKIPPED.value: lambda e: (
-        f'Skipped the execution of hook "{e.event_specific_data.hook_name}". It did not meet its triggering '
-        f'condition during the execution of "{_node(e)}".'
-    ),
-}
+_MESSAGES: Mapping[str, Callable[[DagsterEvent], str]] = MappingProxyType(
+    {
+        T.RUN_START.value: lambda e: f'Started execution of run for "{e.job_name}".',
+        T.RUN_SUCCESS.value: lambda e: f'Finished execution of run for "{e.job_name}".',
+        T.RUN_FAILURE.value: _run_failure_message,
+        T.RUN_CANCELED.value: lambda e: f'Execution of run for "{e.job_name}" canceled.',
+        T.STEP_START.value: lambda e: f'Started execution of step "{e.step_key}".',
+        T.STEP_RESTARTED.value: _restart_message,
+        T.STEP_OUTPUT.value: _output_message,
+        T.HANDLED_OUTPUT.value: lambda e: (
+            f'Handled output "{e.event_specific_data.output_name}" using IO manager "{e.event_specific_data.manager_key}"'
+        ),
+        T.LOADED_INPUT.value: _loaded_message,
+        T.STEP_INPUT.value: lambda e: (
+            f'Got input "{e.event_specific_data.input_name}" of type "Any". (Type check passed).'
+        ),
+        T.STEP_SUCCESS.value: _success_message,
+        T.STEP_FAILURE.value: lambda e: f'Execution of step "{e.step_key}" failed.',
+        T.STEP_UP_FOR_RETRY.value: lambda e: f'Execution of step "{e.step_key}" failed and has requested a retry.',
+        T.STEP_SKIPPED.value: lambda e: f'Skipped execution of step "{e.step_key}".',
+        T.HOOK_COMPLETED.value: lambda e: (
+            f'Finished the execution of hook "{e.event_specific_data.hook_name}" triggered for "{_node(e)}".'
+        ),
+        T.HOOK_ERRORED.value: lambda e: (
+            e.event_specific_data.error.message.strip()
+            if e.event_specific_data.error is not None
+            else f'Error occurred during the execution of hook "{e.event_specific_data.hook_name}".'
+        ),
+        T.HOOK_SKIPPED.value: lambda e: (
+            f'Skipped the execution of hook "{e.event_specific_data.hook_name}". It did not meet its triggering '
+            f'condition during the execution of "{_node(e)}".'
+        ),
+    }
+)
 
 
 def describe(event: DagsterEvent) -> str:
@@ -559,31 +564,36 @@ def _plain(metadata: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # Per event type: data -> a JSON value, and back (a type missing here carries no data).
-_PACK: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
-    T.STEP_OUTPUT.value: (
-        lambda d: [d.step_output_handle.step_key, d.output_name, d.mapping_key],
-        lambda v: StepOutputData(StepOutputHandle(v[0], v[1], v[2])),
-    ),
-    T.STEP_INPUT.value: (lambda d: d.input_name, lambda v: StepInputData(v)),
-    T.LOADED_INPUT.value: (
-        lambda d: [d.input_name, d.manager_key, d.upstream_output_name, d.upstream_step_key],
-        lambda v: LoadedInputData(v[0], v[1], v[2], v[3]),
-    ),
-    T.HANDLED_OUTPUT.value: (lambda d: [d.output_name, d.manager_key], lambda v: HandledOutputData(v[0], v[1])),
-    T.STEP_SUCCESS.value: (lambda d: d.duration_ms, lambda v: StepSuccessData(float(v))),
-    T.STEP_FAILURE.value: (_failure_json, _failure_of),
-    T.STEP_UP_FOR_RETRY.value: (
-        lambda d: [_error_json(d.error), d.seconds_to_wait],
-        lambda v: StepRetryData(_error_of(v[0]), v[1]),
-    ),
-    T.RUN_FAILURE.value: (
-        lambda d: [_error_json(d.error), d.failure_reason, list(d.failed_steps)],
-        lambda v: JobFailureData(_error_of(v[0]), v[1], None, tuple(v[2])),
-    ),
-    T.HOOK_COMPLETED.value: (lambda d: [d.hook_name], lambda v: HookData(v[0])),
-    T.HOOK_SKIPPED.value: (lambda d: [d.hook_name], lambda v: HookData(v[0])),
-    T.HOOK_ERRORED.value: (lambda d: [d.hook_name, _error_json(d.error)], lambda v: HookData(v[0], _error_of(v[1]))),
-}
+_PACK: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = MappingProxyType(
+    {
+        T.STEP_OUTPUT.value: (
+            lambda d: [d.step_output_handle.step_key, d.output_name, d.mapping_key],
+            lambda v: StepOutputData(StepOutputHandle(v[0], v[1], v[2])),
+        ),
+        T.STEP_INPUT.value: (lambda d: d.input_name, lambda v: StepInputData(v)),
+        T.LOADED_INPUT.value: (
+            lambda d: [d.input_name, d.manager_key, d.upstream_output_name, d.upstream_step_key],
+            lambda v: LoadedInputData(v[0], v[1], v[2], v[3]),
+        ),
+        T.HANDLED_OUTPUT.value: (lambda d: [d.output_name, d.manager_key], lambda v: HandledOutputData(v[0], v[1])),
+        T.STEP_SUCCESS.value: (lambda d: d.duration_ms, lambda v: StepSuccessData(float(v))),
+        T.STEP_FAILURE.value: (_failure_json, _failure_of),
+        T.STEP_UP_FOR_RETRY.value: (
+            lambda d: [_error_json(d.error), d.seconds_to_wait],
+            lambda v: StepRetryData(_error_of(v[0]), v[1]),
+        ),
+        T.RUN_FAILURE.value: (
+            lambda d: [_error_json(d.error), d.failure_reason, list(d.failed_steps)],
+            lambda v: JobFailureData(_error_of(v[0]), v[1], None, tuple(v[2])),
+        ),
+        T.HOOK_COMPLETED.value: (lambda d: [d.hook_name], lambda v: HookData(v[0])),
+        T.HOOK_SKIPPED.value: (lambda d: [d.hook_name], lambda v: HookData(v[0])),
+        T.HOOK_ERRORED.value: (
+            lambda d: [d.hook_name, _error_json(d.error)],
+            lambda v: HookData(v[0], _error_of(v[1])),
+        ),
+    }
+)
 
 #: An event as stored: type, step key, its data as a JSON value (`payload`), its logging tags (or None).
 Packed = tuple[str, str | None, Any, Mapping[str, str] | None]
