@@ -19,7 +19,7 @@ from cairn.definitions import JobDefinition
 from cairn.errors import ConfigError, DagsterInvariantViolationError, ReexecutionError
 from cairn.instance import Instance, RunRecord
 from cairn.planner import JobGraph, Mode, Plan, Request, initial_plan, plan_checked
-from cairn.selection import OP_SELECTION_TAG, select_ops
+from cairn.selection import OP_SELECTION_TAG, Graph, select_ops
 from cairn.status import RunStatus
 from cairn.stepbody import job_graph
 
@@ -160,10 +160,11 @@ def selected_plan(
     others are not executed ("not selected"). An input of a selected op read from an op not selected takes its
     value from the run config, as Dagster's ``ops: {op: {inputs: {x: {value: 5}}}}`` (or ``{x: 5}``), else
     the run is refused with Dagster's config error. Returns the plan and those values (node -> input -> value)."""
-    chosen = {dynamic.node_of(s) for s in select_ops(graph.graph, op_selection)}
+    wiring = {node: {**graph.deps.get(node, {}), **graph.collects.get(node, {})} for node in graph.steps}
+    chosen = {dynamic.node_of(s) for s in select_ops(Graph.of(graph.steps, wiring), op_selection)}
     given: dict[str, dict[str, Any]] = {}
     for node in graph.steps:
-        reads = {**graph.deps.get(node, {}), **graph.collects.get(node, {})} if node in chosen else {}
+        reads = wiring[node] if node in chosen else {}
         for inp, (up, _) in reads.items():
             if dynamic.node_of(up) in chosen:
                 continue
