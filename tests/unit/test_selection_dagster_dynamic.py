@@ -222,3 +222,53 @@ def test_same_steps_becomes_a_selection_dagster_accepts(
     assert same_steps_selection(fanout(), steps) == selection
     p = plan(fanout(), run_of(*PARENTS["all succeeded"]), Request(SEL, tuple(selection)))
     assert p.steps_to_run == runs
+
+
+# split -> p1[k] -> p2[k] -> merge; in the parent p1[b] failed (p2[b] not executed). Dagster 1.13, same job.
+CHAIN = JobGraph(
+    steps=("split", "p1", "p2", "merge"),
+    deps={"p1": {"x": ("split", "result")}, "p2": {"y": ("p1", "result")}},
+    outputs={s: {"result": True} for s in ("split", "p1", "p2", "merge")},
+    dynamic={"split": ("result",)},
+    mapped={"p1": ("split", "result"), "p2": ("split", "result")},
+    collects={"merge": {"xs": ("p2", "result")}},
+)
+CHAIN_PARENT = RunView(
+    "p",
+    RunPhase.FAILED,
+    "p",
+    {"split": S, "p1[a]": S, "p1[b]": F, "p2[a]": S, "p2[b]": N, "merge": N},
+    {
+        ("split", "result"): OutputRef("p", "s"),
+        ("split", "result[a]"): OutputRef("p", "s[a]"),
+        ("split", "result[b]"): OutputRef("p", "s[b]"),
+        ("p1[a]", "result"): OutputRef("p", "p1a"),
+        ("p2[a]", "result"): OutputRef("p", "p2a"),
+    },
+    keys={("split", "result"): ("a", "b")},
+)
+
+
+@pytest.mark.parametrize(
+    ("mode", "selection", "expected"),
+    [
+        (SEL, ("p1[?]",), ["p1[a]", "p1[b]"]),
+        (SEL, ("p1[b]+",), ["p1[b]", "p2[b]"]),
+        (SEL, ("p2[a]",), ["p2[a]"]),
+        (SEL, ("split", "p1[?]"), ["split", "p1[*]"]),
+        (SEL, ("split+",), ["split", "p1[*]"]),
+        (FROM_FAILURE, (), ["p1[b]", "p2[b]", "merge"]),
+        # CAIRN: Dagster starts p2[b] and it fails reading p1[b]; Cairn refuses before running
+        (SEL, ("p2[?]",), (ReexecutionError, "Cannot execute step 'p2[b]': its input 'y' reads output 'result'")),
+        # CAIRN: Dagster runs split, then cannot run p2 (the run fails); Cairn refuses before running
+        (SEL, ("split", "p2[?]"), (DagsterInvalidSubsetError, "Cannot execute step 'p2[?]': it reads p1")),
+    ],
+)
+def test_a_chain_of_maps(mode: Mode, selection: tuple[str, ...], expected: object) -> None:
+    if isinstance(expected, list):
+        assert plan(CHAIN, CHAIN_PARENT, Request(mode, selection)).steps_to_run == expected
+        return
+    assert isinstance(expected, tuple)
+    with pytest.raises(expected[0]) as err:
+        plan(CHAIN, CHAIN_PARENT, Request(mode, selection))
+    assert str(err.value).startswith(expected[1]), str(err.value)
