@@ -155,6 +155,9 @@ class RunView:
     versions: Mapping[str, str] = field(default_factory=dict)
     #: (dynamic step, output) -> the mapping keys it emitted in this run's lineage, in emission order
     keys: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    #: the steps outside the run's own plan (it re-executed a selection of its parent): from failure leaves
+    #: them alone, as Dagster retries only within a run's step keys to execute
+    not_selected: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -524,7 +527,8 @@ def _add_downstream(graph: Graph, seeds: Sequence[str], reasons: dict[str, str])
 
 def _from_failure(job: JobGraph, parent: RunView) -> dict[str, str]:
     """One pass in topological order: failed and interrupted steps, then what is downstream of them,
-    then steps that never started (and their downstream); skipped steps stay skipped."""
+    then steps that never started (and their downstream); skipped steps stay skipped, and so do the steps
+    the parent did not select (`RunView.not_selected`: neither retried nor downstream of a retried step)."""
     if not parent.status.can_resume_from_failure:
         raise ReexecutionInvariantError("Cannot reexecute from failure a run that is not failed or canceled")
     reasons: dict[str, str] = {}
@@ -533,9 +537,10 @@ def _from_failure(job: JobGraph, parent: RunView) -> dict[str, str]:
     get_deps = job.deps.get
     get_seed = seed_of.get
     not_executed = StepState.NOT_EXECUTED
+    outside = parent.not_selected
     for s in job.steps:
         state = get_state(s, not_executed)
-        if stays_skipped(state):
+        if stays_skipped(state) or s in outside:
             continue
         why = from_failure_reason(state)
         if why == "failed" or why == "interrupted":

@@ -11,6 +11,8 @@ CAIRN are where Cairn differs on purpose (the reason is in the row's comment).
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from cairn.errors import (
@@ -272,3 +274,13 @@ def test_a_chain_of_maps(mode: Mode, selection: tuple[str, ...], expected: objec
     with pytest.raises(expected[0]) as err:
         plan(CHAIN, CHAIN_PARENT, Request(mode, selection))
     assert str(err.value).startswith(expected[1]), str(err.value)
+
+
+def test_from_failure_of_a_selection_retries_within_it() -> None:
+    """Dagster 1.13: re-executing process[b] alone fails again; from failure of that run runs process[b] only
+    (merge was not among the run's steps), and from failure of the first run runs process[b] and merge."""
+    states, keys = PARENTS["process[b] failed"]
+    reused = {"split": StepState.REUSED, "process[a]": StepState.REUSED, "process[c]": StepState.REUSED}
+    child = dataclasses.replace(run_of(states, keys), steps={**states, **reused}, not_selected=frozenset({"merge"}))
+    assert plan(fanout(), child, Request(FROM_FAILURE)).steps_to_run == ["process[b]"]
+    assert plan(fanout(), run_of(states, keys), Request(FROM_FAILURE)).steps_to_run == ["process[b]", "merge"]
