@@ -218,9 +218,16 @@ def _plan(
     if chosen:  # a run of an op selection: its re-executions know only the selected ops, as Dagster
         graph = graph.subset({dynamic.node_of(s) for s in select_ops(graph.graph, json.loads(chosen))})
     io = instance.io_manager
+    view = parent.view()
+    if not view.not_selected:  # what the parent's own plan left out: from failure does not retry it (Dagster)
+        from cairn.runstate import StepState
+
+        out = StepState.NOT_EXECUTED
+        outside = frozenset(s for s, r in parent.steps.items() if r.state is out and r.reason == "not selected")
+        view = dataclasses.replace(view, not_selected=outside)
     the_plan = plan_checked(
         graph,
-        parent.view(),
+        view,
         dataclasses.replace(options.request(), current=dict(versions)),
         exists=io.exists,
         rerun_missing=options.rerun_missing,

@@ -181,3 +181,18 @@ def test_a_run_of_an_op_selection_is_reexecuted_within_it(instance: Instance) ->
     with execute_job(with_alone, instance, reexecution_options=ReexecutionOptions(parent.run_id)) as child:
         assert ran(child) == ["first", "second"]  # all of the selection, not the job
         assert child.dagster_run.op_selection == ["first+"]
+
+
+def test_from_failure_of_a_selection_retries_within_it(
+    instance: Instance, failed_parent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FAIL_ENV, "b")
+    again = execute_job(dyn, instance, reexecution_options=ReexecutionOptions(failed_parent, ["process[b]"]))
+    assert not again.success
+    monkeypatch.setenv(FAIL_ENV, "")
+    options = ReexecutionOptions.from_failure(again.run_id, instance)
+    with execute_job(dyn, instance, reexecution_options=options) as child:  # Dagster: merge was not selected
+        assert ran(child) == ["process[b]"]
+    options = ReexecutionOptions.from_failure(failed_parent, instance)
+    with execute_job(dyn, instance, reexecution_options=options) as child:
+        assert ran(child) == ["merge", "process[b]"]
