@@ -3,7 +3,8 @@
 A clause is a name with an optional prefix and suffix: ``*name`` adds all ancestors, ``+name`` one level
 of ancestors per ``+``; ``name*`` adds all descendants, ``name+`` one level per ``+`` (Dagster also
 reads ``*+name`` and ``name+*`` as "all"). Step selection (re-execution, `resolve_selection`) names
-steps; with fan-out ``op[key]`` names one instance of a mapped op. Op selection for a fresh run
+steps; with fan-out ``op[key]`` names one instance of a mapped op and ``op[?]`` all of them (Dagster's
+unresolved step; Cairn also reads ``op[*]``); a mapped op's name alone is not a step. Op selection for a fresh run
 (`select_ops`, Dagster's ``op_selection``) names the job's top-level nodes, or exact dotted node paths.
 """
 
