@@ -65,6 +65,7 @@ from cairn.events import (
     EventLogEntry,
     EventLogRecord,
     EventRecordsResult,
+    MetadataValue,
 )
 from cairn.execution import (
     ReexecutionOptions,
@@ -85,6 +86,8 @@ from cairn.hooks import (
 )
 from cairn.instance import (
     DagsterInstance,
+    DagsterRun,
+    RunsFilter,
     instance_for_test,
 )
 from cairn.resources import (
@@ -102,6 +105,7 @@ from cairn.resources import (
     ResourceParam,
     build_init_resource_context,
     build_input_context,
+    build_op_context,
     build_output_context,
     build_resources,
     fs_io_manager,
@@ -145,6 +149,7 @@ __all__ = [
     "DagsterInvalidSubsetError",
     "DagsterInvariantViolationError",
     "DagsterResourceFunctionError",
+    "DagsterRun",
     "DagsterRunNotFoundError",
     "DagsterRunStatus",
     "DagsterTypeCheckDidNotPass",
@@ -175,6 +180,7 @@ __all__ = [
     "Jitter",
     "JobDefinition",
     "JobExecutionResult",
+    "MetadataValue",
     "Noneable",
     "Nothing",
     "OpDefinition",
@@ -190,12 +196,14 @@ __all__ = [
     "RetryPolicy",
     "RetryRequested",
     "RunConfig",
+    "RunsFilter",
     "Selector",
     "Shape",
     "StringSource",
     "build_hook_context",
     "build_init_resource_context",
     "build_input_context",
+    "build_op_context",
     "build_output_context",
     "build_resources",
     "execute_job",

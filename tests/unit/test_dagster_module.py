@@ -150,6 +150,8 @@ REQUIRED = (
     "HookContext",
     "Config",
     "RunConfig",
+    "build_op_context",
+    "DagsterRun",
 )
 
 
