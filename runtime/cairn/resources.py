@@ -417,10 +417,11 @@ def resource(
     """Declare a resource: ``@resource`` or ``@resource(config_schema={"url": str})`` on a function of its
     `InitResourceContext` (``context.resource_config``, ``context.resources``) returning or yielding it."""
     if _is_decorated_fn(config_schema):
-        return ResourceDefinition(config_schema)
+        return ResourceDefinition(config_schema, description=inspect.getdoc(config_schema))
 
     def wrap(fn: Callable[..., Any]) -> ResourceDefinition:
-        return ResourceDefinition(fn, config_schema, description, required_resource_keys, version)
+        doc = description or inspect.getdoc(fn)
+        return ResourceDefinition(fn, config_schema, doc, required_resource_keys, version)
 
     return wrap
 
@@ -450,11 +451,12 @@ def io_manager(
 ) -> IOManagerDefinition | Callable[[Callable[..., Any]], IOManagerDefinition]:
     """Declare an IO manager: a resource function returning an `IOManager`."""
     if _is_decorated_fn(config_schema):
-        return IOManagerDefinition(config_schema)
+        return IOManagerDefinition(config_schema, description=inspect.getdoc(config_schema))
 
     def wrap(fn: Callable[..., Any]) -> IOManagerDefinition:
+        doc = description or inspect.getdoc(fn)
         return IOManagerDefinition(
-            fn, config_schema, description, required_resource_keys, version, input_config_schema, output_config_schema
+            fn, config_schema, doc, required_resource_keys, version, input_config_schema, output_config_schema
         )
 
     return wrap
@@ -934,7 +936,10 @@ fs_io_manager = IOManagerDefinition(
 )
 
 #: Dagster's in-memory IO manager: values live as long as the run's resources (one run in this process).
-mem_io_manager = IOManagerDefinition(lambda _init_context: InMemoryIOManager(), description="In-memory IO manager")
+mem_io_manager = IOManagerDefinition(
+    lambda _init_context: InMemoryIOManager(),
+    description="Built-in IO manager that stores and retrieves values in memory.",
+)
 
 
 class ConfigurableIOManagerFactory(ConfigurableResource):
