@@ -216,7 +216,7 @@ def _plan(
     graph = job_graph(job)
     chosen = parent.tags.get(OP_SELECTION_TAG)
     if chosen:  # a run of an op selection: its re-executions know only the selected ops, as Dagster
-        graph = graph.subset({dynamic.node_of(s) for s in select_ops(graph.graph, json.loads(chosen))})
+        graph = graph.subset({dynamic.node_of(s) for s in select_ops(graph.op_graph, json.loads(chosen))})
     io = instance.io_manager
     view = parent.view()
     if not view.not_selected:  # what the parent's own plan left out: from failure does not retry it (Dagster)

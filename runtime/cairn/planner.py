@@ -101,6 +101,13 @@ class JobGraph:
     def graph(self) -> Graph:
         return Graph.of(self.steps, self.deps)
 
+    @functools.cached_property
+    def op_graph(self) -> Graph:
+        """The graph of the job's ops as an op selection walks it: a collector downstream of the op it
+        collects (`graph` has only per-step inputs)."""
+        wiring = {s: {**(self.deps.get(s) or {}), **(self.collects.get(s) or {})} for s in self.steps}
+        return Graph.of(self.steps, wiring)
+
     @property
     def fans_out(self) -> bool:
         return bool(self.mapped or self.dynamic)

@@ -284,3 +284,11 @@ def test_from_failure_of_a_selection_retries_within_it() -> None:
     child = dataclasses.replace(run_of(states, keys), steps={**states, **reused}, not_selected=frozenset({"merge"}))
     assert plan(fanout(), child, Request(FROM_FAILURE)).steps_to_run == ["process[b]"]
     assert plan(fanout(), run_of(states, keys), Request(FROM_FAILURE)).steps_to_run == ["process[b]", "merge"]
+
+
+def test_an_op_selection_walks_the_collect_edge() -> None:
+    job = fanout("outer.")
+    assert job.op_graph.downstream["outer.process"] == ("outer.merge",)
+    assert not job.graph.downstream["outer.process"]  # per-step inputs only
+    kept = job.subset({"outer.split", "outer.process"})
+    assert kept.steps == ("outer.split", "outer.process") and not kept.collects
