@@ -35,6 +35,7 @@ from typing import Annotated, Any, ClassVar
 from cairn.context import OpExecutionContext, Resources
 from cairn.errors import (
     ConfigError,
+    DagsterError,
     DagsterInvalidInvocationError,
     DagsterInvariantViolationError,
     DagsterResourceFunctionError,
@@ -338,9 +339,10 @@ class ResourceDefinition:
             given = (
                 config_or_config_fn(context.resource_config) if callable(config_or_config_fn) else config_or_config_fn
             )
-            value, errors = check_config(parent.config_schema, given)
+            value, errors = check_config(parent.config_schema, given, "root:config")
             if errors:
-                raise ConfigError("Error in config for resource", numbered(errors), given)
+                key = f" {context._key}" if context._key else ""
+                raise ConfigError(f"Error in config for resource{key}", numbered(errors), given)
             return parent.open_value(context.replace_config(value))
 
         return type(self)(
@@ -1100,7 +1102,7 @@ def build_resources(
 def _enter(stack: contextlib.ExitStack, key: str, d: ResourceDefinition, context: InitResourceContext) -> Any:
     try:
         return stack.enter_context(d.open(context))
-    except (DagsterResourceFunctionError, DagsterInvariantViolationError):
+    except DagsterError:  # Cairn's or Dagster's own refusal (config, a generator yielding nothing): as it is
         raise
     except Exception as exc:
         raise DagsterResourceFunctionError(f"Error executing resource_fn on ResourceDefinition {key}") from exc
