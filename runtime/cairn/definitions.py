@@ -898,10 +898,11 @@ class OpDefinition:
         for p in params:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
                 kind = "positional vararg" if p.kind is p.VAR_POSITIONAL else "keyword vararg"
+                stars = "*" if p.kind is p.VAR_POSITIONAL else "**"
                 raise DefinitionError(
-                    f"@op '{self.name}' decorated function has {kind} parameter '{p}'. @op decorated functions "
-                    f"should only have keyword arguments that match input names and, if system information is "
-                    f"required, a first positional parameter named 'context'."
+                    f"@op '{self.name}' decorated function has {kind} parameter '{stars}{p.name}'. @op decorated "
+                    f"functions should only have keyword arguments that match input names and, if system information "
+                    f"is required, a first positional parameter named 'context'."
                 )
         self.inputs: list[str] = [p.name for p in params]
         #: ordering-only inputs (``In(Nothing)``): not parameters, never loaded, may stay unconnected
