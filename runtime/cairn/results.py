@@ -127,17 +127,17 @@ class ExecutionResult:
         failed = self.filter_events(lambda e: e.is_step_failure or e.is_resource_init_failure)
         return {e.step_key for e in failed if e.step_key}
 
-    def _run_event(self, kind: DagsterEventType) -> DagsterEvent:
+    def _run_event(self, kind: DagsterEventType, name: str) -> DagsterEvent:
         found = self.filter_events(lambda e: e.event_type_value == kind.value)
         if not found:
-            raise DagsterError(f"No event of type DagsterEventType.{kind.name} found.")
+            raise DagsterError(f"No event of type DagsterEventType.{name} found.")
         return found[0]
 
     def get_run_success_event(self) -> DagsterEvent:
-        return self._run_event(DagsterEventType.PIPELINE_SUCCESS)
+        return self._run_event(DagsterEventType.RUN_SUCCESS, "PIPELINE_SUCCESS")
 
     def get_run_failure_event(self) -> DagsterEvent:
-        return self._run_event(DagsterEventType.PIPELINE_FAILURE)
+        return self._run_event(DagsterEventType.RUN_FAILURE, "PIPELINE_FAILURE")
 
     get_job_success_event = get_run_success_event
     get_job_failure_event = get_run_failure_event

@@ -173,8 +173,9 @@ def test_modes_on_a_successful_parent(
 
 def test_reexecution_errors(instance: Instance) -> None:
     ok = execute_job(jobs.unreliable_job, instance=instance)
+    not_failed = ReexecutionOptions.from_failure(ok.run_id, instance)  # as Dagster's, it reads nothing yet
     with pytest.raises(ReexecutionError, match=r"^Cannot reexecute from failure a run that is not failed or canceled$"):
-        ReexecutionOptions.from_failure(ok.run_id, instance)
+        execute_job(jobs.unreliable_job, instance=instance, reexecution_options=not_failed)
     with pytest.raises(StepSelectionError, match=r"^Step selection refers to unknown step: nope$"):
         execute_job(jobs.unreliable_job, instance=instance, reexecution_options=ReexecutionOptions(ok.run_id, ["nope"]))
     with pytest.raises(StepSelectionError, match="No qualified steps to execute found for step_selection"):

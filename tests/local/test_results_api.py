@@ -371,7 +371,11 @@ def test_op_selection_and_reexecution_together_are_refused(instance: Instance) -
 
 
 def test_run_config_with_an_execution_section_runs_in_process(instance: Instance) -> None:
-    for section in ({"config": {"in_process": {}}}, {"config": {"multiprocess": {"max_concurrent": 1}}}):
+    sections: list[dict[str, Any]] = [
+        {"config": {"in_process": {}}},
+        {"config": {"multiprocess": {"max_concurrent": 1}}},
+    ]
+    for section in sections:
         assert execute_job(adding, instance, run_config={"execution": section}).success
 
 

@@ -69,7 +69,7 @@ def test_event_types_have_dagsters_values(member: DagsterEventType, value: str) 
 
 
 def test_pipeline_names_are_aliases_of_the_run_names() -> None:
-    assert T.PIPELINE_START is T.RUN_START and T.PIPELINE_FAILURE is T.RUN_FAILURE
+    assert DagsterEventType["PIPELINE_START"] is T.RUN_START and DagsterEventType["PIPELINE_FAILURE"] is T.RUN_FAILURE
 
 
 def test_run_status_has_dagsters_members_in_order() -> None:

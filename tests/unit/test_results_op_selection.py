@@ -52,7 +52,7 @@ def test_the_selected_ops_run(
     graph: JobGraph, selection: list[str], config: dict[str, Any], to_run: list[str], given: dict[str, Any]
 ) -> None:
     plan, values = selected_plan("j", graph, selection, config)
-    assert plan.steps_to_run() == to_run
+    assert plan.steps_to_run == to_run
     assert set(plan.not_executed) == set(plan.steps) - set(to_run)
     assert values == given
 
@@ -90,4 +90,4 @@ def test_a_nested_op_reads_its_inputs_under_its_graphs_entry() -> None:
     )
     config = {"ops": {"outer": {"ops": {"add": {"inputs": {"x": {"value": 5}}}}}}}
     plan, values = selected_plan("j", graph, ["outer.add"], config)
-    assert plan.steps_to_run() == ["outer.add"] and values == {"outer.add": {"x": 5}}
+    assert plan.steps_to_run == ["outer.add"] and values == {"outer.add": {"x": 5}}
