@@ -301,10 +301,10 @@ class DynamicOutput:
 
     def __post_init__(self) -> None:
         if not isinstance(self.mapping_key, str) or not _NAME.match(self.mapping_key):
-            raise DefinitionError(
+            raise dynamic.MappingKeyError(
                 f'"{self.mapping_key}" is not a valid name in Dagster. Names must be in regex {NAME_PATTERN}. '
-                f"(Cairn: a mapping key names the step op[key]; replace other characters, e.g. "
-                f"key.replace('-', '_').)"
+                f"(Cairn: DynamicOutput mapping_key {self.mapping_key!r} of output {self.output_name!r} is not valid: "
+                f"a mapping key names the step op[key]; replace other characters, e.g. key.replace('-', '_').)"
             )
         if self.output_name is None:
             object.__setattr__(self, "output_name", "result")
