@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,12 +114,22 @@ def _hook(
     )
 
 
+@typing.overload
+def success_hook(hook_fn: Callable[..., Any]) -> HookDefinition: ...
+
+
+@typing.overload
+def success_hook(
+    hook_fn: None = None, *, name: str | None = None, required_resource_keys: Iterable[str] | None = None
+) -> Callable[[Callable[..., Any]], HookDefinition]: ...
+
+
 def success_hook(
     hook_fn: Callable[..., Any] | None = None,
     *,
     name: str | None = None,
     required_resource_keys: Iterable[str] | None = None,
-) -> Any:
+) -> HookDefinition | Callable[[Callable[..., Any]], HookDefinition]:
     """A hook that runs after a step succeeded: ``@success_hook`` or ``@success_hook(name=...,
     required_resource_keys={...})`` on a function of its `HookContext`."""
     if hook_fn is not None:
@@ -126,14 +137,25 @@ def success_hook(
     return lambda fn: _hook(fn, name, required_resource_keys, HookKind.SUCCESS)
 
 
+@typing.overload
+def failure_hook(name: Callable[..., Any]) -> HookDefinition: ...
+
+
+@typing.overload
+def failure_hook(
+    name: str | None = None, required_resource_keys: Iterable[str] | None = None
+) -> Callable[[Callable[..., Any]], HookDefinition]: ...
+
+
 def failure_hook(
     name: Callable[..., Any] | str | None = None, required_resource_keys: Iterable[str] | None = None
-) -> Any:
+) -> HookDefinition | Callable[[Callable[..., Any]], HookDefinition]:
     """A hook that runs after a step failed for good (not when it will be retried): ``@failure_hook``,
     ``@failure_hook("name")`` or ``@failure_hook(required_resource_keys={...})``."""
     if callable(name):
         return _hook(name, None, required_resource_keys, HookKind.FAILURE)
-    return lambda fn: _hook(fn, name, required_resource_keys, HookKind.FAILURE)
+    hook_name = name
+    return lambda fn: _hook(fn, hook_name, required_resource_keys, HookKind.FAILURE)
 
 
 class HookContext:
@@ -214,6 +236,8 @@ class HookResult:
 
 def step_hooks(job: Any, node: Any) -> list[HookDefinition]:
     """The hooks of one node: the job's and the node's own (``op.with_hooks``), each once, by name."""
+    if not getattr(job, "hook_defs", None) and not getattr(node, "hook_defs", None):
+        return []
     hooks = {h.name: h for h in (getattr(job, "hook_defs", None) or ())}
     hooks.update({h.name: h for h in (getattr(node, "hook_defs", None) or ())})
     return [hooks[name] for name in sorted(hooks)]

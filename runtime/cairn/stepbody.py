@@ -165,8 +165,11 @@ class _StepBody:
         self.op_config, self.retry_number, self.emit, self.run_tags = op_config, retry_number, emit, run_tags
         self.instance = instance
         self.hooks = step_hooks(job, node)
-        self.log = logging.getLogger(f"cairn.{job.name}.{step}")
         self.resources: Any = None
+
+    @property
+    def log(self) -> logging.Logger:
+        return logging.getLogger(f"cairn.{self.job.name}.{self.step}")
 
     def resource_keys(self, deps: Mapping[str, tuple[str, str]]) -> frozenset[str]:
         """What the step needs initialised: its op's resources, its hooks', and the job IO managers of its
@@ -191,7 +194,8 @@ class _StepBody:
         outputs = _Outputs(self.op, store, keep=bool(self.hooks))
         try:
             kwargs = _inputs(self.node, self.step, deps, self._typed(load))
-            kwargs.update({name: getattr(resources, name) for name in self._resource_params()})
+            if params := op_resource_params(self.op):
+                kwargs.update({name: getattr(resources, name) for name in params if name not in self.op.inputs})
             args = [self._context()] if self.op.takes_context else []
             outputs.take(self.op.fn(*args, **kwargs))
             produced = outputs.close()
@@ -200,9 +204,6 @@ class _StepBody:
             raise
         self._hooks(True, None, outputs.values)
         return produced
-
-    def _resource_params(self) -> tuple[str, ...]:
-        return tuple(n for n in op_resource_params(self.op) if n not in self.op.inputs)
 
     def _context(self) -> OpExecutionContext:
         op_keys = op_resource_keys(self.op)
@@ -221,16 +222,19 @@ class _StepBody:
 
     def _typed(self, load: Load) -> Load:
         """`load`, each value checked against its input's type (Dagster's check before the op runs)."""
-        ins = getattr(self.op, "ins", None) or {}
+        types = {
+            name: t
+            for name, declared in (getattr(self.op, "ins", None) or {}).items()
+            if name not in self.node.collects and _declared_type(t := getattr(declared, "dagster_type", None))
+        }
 
         def typed(inp: str, up: str, out: str) -> Any:
             value = load(inp, up, out)
-            declared = ins.get(dynamic.split_step(inp)[0])
-            if declared is not None and dynamic.split_step(inp)[0] not in self.node.collects:
-                check_input_type(self.op.name, inp, getattr(declared, "dagster_type", None), value)
+            if inp in types:
+                check_input_type(self.op.name, inp, types[inp], value)
             return value
 
-        return typed if ins else load
+        return typed if types else load
 
     def _managed_store(self, store: Store) -> Store:
         """`store`, outputs of a job IO manager handed to it (Cairn's store keeps their `ManagedOutput`)."""
@@ -299,6 +303,11 @@ class _StepBody:
                 details["error"] = f"{type(result.error).__name__}: {result.error}"
             if self.emit is not None:
                 self.emit((result.outcome.value.lower(), self.step, details))
+
+
+def _declared_type(dagster_type: Any) -> bool:
+    """Whether an input declares a type to check (not None, Any, or the authoring module's "not given")."""
+    return dagster_type is not None and dagster_type is not Any and type(dagster_type).__name__ != "_NoValueSentinel"
 
 
 def _inputs(node: Node, step: str, deps: Mapping[str, tuple[str, str]], load: Load) -> dict[str, Any]:
