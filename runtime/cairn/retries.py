@@ -20,6 +20,7 @@ policies satisfy it:
 from __future__ import annotations
 
 import enum
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -92,8 +93,10 @@ class RetryPolicy:
         if self.jitter is not None and self.delay is None:
             raise DefinitionError("Can not set jitter on RetryPolicy without also setting delay")
 
-    def calculate_delay(self, attempt_num: int, rand: Rand) -> float:
-        return calculate_delay(attempt_num, self.backoff, self.jitter, self.delay or 0, rand)
+    def calculate_delay(self, attempt_num: int, rand: Rand | None = None) -> float:
+        """Dagster's ``policy.calculate_delay(attempt_num)``: the delay after attempt `attempt_num` failed;
+        jitter draws from `rand` (default: the `random` module's)."""
+        return calculate_delay(attempt_num, self.backoff, self.jitter, self.delay or 0, rand or random.random)
 
     def rule(self) -> RetryRule:
         """This policy as the run machine's rule (the field `delay` shadows the protocol's method)."""

@@ -269,6 +269,34 @@ def test_rule_for(
     assert rule.delay(2, lambda: 0.5) == delay_after_2
 
 
+@pytest.mark.parametrize(
+    ("policy", "delays"),
+    [
+        (RetryPolicy(), [0, 0, 0]),
+        (RetryPolicy(delay=1), [1, 1, 1]),
+        (RetryPolicy(delay=1, backoff=Backoff.LINEAR), [1, 2, 3]),
+        (RetryPolicy(delay=1, backoff=Backoff.EXPONENTIAL), [1, 3, 7]),
+        (RetryPolicy(delay=0.5, backoff=Backoff.EXPONENTIAL), [0.5, 1.5, 3.5]),
+    ],
+)
+def test_calculate_delay_as_dagster_calls_it(policy: RetryPolicy, delays: list[float]) -> None:
+    assert [policy.calculate_delay(n) for n in (1, 2, 3)] == delays  # Dagster's signature: the attempt only
+
+
+@pytest.mark.parametrize(
+    ("policy", "attempt", "low", "high"),
+    [
+        (RetryPolicy(delay=1, backoff=Backoff.LINEAR, jitter=Jitter.FULL), 3, 0, 3),
+        (RetryPolicy(delay=1, backoff=Backoff.EXPONENTIAL, jitter=Jitter.FULL), 3, 0, 7),
+        (RetryPolicy(delay=1, backoff=Backoff.LINEAR, jitter=Jitter.PLUS_MINUS), 3, 2, 4),
+        (RetryPolicy(delay=1, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS), 3, 6, 8),
+    ],
+)
+def test_calculate_delay_jitter_without_rand(policy: RetryPolicy, attempt: int, low: float, high: float) -> None:
+    drawn = {policy.calculate_delay(attempt) for _ in range(50)}
+    assert all(low <= d <= high for d in drawn) and len(drawn) > 1
+
+
 def test_rule_for_jitter_draws_from_rand() -> None:
     policy = RetryPolicy(max_retries=1, delay=1.0, jitter=Jitter.FULL)
     rule = rule_for(_boom(), policy)
