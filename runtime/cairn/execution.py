@@ -177,7 +177,7 @@ def run_job(
         "instance": instance,
         "job": job,
         "plan": launch.plan,
-        "events": active.log.events,
+        "events": active.log,  # made events when the result is first asked for them
         "errors": active.errors,
     }
 

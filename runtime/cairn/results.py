@@ -18,7 +18,7 @@ import copy
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cairn import dynamic
 from cairn.errors import DagsterError, DagsterInvalidInvocationError, DagsterInvariantViolationError
@@ -31,6 +31,13 @@ if TYPE_CHECKING:
     from cairn.planner import Plan
 
 DEFAULT_OUTPUT = "result"
+
+
+class EventSource(Protocol):
+    """Where a result's events come from (the run's `cairn.active.EventLog`)."""
+
+    @property
+    def events(self) -> list[DagsterEvent]: ...
 OUTSIDE_WITH = (
     "In order to access output objects, the result of `execute_job` must be opened as a context manager: "
     "'with execute_job(...) as result:"
@@ -51,12 +58,12 @@ class ExecutionResult:
         instance: Instance,
         job: JobDefinition,
         plan: Plan,
-        events: Sequence[DagsterEvent],
+        events: Sequence[DagsterEvent] | EventSource,
         errors: dict[str, str] | None = None,
     ) -> None:
         self._run_id, self.status, self.step_statuses = run_id, status, step_statuses
         self.executed_steps, self.instance, self.job, self.plan = executed_steps, instance, job, plan
-        self._events = list(events)
+        self._source = events
         self.errors = dict(errors or {})
 
     # ----- the run ------------------------------------------------------------------------------------------
@@ -81,6 +88,12 @@ class ExecutionResult:
         return self.status is RunStatus.SUCCESS
 
     # ----- events -------------------------------------------------------------------------------------------
+    @functools.cached_property
+    def _events(self) -> list[DagsterEvent]:
+        """The run's events, made from their stored form when first read (a run that is never asked costs none)."""
+        source = self._source
+        return list(source) if isinstance(source, Sequence) else list(source.events)
+
     @property
     def all_events(self) -> list[DagsterEvent]:
         return list(self._events)
