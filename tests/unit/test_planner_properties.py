@@ -28,10 +28,22 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from cairn.errors import MissingOutputsError, ReexecutionError, StepSelectionError
-from cairn.planner import JobGraph, Mode, OutputRef, Plan, Request, RunView, plan, plan_checked
+from cairn.planner import (
+    JobGraph,
+    Mode,
+    NothingToRetryError,
+    OutputRef,
+    Plan,
+    ReexecutionInvariantError,
+    Request,
+    RunView,
+    plan,
+    plan_checked,
+)
 
 # --- The only place that names the state enums: neutral label -> member. ------------------------------
 from cairn.runstate import RunPhase, StepState
+from cairn.selection import StepSubsetError
 
 STEP_STATES: dict[str, StepState] = {
     "pending": StepState.PENDING,  # planned, never started
@@ -167,18 +179,19 @@ def within(case: Case, start: str, levels: int | None, direction: str) -> set[st
 
 
 def parse(clause: str) -> tuple[int | None, str, int | None] | None:
-    """Dagster's clause grammar: ``*name``, ``+..+name``, ``name*``, ``name+..+`` (any one prefix and suffix)."""
+    """Dagster's clause grammar: ``*name``, ``+..+name``, ``name*``, ``name+..+`` (any one prefix and suffix;
+    a prefix may be ``*`` then ``+``s, a suffix ``+``s then ``*``: any ``*`` means all levels)."""
     m = re.fullmatch(r"([*+]*)([A-Za-z0-9_.\-\[\]]+?)([*+]*)", clause)
     if not m:
         return None
     pre, name, post = m.groups()
 
-    def levels(marks: str) -> int | bool | None:
-        if marks == "*":
-            return None
-        return len(marks) if set(marks) <= {"+"} else False
+    def levels(marks: str, form: str) -> int | bool | None:
+        if not re.fullmatch(form, marks):
+            return False
+        return None if "*" in marks else len(marks)
 
-    up, down = levels(pre), levels(post)
+    up, down = levels(pre, r"\*?\+*"), levels(post, r"\+*\*?")
     if up is False or down is False:
         return None
     return up, name, down
@@ -186,10 +199,10 @@ def parse(clause: str) -> tuple[int | None, str, int | None] | None:
 
 def select(case: Case) -> set[str]:
     clauses = [parse(c) for c in case.selection]
-    if not clauses or None in clauses:
-        raise Refused(StepSelectionError, "bad-clause")
-    if any(c[1] not in case.steps for c in clauses if c):
+    if any(c[1] not in case.steps for c in clauses if c):  # Dagster: unknown steps first
         raise Refused(StepSelectionError, "unknown-step")
+    if not clauses or None in clauses:
+        raise Refused(StepSubsetError, "bad-clause")
     chosen: set[str] = set()
     for c in clauses:
         assert c is not None
@@ -217,7 +230,7 @@ def reasons_for(case: Case) -> dict[str, str]:
                     reasons[s] = f"downstream-of:{first_in_job_order(case, nearest)}"
         return reasons
     if case.phase not in RESUMABLE:
-        raise Refused(ReexecutionError, "not-resumable")
+        raise Refused(ReexecutionInvariantError, "not-resumable")
     # From failure: failed and interrupted steps; whatever is downstream of a re-run step (not through a
     # step that stays skipped); steps that never started. A step downstream of one takes that one's seed,
     # through its first input (in declaration order) that has one.
@@ -237,7 +250,7 @@ def reasons_for(case: Case) -> dict[str, str]:
         elif why is not None:
             reasons[s], seed[s] = why, s
     if not reasons:
-        raise Refused(ReexecutionError, "nothing-to-retry")
+        raise Refused(NothingToRetryError, "nothing-to-retry")
     return reasons
 
 
