@@ -69,8 +69,10 @@ def demo() -> int:
     print("\n2. Fix it, re-execute from failure (only process[shard_1] and summarize run):")
     os.environ[FAIL_ENV] = ""
     options = ReexecutionOptions.from_failure(first.run_id, instance)
-    result = execute_job(reconstructable(fanout), instance=instance, reexecution_options=options, on_event=Progress())
-    print(f"   -> {result.status.value}; summarize returned {result.output_for_node('summarize')}\n")
+    with execute_job(
+        reconstructable(fanout), instance=instance, reexecution_options=options, on_event=Progress()
+    ) as result:  # outputs are read inside the result's `with` block, as in Dagster
+        print(f"   -> {result.status.value}; summarize returned {result.output_for_node('summarize')}\n")
     print(render_tree(instance.get_run_group(first.run_id)))
     return 0 if result.success else 1
 

@@ -68,13 +68,13 @@ def demo() -> int:
     print("2. Fix it, then re-execute from failure (`start` is reused, not re-run):")
     os.environ["CAIRN_UNRELIABLE"] = "pass"
     options = ReexecutionOptions.from_failure(initial_result.run_id, instance)
-    result = execute_job(
+    with execute_job(
         reconstructable(unreliable_job), instance=instance, reexecution_options=options, on_event=Progress()
-    )
-    print(
-        f"   -> {result.status.value}; steps executed: {', '.join(result.executed_steps)}; "
-        f"unreliable returned {result.output_for_node('unreliable')}\n"
-    )
+    ) as result:  # outputs are read inside the result's `with` block, as in Dagster
+        print(
+            f"   -> {result.status.value}; steps executed: {', '.join(result.executed_steps)}; "
+            f"unreliable returned {result.output_for_node('unreliable')}\n"
+        )
 
     print('3. Dagster\'s own example: ReexecutionOptions(parent_run_id=..., step_selection=["unreliable*"]):')
     options = ReexecutionOptions(parent_run_id=initial_result.run_id, step_selection=["unreliable*"])
