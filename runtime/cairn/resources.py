@@ -1186,13 +1186,33 @@ def check_reexecution_io(job: Any) -> None:
     _, rdefs, nodes, _ = _job_parts(job)
     for _node_name, node in nodes:
         for out in node.op.outs.values():
-            value = rdefs.get(output_io_manager_key(out))
-            if value is mem_io_manager or isinstance(value, InMemoryIOManager | InMemoryIOManagerResource):
+            if _in_memory(rdefs.get(output_io_manager_key(out))):
                 raise DagsterInvariantViolationError(
                     "Cannot perform reexecution with in-memory io managers.\nTo enable reexecution, you can set a "
                     "persistent io manager, such as the fs_io_manager, in the resource_defs argument on your job: "
                     'resource_defs={"io_manager": fs_io_manager}'
                 )
+
+
+def _in_memory(value: Any) -> bool:
+    return value is mem_io_manager or isinstance(value, InMemoryIOManager | InMemoryIOManagerResource)
+
+
+def check_persistent_io(job: Any, node_name: str | None = None) -> None:
+    """Steps in separate processes (pods) cannot hand outputs to each other through an in-memory IO manager:
+    Dagster's refusal for its multiprocess executors (`DagsterInvariantViolationError` here), for the outputs of
+    `node_name` (all nodes when None)."""
+    _, rdefs, nodes, _ = _job_parts(job)
+    for name, node in nodes:
+        if node_name is not None and name != node_name:
+            continue
+        if any(_in_memory(rdefs.get(output_io_manager_key(out))) for out in node.op.outs.values()):
+            raise DagsterInvariantViolationError(
+                "You have attempted to use an executor that uses multiple processes, but your job includes op "
+                "outputs that will not be stored somewhere where other processes can retrieve them. Please use a "
+                "persistent IO manager for these outputs. E.g. with\n"
+                '   the_graph.to_job(resource_defs={"io_manager": fs_io_manager})'
+            )
 
 
 @dataclass(frozen=True)

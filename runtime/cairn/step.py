@@ -58,6 +58,7 @@ from cairn.errors import CairnError
 from cairn.execution import concrete_deps, outs_format, run_step_body
 from cairn.io import FileSource, FilesystemIOManager, IOManager, StoredOutput, output_key
 from cairn.loader import load_job
+from cairn.resources import check_persistent_io
 
 #: Version of the context and result JSON (cairn.contract.STEP_PROTOCOL, which the operator checks).
 PROTOCOL = STEP_PROTOCOL
@@ -251,6 +252,7 @@ def run(job_ref: str, run_id: str, step: str, ctx: Mapping[str, Any]) -> dict[st
 
     attempt = ctx.get("attempt")  # 1 for the first, when the context says it: hooks then fire on the last only
     try:
+        check_persistent_io(job, node_name)  # a pod's outputs must outlive it
         run_step_body(
             job,
             step,

@@ -13,7 +13,7 @@ import pytest
 
 from cairn.definitions import Out, job, op
 from cairn.hooks import failure_hook
-from cairn.resources import fs_io_manager, resource
+from cairn.resources import fs_io_manager, mem_io_manager, resource
 from cairn.retries import RetryPolicy
 from cairn.step import run as run_step
 
@@ -45,10 +45,16 @@ def breaks() -> int:
     raise ValueError("pod op broke")
 
 
-@job(resource_defs={"factor": factor, "files": fs_io_manager}, hooks={tell})
+@op(out=Out(io_manager_key="memory"))
+def to_memory() -> int:
+    return 1
+
+
+@job(resource_defs={"factor": factor, "files": fs_io_manager, "memory": mem_io_manager}, hooks={tell})
 def pod_job() -> None:
     plus_one(scaled())
     breaks()
+    to_memory()
 
 
 def _ctx(tmp_path: Path, **extra: Any) -> dict[str, Any]:
@@ -86,3 +92,12 @@ def test_failure_hooks_in_a_pod_wait_for_the_last_attempt(
     assert ("failure hook ran for breaks" in captured.out) is ran
     assert ("cairn: hook_completed breaks" in captured.err) is ran
     assert ("cairn: hook_skipped breaks" in captured.err) is not ran
+
+
+def test_a_pod_refuses_an_output_to_an_in_memory_io_manager_with_dagsters_message(tmp_path: Path) -> None:
+    res = run_step(JOB, "r1", "to_memory", _ctx(tmp_path))
+    assert res["status"] == "FAILURE" and res["outputs"] == {}
+    assert res["error"]["message"].startswith(
+        "You have attempted to use an executor that uses multiple processes, but your job includes op outputs that "
+        "will not be stored somewhere where other processes can retrieve them."
+    )
