@@ -208,9 +208,17 @@ def build_hook_context(
     op_exception: Exception | None = None,
     instance: Any = None,
 ) -> HookContext:
-    """A `HookContext` for calling a hook directly in a test."""
+    """A `HookContext` for calling a hook directly in a test; `resources` may be values or resource definitions
+    (initialised here)."""
+    from cairn.resources import initialised_for_test
+
     return HookContext(
-        op=op, run_id=run_id, job_name=job_name, resources=resources, op_exception=op_exception, instance=instance
+        op=op,
+        run_id=run_id,
+        job_name=job_name,
+        resources=initialised_for_test(resources, instance),
+        op_exception=op_exception,
+        instance=instance,
     )
 
 

@@ -242,7 +242,18 @@ def build_init_resource_context(
 ) -> InitResourceContext:
     """A context for calling a resource function directly in a test: ``my_resource(build_init_resource_context(
     config={...}))``."""
-    return InitResourceContext(config, dict(resources or {}), instance=instance)
+    return InitResourceContext(config, initialised_for_test(resources, instance), instance=instance)
+
+
+def initialised_for_test(resources: Mapping[str, Any] | None, instance: Any = None) -> Resources:
+    """A test context's ``resources``: values as they are, resource definitions (and Pythonic resources)
+    initialised, as Dagster's ``build_*_context`` functions take either. Nothing is torn down: a test that needs
+    teardown uses `build_resources` (or ``with build_op_context(...)``)."""
+    values = dict(resources or {})
+    if not any(isinstance(v, ResourceDefinition | ConfigurableResource | PartialResource) for v in values.values()):
+        return _namespace(values)
+    stack = contextlib.ExitStack()
+    return typing.cast(Resources, stack.enter_context(build_resources(values, instance)))
 
 
 def _takes_context(fn: Callable[..., Any]) -> bool:

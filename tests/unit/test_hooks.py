@@ -22,6 +22,7 @@ from cairn.hooks import (
     success_hook,
     will_retry,
 )
+from cairn.resources import ResourceDefinition
 from cairn.retries import Failure, RetryPolicy, RetryRequested
 
 DAGSTER_HOOK_PARAM_MESSAGE = (
@@ -87,7 +88,8 @@ def test_a_hook_called_directly_runs_its_function_with_a_built_context() -> None
         seen.append((context.run_id, context.job_name, context.resources.db, context.op_exception))
 
     record(build_hook_context(resources={"db": 1}, run_id="r", job_name="j"))
-    assert seen == [("r", "j", 1, None)]
+    record(build_hook_context(resources={"db": ResourceDefinition.hardcoded_resource(2)}))
+    assert seen == [("r", "j", 1, None), (None, None, 2, None)]
 
 
 @pytest.mark.parametrize(

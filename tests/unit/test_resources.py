@@ -257,6 +257,7 @@ def test_resource_definition_statics_and_direct_invocation() -> None:
         assert (r.h, r.n, r.s, r.c) == (7, None, "hi", 9)
         assert r.m.anything() is not None
     assert r_x(build_init_resource_context(config={"x": 5})) == 5
+    assert build_init_resource_context(resources={"h": ResourceDefinition.hardcoded_resource(8)}).resources.h == 8
     with pytest.raises(DagsterInvalidConfigError, match="Error in config for resource"):
         r_x(build_init_resource_context())
     with (
