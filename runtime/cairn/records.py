@@ -22,6 +22,7 @@ from cairn.io import StoredOutput
 from cairn.liveness import alive, lost
 from cairn.planner import OutputRef, RunView
 from cairn.runstate import RunPhase, StepState
+from cairn.selection import OP_SELECTION_TAG
 from cairn.status import FINISHED_STATUSES, RunStatus, StepStatus
 
 #: A stored event: its number in the run (from 1), timestamp, event type value, step key, data, logging tags.
@@ -111,7 +112,7 @@ class RunRecord:
     @property
     def op_selection(self) -> list[str] | None:
         """The op selection the run was started with (Dagster's `DagsterRun.op_selection`), None: all ops."""
-        chosen = self.tags.get("cairn.dev/op-selection")
+        chosen = self.tags.get(OP_SELECTION_TAG)
         return list(json.loads(chosen)) if chosen else None
 
     @property
