@@ -66,7 +66,12 @@ class HookDefinition:
         return f"<HookDefinition {self.name} ({self.kind.value})>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the hook's function directly (a test): ``my_hook(build_hook_context(...))``."""
+        """On a job (``@my_hook`` above ``@job``): the job with this hook on every op, as Dagster. Else call the
+        hook's function directly (a test): ``my_hook(build_hook_context(...))``."""
+        from cairn.definitions import JobDefinition
+
+        if len(args) == 1 and not kwargs and isinstance(args[0], JobDefinition):
+            return args[0].with_hooks({self})
         if self.decorated_fn is not None:
             return self.decorated_fn(*args, **kwargs)
         return self.hook_fn(*args, **kwargs)

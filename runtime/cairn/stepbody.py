@@ -200,7 +200,7 @@ class _StepBody:
             outputs.take(self.op.fn(*args, **kwargs))
             produced = outputs.close()
         except Exception as exc:
-            self._hooks(False, exc, {})
+            self._hooks(False, exc, outputs.values)  # what the op yielded before it failed (Dagster's)
             raise
         self._hooks(True, None, outputs.values)
         return produced

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cairn.definitions import DynamicOut, DynamicOutput, JobDefinition, Out, job, op
+from cairn.definitions import DynamicOut, DynamicOutput, JobDefinition, Out, Output, job, op
 from cairn.errors import DagsterInvalidDefinitionError, DagsterUnknownResourceError
 from cairn.hooks import failure_hook, success_hook
 from cairn.resources import (
@@ -200,7 +200,7 @@ def on_ok(context: Any) -> None:
 
 @failure_hook
 def on_fail(context: Any) -> None:
-    HOOK_CALLS.append(("fail", context.step_key, repr(context.op_exception)))
+    HOOK_CALLS.append(("fail", context.step_key, repr(context.op_exception), dict(context.op_output_values)))
 
 
 @success_hook(name="broken")
@@ -235,8 +235,8 @@ def hooked() -> None:
     ("retry_number", "calls", "outcomes"),
     [
         (0, [], ["hook_skipped", "hook_skipped"]),  # will be retried: every hook skipped (Dagster)
-        (1, [("fail", "flaky", "ValueError('flake')")], ["hook_completed", "hook_skipped"]),  # the last attempt
-        (None, [("fail", "flaky", "ValueError('flake')")], ["hook_completed", "hook_skipped"]),  # unknown: last
+        (1, [("fail", "flaky", "ValueError('flake')", {})], ["hook_completed", "hook_skipped"]),  # the last attempt
+        (None, [("fail", "flaky", "ValueError('flake')", {})], ["hook_completed", "hook_skipped"]),  # unknown: last
     ],
 )
 def test_failure_hooks_run_on_the_final_failure_only(
@@ -265,3 +265,22 @@ def test_success_hooks_see_the_outputs_and_a_broken_hook_does_not_fail_the_step(
     HOOK_CALLS.clear()
     store.run(hooked, "fan", resources_config=KNOB_2)
     assert HOOK_CALLS == [("ok", "fan", 2, {"result": {"p": "pp", "q": "qq"}})]
+
+
+@op(out={"one": Out(), "two": Out()})
+def half() -> Iterator[Output]:
+    yield Output(1, "one")
+    raise ValueError("half done")
+
+
+@on_fail
+@job
+def half_job() -> None:
+    half()
+
+
+def test_a_hook_above_job_hooks_every_op_and_failure_hooks_see_what_was_yielded_before_the_error() -> None:
+    HOOK_CALLS.clear()
+    with pytest.raises(ValueError, match="half done"):
+        Store().run(half_job, "half", retry_number=0)
+    assert HOOK_CALLS == [("fail", "half", "ValueError('half done')", {"one": 1})]
