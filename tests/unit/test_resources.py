@@ -400,6 +400,31 @@ def test_a_hook_requiring_a_resource_the_job_lacks_is_refused_with_dagsters_mess
     )
 
 
+def test_a_node_hook_requiring_a_resource_the_job_lacks_is_refused_with_dagsters_message() -> None:
+    from cairn.hooks import success_hook
+
+    @success_hook(required_resource_keys={"b"})
+    def a_hook(context: Any) -> None:
+        return None
+
+    @op
+    def a_op() -> None:
+        return None
+
+    with pytest.raises(DagsterInvalidDefinitionError) as info:
+
+        @job(resource_defs={"a": ResourceDefinition.hardcoded_resource(1)})
+        def j() -> None:
+            a_op.alias("other").with_hooks({a_hook})()
+
+        check_required_resources(j)
+    assert str(info.value) == (
+        "resource with key 'b' required by hook 'a_hook' attached to op 'other' was not provided. Please provide a "
+        "ResourceDefinition to key 'b', or change the required key to one of the following keys which points to an "
+        "ResourceDefinition: ['io_manager', 'a']"
+    )
+
+
 def test_jobs_with_their_resources_pass_and_name_what_they_use() -> None:
     @job(resource_defs={"foo": 1, "mine": mem_io_manager, "unused": 2})
     def j() -> None:
