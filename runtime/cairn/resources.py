@@ -567,6 +567,9 @@ class ConfigurableResource:
         object.__setattr__(self, "_resource_context", None)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):  # private state (pydantic's PrivateAttr in Dagster): the resource's own to set
+            object.__setattr__(self, name, value)
+            return
         raise DagsterInvalidInvocationError(
             f"'{type(self).__name__}' is a Pythonic resource and does not support item assignment, as it is frozen. "
             f"If trying to maintain state on this resource, consider building a separate, stateful client class, and "
@@ -626,7 +629,22 @@ class ConfigurableResource:
 
     @classmethod
     def from_resource_context(cls, context: InitResourceContext) -> Any:
-        return cls(**(context.resource_config or {}))
+        """The resource built from a context's config and set up (Dagster's direct use, e.g. in a test); one
+        with a teardown needs `from_resource_context_cm`."""
+        if cls.teardown_after_execution is not ConfigurableResource.teardown_after_execution:
+            raise DagsterInvariantViolationError(
+                f"{cls.__name__} has a teardown_after_execution method: use from_resource_context_cm(context) in a "
+                f"with block, so that it is torn down"
+            )
+        with contextlib.ExitStack() as stack:
+            return _enter_pythonic(stack, cls(**(context.resource_config or {})), context)
+
+    @classmethod
+    @contextlib.contextmanager
+    def from_resource_context_cm(cls, context: InitResourceContext) -> Iterator[Any]:
+        """The resource built from a context's config, set up for the block and torn down after it."""
+        with contextlib.ExitStack() as stack:
+            yield _enter_pythonic(stack, cls(**(context.resource_config or {})), context)
 
     def get_resource_definition(self) -> ResourceDefinition:
         return _pythonic_def(type(self), self._config_dict())
@@ -653,14 +671,24 @@ def _pythonic_def(cls: type[ConfigurableResource], given: Mapping[str, Any]) -> 
 
     def resource_fn(context: InitResourceContext) -> Iterator[Any]:
         config = {**given, **{k: v for k, v in (context.resource_config or {}).items() if v is not _NO_DEFAULT}}
-        instance = cls(**config)
-        object.__setattr__(instance, "_resource_context", context)
-        context.resource_config = instance._config_dict()
-        with instance.yield_for_execution(context) as value:
-            yield value
+        with contextlib.ExitStack() as stack:
+            yield _enter_pythonic(stack, cls(**config), context)
 
     io = issubclass(cls, IOManager) or issubclass(cls, ConfigurableIOManagerFactory)
     return (IOManagerDefinition if io else ResourceDefinition)(resource_fn, schema, inspect.getdoc(cls))
+
+
+def _enter_pythonic(stack: contextlib.ExitStack, instance: ConfigurableResource, context: InitResourceContext) -> Any:
+    """Set up a Pythonic resource for the block, the resources among its fields first (Dagster's nested
+    resources: ``S3(credentials=Credentials(...))``); torn down in reverse order by `stack`."""
+    for name, value in instance._config_dict().items():
+        if isinstance(value, ConfigurableResource):
+            ready = _enter_pythonic(stack, value, context.replace_config(value._config_dict()))
+            if ready is not value:
+                object.__setattr__(instance, name, ready)
+    object.__setattr__(instance, "_resource_context", context)
+    context.resource_config = instance._config_dict()
+    return stack.enter_context(instance.yield_for_execution(context))
 
 
 RESOURCE_PARAM = "resource_param"

@@ -591,3 +591,49 @@ def test_context_manager_resources_and_teardown_errors() -> None:
         build_resources({"e": empty}),
     ):
         pass
+
+
+class Credentials(ConfigurableResource):
+    key: str
+
+    def setup_for_execution(self, context: Any) -> None:
+        self._token = f"token-{self.key}"  # private state may be set, as with pydantic's PrivateAttr
+        NESTED.append(("credentials up", self.key))
+
+    def teardown_after_execution(self, context: Any) -> None:
+        NESTED.append(("credentials down", self.key))
+
+
+class Store3(ConfigurableResource):
+    credentials: Credentials
+
+    def setup_for_execution(self, context: Any) -> None:
+        NESTED.append(("store up", self.credentials._token))
+
+
+class Plain(ConfigurableResource):
+    key: str
+
+    def setup_for_execution(self, context: Any) -> None:
+        NESTED.append(("plain up", self.key))
+
+
+NESTED: list[Any] = []
+
+
+def test_nested_pythonic_resources_are_set_up_first_and_torn_down_last() -> None:
+    NESTED.clear()
+    with build_resources({"s3": Store3(credentials=Credentials(key="k"))}) as r:
+        assert r.s3.credentials._token == "token-k"
+        assert NESTED == [("credentials up", "k"), ("store up", "token-k")]
+    assert NESTED[-1] == ("credentials down", "k")
+
+
+def test_from_resource_context_sets_up_and_the_cm_form_tears_down() -> None:
+    NESTED.clear()
+    assert Plain.from_resource_context(build_init_resource_context(config={"key": "a"})).key == "a"
+    with pytest.raises(DagsterInvariantViolationError, match="use from_resource_context_cm"):
+        Credentials.from_resource_context(build_init_resource_context(config={"key": "b"}))
+    with Credentials.from_resource_context_cm(build_init_resource_context(config={"key": "c"})) as creds:
+        assert creds._token == "token-c"
+    assert NESTED == [("plain up", "a"), ("credentials up", "c"), ("credentials down", "c")]
