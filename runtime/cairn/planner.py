@@ -443,6 +443,8 @@ def _plan(
                         )
                     reused[(up, out)] = ref
                     continue
+                if _absent(job, parent, up, out, reasons, skipped):  # a part of a gathered input: read the others
+                    continue
                 up_state = p_steps.get(up, StepState.NOT_EXECUTED)
                 raise ReexecutionError(
                     f"Cannot execute step {s!r}: its input {inp!r} reads output {out!r} of step {up!r}, which run "
@@ -501,20 +503,43 @@ def _skip_reason(
     reasons: Mapping[str, str],
     skipped: Mapping[str, str],
 ) -> str | None:
-    """Why a step to run stays skipped, or None: an upstream skipped in this plan, or not re-run and
-    skipped in the parent, or not re-run and done without the optional output the step reads."""
-    for up, out in step_deps.values():
-        if up in reasons:
-            if up in skipped:
-                return f"upstream step {up} is skipped"
-            continue
-        if (up, out) in parent.outputs:
-            continue
-        up_state = parent.steps.get(up, StepState.NOT_EXECUTED)
-        if stays_skipped(up_state):
-            return f"upstream step {up} is skipped"
-        if up_state.produced_outputs and not job.outputs.get(up, {}).get(out, True):
-            return f"optional output {up}.{out} was not produced"
+    """Why a step to run stays skipped, or None: an input it cannot have (an upstream skipped in this plan,
+    or not re-run and skipped in the parent, or not re-run and done without the optional output the step
+    reads). An input gathered from several outputs (a collect's `xs[k]`, a fan-in's `xs__i`) is missing
+    only when all of them are, as Dagster: the step then reads the ones there are."""
+    groups: dict[str, list[str | None]] = {}
+    for inp, (up, out) in step_deps.items():
+        groups.setdefault(_gathered(inp), []).append(_absent(job, parent, up, out, reasons, skipped))
+    for whys in groups.values():
+        if all(whys):
+            return whys[0]
+    return None
+
+
+def _gathered(inp: str) -> str:
+    """The input an input part belongs to: ``xs[k]`` (a collect) and ``xs__i`` (a fan-in) are parts of xs."""
+    if "[" in inp:
+        return inp.partition("[")[0]
+    if "__" in inp:
+        head, _, tail = inp.rpartition("__")
+        return head if tail.isdigit() else inp
+    return inp
+
+
+def _absent(
+    job: JobGraph, parent: RunView, up: str, out: str, reasons: Mapping[str, str], skipped: Mapping[str, str]
+) -> str | None:
+    """Why output `out` of `up` will not be there for this run (skipped, or an optional output not
+    produced), or None (produced by this run or an ancestor; or missing for a reason the plan refuses)."""
+    if up in reasons:
+        return f"upstream step {up} is skipped" if up in skipped else None
+    if (up, out) in parent.outputs:
+        return None
+    up_state = parent.steps.get(up, StepState.NOT_EXECUTED)
+    if stays_skipped(up_state):
+        return f"upstream step {up} is skipped"
+    if up_state.produced_outputs and not job.outputs.get(up, {}).get(out, True):
+        return f"optional output {up}.{out} was not produced"
     return None
 
 

@@ -292,3 +292,46 @@ def test_an_op_selection_walks_the_collect_edge() -> None:
     assert not job.graph.downstream["outer.process"]  # per-step inputs only
     kept = job.subset({"outer.split", "outer.process"})
     assert kept.steps == ("outer.split", "outer.process") and not kept.collects
+
+
+@pytest.mark.parametrize(
+    ("produced", "expected"),
+    [
+        (("a", "c"), ["merge"]),  # Dagster collects [A, C]: an instance without its optional output is left out
+        ((), []),  # none produced: merge stays skipped (Dagster skips it)
+    ],
+)
+def test_a_collector_reads_the_instances_that_produced(produced: tuple[str, ...], expected: list[str]) -> None:
+    job = dataclasses.replace(fanout(), outputs={**fanout().outputs, "process": {"result": False}})
+    states = {"split": S, "process[a]": S, "process[b]": S, "process[c]": S, "merge": F}
+    parent = run_of(states, KEYS)
+    gone = {("process[a]", "result"), ("process[b]", "result"), ("process[c]", "result")}
+    gone -= {(f"process[{k}]", "result") for k in produced}
+    parent = dataclasses.replace(parent, outputs={k: v for k, v in parent.outputs.items() if k not in gone})
+    if not expected:
+        with pytest.raises(ReexecutionError, match="Nothing to execute: every selected step is skipped"):
+            plan(job, parent, Request(FROM_FAILURE))
+        return
+    p = plan(job, parent, Request(FROM_FAILURE))
+    assert p.steps_to_run == expected
+    assert {up for up, _ in p.reused if up.startswith("process")} == {f"process[{k}]" for k in produced}
+
+
+def test_a_fan_in_runs_with_a_skipped_source() -> None:
+    """Dagster 1.13: gather([ea(a), eb(b)]) with eb skipped gathers [ea's]; with every source skipped, skipped."""
+    job = JobGraph(
+        steps=("src", "ea", "eb", "gather"),
+        deps={
+            "ea": {"x": ("src", "a")},
+            "eb": {"x": ("src", "b")},
+            "gather": {"xs__0": ("ea", "r"), "xs__1": ("eb", "r")},
+        },
+        outputs={"src": {"a": False, "b": False}, "ea": {"r": True}, "eb": {"r": True}, "gather": {"r": True}},
+    )
+    states = {"src": S, "ea": S, "eb": StepState.SKIPPED, "gather": F}
+    outputs = {("src", "a"): OutputRef("p", "src/a"), ("ea", "r"): OutputRef("p", "ea/r")}
+    parent = RunView("p", RunPhase.FAILED, "p", states, outputs)
+    assert plan(job, parent, Request(FROM_FAILURE)).steps_to_run == ["gather"]
+    skipped_all = dataclasses.replace(parent, steps={**states, "ea": StepState.SKIPPED}, outputs={})
+    with pytest.raises(ReexecutionError, match="Nothing to execute"):
+        plan(job, skipped_all, Request(SEL, ("gather",)))
