@@ -242,10 +242,11 @@ class _StepBody:
         def managed(name: str, value: Any, fmt: str) -> None:
             base, key = dynamic.dynamic_output(name)
             io_key = managed_io_manager_key(self.job, self.node.name, base)
-            if io_key is None or (base in self.op.dynamic_outs and key is None):
+            out = self.op.outs[base]
+            nothing = getattr(getattr(out, "dagster_type", None), "__name__", None) == "Nothing"  # no value to hand
+            if io_key is None or nothing or (base in self.op.dynamic_outs and key is None):
                 store(name, value, fmt)
                 return
-            out = self.op.outs[base]
             context = OutputContext(
                 step_key=self.step,
                 name=base,
