@@ -164,7 +164,7 @@ def run_job(
     active.stop_on_error = raise_on_error
     active.create()
     with _cancel_on_sigterm():
-        _run_with_resources(active, launch.step_env)
+        resources = _run_with_resources(active, launch.step_env)
     status = active.finish().public()
     if raise_on_error and active.first_error is not None:
         raise active.first_error  # as Dagster's in-process executor: the op's own error, no other step run
@@ -178,22 +178,26 @@ def run_job(
         "job": job,
         "plan": launch.plan,
         "events": active.log,  # made events when the result is first asked for them
+        "run_resources": resources,
         "errors": active.errors,
     }
 
 
-def _run_with_resources(active: ActiveExecution, step_env: Mapping[str, Mapping[str, str]]) -> None:
+def _run_with_resources(active: ActiveExecution, step_env: Mapping[str, Mapping[str, str]]) -> Any:
     """The loop with the job's resources initialised once for the run, as Dagster's in-process executor does
-    (a resource that fails to initialise fails the run before any step starts)."""
+    (a resource that fails to initialise fails the run before any step starts). Returns the run's resources,
+    torn down (an in-memory IO manager still holds what the run stored: `execute_in_process` reads it)."""
     job, config = active.job, active.launch.run_config
     if not getattr(job, "resource_defs", None):
         _drive(active, _InProcessBody(active, step_env, None, config))
-        return
+        return None
     try:
         with run_resources(job, config, active.instance, active.run_id) as resources:
             _drive(active, _InProcessBody(active, step_env, resources, config))
     except DagsterResourceFunctionError as exc:
         active.resources_failed(exc)
+        return None
+    return resources
 
 
 def _drive(active: ActiveExecution, body: _InProcessBody) -> None:

@@ -38,6 +38,8 @@ class EventSource(Protocol):
 
     @property
     def events(self) -> list[DagsterEvent]: ...
+
+
 OUTSIDE_WITH = (
     "In order to access output objects, the result of `execute_job` must be opened as a context manager: "
     "'with execute_job(...) as result:"
@@ -60,11 +62,13 @@ class ExecutionResult:
         plan: Plan,
         events: Sequence[DagsterEvent] | EventSource,
         errors: dict[str, str] | None = None,
+        run_resources: Any = None,
     ) -> None:
         self._run_id, self.status, self.step_statuses = run_id, status, step_statuses
         self.executed_steps, self.instance, self.job, self.plan = executed_steps, instance, job, plan
         self._source = events
         self.errors = dict(errors or {})
+        self._run_resources = run_resources  # the run's own resources (torn down), for execute_in_process
 
     # ----- the run ------------------------------------------------------------------------------------------
     @property
@@ -254,30 +258,43 @@ class ExecutionResult:
     def _managed(self, run: RunRecord, value: Any) -> Any:
         """A value a job IO manager handled is loaded by it (its resource initialised for the load, as Dagster
         re-initialises resources to read a result's outputs); any other value is the value."""
-        from cairn.resources import InputContext, ManagedOutput, OutputContext, build_resources
+        from cairn.resources import ManagedOutput, build_resources
 
         record = ManagedOutput.from_stored(value)
         if record is None:
             return value
+        key = record.io_manager_key
+        kept = self._kept_resources()
+        if kept is not None and key in kept:
+            return self._load_managed(kept, record)
         defs = getattr(self.job, "resource_defs", None) or {}
         config = run.run_config.get("resources") or {}
-        key = record.io_manager_key
         with build_resources(defs, self.instance, config, required_keys={key}, run_id=run.run_id) as resources:
-            upstream = OutputContext(
-                step_key=record.step_key,
-                name=record.name,
-                job_name=self.job.name,
-                run_id=record.run_id,
-                mapping_key=record.mapping_key,
-            )
-            context = InputContext(
-                name="dummy_input_name",
-                job_name=self.job.name,
-                upstream_output=upstream,
-                resources=resources,
-                instance=self.instance,
-            )
-            return getattr(resources, key).load_input(context)
+            return self._load_managed(resources, record)
+
+    def _load_managed(self, resources: Any, record: Any) -> Any:
+        from cairn.resources import InputContext, OutputContext
+
+        upstream = OutputContext(
+            step_key=record.step_key,
+            name=record.name,
+            job_name=self.job.name,
+            run_id=record.run_id,
+            mapping_key=record.mapping_key,
+        )
+        context = InputContext(
+            name="dummy_input_name",
+            job_name=self.job.name,
+            upstream_output=upstream,
+            resources=resources,
+            instance=self.instance,
+        )
+        return getattr(resources, record.io_manager_key).load_input(context)
+
+    def _kept_resources(self) -> Any:
+        """The run's own resources to read its outputs with (None: initialise them again, as Dagster does for
+        `execute_job`'s result)."""
+        return None
 
     def output_from_lineage(self, node: str, output_name: str = DEFAULT_OUTPUT) -> Any:
         """Cairn's own: the value in this run's output index, loaded from whichever run produced it (this
@@ -353,7 +370,11 @@ ExecuteJobResult = JobExecutionResult
 
 
 class ExecuteInProcessResult(ExecutionResult):
-    """The result of `execute_in_process` (Dagster's `ExecuteInProcessResult`): outputs at any time."""
+    """The result of `execute_in_process` (Dagster's `ExecuteInProcessResult`): outputs at any time, read with
+    the run's own resources (an in-memory IO manager's values too, as Dagster captures them)."""
+
+    def _kept_resources(self) -> Any:
+        return self._run_resources
 
     def _get_output(self, node: str, output: str) -> Any:
         found, value = self._outputs_of(node, output)

@@ -482,3 +482,14 @@ def test_op_selection_takes_unconnected_inputs_from_config(instance: Instance, g
 
 def _kinds_of(events: Any) -> list[DagsterEventType]:
     return [e.event_type for e in events]
+
+
+def test_execute_in_process_reads_outputs_an_in_memory_io_manager_holds() -> None:
+    from cairn.resources import mem_io_manager
+
+    @job(resource_defs={"io_manager": mem_io_manager})
+    def in_memory() -> None:
+        add(one(), two())
+
+    result = execute_in_process(in_memory)
+    assert result.success and (result.output_for_node("one"), result.output_for_node("add")) == (1, 3)
