@@ -128,6 +128,9 @@ def open_db(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    events = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if events and "batch" not in events:  # a row-per-event table of an unreleased build: its events are dropped
+        conn.execute("DROP TABLE events")
     conn.executescript(SCHEMA)
     tables = {c.table for c in ADDED_COLUMNS}
     existing = {t: {row[1] for row in conn.execute(f"PRAGMA table_info({t})")} for t in tables}

@@ -264,3 +264,20 @@ def test_an_interrupted_step_fails_as_an_interrupt() -> None:
     data = interrupted_failure()
     assert data.error_source is ErrorSource.INTERRUPT and data.error is not None
     assert data.error.cls_name == "DagsterExecutionInterruptedError"
+
+
+def test_a_store_with_the_row_per_event_table_of_an_unreleased_build_opens(tmp_path: Any) -> None:
+    import sqlite3
+
+    from cairn.runstore import open_db
+
+    path = tmp_path / "runs.db"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE events (run_id TEXT, seq INTEGER, ts REAL, event_type TEXT, PRIMARY KEY (run_id, seq))")
+    old.execute("INSERT INTO events VALUES ('r', 1, 0.0, 'PIPELINE_START')")
+    old.commit()
+    old.close()
+    conn = open_db(path)
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(events)")]
+    assert columns == ["run_id", "first_seq", "batch"]
+    conn.close()
