@@ -256,10 +256,32 @@ class _InProcessBody:
     def __call__(self, step: str) -> dict[str, list[str]]:
         """Run the step's op; returns the keys of each dynamic output it emitted."""
         active, job = self.active, self.active.job
-        io = active.instance.io_manager
-        dynamic_outs = job.nodes[dynamic.node_of(step)].op.dynamic_outs
         emitted: dict[str, list[str]] = {}
+        env = {**(self.step_env.get(dynamic.node_of(step)) or {}), **(self.step_env.get(step) or {})}
+        with _environ(env) if env else contextlib.nullcontext():
+            config = job.op_config(active.launch.run_config, step)
+            run_step_body(
+                job,
+                step,
+                active.run_id,
+                config,
+                self._loader(step),
+                self._storer(step, emitted),
+                active.deps[step],
+                resources=self.resources,
+                resources_config=self.resources_config,
+                retry_number=active.rows[step].attempt - 1,
+                emit=self.hook_events.append,
+                run_tags=active.launch.tags,
+                instance=active.instance,
+            )
+        return emitted
 
+    def _loader(self, step: str) -> Callable[[str, str, str], Any]:
+        """How the step loads an input: from the run's index (this run's or an ancestor's output), or the
+        value its run config gives (an input an op selection leaves unconnected)."""
+        active, job = self.active, self.active.job
+        io = active.instance.io_manager
         given = active.input_values.get(dynamic.node_of(step), {})
 
         def load(inp: str, up: str, out: str) -> Any:
@@ -277,28 +299,19 @@ class _InProcessBody:
             active.input_loaded(step, inp, up, out)
             return value
 
+        return load
+
+    def _storer(self, step: str, emitted: dict[str, list[str]]) -> Callable[[str, Any, str], None]:
+        """How the step stores an output: through the instance's IO manager, recorded once written; the keys
+        of a dynamic output go to `emitted`."""
+        active = self.active
+        io = active.instance.io_manager
+        dynamic_outs = active.job.nodes[dynamic.node_of(step)].op.dynamic_outs
+
         def store(name: str, value: Any, fmt: str) -> None:
             stored = io.store(instance_key(active.instance, active.run_id, step, name), value, fmt)
             active.output_stored(step, name, stored, fmt)
             if name in dynamic_outs:
                 emitted[name] = list(value)
 
-        env = {**(self.step_env.get(dynamic.node_of(step)) or {}), **(self.step_env.get(step) or {})}
-        with _environ(env) if env else contextlib.nullcontext():
-            config = job.op_config(active.launch.run_config, step)
-            run_step_body(
-                job,
-                step,
-                active.run_id,
-                config,
-                load,
-                store,
-                active.deps[step],
-                resources=self.resources,
-                resources_config=self.resources_config,
-                retry_number=active.rows[step].attempt - 1,
-                emit=self.hook_events.append,
-                run_tags=active.launch.tags,
-                instance=active.instance,
-            )
-        return emitted
+        return store
