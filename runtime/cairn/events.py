@@ -324,7 +324,8 @@ class DagsterEvent:
             other.event_specific_data,
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:  # hashable as Dagster's (a NamedTuple); equal events hash equal
+        return hash((self.event_type_value, self.job_name, self.step_key))
 
     @property
     def event_type(self) -> DagsterEventType:
@@ -416,6 +417,11 @@ def _output_message(e: DagsterEvent) -> str:
     return f'Yielded output "{d.output_name}"{key} of type "Any". (Type check passed).'
 
 
+def _handled_message(e: DagsterEvent) -> str:
+    d: HandledOutputData = e.event_specific_data
+    return f'Handled output "{d.output_name}" using IO manager "{d.manager_key}"'
+
+
 def _loaded_message(e: DagsterEvent) -> str:
     d: LoadedInputData = e.event_specific_data
     source = f', from output "{d.upstream_output_name}" of step "{d.upstream_step_key}"' if d.upstream_step_key else ""
@@ -446,9 +452,7 @@ _MESSAGES: Mapping[str, Callable[[DagsterEvent], str]] = MappingProxyType(
         T.STEP_START.value: lambda e: f'Started execution of step "{e.step_key}".',
         T.STEP_RESTARTED.value: _restart_message,
         T.STEP_OUTPUT.value: _output_message,
-        T.HANDLED_OUTPUT.value: lambda e: (
-            f'Handled output "{e.event_specific_data.output_name}" using IO manager "{e.event_specific_data.manager_key}"'
-        ),
+        T.HANDLED_OUTPUT.value: _handled_message,
         T.LOADED_INPUT.value: _loaded_message,
         T.STEP_INPUT.value: lambda e: (
             f'Got input "{e.event_specific_data.input_name}" of type "Any". (Type check passed).'
