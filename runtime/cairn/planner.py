@@ -479,9 +479,8 @@ def _plan(
         else:
             not_executed.append(s)
     if not to_run:
-        raise ReexecutionError(
-            f"Nothing to execute: every selected step is skipped ({', '.join(f'{k}: {v}' for k, v in skipped.items())})"
-        )
+        why = ", ".join(f"{k}: {v}" for k, v in skipped.items() if k in reasons)
+        raise ReexecutionError(f"Nothing to execute: every selected step is skipped ({why})")
     versions = (
         {s: (parent.versions.get(s), _current(request.current, s)) for s in steps} if request.mode is Mode.STALE else {}
     )
