@@ -1161,10 +1161,9 @@ class DynamicOutputHandle(OutputHandle):
         return _map(dim, OutputHandle(self.node, self.output, dim), fn, f"{self.node}.{self.output}")
 
     def collect(self) -> CollectHandle:
-        raise DefinitionError(
-            f"{self.node}.{self.output}.collect(): collect a mapped op's output, e.g. "
-            f"{self.node}().map(process).collect() (a list of process's values, one per key)"
-        )
+        """The dynamic output's values as a list: an op reading it is refused (Cairn collects mapped ops'
+        outputs), with Dagster's refusal first where Dagster refuses too."""
+        return CollectHandle(self.node, self.output, (self.node, self.output))
 
 
 @dataclass(frozen=True)
@@ -1247,6 +1246,8 @@ class _Builder:
         self.maps: list[Dim] = []  # the fan-outs whose `fn` is running now, innermost last
         self.scope: list[str] = []  # enclosing graph nodes (full names), innermost last
         self.hooks: list[frozenset[Any]] = []  # hooks of the enclosing graph nodes
+        #: the enclosing graph nodes' inputs: (graph node, {handle given: input name}), outermost first
+        self.graph_inputs: list[tuple[str, dict[OutputHandle, str]]] = []
 
     @property
     def where(self) -> str:
@@ -1343,17 +1344,51 @@ class _Builder:
                 for i, h in enumerate(value if isinstance(value, list | tuple) else [value]):
                     node.after[inp if i == 0 else f"{inp}__{i}"] = OutputHandle(h.node, h.output)
             elif isinstance(value, CollectHandle):
-                if value.dim in self.maps:
-                    raise DefinitionError(
-                        f"{self.where}: input {inp!r} of op {name} collects {value.node} inside the map over "
-                        f"{value.dim[0]}.{value.dim[1]} that {value.node} belongs to; collect outside it"
-                    )
+                self._check_collect(name, opdef, given, inp, value)
                 node.collects[inp] = OutputHandle(value.node, value.output)
+            elif isinstance(value, DynamicOutputHandle):
+                raise DefinitionError(
+                    f"In {self.where}, received the dynamic output {value.output} from op "
+                    f"'{value.node.rsplit('.', 1)[-1]}' directly. Dynamic output must be unpacked by invoking map or "
+                    f"collect. (Cairn: input {inp!r} of op {name} reads the dynamic output {value.node}.{value.output} "
+                    f"directly; map over it instead: {value.node.rsplit('.', 1)[-1]}().map({opdef.name}))"
+                )
             else:
                 node.inputs[inp] = value
         node.mapped = self._dimension(name, opdef, node)
         self.nodes[name] = node
         return self.results(name, [self._handle(node, o) for o in opdef.outs])
+
+    def _check_collect(
+        self, name: str, opdef: OpDefinition, given: Mapping[str, Any], inp: str, value: CollectHandle
+    ) -> None:
+        """Refusals of a collect input: inside the map it collects (Dagster's wording, which depends on whether
+        a per-key input comes first), or of a dynamic output itself (Cairn collects mapped ops' outputs)."""
+        assert value.dim is not None
+        where = f"{value.dim[0]}:{value.dim[1]}"
+        if value.dim in self.maps:
+            before = opdef.inputs[: opdef.inputs.index(inp)] if inp in opdef.inputs else []
+            collect_first = not any(
+                isinstance(given.get(i), OutputHandle) and getattr(given[i], "dim", None) == value.dim for i in before
+            )
+            local = name.rsplit(".", 1)[-1]
+            dagster = (
+                f"op '{local}' cannot be both downstream of dynamic output {where} and collect over dynamic output "
+                f"{where}."
+                if collect_first
+                else f"op '{local}' cannot both collect over dynamic output {where} and be downstream of the dynamic "
+                f"output {where}."
+            )
+            raise DefinitionError(
+                f"{dagster} (Cairn: input {inp!r} of op {name} collects {value.node} inside the map over "
+                f"{value.dim[0]}.{value.dim[1]} that {value.node} belongs to; collect outside it)"
+            )
+        if value.node == value.dim[0]:
+            raise DefinitionError(
+                f"{self.where}: input {inp!r} of op {name} collects the dynamic output {value.node}.{value.output} "
+                f"itself, which Cairn does not do yet: collect a mapped op's output, e.g. "
+                f"{value.node.rsplit('.', 1)[-1]}().map(process).collect() (a list of process's values, one per key)"
+            )
 
     def _fan_in(
         self, name: str, opdef: OpDefinition, fan: Mapping[str, list[Any]], given: dict[str, Any]
@@ -1363,9 +1398,12 @@ class _Builder:
         for inp, values in fan.items():
             for h in values:
                 if isinstance(h, CollectHandle | DynamicOutputHandle) or h.dim is not None:
+                    dim = h.dim or (h.node, h.output)
                     raise DefinitionError(
-                        f"{self.where}: input {inp!r} of op {name} fans in {h.node}.{h.output}, a mapped or dynamic "
-                        f"output; fan in plain outputs, or collect it: {h.node.rsplit('.', 1)[-1]}(...).collect()"
+                        f"Currently, items in a fan-in dependency cannot be downstream of dynamic outputs. "
+                        f'Problematic dependency on dynamic output "{dim[0]}:{dim[1]}". (Cairn: input {inp!r} of op '
+                        f"{name} fans in {h.node}.{h.output}, a mapped or dynamic output; fan in plain outputs, or "
+                        f"collect it: {h.node.rsplit('.', 1)[-1]}(...).collect())"
                     )
             del given[inp]
             given.update({f"{inp}__{i}": h for i, h in enumerate(values)})
@@ -1390,13 +1428,18 @@ class _Builder:
 
     def _dimension(self, name: str, opdef: OpDefinition, node: Node) -> Dim | None:
         """The dimension a node is mapped over: that of its per-key inputs, which must be the map being
-        built now; refusals for a second dimension, a mapped read without collect, nested fan-out."""
+        built now; refusals for a second dimension, a mapped read without collect, nested fan-out (Dagster's
+        wording first: Dagster refuses the same jobs, but for a dynamic output of a mapped op, which Cairn
+        refuses at once: fan-out is one level deep)."""
         dims = {h.dim: inp for inp, h in node.inputs.items() if h.dim is not None}
+        local = name.rsplit(".", 1)[-1]
         if len(dims) > 1:
             listed = " and ".join(f"{d[0]}.{d[1]} (input {inp!r})" for d, inp in dims.items())
+            inner_first = sorted(dims, key=lambda d: -self.maps.index(d) if d in self.maps else 0)
             raise DefinitionError(
-                f"{self.where}: op {name} reads two fan-out dimensions, {listed}; an op is mapped over one "
-                f"dimension: collect one of them first"
+                self._downstream_of_two(local, node, inner_first)
+                + f" (Cairn: op {name} reads two fan-out dimensions, {listed}; an op is mapped over one "
+                f"dimension: collect one of them first)"
             )
         if not dims:
             return None
@@ -1404,16 +1447,46 @@ class _Builder:
         if not self.maps or self.maps[-1] != dim:
             h = node.inputs[inp]
             raise DefinitionError(
-                f"{self.where}: input {inp!r} of op {name} reads mapped op {h.node} (one step per key of "
-                f"{dim[0]}.{dim[1]}) without collecting it; use .collect() (a list of all keys' values), or call "
-                f"{opdef.name} inside .map(...)"
+                f"In {self.where}, received the dynamic output {h.output} from op '{h.node.rsplit('.', 1)[-1]}' "
+                f"directly. Dynamic output must be unpacked by invoking map or collect. (Cairn: input {inp!r} of op "
+                f"{name} reads mapped op {h.node} (one step per key of {dim[0]}.{dim[1]}) without collecting it; use "
+                f".collect() (a list of all keys' values), or call {opdef.name} inside .map(...))"
             )
         if opdef.dynamic_outs:
             raise DefinitionError(
-                f"{self.where}: op {name} is mapped over {dim[0]}.{dim[1]} and also has a dynamic output; "
-                f"fan-out is one level deep: collect first, then fan out again"
+                self._downstream_of_two(local, node, [dim])
+                + f" (Cairn: op {name} is mapped over {dim[0]}.{dim[1]} and also has a dynamic output; fan-out is "
+                f"one level deep: collect first, then fan out again)"
             )
         return dim
+
+    def _downstream_of_two(self, local: str, node: Node, dims: Sequence[Dim]) -> str:
+        """Dagster's refusal of a node downstream of two dynamic outputs; its graph form when the outer one
+        reaches the node through a graph's input."""
+        outer = dims[-1]
+        for h in node.inputs.values():
+            via = self._graph_input(h) if h.dim == outer else None
+            if via is not None:
+                return (
+                    f"graph '{via[0].rsplit('.', 1)[-1]}' cannot be downstream of dynamic output \"{outer[0]}:"
+                    f'{outer[1]}" since input "{via[1]}" maps to a node that is already downstream of another '
+                    f"dynamic output. Nodes cannot be downstream of more than one dynamic output"
+                )
+        named = " and ".join(f'"{d[0]}:{d[1]}"' for d in dims)
+        if len(dims) == 1:
+            return (
+                f"op '{local}' is downstream of dynamic output {named} and has a dynamic output of its own: in Cairn, "
+                f"ops mapped over it would be downstream of more than one dynamic output, and nodes cannot be "
+                f"downstream of more than one dynamic output"
+            )
+        return f"op '{local}' cannot be downstream of more than one dynamic output. It is downstream of both {named}"
+
+    def _graph_input(self, handle: OutputHandle) -> tuple[str, str] | None:
+        """(graph node, input) of the outermost graph being composed that received `handle` as an input."""
+        for graph_name, inputs in self.graph_inputs:
+            if handle in inputs:
+                return graph_name, inputs[handle]
+        return None
 
     @staticmethod
     def _handle(node: Node, output: str) -> OutputHandle:

@@ -131,11 +131,13 @@ class GraphDefinition:
         builder.graphs[name] = node
         builder.scope.append(name)
         builder.hooks.append(inv.hook_defs)
+        builder.graph_inputs.append((name, {h: i for i, h in given.items() if isinstance(h, OutputHandle)}))
         try:
             returned = self.fn(**given)
         finally:
             builder.scope.pop()
             builder.hooks.pop()
+            builder.graph_inputs.pop()
         outputs = self.outputs_of(returned)
         node.outputs = {o: (h.node, h.output) for o, h in outputs.items()}
         return builder.results(name, list(outputs.values()), list(outputs))

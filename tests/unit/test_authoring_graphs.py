@@ -403,3 +403,76 @@ def test_fan_in_of_mapped_outputs_refused() -> None:
 
     with pytest.raises(DefinitionError, match=r"fans in add\.result, a mapped or dynamic output"):
         job(body)
+
+
+@op(out=DynamicOut())
+def dyn() -> Any:
+    yield DynamicOutput(1, "a")
+
+
+@op(out=DynamicOut())
+def dyn_echo(x: Any) -> Any:
+    yield DynamicOutput(x, "b")
+
+
+def _fan_in_of_mapped() -> None:
+    numbers: list[Any] = []
+    dyn().map(numbers.append)
+    add(numbers)
+
+
+def _two_maps() -> None:
+    dyn().map(lambda x: dyn().map(lambda y: add(x, y)))
+
+
+def _collect_then_per_key() -> None:
+    x = dyn()
+    x.map(lambda y: add(x.collect(), y))
+
+
+def _per_key_then_collect() -> None:
+    x = dyn()
+    x.map(lambda y: add(y, x.collect()))
+
+
+@graph
+def _dyn_in_graph(a: Any) -> None:
+    dyn_echo(a).map(add)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (lambda: add(dyn()), "In @job refused, received the dynamic output result from op 'dyn' directly. "),
+        (lambda: add(dyn().map(add)), "In @job refused, received the dynamic output result from op 'add' directly."),
+        (
+            _fan_in_of_mapped,
+            "Currently, items in a fan-in dependency cannot be downstream of dynamic outputs. Problematic "
+            'dependency on dynamic output "dyn:result".',
+        ),
+        (
+            _two_maps,
+            "op 'add' cannot be downstream of more than one dynamic output. It is downstream of both \"dyn_2:result\" "
+            'and "dyn:result"',
+        ),
+        (
+            _collect_then_per_key,
+            "op 'add' cannot be both downstream of dynamic output dyn:result and collect over dynamic output "
+            "dyn:result.",
+        ),
+        (
+            _per_key_then_collect,
+            "op 'add' cannot both collect over dynamic output dyn:result and be downstream of the dynamic output "
+            "dyn:result.",
+        ),
+        (
+            lambda: dyn().map(_dyn_in_graph),
+            'graph \'_dyn_in_graph\' cannot be downstream of dynamic output "dyn:result" since input "a" maps to a '
+            "node that is already downstream of another dynamic output.",
+        ),
+    ],
+)
+def test_dynamic_refusals_in_dagsters_words(body: Any, message: str) -> None:
+    with pytest.raises(DefinitionError) as info:
+        job(name="refused")(body)
+    assert str(info.value).startswith(message)
