@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from cairn.contract import key
 from cairn.errors import DagsterInvalidSubsetError, StepSelectionError
 
 #: Dagster's clause: ancestors (``*``, ``+``...), a name (letters, digits, ``_ - . /``, brackets, ``?``),
@@ -22,7 +23,7 @@ _CLAUSE = re.compile(r"^(\*?\+*)([./\w\[\]?\-]+|[./\w\-]+\[\*\])(\+*\*?)$")
 ALL = -1
 #: A run started with an op selection records it (a JSON list) under this tag; its re-executions plan
 #: within it and carry it on, as Dagster's runs carry their `op_selection`.
-OP_SELECTION_TAG = "cairn.dev/op-selection"
+OP_SELECTION_TAG = key("op-selection")
 
 
 @dataclass(frozen=True)
