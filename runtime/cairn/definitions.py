@@ -1366,7 +1366,12 @@ class _Builder:
         a per-key input comes first), or of a dynamic output itself (Cairn collects mapped ops' outputs)."""
         assert value.dim is not None
         where = f"{value.dim[0]}:{value.dim[1]}"
-        if value.dim in self.maps:
+        per_key = [
+            i
+            for i, v in given.items()
+            if isinstance(v, OutputHandle) and not isinstance(v, CollectHandle) and v.dim == value.dim
+        ]
+        if value.dim in self.maps and per_key:  # without a per-key input the collector is not mapped: fine
             before = opdef.inputs[: opdef.inputs.index(inp)] if inp in opdef.inputs else []
             collect_first = not any(
                 isinstance(given.get(i), OutputHandle) and getattr(given[i], "dim", None) == value.dim for i in before

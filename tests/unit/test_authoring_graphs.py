@@ -476,3 +476,14 @@ def test_dynamic_refusals_in_dagsters_words(body: Any, message: str) -> None:
     with pytest.raises(DefinitionError) as info:
         job(name="refused")(body)
     assert str(info.value).startswith(message)
+
+
+def test_a_collector_inside_the_map_it_collects_is_fine_without_a_per_key_input() -> None:
+    @job
+    def both() -> None:
+        d = dyn()
+        per_key = d.map(lambda x: add(add.alias("total")(d.map(add.alias("each")).collect()), x))
+        add.alias("final")(per_key.collect())
+
+    assert "total" not in both.mapped() and both.mapped()["add"] == ("dyn", "result")
+    assert both.collects()["total"] == {"x": ("each", "result")}
