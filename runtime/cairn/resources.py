@@ -109,17 +109,47 @@ def schema_label(schema: Any) -> str:
     return _SCALARS.get(schema, "Any") if isinstance(schema, type) else "Any"
 
 
+class EnvVar(str):
+    """Dagster's ``EnvVar("NAME")``: a config value (a resource's field) read from the environment variable NAME
+    when the run starts, not when the job is defined (so a secret is never part of the definition)."""
+
+    @property
+    def env_var_name(self) -> str:
+        return str(self)
+
+    def get_value(self, default: str | None = None) -> str | None:
+        return os.environ.get(str(self), default)
+
+
+def _resolved(value: Any, path: str) -> tuple[Any, list[str]]:
+    """An `EnvVar` config value replaced by its variable's value (Dagster's error when it is not set)."""
+    if not isinstance(value, EnvVar):
+        return value, []
+    got = value.get_value()
+    if got is not None:
+        return got, []
+    return value, [
+        f"Post processing at path {path} of original value {{'env': '{value}'}} failed:\nYou have attempted to "
+        f'fetch the environment variable "{value}" which is not set. In order for this execution to succeed it must '
+        f"be set in this environment."
+    ]
+
+
 def _where(path: str) -> str:
     return "the root" if path == "root" else f"path {path}"
 
 
 def check_config(schema: Any, value: Any, path: str = "root") -> tuple[Any, list[str]]:
-    """`value` checked against a config schema, defaults filled in: (value, Dagster's error lines)."""
+    """`value` checked against a config schema, defaults filled in, `EnvVar` values read from the environment:
+    (value, Dagster's error lines)."""
     if hasattr(schema, "default_value") and not isinstance(schema, Mapping):
         inner, _, default = _field_parts(schema)
         if value is None and default is not _NO_DEFAULT:
-            return default, []
+            return _resolved(default, path)
         return check_config(inner, value, path)
+    value, env_errors = _resolved(value, path)
+    if env_errors:
+        return value, env_errors
     if isinstance(schema, Mapping):
         return _check_shape(schema, value, path)
     if isinstance(schema, list) and len(schema) == 1:
@@ -159,10 +189,18 @@ def _check_shape(schema: Mapping[str, Any], value: Any, path: str) -> tuple[Any,
                 f"run config."
             )
         elif default is not _NO_DEFAULT:
-            out[name] = default
-        elif isinstance(inner, Mapping):
-            out[name], _ = _check_shape(inner, {}, f"{path}:{name}")
+            out[name], errs = _resolved(default, f"{path}:{name}")
+            errors.extend(errs)
+        elif _is_shape(inner):  # an optional section: its own defaults (and their errors)
+            out[name], errs = check_config(inner, None, f"{path}:{name}")
+            errors.extend(errs)
     return out, errors
+
+
+def _is_shape(schema: Any) -> bool:
+    if isinstance(schema, Mapping):
+        return True
+    return hasattr(schema, "default_value") and _is_shape(_field_parts(schema)[0])
 
 
 def numbered(errors: Sequence[str]) -> list[str]:

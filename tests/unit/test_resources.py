@@ -24,6 +24,7 @@ from cairn.errors import (
 from cairn.resources import (
     ConfigField,
     ConfigurableResource,
+    EnvVar,
     FilesystemIOManager,
     InMemoryIOManager,
     IOManager,
@@ -637,3 +638,23 @@ def test_from_resource_context_sets_up_and_the_cm_form_tears_down() -> None:
     with Credentials.from_resource_context_cm(build_init_resource_context(config={"key": "c"})) as creds:
         assert creds._token == "token-c"
     assert NESTED == [("plain up", "a"), ("credentials up", "c"), ("credentials down", "c")]
+
+
+class Token(ConfigurableResource):
+    token: str
+
+
+def test_env_var_fields_are_read_when_the_resources_are_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CAIRN_TEST_TOKEN", raising=False)
+    defs = {"t": Token(token=EnvVar("CAIRN_TEST_TOKEN"))}
+    with pytest.raises(DagsterInvalidConfigError) as info:
+        check_resources_config(defs, {}, "j")
+    assert info.value.errors[0].split(": ", 1)[1] == (
+        "Post processing at path root:resources:t:config:token of original value {'env': 'CAIRN_TEST_TOKEN'} failed:"
+        '\nYou have attempted to fetch the environment variable "CAIRN_TEST_TOKEN" which is not set. In order for '
+        "this execution to succeed it must be set in this environment."
+    )
+    monkeypatch.setenv("CAIRN_TEST_TOKEN", "abc")
+    with build_resources(defs) as r:
+        assert r.t.token == "abc" and type(r.t.token) is str
+    assert EnvVar("CAIRN_TEST_TOKEN").get_value() == "abc" and EnvVar("CAIRN_NOPE_X").get_value("d") == "d"
