@@ -740,8 +740,8 @@ def resource_params(fn: Callable[..., Any]) -> tuple[str, ...]:
     `ConfigurableResource` (or `ConfigurableIOManager`) class, or ``ResourceParam[...]``."""
     try:
         hints = typing.get_type_hints(fn, include_extras=True)
-    except Exception:  # annotations that do not resolve at module level: none is a resource class we can see
-        hints = {}
+    except Exception:  # one annotation does not resolve: each of the others on its own
+        hints = {name: _one_hint(fn, p.annotation) for name, p in inspect.signature(fn).parameters.items()}
     names = []
     for name in inspect.signature(fn).parameters:
         hint = hints.get(name)
@@ -749,6 +749,16 @@ def resource_params(fn: Callable[..., Any]) -> tuple[str, ...]:
         if marked or (isinstance(hint, type) and issubclass(hint, ConfigurableResource)):
             names.append(name)
     return tuple(names)
+
+
+def _one_hint(fn: Callable[..., Any], annotation: Any) -> Any:
+    """A parameter's annotation resolved in its function's module (None when it cannot be)."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, getattr(fn, "__globals__", {}))
+    except Exception:
+        return None
 
 
 # ----- IO managers ---------------------------------------------------------------------------------------

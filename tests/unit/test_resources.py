@@ -332,6 +332,11 @@ def test_resource_params_are_the_parameters_annotated_with_a_resource() -> None:
 
     assert resource_params(fn) == ("db", "client")
 
+    def partly_local(db: Db, other: LocalOnly) -> None:  # type: ignore[name-defined]  # noqa: F821
+        return None
+
+    assert resource_params(partly_local) == ("db",)
+
 
 # ----- job checks ------------------------------------------------------------------------------------------
 
