@@ -14,7 +14,7 @@ from typing import Any
 
 from cairn.dynamic import status_keys, value_key
 from cairn.planner import OutputRef, Plan, Request, RunView, plan
-from cairn.runstate import RunPhase, StepState
+from cairn.runstate import NOT_SELECTED, RunPhase, StepState
 from cairn_operator.graph import OpGraph
 from cairn_operator.models import Execution
 
@@ -37,6 +37,12 @@ def parent_view(run_name: str, run_status: Mapping[str, Any], root: str) -> RunV
         versions={name: st["version"] for name, st in steps.items() if st.get("version")},
         outputs=outputs,
         keys=status_keys(steps),
+        # A child that ran a selection: from failure of it retries only within it (Dagster's rule).
+        not_selected=frozenset(
+            n
+            for n, st in steps.items()
+            if st.get("phase") == StepState.NOT_EXECUTED.value and st.get("reason") == NOT_SELECTED
+        ),
     )
 
 

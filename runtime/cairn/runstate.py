@@ -129,6 +129,10 @@ _RUN_PUBLIC = {
 _RUN_OF = {s: p for p, s in _RUN_PUBLIC.items()}
 
 
+#: The reason of a step a re-execution did not select (`Initial`), which a from-failure of that run reads.
+NOT_SELECTED = "not selected"
+
+
 @dataclass(frozen=True)
 class Initial:
     """A step's state when its run is created, why, and (for a reused step) the run that produced it."""
@@ -155,7 +159,7 @@ def initial_state(
         return Initial(StepState.REUSED, "reused", reused[step])
     if skipped and step in skipped:
         return Initial(StepState.SKIPPED, skipped[step])
-    return Initial(StepState.NOT_EXECUTED, "not selected")
+    return Initial(StepState.NOT_EXECUTED, NOT_SELECTED)
 
 
 class Gate(enum.Enum):

@@ -95,3 +95,16 @@ def test_the_runtime_planners_errors_hold_on_the_cluster() -> None:
         plan_child(GRAPH, "r", ok, "r", Request(Mode.SELECTED, ("nope",)))
     p = plan_child(GRAPH, "r", ok, "r", Request(Mode.SELECTED, ("unreliable*",)))
     assert list(p.to_run) == [("unreliable", "selected"), ("end", "selected")]
+
+
+def test_from_failure_of_a_child_that_ran_a_selection_retries_only_within_it() -> None:
+    # The child ran only `b` (a and c not selected); b failed. From failure retries b alone, as Dagster.
+    steps = {
+        "a": {"phase": "NotExecuted", "reason": "not selected"},
+        "b": {"phase": "Failed"},
+        "c": {"phase": "NotExecuted", "reason": "not selected"},
+    }
+    view = parent_view("child", {"phase": "Failed", "steps": steps}, "root")
+    assert view.not_selected == frozenset({"a", "c"})
+    blocked = {**steps, "c": {"phase": "NotExecuted", "reason": "blocked"}}
+    assert parent_view("child", {"phase": "Failed", "steps": blocked}, "root").not_selected == frozenset({"a"})
