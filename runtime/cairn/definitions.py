@@ -1137,6 +1137,14 @@ class OutputHandle:
     dim: Dim | None = None
 
 
+@dataclass(frozen=True)
+class InputValue:
+    """A job's top-level input given a value (``graph.to_job(input_values={"x": 4})``): an op input it reaches
+    takes that value, as an unconnected input takes its default."""
+
+    value: Any
+
+
 def _map(dim: Dim, value: OutputHandle, fn: Callable[[Any], Any], where: str) -> Any:
     """Call `fn` with `value` as the job body's fan-out over `dim`: ops it calls on `value` are mapped."""
     builder = _Builder.current
@@ -1305,6 +1313,8 @@ class _Builder:
         return given
 
     def _check_input(self, what: str, inputs: Sequence[str], inp: str, value: Any) -> None:
+        if isinstance(value, InputValue):
+            return
         if isinstance(value, tuple) and value and all(isinstance(v, OutputHandle) for v in value):
             raise DefinitionError(
                 f"{self.where}: input {inp!r} of {what} was given all outputs of {value[0].node}; unpack them "
@@ -1329,11 +1339,16 @@ class _Builder:
         fan = {inp: v for inp, v in given.items() if isinstance(v, list) and inp not in opdef.nothing_inputs}
         if fan:  # Dagster's fan-in, op([a(), b()]): the input is the list of those outputs' values
             opdef = self._fan_in(name, opdef, fan, given)
+        constants = {inp: given.pop(inp).value for inp in list(given) if isinstance(given[inp], InputValue)}
+        if constants:  # a job's input values: the op is called with them (the inputs stay unconnected)
+            opdef = copy.copy(opdef)
+            opdef.fn = _defaulting(opdef.fn, constants)
+            opdef.input_defaults = {**opdef.input_defaults, **{k: v for k, v in constants.items() if v is not NoValue}}
         hooks = frozenset().union(inv.hook_defs, *self.hooks)
         node = Node(name, opdef, tags={**opdef.tags, **inv.tags}, hook_defs=hooks, retry_policy=inv.retry_policy)
         for inp in opdef.inputs:
             if inp not in given:
-                if inp in opdef.input_defaults or inp in opdef.nothing_inputs:
+                if inp in opdef.input_defaults or inp in opdef.nothing_inputs or inp in constants:
                     continue
                 raise DefinitionError(
                     f"{self.where}: input {inp!r} of op {name} is not connected; pass the output of an upstream "
@@ -1501,11 +1516,11 @@ class _Builder:
             return DynamicOutputHandle(node.name, output)
         return OutputHandle(node.name, output)
 
-    def record(self, body: Callable[..., Any], *args: Any) -> Any:
+    def record(self, body: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a job or graph body with this builder current; returns what the body returns."""
         previous, _Builder.current = _Builder.current, self
         try:
-            return body(*args)
+            return body(*args, **kwargs)
         finally:
             _Builder.current = previous
 
@@ -1569,9 +1584,12 @@ class JobDefinition:
         self.metadata = dict(metadata or {})
         self.logger_defs = dict(logger_defs or {})
         self.input_values = dict(input_values or {})
+        #: top-level inputs (a graph's, in ``to_job``) without a value: runs are refused until they have one
+        self.missing_inputs: list[str] = []
         self.graphs: dict[str, GraphNode] = dict(graphs or {})
         self.default_config = merge_config(_graph_defaults(self.graphs), self.config)
         self.module_ref: str | None = None  # module:attr when known (set by reconstructable or the loader)
+        self.remake: Callable[..., JobDefinition] | None = None  # the same job with other @job arguments
         if not self.nodes:
             raise DefinitionError(f"job {name} has no ops; call at least one op in its body")
         dynamic.check_graph(
@@ -1587,6 +1605,17 @@ class JobDefinition:
             raise _param_error("hook_defs", "one of ['frozenset', 'set']", hook_defs)
         made = copy.copy(self)
         made.hook_defs = self.hook_defs | frozenset(hook_defs)
+        return made
+
+    def with_input_values(self, input_values: Mapping[str, Any]) -> JobDefinition:
+        """This job with its top-level inputs given these values (what ``execute_in_process(input_values=...)``
+        runs): a job made by ``graph.to_job`` takes its graph's inputs; a @job has none."""
+        if not input_values:
+            return self
+        if self.remake is None:
+            raise DefinitionError(f"job {self.name} cannot be rebuilt with input values (it was not made by @job)")
+        made = self.remake(input_values={**self.input_values, **input_values})
+        made.module_ref = self.module_ref
         return made
 
     def get_definition(self) -> JobDefinition:
@@ -1710,6 +1739,13 @@ class JobDefinition:
                     f'Expected: "{self._expected_root()}". '
                     f"(Cairn: run_config has unknown key(s) {unknown}; its sections are "
                     f"{', '.join(RUN_CONFIG_SECTIONS)}.)"
+                )
+            if self.missing_inputs:
+                raise _Invalid(
+                    f'Missing required config entry "inputs" at the root. You must provide this value in your run '
+                    f"config. (Cairn: job {self.name}'s top-level input(s) {', '.join(self.missing_inputs)} have no "
+                    f"value: give input_values={{...}} to to_job or execute_in_process; Cairn reads no inputs run "
+                    f"config.)"
                 )
             _check_section(cfg, "execution", _EXECUTION_KEYS)
             _check_section(cfg, "loggers", None)
@@ -1896,16 +1932,13 @@ def job(
     `logger_defs` and `owners` are accepted and not used; `partitions_def` is refused (no partitions)."""
     if partitions_def is not None:
         raise DefinitionError("partitions_def: Cairn has no partitioned jobs; remove it (or run one job per partition)")
-    if input_values:
-        raise DefinitionError(
-            "input_values: Cairn's job inputs come from ops; pass the value from an op (or from config) instead"
-        )
 
-    def wrap(f: Callable[[], Any]) -> JobDefinition:
+    def wrap(f: Callable[..., Any]) -> JobDefinition:
         job_name = name or f.__name__
         _job_args(job_name, op_retry_policy, hooks, resource_defs, config)
         builder = _Builder(check_name(job_name, "job name"))
-        builder.record(f)
+        inputs = _top_level_inputs(job_name, f, input_values or {})
+        builder.record(f, **inputs)
         jd = JobDefinition(
             job_name,
             builder.nodes,
@@ -1920,11 +1953,49 @@ def job(
             logger_defs=logger_defs,
             run_tags=run_tags,
             graphs=builder.graphs,
+            input_values=input_values,
         )
         jd.module_ref = _where_defined(f)
+        jd.remake = functools.partial(_remade, f, arguments)
+        jd.missing_inputs = [k for k, v in inputs.items() if v.value is NoValue]
         return jd
 
+    arguments: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "resource_defs": resource_defs,
+        "config": config,
+        "tags": tags,
+        "run_tags": run_tags,
+        "metadata": metadata,
+        "logger_defs": logger_defs,
+        "executor_def": executor_def,
+        "hooks": hooks,
+        "op_retry_policy": op_retry_policy,
+        "input_values": input_values,
+        "owners": owners,
+    }
     return wrap(compose_fn) if compose_fn is not None else wrap
+
+
+def _remade(f: Callable[..., Any], arguments: Mapping[str, Any], **changes: Any) -> JobDefinition:
+    """The job `job(**arguments)` builds from `f`, with some arguments changed (`JobDefinition.with_input_values`)."""
+    made = job(**{**arguments, **changes})(f)
+    assert isinstance(made, JobDefinition)
+    return made
+
+
+def _top_level_inputs(job_name: str, f: Callable[..., Any], values: Mapping[str, Any]) -> dict[str, InputValue]:
+    """The body's parameters (a graph's inputs, in ``to_job``) given their `input_values` (NoValue for one
+    not given: the job refuses to run until it has it); Dagster's refusal of a value for no input."""
+    params = list(inspect.signature(f).parameters)
+    for key in values:
+        if key not in params:
+            raise DefinitionError(
+                f"Error when constructing JobDefinition '{job_name}': Input value provided for key '{key}', but job "
+                f"has no top-level input with that name."
+            )
+    return {p: InputValue(values.get(p, NoValue)) for p in params}
 
 
 def _where_defined(f: Callable[..., Any]) -> str | None:

@@ -196,12 +196,7 @@ class GraphDefinition:
         owners: Sequence[str] | None = None,
     ) -> JobDefinition:
         """A job of this graph's ops (at the top level: step ``op``, not ``graph.op``), with @job's arguments;
-        the graph's tags are the job's unless `tags` is given."""
-        if self.inputs:
-            raise DefinitionError(
-                f"graph {self.name} has inputs ({', '.join(self.inputs)}): a job's inputs come from its ops in "
-                f"Cairn (no top-level input_values or inputs config); wrap it in a @job that passes an op's output"
-            )
+        the graph's tags are the job's unless `tags` is given; the graph's inputs take `input_values`."""
         if op_selection is not None:
             raise DefinitionError(
                 "to_job(op_selection=...): select ops when running instead: execute_job(job, op_selection=[...])"

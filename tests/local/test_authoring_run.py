@@ -227,3 +227,12 @@ def test_an_inputs_declared_default_is_used_when_unconnected(instance: Instance)
 
     with execute_job(uses_default, instance=instance) as result:
         assert (result.output_for_node("defaulted"), result.output_for_node("connected")) == (10, 2)
+
+
+def test_a_graphs_input_values_reach_its_ops(instance: Instance) -> None:
+    @graph
+    def doubled(x: Any) -> Any:
+        return add(add.alias("first")(x), x)
+
+    with execute_job(doubled.to_job(input_values={"x": 5}), instance=instance) as result:
+        assert result.success and result.output_for_node("add") == 12

@@ -487,3 +487,30 @@ def test_a_collector_inside_the_map_it_collects_is_fine_without_a_per_key_input(
 
     assert "total" not in both.mapped() and both.mapped()["add"] == ("dyn", "result")
     assert both.collects()["total"] == {"x": ("each", "result")}
+
+
+@graph
+def takes_x(x: Any) -> Any:
+    return add(x)
+
+
+def test_graph_inputs_take_input_values_in_to_job() -> None:
+    made = takes_x.to_job(input_values={"x": 4})
+    assert made.deps() == {"add": {}} and made.nodes["add"].op.fn() == 6
+    assert made.with_input_values({"x": 10}).nodes["add"].op.fn() == 12
+    made.validate_run_config(None)
+
+
+def test_input_values_refusals() -> None:
+    with pytest.raises(DefinitionError, match="Input value provided for key 'z', but job has no top-level input"):
+        takes_x.to_job(input_values={"z": 1})
+
+    def body() -> None:
+        one()
+
+    with pytest.raises(DefinitionError, match=r"^Error when constructing JobDefinition 'no_inputs': Input value"):
+        job(name="no_inputs", input_values={"x": 5})(body)
+    unset = takes_x.to_job()
+    assert unset.missing_inputs == ["x"]
+    with pytest.raises(ConfigError, match='Missing required config entry "inputs" at the root'):
+        unset.validate_run_config(None)
