@@ -23,6 +23,15 @@ an op outside the map reads a mapped op only through ``.collect()``.
 Types: a Python type given as an `Out`'s or `In`'s ``dagster_type`` (or as the op function's annotation)
 is checked when the step runs, with Dagster's `DagsterTypeCheckDidNotPass` and wording
 (`check_output_type`, `check_input_type`).
+
+Inputs, as Dagster's: ``In(Nothing)`` orders a step without a value (in `JobDefinition.deps`, as
+``start``, ``start__1``... for a list, never loaded); a list of outputs is a fan-in (the step's inputs
+``items__0``, ``items__1``..., gathered into the list ``items`` by the node's op); ``In(default_value=...)``
+and a graph's `input_values` reach the op as values for unconnected inputs. Config, as Dagster's: a
+`config_schema` (types, dicts, `Field`, `Array`, `Noneable`, `Shape`, `Permissive`, `Selector`, the
+`*Source` scalars) or a ``config: SomeConfig`` parameter (`Config`); run config sections ``ops`` (nested
+per graph: ``ops.outer.ops.inner.ops.op``), ``resources``, ``execution``, ``loggers``, checked with Dagster's
+wording (`JobDefinition.validate_run_config`), the job's `config` as the run's default.
 """
 
 from __future__ import annotations
