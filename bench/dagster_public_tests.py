@@ -443,6 +443,9 @@ def report(files: Sequence[str], results: dict[str, list[Outcome]]) -> str:
     for rel in files:
         per = "  ".join(f"{label} {_passed(results[label], rel)}" for label in labels)
         out.append(f"  {rel}: {per}")
+    skipped = [o for o in results[labels[0]] if o.status == "skipped"]
+    out.append(f"\nskipped ({len(skipped)}, the same for every target):")
+    out.extend(f"  {o.test}: {o.message[:160]}" for o in skipped)
     for label in labels:
         failing = [o for o in results[label] if o.status == "failed"]
         out.append(f"\nfailing against {label} ({len(failing)}):")
