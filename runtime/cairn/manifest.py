@@ -33,7 +33,8 @@ from typing import Any
 
 import yaml
 
-from cairn.contract import API_VERSION, JOB
+from cairn.contract import API_VERSION, GROUP, JOB
+from cairn.contract import key as cairn_key
 from cairn.definitions import JobDefinition, Node
 from cairn.retries import Backoff, RetryPolicy, calculate_delay
 from cairn.s3io import DEFAULT_PREFIX
@@ -42,10 +43,11 @@ from cairn.s3io import DEFAULT_PREFIX
 MAX_CLUSTER_RETRIES = 20
 #: Labels and annotations a podTemplate may carry (the CRD's MAX_LABELS), and one left for the JSON annotation.
 MAX_POD_METADATA = 64
-OP_TAG_PREFIX = "tag.cairn.dev/"
-RUN_TAG_PREFIX = "run-tag.cairn.dev/"
-OP_TAGS_ANNOTATION = "cairn.dev/tags"
-RUN_TAGS_ANNOTATION = "cairn.dev/run-tags"
+#: Where op and job tags go on a pod: label and annotation prefixes, and the annotations holding them all.
+OP_TAG_PREFIX = f"tag.{GROUP}/"
+RUN_TAG_PREFIX = f"run-tag.{GROUP}/"
+OP_TAGS_ANNOTATION = cairn_key("tags")
+RUN_TAGS_ANNOTATION = cairn_key("run-tags")
 RESOURCES_ENV = "CAIRN_RESOURCES_CONFIG"
 _LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
