@@ -57,11 +57,11 @@ from cairn.context import OpContext as OpContext  # re-exported: the op context 
 from cairn.context import OpExecutionContext
 from cairn.errors import (
     ConfigError,
-    DagsterError,
     DagsterInvalidInvocationError,
     DagsterInvariantViolationError,
     DefinitionError,
 )
+from cairn.errors import DagsterTypeCheckDidNotPass as DagsterTypeCheckDidNotPass  # re-exported
 from cairn.io import FORMATS
 from cairn.retries import RetryPolicy
 
@@ -99,18 +99,6 @@ def _param_error(param: str, expected: str, value: object) -> DefinitionError:
 
 
 # --- Dagster types: the Python types Dagster checks values against -----------------------------------------
-
-
-class DagsterTypeCheckDidNotPass(DagsterError):
-    """A value did not match its output's or input's type (Dagster's error: a step failure)."""
-
-    def __init__(
-        self, description: str | None = None, metadata: Mapping[str, Any] | None = None, dagster_type: Any = None
-    ):
-        super().__init__(description)
-        self.description = description
-        self.metadata = dict(metadata or {})
-        self.dagster_type = dagster_type
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,16 @@ class DagsterResourceFunctionError(DagsterUserCodeExecutionError):
     """A resource's init function raised."""
 
 
+class DagsterTypeCheckDidNotPass(DagsterError):
+    """A value did not match its output's or input's type (a step failure)."""
+
+    def __init__(self, description: str | None = None, metadata: object = None, dagster_type: object = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.metadata = dict(metadata or {})  # type: ignore[call-overload]
+        self.dagster_type = dagster_type
+
+
 class DagsterExecutionInterruptedError(BaseException):
     """The run was interrupted (Ctrl-C, SIGTERM) while a step ran."""
 

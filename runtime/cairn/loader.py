@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -47,8 +48,20 @@ def load_job(ref: str) -> JobDefinition:
             f"job reference {ref!r}: {target} has no attribute {attr!r}; "
             f"jobs defined there: {', '.join(jobs) or 'none'}"
         ) from exc
+    if not isinstance(obj, JobDefinition) and inspect.isfunction(obj):
+        obj = _called(ref, obj)  # Dagster's reconstructable(define_job): a module-level function returning the job
     if not isinstance(obj, JobDefinition):
         raise CairnError(f"job reference {ref!r} names a {type(obj).__name__}, not a job (decorate it with @job)")
     # Record an absolute file path, so `cairn reexecute` finds the job from any directory.
     obj.module_ref = f"{Path(target).resolve()}:{attr}" if target.endswith(".py") or "/" in target else ref
     return obj
+
+
+def _called(ref: str, fn: object) -> object:
+    """What a job-defining function (``def define_job(): return the_job``) returns."""
+    try:
+        return fn()  # type: ignore[operator]
+    except TypeError as exc:
+        raise CairnError(
+            f"job reference {ref!r} names a function that cannot be called without arguments: {exc}"
+        ) from exc
