@@ -403,10 +403,13 @@ def execute_in_process(
     from cairn.instance import Instance
 
     if input_values:
-        raise DagsterInvalidInvocationError(
-            f"execute_in_process(input_values=...): job {job.name} has no top-level inputs; Cairn's jobs take "
-            f"their values from ops (pass constants through config)"
-        )
+        with_values = getattr(job, "with_input_values", None)  # a job made from a graph with inputs takes them
+        if with_values is None:
+            raise DagsterInvalidInvocationError(
+                f"execute_in_process(input_values=...): job {job.name} has no top-level inputs; Cairn's jobs take "
+                f"their values from ops (pass constants through config)"
+            )
+        job = with_values(input_values)
     run_tags = {**(tags or {}), **({"dagster/partition": partition_key} if partition_key is not None else {})}
     outcome = run_job(
         _with_resources(job, resources),

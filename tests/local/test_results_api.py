@@ -493,3 +493,19 @@ def test_execute_in_process_reads_outputs_an_in_memory_io_manager_holds() -> Non
 
     result = execute_in_process(in_memory)
     assert result.success and (result.output_for_node("one"), result.output_for_node("add")) == (1, 3)
+
+
+def test_execute_in_process_gives_a_graph_jobs_inputs() -> None:
+    from cairn.graphs import graph
+
+    @op
+    def plus_one(x: int) -> int:
+        return x + 1
+
+    @graph
+    def incremented(x: int) -> Any:
+        return plus_one(x)
+
+    made = incremented.to_job(input_values={"x": 1})
+    assert execute_in_process(made).output_for_node("plus_one") == 2
+    assert execute_in_process(made, input_values={"x": 5}).output_for_node("plus_one") == 6
