@@ -91,7 +91,26 @@ def schema_required(schema: Any) -> bool:
         return any(_field_parts(s)[1] for s in schema.values())
     if hasattr(schema, "default_value"):
         return _field_parts(schema)[1]
+    if _is_config_type(schema):
+        return bool(schema.required)
     return isinstance(schema, type) and schema in _SCALARS
+
+
+def _is_config_type(schema: Any) -> bool:
+    """Whether `schema` is one of Dagster's config type objects (``Noneable``, ``Permissive``, ``StringSource``...,
+    `cairn.config_types`), which check themselves."""
+    from cairn.config_types import ConfigType
+
+    return isinstance(schema, ConfigType)
+
+
+def _check_config_type(schema: Any, value: Any, path: str) -> tuple[Any, list[str]]:
+    from cairn import config_types
+
+    try:
+        return schema.check(path, value), []
+    except config_types._Invalid as exc:
+        return value, [str(exc)]
 
 
 def schema_label(schema: Any) -> str:
@@ -106,6 +125,8 @@ def schema_label(schema: Any) -> str:
         return f"[{schema_label(schema[0])}]"
     if hasattr(schema, "default_value"):
         return schema_label(_field_parts(schema)[0])
+    if _is_config_type(schema):
+        return str(schema.type_name)
     return _SCALARS.get(schema, "Any") if isinstance(schema, type) else "Any"
 
 
@@ -150,6 +171,8 @@ def check_config(schema: Any, value: Any, path: str = "root") -> tuple[Any, list
     value, env_errors = _resolved(value, path)
     if env_errors:
         return value, env_errors
+    if _is_config_type(schema):
+        return _check_config_type(schema, value, path)
     if isinstance(schema, Mapping):
         return _check_shape(schema, value, path)
     if isinstance(schema, list) and len(schema) == 1:
@@ -194,6 +217,10 @@ def _check_shape(schema: Mapping[str, Any], value: Any, path: str) -> tuple[Any,
         elif _is_shape(inner):  # an optional section: its own defaults (and their errors)
             out[name], errs = check_config(inner, None, f"{path}:{name}")
             errors.extend(errs)
+        elif _is_config_type(inner):  # e.g. Noneable: what it makes of no value, if anything
+            absent, errs = _check_config_type(inner, None, f"{path}:{name}")
+            if not errs:
+                out[name] = absent
     return out, errors
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cairn.config_types import Noneable, Permissive
 from cairn.definitions import Field, Out, job, op
 from cairn.errors import (
     DagsterInvalidConfigError,
@@ -105,6 +106,9 @@ def test_schema_label_is_dagsters(schema: Any, label: str) -> None:
         ({"x": float}, {"x": 1}, {"x": 1}, []),
         ([int], [1, "b"], None, ["Invalid scalar at path root[1]."]),
         (None, {"anything": object}, {"anything": object}, []),
+        ({"x": Noneable(int)}, {}, {"x": None}, []),
+        ({"x": Noneable(int)}, {"x": "a"}, None, ["Invalid scalar at path root:x."]),
+        ({"p": Permissive({"a": int})}, {"p": {"a": 1, "b": 2}}, {"p": {"a": 1, "b": 2}}, []),
     ],
 )
 def test_check_config(schema: Any, value: Any, expected: Any, errors: list[str]) -> None:
