@@ -111,7 +111,11 @@ def run_key(run: str, run_uid: str) -> str:
     return f"{run}.{run_uid[:8]}" if run_uid else run
 
 
-def step_context(namespace: str, spec: JobSpec, inputs: Mapping[str, Mapping[str, Any]], config: Any) -> dict[str, Any]:
+def step_context(
+    namespace: str, spec: JobSpec, inputs: Mapping[str, Mapping[str, Any]], config: Any, attempt: int
+) -> dict[str, Any]:
+    """What a step pod is told (the step protocol): where storage is, its inputs, its op's config and which
+    attempt it is (1 for the first; its failure hooks run on the last only, as Dagster's)."""
     storage: dict[str, Any] = {"kind": "s3", "prefix": spec.storage.prefix}
     if spec.storage.bucket:
         storage["bucket"] = spec.storage.bucket
@@ -123,6 +127,7 @@ def step_context(namespace: str, spec: JobSpec, inputs: Mapping[str, Mapping[str
         "storage": storage,
         "inputs": dict(inputs),
         "config": config,
+        "attempt": attempt,
     }
 
 
@@ -199,7 +204,7 @@ def step_pod(
     op: OpSpec = graph.ops[step]
     name = pod_name(run, run_uid, step, attempt)
     rid = run_key(run, run_uid)
-    ctx = step_context(namespace, spec, inputs, config)
+    ctx = step_context(namespace, spec, inputs, config, attempt)
     wiring = graph.deps[step]
     if node_of(step) != step or any("[" in f"{inp}{up}{out}" for inp, (up, out) in wiring.items()):
         # the concrete wiring: which upstream step and output each input (a per-key value, a collected list) reads

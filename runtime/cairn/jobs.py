@@ -105,6 +105,10 @@ class JobDefinition:
         dynamic.check_graph(
             self.step_keys, self.deps(), self.dynamic_outputs(), self.mapped(), self.collects(), f"job {name}"
         )
+        if resource_defs is not None:  # as Dagster: with resources given, a missing one is refused now
+            from cairn.resources import check_required_resources  # resources builds on jobs
+
+            check_required_resources(self)
 
     def __repr__(self) -> str:
         return f"<job {self.name}: {', '.join(self.nodes)}>"

@@ -183,8 +183,13 @@ def test_dynamic_outputs_through_graphs() -> None:
 
 
 def test_job_arguments_are_stored() -> None:
+    from cairn.hooks import success_hook
+
     io = object()
-    hook = object()
+
+    @success_hook
+    def hook(context: Any) -> None:  # a real hook: with resource_defs given, the job checks its hooks' resources
+        pass
 
     @job(
         name="stored",

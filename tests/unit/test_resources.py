@@ -667,3 +667,23 @@ def test_env_var_fields_are_read_when_the_resources_are_built(monkeypatch: pytes
     with build_resources(defs) as r:
         assert r.t.token == "abc" and type(r.t.token) is str
     assert EnvVar("CAIRN_TEST_TOKEN").get_value() == "abc" and EnvVar("CAIRN_NOPE_X").get_value("d") == "d"
+
+
+def test_a_job_given_resources_refuses_a_missing_one_when_defined() -> None:
+    # Dagster 1.13: with resource_defs given, @job refuses an op's missing resource at once; without, it waits.
+    from cairn.dagster import DagsterInvalidDefinitionError, ResourceDefinition, job, op
+
+    @op(required_resource_keys={"db"})
+    def load(context: Any) -> int:
+        return 1
+
+    @job
+    def later() -> None:
+        load()
+
+    assert later.name == "later"
+    with pytest.raises(DagsterInvalidDefinitionError, match="resource with key 'db' required by op 'load' was not"):
+
+        @job(resource_defs={"other": ResourceDefinition.hardcoded_resource(1)})
+        def now() -> None:
+            load()

@@ -138,6 +138,7 @@ def test_a_python_step_pod() -> None:
         "storage": {"kind": "s3", "prefix": "p"},
         "inputs": {"start.result": {"key": "p/ns/r.uid00000/start/result", "names": ["data"]}},
         "config": {"lr": 0.1},
+        "attempt": 2,  # the pod's attempt (its label says the same): hooks fire on the last attempt only
     }
     assert env["MODE"]["value"] == "fast"
 
