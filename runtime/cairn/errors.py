@@ -34,6 +34,10 @@ class DagsterInvariantViolationError(DagsterError):
     """An API is used in a way it does not allow (e.g. a result read outside its `with` block)."""
 
 
+class DagsterRunAlreadyExists(DagsterInvariantViolationError):
+    """A run with the given run_id is already in the instance."""
+
+
 class DagsterExecutionStepNotFoundError(DagsterError):
     """A step selection names a step the plan does not have."""
 

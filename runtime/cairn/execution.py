@@ -42,7 +42,7 @@ from cairn.definitions import JobDefinition
 from cairn.errors import CairnError, DagsterInvariantViolationError, DagsterResourceFunctionError
 from cairn.instance import Instance
 from cairn.launch import TAG_MODE, TAG_PARENT, TAG_ROOT, ReexecutionOptions, prepare
-from cairn.resources import check_reexecution_io, run_resources
+from cairn.resources import check_reexecution_io, check_required_resources, run_resources
 from cairn.results import ExecuteJobResult, JobExecutionResult
 from cairn.stepbody import concrete_deps, instance_key, job_graph, outs_format, run_step_body
 
@@ -157,6 +157,7 @@ def run_job(
         raise DagsterInvariantViolationError("asset_selection: Cairn's jobs have no assets; select ops instead")
     if reexecution_options is not None and op_selection is not None:
         raise DagsterInvariantViolationError("re-execution and op selection cannot be used together at this time.")
+    check_required_resources(job)  # before the run exists, as Dagster refuses it
     if reexecution_options is not None:
         check_reexecution_io(job)
     launch = prepare(job, instance, run_config, reexecution_options, tags, op_selection=op_selection, run_id=run_id)

@@ -16,7 +16,7 @@ from typing import Any
 
 from cairn import dynamic
 from cairn.definitions import JobDefinition
-from cairn.errors import ConfigError, DagsterInvariantViolationError, ReexecutionError
+from cairn.errors import ConfigError, DagsterRunAlreadyExists, ReexecutionError
 from cairn.instance import Instance, RunRecord
 from cairn.planner import JobGraph, Mode, Plan, Request, initial_plan, plan_checked
 from cairn.selection import OP_SELECTION_TAG, Graph, select_ops
@@ -26,10 +26,6 @@ from cairn.stepbody import job_graph
 TAG_PARENT = "cairn.dev/parent-run"
 TAG_ROOT = "cairn.dev/root-run"
 TAG_MODE = "cairn.dev/reexecution-mode"
-
-
-class DagsterRunAlreadyExists(DagsterInvariantViolationError):
-    """A run with the given run_id is already in the instance."""
 
 
 @dataclass

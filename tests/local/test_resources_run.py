@@ -115,19 +115,12 @@ def test_an_op_requiring_an_undefined_resource_is_dagsters_definition_error(inst
 
         return lacking
 
-    # Dagster refuses the run before it starts; Cairn does when the executor checks the job's resources first
-    # (cairn.resources.check_required_resources), else the step that needs the resource fails with the same error.
+    # Dagster refuses the run before it starts (no run is recorded); so does Cairn.
     expected = "resource with key 'db' required by op 'reads_db' was not provided"
-    try:
-        result = execute_job(define(), instance)
-    except DagsterInvalidDefinitionError as exc:
-        assert str(exc).startswith(expected)
-        return
-    with result:
-        assert not result.success
-        failure = result.get_step_failure_events()[0]
-        assert expected in str(failure.event_specific_data.error)
-        assert "reads_db" in result.get_failed_step_keys()
+    with pytest.raises(DagsterInvalidDefinitionError) as info:
+        execute_job(define(), instance)
+    assert str(info.value).startswith(expected)
+    assert instance.get_runs() == []
 
 
 @op
