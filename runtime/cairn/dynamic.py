@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cairn.errors import DefinitionError
+from cairn.errors import DefinitionError, OutputContractError
 
 #: Dagster's rule for mapping keys; also what keeps `op[key]` a step key in every place it appears.
 KEY_PATTERN = r"[A-Za-z0-9_]{1,100}"
@@ -34,6 +34,10 @@ class MappingKeyError(DefinitionError):
     """A mapping key is malformed or repeated; the message says which and what is allowed."""
 
 
+class DuplicateMappingKeyError(MappingKeyError, OutputContractError):
+    """An op emitted the same mapping key twice (Dagster's invariant violation)."""
+
+
 def check_key(op: str, output: str, key: object, seen: set[str] | None = None) -> str:
     """`key` as a valid mapping key of `op`'s dynamic output `output`, or MappingKeyError."""
     if not isinstance(key, str) or not _KEY.match(key):
@@ -43,9 +47,9 @@ def check_key(op: str, output: str, key: object, seen: set[str] | None = None) -
         )
     if seen is not None:
         if key in seen:
-            raise MappingKeyError(
-                f"op {op}: output {output!r} emitted mapping_key {key!r} twice; each key names one mapped step, "
-                f"so keys must be unique"
+            raise DuplicateMappingKeyError(
+                f'Compute for op "{op}" yielded a DynamicOutput with mapping_key "{key}" multiple times. (Cairn: '
+                f"output {output!r}: each key names one mapped step, so keys must be unique.)"
             )
         seen.add(key)
     return key

@@ -96,6 +96,11 @@ class CairnError(DagsterError):
     """Base of Cairn's own errors."""
 
 
+class OutputContractError(CairnError, DagsterInvariantViolationError):
+    """An op's compute yielded what its outputs do not allow (a DynamicOutput for a plain output, an Output for a
+    dynamic one, a mapping key twice...): Dagster's invariant violation, a failure of the step."""
+
+
 class DefinitionError(CairnError, DagsterInvalidDefinitionError):
     """An op or job is defined wrongly (an unconnected input, a duplicate output, a cycle...)."""
 

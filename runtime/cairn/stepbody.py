@@ -26,7 +26,7 @@ from cairn.definitions import (
     check_input_type,
     check_output_type,
 )
-from cairn.errors import CairnError
+from cairn.errors import CairnError, OutputContractError
 from cairn.hooks import HookContext, HookDefinition, run_hooks, step_hooks, will_retry
 from cairn.planner import JobGraph
 from cairn.resources import (
@@ -393,9 +393,10 @@ class _Outputs:
     def output(self, name: str, v: Any) -> None:
         self._declared(name, "output")
         if name in self.dyn:
-            raise CairnError(
-                f"op {self.opdef.name}: output {name!r} is dynamic (DynamicOut): emit its values as "
-                f"DynamicOutput(value, mapping_key=..., output_name={name!r})"
+            raise OutputContractError(
+                f'Compute for op "{self.opdef.name}" for output "{name}" defined as dynamic must yield '
+                f"DynamicOutput, got Output. (Cairn: emit its values as DynamicOutput(value, mapping_key=..., "
+                f"output_name={name!r}).)"
             )
         if name in self.produced:
             raise CairnError(f"op {self.opdef.name} yielded output {name!r} twice")
@@ -409,9 +410,10 @@ class _Outputs:
         name = item.output_name
         self._declared(name, "a DynamicOutput for output")
         if name not in self.dyn:
-            raise CairnError(
-                f"op {self.opdef.name} yielded a DynamicOutput for output {name!r}, which is not dynamic: declare "
-                f"it DynamicOut() or yield Output(value, {name!r})"
+            raise OutputContractError(
+                f'Compute for op "{self.opdef.name}" yielded a DynamicOutput, but did not use '
+                f"DynamicOutputDefinition. (Cairn: output {name!r} is not dynamic: declare it DynamicOut() or yield "
+                f"Output(value, {name!r}).)"
             )
         key = dynamic.check_key(self.opdef.name, name, item.mapping_key, self.seen[name])
         check_output_type(self.opdef.name, name, getattr(self.outs[name], "dagster_type", None), item.value)

@@ -333,7 +333,7 @@ def test_a_returned_list_of_dynamic_outputs_keeps_emission_order(instance: Insta
 @pytest.mark.parametrize(
     ("keys", "message"),
     [
-        (["a", "a"], "emitted mapping_key 'a' twice"),
+        (["a", "a"], 'yielded a DynamicOutput with mapping_key "a" multiple times'),
         (["a-b"], "mapping_key 'a-b' .* is not valid"),
         (["x" * 101], "is not valid"),
     ],
@@ -367,9 +367,15 @@ def test_output_contract_of_dynamic_outputs(instance: Instance) -> None:
     def not_a_list() -> int:
         return 3
 
-    for bad, message in [
-        (wrong_kind, "output 'items' is dynamic"),
-        (wrong_target, "DynamicOutput for output 'n', which is not dynamic"),
+    @op(out=DynamicOut())
+    def twice() -> Iterator[Any]:
+        yield DynamicOutput(1, mapping_key="dunk")
+        yield DynamicOutput(2, mapping_key="dunk")
+
+    for bad, message in [  # Dagster's wording first (Dagster 1.13's DagsterInvariantViolationError)
+        (wrong_kind, 'Compute for op "wrong_kind" for output "items" defined as dynamic must yield DynamicOutput'),
+        (wrong_target, 'Compute for op "wrong_target" yielded a DynamicOutput, but did not use DynamicOutputDef'),
+        (twice, 'Compute for op "twice" yielded a DynamicOutput with mapping_key "dunk" multiple times.'),
         (not_a_list, "return a list of them; it returned int"),
     ]:
         j = _mapping_job(bad)
