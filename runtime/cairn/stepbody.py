@@ -351,9 +351,11 @@ class _Outputs:
             self.item(value)
         elif dyn and len(outs) == 1:
             if not isinstance(value, list | tuple) or not all(isinstance(v, DynamicOutput) for v in value):
-                raise CairnError(
-                    f"op {name} has the dynamic output {dyn[0]!r}: yield DynamicOutput(value, mapping_key=...) "
-                    f"for each key, or return a list of them; it returned {type(value).__name__}"
+                raise OutputContractError(
+                    f'Error with output for op "{name}": dynamic output {dyn[0]!r} expected a list of DynamicOutput '
+                    f"objects, but instead received instead an object of type {type(value)}. (Cairn: yield "
+                    f"DynamicOutput(value, mapping_key=...) for each key, or return a list of them; it returned "
+                    f"{type(value).__name__})"
                 )
             for item in value:
                 self.dynamic(item)

@@ -376,7 +376,7 @@ def test_output_contract_of_dynamic_outputs(instance: Instance) -> None:
         (wrong_kind, 'Compute for op "wrong_kind" for output "items" defined as dynamic must yield DynamicOutput'),
         (wrong_target, 'Compute for op "wrong_target" yielded a DynamicOutput, but did not use DynamicOutputDef'),
         (twice, 'Compute for op "twice" yielded a DynamicOutput with mapping_key "dunk" multiple times.'),
-        (not_a_list, "return a list of them; it returned int"),
+        (not_a_list, "Error with output for op \"not_a_list\": dynamic output 'result' expected a list of Dynamic"),
     ]:
         j = _mapping_job(bad)
         result = execute_job(j, instance=instance)
