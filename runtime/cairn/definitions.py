@@ -288,7 +288,28 @@ def _retry_policy(policy: object) -> RetryPolicy | None:
     return policy
 
 
-class OpDefinition:
+class NodeModifiers:
+    """What an op and a graph share: Dagster's per-node modifiers, each a `PendingNodeInvocation` of it."""
+
+    def alias(self, name: str) -> PendingNodeInvocation:
+        """This op (graph) under another node name in a job body: ``add.alias("add_again")(x)``."""
+        return PendingNodeInvocation(self).alias(name)
+
+    def tag(self, tags: Mapping[str, str] | None) -> PendingNodeInvocation:
+        """With more tags for one node: ``op.tag({"team": "data"})()``."""
+        return PendingNodeInvocation(self).tag(tags)
+
+    def with_hooks(self, hook_defs: AbstractSet[Any]) -> PendingNodeInvocation:
+        """With hooks for one node (of a graph: for every op of that use of it): ``op.with_hooks({notify})()``."""
+        return PendingNodeInvocation(self).with_hooks(hook_defs)
+
+    def with_retry_policy(self, retry_policy: RetryPolicy) -> PendingNodeInvocation:
+        """With a retry policy for one node (it wins over the op's and the job's; as in Dagster, a graph
+        node's policy is not read for its ops)."""
+        return PendingNodeInvocation(self).with_retry_policy(retry_policy)
+
+
+class OpDefinition(NodeModifiers):
     """An op: a function with named inputs (its parameters) and named outputs. Dagster's constructor order;
     `@op` is how ops are usually declared."""
 
@@ -448,22 +469,6 @@ class OpDefinition:
         made.config_schema = _Configured(self.config_schema, config_or_config_fn, config_schema)
         made.description = description or self.description
         return made
-
-    def alias(self, name: str) -> PendingNodeInvocation:
-        """This op under another node name in a job body: ``add.alias("add_again")(x)``."""
-        return PendingNodeInvocation(self).alias(name)
-
-    def tag(self, tags: Mapping[str, str] | None) -> PendingNodeInvocation:
-        """This op with more tags for one node: ``op.tag({"team": "data"})()``."""
-        return PendingNodeInvocation(self).tag(tags)
-
-    def with_hooks(self, hook_defs: AbstractSet[Any]) -> PendingNodeInvocation:
-        """This op with hooks for one node: ``op.with_hooks({notify})()``."""
-        return PendingNodeInvocation(self).with_hooks(hook_defs)
-
-    def with_retry_policy(self, retry_policy: RetryPolicy) -> PendingNodeInvocation:
-        """This op with a retry policy for one node (it wins over the op's and the job's)."""
-        return PendingNodeInvocation(self).with_retry_policy(retry_policy)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = _Builder.current

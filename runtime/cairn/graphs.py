@@ -19,6 +19,7 @@ from cairn.definitions import (
     ExecutorDefinition,
     GraphNode,
     JobDefinition,
+    NodeModifiers,
     OutputHandle,
     PendingNodeInvocation,
     _Builder,
@@ -54,7 +55,7 @@ def _declared_outs(out: GraphOut | Mapping[str, GraphOut] | None) -> dict[str, G
     return {check_name(n, "output name"): o for n, o in out.items()}
 
 
-class GraphDefinition:
+class GraphDefinition(NodeModifiers):
     """A graph: a function whose body calls ops and graphs; its parameters are its inputs."""
 
     def __init__(
@@ -91,20 +92,6 @@ class GraphDefinition:
 
     def __repr__(self) -> str:
         return f"<graph {self.name}>"
-
-    def alias(self, name: str) -> PendingNodeInvocation:
-        return PendingNodeInvocation(self).alias(name)
-
-    def tag(self, tags: Mapping[str, str] | None) -> PendingNodeInvocation:
-        return PendingNodeInvocation(self).tag(tags)
-
-    def with_hooks(self, hook_defs: AbstractSet[Any]) -> PendingNodeInvocation:
-        """Hooks for every op of one use of this graph."""
-        return PendingNodeInvocation(self).with_hooks(hook_defs)
-
-    def with_retry_policy(self, retry_policy: RetryPolicy) -> PendingNodeInvocation:
-        """Accepted as Dagster does; as in Dagster, a graph node's policy is not read for its ops."""
-        return PendingNodeInvocation(self).with_retry_policy(retry_policy)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         builder = _Builder.current
