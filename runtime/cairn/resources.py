@@ -1428,20 +1428,28 @@ def load_managed(record: ManagedOutput, job: Any, resources: Any, input_name: st
 
 
 def resolve_stored(
-    job: Any, value: Any, run_config: Mapping[str, Any] | None = None, instance: Any = None, resources: Any = None
+    job: Any,
+    value: Any,
+    run_config: Mapping[str, Any] | None = None,
+    instance: Any = None,
+    resources: Any = None,
+    *,
+    run_id: str | None = None,
+    input_name: str | None = None,
 ) -> Any:
     """A value read from Cairn's store as its user sees it: a `ManagedOutput` record loaded through its IO
     manager (`resources` when the run's are still open, else that IO manager initialised for the call, with
-    the run config's ``resources`` section); any other value as it is. For a result's ``output_for_node``."""
+    the run config's ``resources`` section, for run `run_id`) as the input `input_name`; any other value as
+    it is. For a result's ``output_for_node``."""
     record = ManagedOutput.from_stored(value)
     if record is None:
         return value
     if resources is not None and record.io_manager_key in resources:
-        return load_managed(record, job, resources)
+        return load_managed(record, job, resources, input_name, instance=instance)
     config = (run_config or {}).get("resources") or {}
     rdefs = getattr(job, "resource_defs", None) or {}
-    with build_resources(rdefs, instance, config, required_keys={record.io_manager_key}) as built:
-        return load_managed(record, job, built)
+    with build_resources(rdefs, instance, config, required_keys={record.io_manager_key}, run_id=run_id) as built:
+        return load_managed(record, job, built, input_name, instance=instance)
 
 
 class DirectOpExecutionContext(OpExecutionContext):

@@ -258,38 +258,17 @@ class ExecutionResult:
     def _managed(self, run: RunRecord, value: Any) -> Any:
         """A value a job IO manager handled is loaded by it (its resource initialised for the load, as Dagster
         re-initialises resources to read a result's outputs); any other value is the value."""
-        from cairn.resources import ManagedOutput, build_resources
+        from cairn.resources import resolve_stored
 
-        record = ManagedOutput.from_stored(value)
-        if record is None:
-            return value
-        key = record.io_manager_key
-        kept = self._kept_resources()
-        if kept is not None and key in kept:
-            return self._load_managed(kept, record)
-        defs = getattr(self.job, "resource_defs", None) or {}
-        config = run.run_config.get("resources") or {}
-        with build_resources(defs, self.instance, config, required_keys={key}, run_id=run.run_id) as resources:
-            return self._load_managed(resources, record)
-
-    def _load_managed(self, resources: Any, record: Any) -> Any:
-        from cairn.resources import InputContext, OutputContext
-
-        upstream = OutputContext(
-            step_key=record.step_key,
-            name=record.name,
-            job_name=self.job.name,
-            run_id=record.run_id,
-            mapping_key=record.mapping_key,
+        return resolve_stored(
+            self.job,
+            value,
+            run.run_config,
+            self.instance,
+            self._kept_resources(),
+            run_id=run.run_id,
+            input_name="dummy_input_name",
         )
-        context = InputContext(
-            name="dummy_input_name",
-            job_name=self.job.name,
-            upstream_output=upstream,
-            resources=resources,
-            instance=self.instance,
-        )
-        return getattr(resources, record.io_manager_key).load_input(context)
 
     def _kept_resources(self) -> Any:
         """The run's own resources to read its outputs with (None: initialise them again, as Dagster does for
